@@ -1,0 +1,1 @@
+"""Adapters: the only code that acts on the outside world (``base.Adapter``)."""

@@ -1,0 +1,26 @@
+"""The ``notify`` adapter: a structured log line (the console in ``serve``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from autorunner.adapters.base import Delivery
+from autorunner.decision import Action
+
+log = structlog.get_logger("autorunner.notify")
+
+
+class NotifyAdapter:
+    """Announce an action's ``text``; the line carries the effect key for audits."""
+
+    kind = "notify"
+    delivery: Delivery = "at_most_once"
+
+    async def execute(self, action: Action, *, effect_key: str) -> dict[str, Any]:
+        text = str(action.params.get("text", ""))
+        log.info(
+            "effect.notify", event_id=effect_key.rsplit(":", 1)[0], effect_key=effect_key, text=text
+        )
+        return {"delivered": True, "chars": len(text)}

@@ -1,0 +1,263 @@
+"""The composition root: settings → concrete store, queue, pipeline, worker and ASGI app.
+
+This is the only module that names concrete backends and adapters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+import uvicorn
+
+from autorunner import signatures
+from autorunner.adapters.base import Adapter
+from autorunner.adapters.notify import NotifyAdapter
+from autorunner.clock import Clock, system_clock
+from autorunner.config import Settings, sqlite_path
+from autorunner.deciders import Decider
+from autorunner.deciders.rules import RulesDecider
+from autorunner.ingest import Ingestor
+from autorunner.ingress import WebhookApp, WebhookConfig, build_app
+from autorunner.metrics import Metrics
+from autorunner.pipeline import Pipeline
+from autorunner.policy import default_policy
+from autorunner.queue.base import Queue
+from autorunner.queue.memory import MemoryQueue
+from autorunner.queue.sqlite import SqliteQueue
+from autorunner.retry import RetryPolicy
+from autorunner.sqlitedb import SqliteDatabase
+from autorunner.store import sqlite as sqlite_store
+from autorunner.store.base import Backend
+from autorunner.store.memory import MemoryStore
+from autorunner.sweeper import run_sweeper
+from autorunner.worker import Worker, WorkerConfig
+
+log = structlog.get_logger("autorunner.app")
+
+
+@dataclass(kw_only=True)
+class Backends:
+    """The store and queue a process works with."""
+
+    store: Backend
+    queue: Queue
+
+    async def close(self) -> None:
+        await self.queue.close()
+        await self.store.close()
+
+
+async def open_backends(settings: Settings, *, clock: Clock = system_clock) -> Backends:
+    """Open the configured store and queue (one SQLite file serves both in local mode)."""
+    if settings.store_url.startswith("memory://"):
+        return Backends(store=MemoryStore(clock=clock), queue=MemoryQueue(clock=clock))
+    db = SqliteDatabase(
+        sqlite_path(settings.store_url),
+        migrations=sqlite_store.migrations(),
+        synchronous=settings.sqlite_synchronous,
+        busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+    )
+    await db.open()
+    return Backends(
+        store=sqlite_store.SqliteStore(db, clock=clock), queue=SqliteQueue(db, clock=clock)
+    )
+
+
+@dataclass(kw_only=True)
+class Runtime:
+    """Everything one process runs, built from settings."""
+
+    settings: Settings
+    backends: Backends
+    metrics: Metrics
+    worker: Worker
+    app: Any
+    clock: Clock
+    adapters: dict[str, Adapter] = field(default_factory=dict)
+
+
+def build_runtime(
+    settings: Settings,
+    backends: Backends,
+    *,
+    adapters: dict[str, Adapter] | None = None,
+    clock: Clock = system_clock,
+) -> Runtime:
+    """Wire the pipeline, worker and ASGI app over open backends."""
+    metrics = Metrics()
+    chosen: dict[str, Adapter] = adapters if adapters is not None else {"notify": NotifyAdapter()}
+    deciders: dict[str, Decider] = {"rules": RulesDecider()}
+    policy = default_policy(
+        max_execution_seconds=settings.job_timeout, max_attempts=settings.max_attempts
+    )
+    store, queue = backends.store, backends.queue
+    pipeline = Pipeline(store=store, policy=policy, deciders=deciders, adapters=chosen, clock=clock)
+    worker = Worker(
+        store=store,
+        queue=queue,
+        pipeline=pipeline,
+        config=WorkerConfig(
+            name=f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}",
+            concurrency=settings.worker_concurrency,
+            lease=settings.lease_seconds,
+            grace=settings.shutdown_grace,
+            retry=RetryPolicy(
+                max_attempts=settings.max_attempts,
+                base_delay=settings.retry_base_delay,
+                max_delay=settings.retry_max_delay,
+            ),
+        ),
+        metrics=metrics,
+        clock=clock,
+    )
+    secret = settings.auto_secret.get_secret_value() if settings.auto_secret else None
+    webhook = WebhookApp(
+        ingestor=Ingestor(store=store, queue=queue, metrics=metrics),
+        store=store,
+        config=WebhookConfig(
+            secrets=signatures.Secrets.parse(secret),
+            tolerance=settings.auto_signature_tolerance,
+            allow_unsigned=settings.auto_allow_unsigned,
+            max_body=settings.max_body_bytes,
+            store_timeout=settings.store_timeout,
+        ),
+        metrics=metrics,
+        clock=clock,
+    )
+    runtime = Runtime(
+        settings=settings,
+        backends=backends,
+        metrics=metrics,
+        worker=worker,
+        app=None,
+        clock=clock,
+        adapters=chosen,
+    )
+    runtime.app = build_app(
+        webhook=webhook, metrics=metrics, audit=store, queue=queue, ready=_readiness(runtime)
+    )
+    return runtime
+
+
+def _readiness(runtime: Runtime) -> Callable[[], Awaitable[dict[str, Any]]]:
+    async def ready() -> dict[str, Any]:
+        settings = runtime.settings
+        await runtime.backends.store.ping()
+        stats = await runtime.backends.queue.stats()
+        lag = stats.oldest_ready_age or 0.0
+        heartbeat = runtime.worker.last_heartbeat
+        checks: dict[str, Any] = {"store": "ok", "queue": "ok", "lag_seconds": round(lag, 3)}
+        ok = lag <= settings.lag_threshold
+        if settings.workers_enabled:
+            age = None if heartbeat is None else runtime.clock() - heartbeat
+            checks["worker_heartbeat_age"] = None if age is None else round(age, 3)
+            ok = ok and age is not None and age <= max(3 * settings.lease_seconds, 5.0)
+        return {"ok": ok, **checks}
+
+    return ready
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the runner owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def running(runtime: Runtime, stop: asyncio.Event) -> AsyncIterator[list[asyncio.Task[None]]]:
+    """Start the worker and the sweeper (when enabled); stop and drain them on exit."""
+    settings = runtime.settings
+    tasks: list[asyncio.Task[None]] = []
+    if settings.workers_enabled:
+        tasks.append(asyncio.create_task(runtime.worker.run(stop), name="worker"))
+        tasks.append(
+            asyncio.create_task(
+                run_sweeper(
+                    runtime.backends.store,
+                    runtime.backends.queue,
+                    stop,
+                    interval=settings.sweep_interval,
+                    after=settings.sweep_after,
+                    metrics=runtime.metrics,
+                    clock=runtime.clock,
+                ),
+                name="sweeper",
+            )
+        )
+    try:
+        yield tasks
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def serve(
+    settings: Settings, *, on_started: Callable[[int], Awaitable[None]] | None = None
+) -> None:
+    """``autorunner serve``: ingress + workers + sweeper in one process until SIGINT/SIGTERM."""
+    backends = await open_backends(settings)
+    runtime = build_runtime(settings, backends)
+    stop = asyncio.Event()
+    config = uvicorn.Config(
+        runtime.app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        loop="none",
+        http="httptools",
+    )
+    server = _Server(config)
+    loop = asyncio.get_running_loop()
+
+    def request_stop() -> None:
+        log.info("serve.stopping")
+        server.should_exit = True
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, request_stop)
+    try:
+        async with running(runtime, stop):
+            serving = asyncio.create_task(server.serve(), name="http")
+            while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn exposes only a flag
+                await asyncio.sleep(0.01)
+            if server.started:
+                port = _bound_port(server) or settings.port
+                log.info(
+                    "serve.started",
+                    host=settings.host,
+                    port=port,
+                    store=_safe_url(settings.store_url),
+                )
+                if on_started is not None:
+                    await on_started(port)
+            await serving
+            stop.set()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await backends.close()
+        log.info("serve.stopped")
+
+
+def _bound_port(server: uvicorn.Server) -> int | None:
+    for srv in getattr(server, "servers", []):
+        for sock in srv.sockets:
+            return int(sock.getsockname()[1])
+    return None
+
+
+def _safe_url(url: str) -> str:
+    return url.rsplit("@", maxsplit=1)[-1] if "@" in url else url

@@ -1,0 +1,358 @@
+"""The ``autorunner`` command: parse, call, print. Errors are one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets as secrets_module
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar, cast
+
+import httpx2
+import orjson
+import structlog
+import typer
+
+from autorunner import app as composition
+from autorunner import logs
+from autorunner.config import Settings, load_settings
+from autorunner.errors import AutorunnerError, ConfigError
+from autorunner.sender import sample_event, send_event
+from autorunner.store.base import EventStatus
+
+T = TypeVar("T")
+
+cli = typer.Typer(
+    help="autorunner: the agent runner for Elfa Auto.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+events_cli = typer.Typer(help="Inspect stored events and their runs.", no_args_is_help=True)
+dlq_cli = typer.Typer(help="Inspect and redrive dead letters.", no_args_is_help=True)
+cli.add_typer(events_cli, name="events")
+cli.add_typer(dlq_cli, name="dlq")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+
+
+class Failure(Exception):
+    """A user-facing failure: printed as one line, exit code 1."""
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the console script."""
+    try:
+        cli(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except (Failure, AutorunnerError) as exc:
+        print(f"autorunner: error: {exc}", file=sys.stderr)
+        sys.exit(2 if isinstance(exc, ConfigError) else 1)
+    except typer.Abort:
+        print("autorunner: aborted", file=sys.stderr)
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors carry their own exit code
+        code = getattr(exc, "exit_code", None)
+        if code is not None and hasattr(exc, "format_message"):
+            print(f"autorunner: error: {exc.format_message()}", file=sys.stderr)
+            sys.exit(code)
+        raise
+
+
+def _settings(**overrides: object) -> Settings:
+    settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    logs.configure(level=settings.log_level, fmt=settings.log_format)
+    return settings
+
+
+def _run(fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    return asyncio.run(fn())
+
+
+async def _with_backends(
+    settings: Settings, fn: Callable[[composition.Backends], Awaitable[T]]
+) -> T:
+    backends = await composition.open_backends(settings)
+    try:
+        return await fn(backends)
+    finally:
+        await backends.close()
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    from rich.console import Console  # noqa: PLC0415 - rich is imported only for people
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+
+
+def _when(ts: float | None) -> str:
+    return "-" if ts is None else datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@cli.command()
+def serve(
+    port: Annotated[int | None, typer.Option(help="HTTP port (default: PORT or 3000).")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Bind address (default: HOST or 127.0.0.1).")
+    ] = None,
+    demo: Annotated[
+        int, typer.Option(help="Also send this many signed sample events to ourselves.")
+    ] = 0,
+) -> None:
+    """Run ingress, workers and the sweeper in one process (local mode)."""
+    overrides: dict[str, object] = {"port": port, "host": host}
+    secret = None
+    if demo:
+        base = load_settings()
+        if base.auto_secret is None:
+            secret = secrets_module.token_hex(16)
+            overrides["auto_secret"] = secret
+        else:
+            secret = base.auto_secret.get_secret_value()
+    settings = _settings(**overrides)
+    on_started = _demo_sender(settings, demo, secret) if demo and secret else None
+    asyncio.run(composition.serve(settings, on_started=on_started))
+
+
+def _demo_sender(settings: Settings, count: int, secret: str) -> Callable[[int], Awaitable[None]]:
+    log = structlog.get_logger("autorunner.demo")
+
+    async def send_all(port: int) -> None:
+        url = f"http://{settings.host}:{port}/webhooks/auto"
+        log.info("demo.sending", count=count, url=url)
+        async with httpx2.AsyncClient(timeout=10) as client:
+            for n in range(count):
+                event_id = f"demo-{uuid.uuid4()}"
+                reply = await send_event(
+                    client,
+                    url,
+                    secret,
+                    sample_event(event_id=event_id, symbol=("BTC", "ETH", "SOL")[n % 3]),
+                    event_id=event_id,
+                )
+                log.info("demo.sent", event_id=event_id, status=reply.status)
+            # One duplicate, to show it is recognised and not run twice.
+            reply = await send_event(
+                client, url, secret, sample_event(event_id=event_id), event_id=event_id
+            )
+            log.info("demo.duplicate_sent", event_id=event_id, status=reply.status, body=reply.body)
+        log.info("demo.done", hint="see them with: autorunner events list; stop with Ctrl-C")
+
+    def start(port: int) -> Awaitable[None]:
+        asyncio.get_running_loop().create_task(send_all(port))
+        return asyncio.sleep(0)
+
+    return start
+
+
+@events_cli.command("list")
+def events_list(
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+    status: Annotated[str | None, typer.Option(help="pending, running, done or dead.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List stored events, newest first."""
+    if status not in (None, "pending", "running", "done", "dead"):
+        raise Failure(f"unknown status {status!r}: use pending, running, done or dead")
+    settings = _settings()
+    wanted = cast(EventStatus | None, status)
+    rows = _run(
+        lambda: _with_backends(settings, lambda b: b.store.list_events(limit=limit, status=wanted))
+    )
+    if as_json:
+        _print_json([r.to_dict() for r in rows])
+        return
+    _table(
+        "events",
+        ["event id", "status", "attempts", "type", "channel", "received", "error"],
+        [
+            [
+                r.event_id,
+                r.status,
+                str(r.attempts),
+                r.event_type,
+                r.channel,
+                _when(r.received_at),
+                r.last_error or "",
+            ]
+            for r in rows
+        ],
+    )
+
+
+@events_cli.command("show")
+def events_show(event_id: str, as_json: JsonFlag = False) -> None:
+    """Show one event's whole record: delivery, event, runs, effects."""
+    settings = _settings()
+    detail = _run(lambda: _with_backends(settings, lambda b: b.store.get_event(event_id)))
+    if detail is None:
+        raise Failure(f"no event with id {event_id!r}")
+    data = detail.to_dict()
+    if as_json:
+        _print_json(data)
+        return
+    s = detail.summary
+    print(
+        f"event {s.event_id}  status={s.status} attempts={s.attempts} type={s.event_type} channel={s.channel}"
+    )
+    print(
+        f"  received {_when(s.received_at)}  finished {_when(s.finished_at)}  execution {s.execution_id or '-'}"
+    )
+    if detail.dead_reason:
+        print(f"  dead letter: {detail.dead_reason}")
+    for run in detail.runs:
+        decision = run.decision or {}
+        print(
+            f"  attempt {run.attempt}: {run.outcome}  route={run.route}  decider={decision.get('version')}  error={run.error or '-'}"
+        )
+    for effect in detail.effects:
+        print(
+            f"  effect {effect['effect_key']}: {effect['status']} (tries {effect['tries']})  result={effect['result']}"
+        )
+
+
+@dlq_cli.command("list")
+def dlq_list(
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """List dead-lettered events with their reasons."""
+    settings = _settings()
+    rows = _run(lambda: _with_backends(settings, lambda b: b.store.list_dead_letters(limit=limit)))
+    if as_json:
+        _print_json([r.to_dict() for r in rows])
+        return
+    _table(
+        "dead letters",
+        ["event id", "attempts", "dead at", "reason"],
+        [[r.event_id, str(r.attempts), _when(r.dead_at), r.reason] for r in rows],
+    )
+
+
+@dlq_cli.command("redrive")
+def dlq_redrive(
+    event_id: Annotated[str | None, typer.Argument(help="The dead event to run again.")] = None,
+    redrive_all: Annotated[bool, typer.Option("--all", help="Redrive every dead letter.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Send dead-lettered events back to the queue with a fresh attempt count."""
+    if (event_id is None) == (not redrive_all):
+        raise Failure("give exactly one of EVENT_ID or --all")
+    settings = _settings()
+
+    async def redrive(backends: composition.Backends) -> list[str]:
+        ids = await backends.store.redrive(None if redrive_all else event_id)
+        for i in ids:
+            await backends.queue.enqueue(i)
+        return ids
+
+    ids = _run(lambda: _with_backends(settings, redrive))
+    if event_id is not None and not ids:
+        raise Failure(f"no dead letter with id {event_id!r}")
+    if as_json:
+        _print_json({"redriven": ids})
+    else:
+        print(f"redriven {len(ids)} event(s)")
+
+
+@cli.command()
+def status(as_json: JsonFlag = False) -> None:
+    """Queue depth, oldest pending age, in flight, dead letters."""
+    settings = _settings()
+
+    async def gather(backends: composition.Backends) -> dict[str, Any]:
+        q = await backends.queue.stats()
+        s = await backends.store.stats()
+        oldest = (
+            None
+            if s.oldest_unfinished_at is None
+            else round(time.time() - s.oldest_unfinished_at, 3)
+        )
+        return {
+            "queue_depth": q.depth,
+            "ready": q.ready,
+            "in_flight": q.in_flight,
+            "oldest_pending_age_seconds": None
+            if q.oldest_ready_age is None
+            else round(q.oldest_ready_age, 3),
+            "oldest_unfinished_event_age_seconds": oldest,
+            "dead_letters": s.counts.get("dead", 0),
+            "events": s.counts,
+            "rejected_deliveries": s.rejected,
+            "lag_threshold_seconds": settings.lag_threshold,
+        }
+
+    data = _run(lambda: _with_backends(settings, gather))
+    if as_json:
+        _print_json(data)
+        return
+    _table("status", ["metric", "value"], [[k, str(v)] for k, v in data.items()])
+
+
+@cli.command("send-test-event")
+def send_test_event(
+    url: Annotated[str | None, typer.Argument(help="Webhook URL (default: this runner's).")] = None,
+    event_id: Annotated[str | None, typer.Option(help="Event id (default: a new UUID).")] = None,
+    execution_id: Annotated[str | None, typer.Option(help="Execution id to include.")] = None,
+    body: Annotated[
+        Path | None, typer.Option(help="JSON body file (default: a sample trigger).")
+    ] = None,
+    secret: Annotated[
+        str | None,
+        typer.Option(help="Signing secret (default: first of AUTO_SECRET).", envvar=None),
+    ] = None,
+    legacy: Annotated[bool, typer.Option(help="Sign with the older SHA256(secret) key.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Sign an event exactly as Auto does and POST it."""
+    settings = _settings()
+    key = secret or (
+        settings.auto_secret.get_secret_value().split(",")[0].strip()
+        if settings.auto_secret
+        else None
+    )
+    if not key:
+        raise Failure("no signing secret: set AUTO_SECRET or pass --secret")
+    target = url or f"http://{settings.host}:{settings.port}/webhooks/auto"
+    eid = event_id or str(uuid.uuid4())
+    if body is not None:
+        try:
+            payload = orjson.loads(body.read_bytes())
+        except (OSError, orjson.JSONDecodeError) as exc:
+            raise Failure(f"cannot read JSON body from {body}: {exc}") from exc
+    else:
+        payload = sample_event(event_id=eid, execution_id=execution_id)
+
+    async def go() -> Any:
+        async with httpx2.AsyncClient(timeout=10) as client:
+            try:
+                return await send_event(client, target, key, payload, event_id=eid, legacy=legacy)
+            except httpx2.TransportError as exc:
+                raise Failure(f"cannot reach {target}: {exc}") from exc
+
+    reply = _run(go)
+    if as_json:
+        _print_json({"status": reply.status, "eventId": eid, "response": reply.body})
+    else:
+        print(f"{reply.status} {orjson.dumps(reply.body).decode()}")
+    if reply.status >= 300:
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,85 @@
+"""Settings, read once from the environment and a ``.env`` file; secrets are masked in every repr.
+
+Only the composition root (``app.py``) and the CLI call ``load_settings``; nothing else reads the
+environment.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from autorunner.errors import ConfigError
+from autorunner.logs import LogFormat
+
+
+class Settings(BaseSettings):
+    """Every knob of the runner; the environment variable is the field name in upper case."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    runner_mode: Literal["local", "cloud"] = "local"
+    queue_url: str = "sqlite:///autorunner.db"
+    database_url: str | None = Field(
+        default=None, description="defaults to QUEUE_URL in local mode"
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=3000, ge=0, le=65535)
+
+    auto_secret: SecretStr | None = Field(default=None, description="comma-separated for rotation")
+    auto_allow_unsigned: bool = False
+    auto_signature_tolerance: float = Field(default=300.0, gt=0)
+    max_body_bytes: int = Field(default=256 * 1024, gt=0)
+    store_timeout: float = Field(default=5.0, gt=0)
+
+    worker_concurrency: int = Field(default=32, ge=1)
+    workers_enabled: bool = True
+    job_timeout: float = Field(default=30.0, gt=0)
+    max_attempts: int = Field(default=5, ge=1)
+    retry_base_delay: float = Field(default=1.0, ge=0)
+    retry_max_delay: float = Field(default=300.0, ge=0)
+    lease_seconds: float = Field(default=30.0, gt=0)
+    shutdown_grace: float = Field(default=10.0, ge=0)
+    sweep_interval: float = Field(default=10.0, gt=0)
+    sweep_after: float = Field(default=30.0, ge=0)
+    lag_threshold: float = Field(default=60.0, gt=0)
+
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
+
+    admin_token: SecretStr | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: LogFormat = "auto"
+
+    @field_validator("queue_url", "database_url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("sqlite://", "memory://")):
+            raise ValueError("only sqlite:///PATH and memory:// are supported in this version")
+        return value
+
+    @property
+    def store_url(self) -> str:
+        return self.database_url or self.queue_url
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings; a bad value becomes one ``ConfigError`` line naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]).upper() if first["loc"] else "settings"
+        raise ConfigError(f"invalid {name}: {first['msg']}") from exc
+
+
+def sqlite_path(url: str) -> str:
+    """``sqlite:///relative.db``, ``sqlite:////abs/path.db`` → a filesystem path."""
+    path = url.removeprefix("sqlite://")
+    if (path.startswith("/") and not path.startswith("//")) or path.startswith("//"):
+        path = path[1:]
+    if not path:
+        raise ConfigError(f"invalid QUEUE_URL/DATABASE_URL {url!r}: no file path")
+    return path

@@ -1,0 +1,58 @@
+"""The one exception tree of autorunner.
+
+    AutorunnerError
+    ├── ConfigError              settings or a file given by the operator are invalid
+    ├── InvalidEvent             a body or frame is not an event we understand (-> 400, counted)
+    ├── SignatureError           a delivery is not authentic (-> 401); ``reason`` is a stable code
+    ├── StoreUnavailable         the store or queue cannot take or give data right now (-> 503)
+    └── JobError                 raised inside a job; decides retry vs dead letter
+        ├── TransientError       worth retrying later (timeouts, 5xx, rate limits)
+        └── PermanentError       will fail the same way again (4xx, invalid action)
+
+Foreign errors (sqlite3, httpx2, …) are translated at the boundary with ``raise … from exc``.
+"""
+
+from __future__ import annotations
+
+
+class AutorunnerError(Exception):
+    """Base of every error autorunner raises on purpose."""
+
+
+class ConfigError(AutorunnerError):
+    """A setting or operator-supplied file is invalid; the message names the field."""
+
+
+class InvalidEvent(AutorunnerError):
+    """A payload that is not an event of any shape the Auto contract documents."""
+
+
+class SignatureError(AutorunnerError):
+    """A webhook delivery that failed verification.
+
+    ``reason`` is a short stable code used as a metric label and in logs.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class StoreUnavailable(AutorunnerError):
+    """The store or the queue could not complete an operation; callers answer 503 or retry."""
+
+
+class JobError(AutorunnerError):
+    """An error raised while running a job."""
+
+
+class TransientError(JobError):
+    """A failure worth retrying; ``retry_after`` (seconds) is honoured when a remote gave one."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(JobError):
+    """A failure that retrying cannot fix; the job goes to the dead letters."""

@@ -1,0 +1,239 @@
+"""The canonical ``Event`` and the pure normalizers for every shape Elfa Auto has sent.
+
+Webhook bodies (auto-contract §3) come in two shapes, SSE frames (§4) in three; all become one
+``Event``. Nothing here does I/O, and nothing here raises anything but ``InvalidEvent``.
+
+Identity: ``event_id`` is the delivery's id (header or frame id), else the payload's own id, else
+a deterministic fallback computed by the caller from the signed content. ``execution_id`` is the
+one id proven stable across channels (webhook, SSE, poll) and is kept whenever present, so the
+store can de-duplicate one execution arriving under several event ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+
+from autorunner.errors import InvalidEvent
+
+Channel = Literal["webhook", "sse", "poll", "test"]
+Shape = Literal["canonical", "notification", "sse-notification"]
+
+IGNORED_SSE_EVENTS = frozenset({"notification:count", "ready", "ping", "keep-alive"})
+CONTROL_SSE_EVENTS = frozenset({"end", "error"})
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Event:
+    """One trigger from Auto, whatever channel and shape it arrived in."""
+
+    event_id: str
+    channel: Channel
+    shape: Shape
+    event_type: str
+    execution_id: str | None = None
+    query_id: str | None = None
+    status: str | None = None
+    title: str | None = None
+    body: str | None = None
+    symbol: str | None = None
+    priority: str | None = None
+    occurred_at: str | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form (the store's codec)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Event:
+        """Inverse of ``to_dict``."""
+        return cls(**data)
+
+
+def derived_event_id(*parts: bytes) -> str:
+    """A deterministic id for a delivery that names none: a hash of its signed content."""
+    digest = hashlib.sha256(b"\x1f".join(parts)).hexdigest()
+    return f"derived-{digest[:32]}"
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """Parse a JSON body that must be an object."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent(f"body is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise InvalidEvent(f"body must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def normalize_webhook(
+    payload: dict[str, Any],
+    *,
+    delivery_id: str | None,
+    fallback_id: str,
+    channel: Channel = "webhook",
+) -> Event:
+    """Turn a webhook body of any documented shape into an ``Event``.
+
+    ``delivery_id`` is the ``X-Auto-Event-Id`` / ``webhook-id`` header when sent; ``fallback_id``
+    is used when neither the header nor the body names the event.
+    """
+    shape = detect_shape(payload)
+    if shape == "canonical":
+        return _from_canonical(
+            payload, delivery_id=delivery_id, fallback_id=fallback_id, channel=channel
+        )
+    if shape == "notification":
+        return _from_notification(
+            payload, delivery_id=delivery_id, fallback_id=fallback_id, channel=channel
+        )
+    return _from_sse_notification(
+        payload, delivery_id=delivery_id, fallback_id=fallback_id, channel=channel
+    )
+
+
+def normalize_sse(event_name: str, frame_id: str | None, data: str) -> Event | None:
+    """Turn one SSE frame into an ``Event``; ``None`` for frames that carry no trigger.
+
+    ``end``/``error`` control frames and keep-alive style frames return ``None``; callers that
+    care about control frames look at ``event_name`` themselves. A frame whose data is not an
+    event raises ``InvalidEvent`` (the subscriber skips and counts it).
+    """
+    if event_name in IGNORED_SSE_EVENTS or event_name in CONTROL_SSE_EVENTS:
+        return None
+    payload = parse_json_object(data.encode())
+    fallback = derived_event_id(b"sse", event_name.encode(), data.encode())
+    shape = detect_shape(payload)
+    if event_name == "notification" and "status" in payload and shape != "canonical":
+        shape = "sse-notification"
+    if shape == "canonical":
+        return _from_canonical(payload, delivery_id=frame_id, fallback_id=fallback, channel="sse")
+    if shape == "notification":
+        return _from_notification(
+            payload, delivery_id=frame_id, fallback_id=fallback, channel="sse"
+        )
+    return _from_sse_notification(
+        payload, delivery_id=frame_id, fallback_id=fallback, channel="sse"
+    )
+
+
+def detect_shape(payload: dict[str, Any]) -> Shape:
+    """Which documented shape a payload is, or ``InvalidEvent`` when it is none of them."""
+    if "eventType" in payload or "eventId" in payload:
+        return "canonical"
+    if "type" in payload and "id" in payload and ("data" in payload or "title" in payload):
+        return "notification"
+    if "status" in payload and ("executionId" in payload or "queryId" in payload):
+        return "sse-notification"
+    raise InvalidEvent(
+        "unknown event shape: expected eventType/eventId (canonical), id+type+data (notification) "
+        "or status+queryId (stream notification)"
+    )
+
+
+def _from_canonical(
+    p: dict[str, Any], *, delivery_id: str | None, fallback_id: str, channel: Channel
+) -> Event:
+    trigger = _obj(p.get("trigger"))
+    data = _obj(p.get("data"))
+    return Event(
+        event_id=_id(delivery_id) or _id(p.get("eventId")) or fallback_id,
+        channel=channel,
+        shape="canonical",
+        event_type=_str(p.get("eventType")) or "query.triggered",
+        execution_id=_id(p.get("executionId"))
+        or _id(trigger.get("executionId"))
+        or _id(data.get("executionId")),
+        query_id=_id(p.get("queryId")) or _id(data.get("queryId")),
+        status=_str(p.get("status")) or "triggered",
+        title=_str(p.get("title")) or _str(trigger.get("reason")),
+        body=_str(p.get("body")) or _str(trigger.get("reason")),
+        symbol=_str(trigger.get("symbol")) or _str(p.get("symbol")),
+        priority=_str(p.get("priority")),
+        occurred_at=_time(p.get("timestamp")) or _time(p.get("triggerTime")),
+        payload=p,
+    )
+
+
+def _from_notification(
+    p: dict[str, Any], *, delivery_id: str | None, fallback_id: str, channel: Channel
+) -> Event:
+    data = _obj(p.get("data"))
+    return Event(
+        event_id=_id(delivery_id) or _id(p.get("id")) or fallback_id,
+        channel=channel,
+        shape="notification",
+        event_type=_str(p.get("type")) or "notification",
+        execution_id=_id(data.get("executionId")) or _id(p.get("executionId")),
+        query_id=_id(data.get("queryId")) or _id(p.get("queryId")),
+        status=_str(data.get("status")) or "triggered",
+        title=_str(p.get("title")),
+        body=_str(p.get("body")),
+        symbol=_str(data.get("symbol")),
+        priority=_str(p.get("priority")),
+        occurred_at=_time(p.get("createdAt")),
+        payload=p,
+    )
+
+
+def _from_sse_notification(
+    p: dict[str, Any], *, delivery_id: str | None, fallback_id: str, channel: Channel
+) -> Event:
+    return Event(
+        event_id=_id(delivery_id) or _id(p.get("executionId")) or fallback_id,
+        channel=channel,
+        shape="sse-notification",
+        event_type="notification",
+        execution_id=_id(p.get("executionId")),
+        query_id=_id(p.get("queryId")),
+        status=_str(p.get("status")),
+        title=_str(p.get("title")),
+        body=_str(p.get("body")) or _str(p.get("message")),
+        symbol=_str(p.get("symbol")),
+        priority=_str(p.get("priority")),
+        occurred_at=_time(p.get("triggerTime")) or _time(p.get("timestamp")),
+        payload=p,
+    )
+
+
+_MAX_ID = 200
+
+
+def _id(value: object) -> str | None:
+    """An id as text: strings and integers are accepted (the SSE id has been both)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text and len(text) <= _MAX_ID and text.isprintable():
+            return text
+    return None
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _obj(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _time(value: object) -> str | None:
+    """An ISO 8601 UTC instant from an ISO string or epoch seconds/milliseconds."""
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = value / 1000 if abs(value) > 1e11 else float(value)
+        try:
+            return datetime.fromtimestamp(seconds, tz=UTC).isoformat().replace("+00:00", "Z")
+        except (OverflowError, OSError, ValueError):
+            return None
+    return None

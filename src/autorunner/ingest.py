@@ -1,0 +1,63 @@
+"""Insert-if-new then enqueue: the one path by which every channel's events enter the runner."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+
+from autorunner.events import Event
+from autorunner.metrics import Metrics
+from autorunner.queue.base import Queue
+from autorunner.store.base import RawDelivery, Store
+
+log = structlog.get_logger("autorunner.ingest")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Ingested:
+    """``duplicate_of`` names the stored event when this delivery was a duplicate."""
+
+    event_id: str
+    duplicate_of: str | None = None
+
+    @property
+    def duplicate(self) -> bool:
+        return self.duplicate_of is not None
+
+
+class Ingestor:
+    """Stores an event (atomically unique on event and execution id), then queues it.
+
+    Returns only when both are durable; raises ``StoreUnavailable`` otherwise. If the queue push
+    fails after the store write, the event is still safe: the sweeper re-enqueues it.
+    """
+
+    def __init__(self, *, store: Store, queue: Queue, metrics: Metrics) -> None:
+        self._store = store
+        self._queue = queue
+        self._metrics = metrics
+
+    async def ingest(self, event: Event, raw: RawDelivery) -> Ingested:
+        result = await self._store.insert_event(event, raw)
+        if not result.inserted:
+            self._metrics.duplicates.labels(event.channel).inc()
+            log.info(
+                "event.duplicate",
+                event_id=event.event_id,
+                duplicate_of=result.existing_id,
+                execution_id=event.execution_id,
+                channel=event.channel,
+            )
+            return Ingested(
+                event_id=event.event_id, duplicate_of=result.existing_id or event.event_id
+            )
+        await self._queue.enqueue(event.event_id)
+        self._metrics.enqueued.labels(event.channel).inc()
+        log.info(
+            "event.accepted",
+            event_id=event.event_id,
+            execution_id=event.execution_id,
+            channel=event.channel,
+        )
+        return Ingested(event_id=event.event_id)

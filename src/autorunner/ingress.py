@@ -1,0 +1,238 @@
+"""The ASGI app: ``POST /webhooks/auto``, ``/healthz``, ``/readyz``, ``/metrics``.
+
+The webhook route is plain ASGI (no framework request object, no middleware): it reads at most
+``max_body`` raw bytes, verifies the signature over them, normalizes, and answers ``202`` only
+after the event is stored and queued. Refusals: ``401`` signature, ``405`` method, ``413`` size,
+``415`` content type, ``400`` body, ``503`` store or queue down (Auto may retry; nothing is
+acknowledged that was not stored).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import structlog
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, Router
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from autorunner import signatures
+from autorunner.clock import Clock, system_clock
+from autorunner.errors import InvalidEvent, SignatureError, StoreUnavailable
+from autorunner.events import derived_event_id, normalize_webhook, parse_json_object
+from autorunner.ingest import Ingestor
+from autorunner.metrics import Metrics
+from autorunner.queue.base import Queue
+from autorunner.store.base import Audit, RawDelivery, Store
+
+log = structlog.get_logger("autorunner.ingress")
+
+WEBHOOK_PATH = "/webhooks/auto"
+KEPT_HEADERS = frozenset(
+    {
+        "content-type",
+        "user-agent",
+        "x-auto-event-id",
+        "x-auto-signature-timestamp",
+        "x-auto-timestamp",
+        "webhook-id",
+        "webhook-timestamp",
+    }
+)
+"""Headers recorded with a delivery; signatures and anything else are never stored or logged."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WebhookConfig:
+    """What the webhook route enforces."""
+
+    secrets: signatures.Secrets
+    tolerance: float = signatures.DEFAULT_TOLERANCE
+    allow_unsigned: bool = False
+    max_body: int = 256 * 1024
+    store_timeout: float = 5.0
+
+
+class BodyTooLarge(Exception):
+    """The request body passed the configured limit."""
+
+
+class WebhookApp:
+    """The ASGI callable for ``POST /webhooks/auto``."""
+
+    def __init__(
+        self,
+        *,
+        ingestor: Ingestor,
+        store: Store,
+        config: WebhookConfig,
+        metrics: Metrics,
+        clock: Clock = system_clock,
+    ) -> None:
+        self._ingestor = ingestor
+        self._store = store
+        self._config = config
+        self._metrics = metrics
+        self._clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        status, body = await self._handle(scope, receive)
+        await _send_json(send, status, body, retry_after=status == 503)
+        if status in (200, 202):
+            self._metrics.ack_latency.observe(time.perf_counter() - started)
+
+    async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:  # noqa: PLR0911 - one return per refusal
+        metrics = self._metrics
+        metrics.received.labels("webhook").inc()
+        if scope["method"] != "POST":
+            return self._refuse(405, "method_not_allowed", "use POST")
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        content_type = headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        if content_type != "application/json" and not content_type.endswith("+json"):
+            return self._refuse(
+                415, "content_type", f"content type must be application/json, got {content_type!r}"
+            )
+        try:
+            raw = await _read_body(receive, headers, self._config.max_body)
+        except BodyTooLarge:
+            return self._refuse(413, "too_large", f"body is over {self._config.max_body} bytes")
+        now = self._clock()
+        try:
+            verified = signatures.verify(
+                headers,
+                raw,
+                secrets=self._config.secrets,
+                now=now,
+                tolerance=self._config.tolerance,
+                allow_unsigned=self._config.allow_unsigned,
+            )
+        except SignatureError as exc:
+            return self._refuse(401, exc.reason, str(exc))
+        delivery = RawDelivery(
+            received_at=now,
+            headers={k: v for k, v in headers.items() if k in KEPT_HEADERS},
+            body=raw.decode("utf-8", errors="replace"),
+        )
+        try:
+            payload = parse_json_object(raw)
+            fallback = derived_event_id(str(verified.timestamp).encode(), raw)
+            event = normalize_webhook(
+                payload, delivery_id=verified.delivery_id, fallback_id=fallback
+            )
+        except InvalidEvent as exc:
+            await self._keep_rejected("invalid_body", delivery)
+            return self._refuse(400, "invalid_body", str(exc))
+        try:
+            result = await asyncio.wait_for(
+                self._ingestor.ingest(event, delivery), timeout=self._config.store_timeout
+            )
+        except (StoreUnavailable, TimeoutError) as exc:
+            metrics.unavailable.inc()
+            log.error(  # noqa: TRY400 - an expected outage; no traceback wanted
+                "webhook.unavailable", event_id=event.event_id, error=str(exc) or "timeout"
+            )
+            return 503, {"error": "store_unavailable", "detail": "event not stored; retry later"}
+        if result.duplicate:
+            return 200, {
+                "duplicate": True,
+                "eventId": event.event_id,
+                "duplicateOf": result.duplicate_of,
+            }
+        return 202, {"accepted": True, "eventId": event.event_id}
+
+    def _refuse(self, status: int, reason: str, detail: str) -> tuple[int, dict[str, Any]]:
+        self._metrics.rejected.labels("webhook", reason).inc()
+        log.warning("webhook.rejected", status=status, reason=reason, detail=detail)
+        return status, {"error": reason, "detail": detail}
+
+    async def _keep_rejected(self, reason: str, delivery: RawDelivery) -> None:
+        try:
+            await asyncio.wait_for(
+                self._store.record_rejected(reason, delivery), self._config.store_timeout
+            )
+        except (StoreUnavailable, TimeoutError) as exc:
+            log.warning("webhook.rejected_not_kept", reason=reason, error=str(exc) or "timeout")
+
+
+async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes:
+    declared = headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+async def _send_json(
+    send: Send, status: int, body: dict[str, Any], *, retry_after: bool = False
+) -> None:
+    payload = orjson.dumps(body)
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+    ]
+    if retry_after:
+        headers.append((b"retry-after", b"5"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+Probe = Callable[[], Awaitable[dict[str, Any]]]
+"""Returns readiness details; raises ``StoreUnavailable`` or returns ``{"ok": False, …}``."""
+
+
+def build_app(
+    *, webhook: WebhookApp, metrics: Metrics, audit: Audit, queue: Queue, ready: Probe
+) -> ASGIApp:
+    """The whole ASGI app; the webhook path bypasses the router entirely."""
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    async def readyz(_: Request) -> Response:
+        try:
+            detail = await ready()
+        except StoreUnavailable as exc:
+            return JSONResponse({"ok": False, "error": str(exc)}, status_code=503)
+        return JSONResponse(detail, status_code=200 if detail.get("ok") else 503)
+
+    async def metrics_endpoint(_: Request) -> Response:
+        try:
+            metrics.observe_stats(await queue.stats(), await audit.stats())
+        except StoreUnavailable as exc:
+            log.warning("metrics.stats_unavailable", error=str(exc))
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    router = Router(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics_endpoint),
+        ]
+    )
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == WEBHOOK_PATH:
+            await webhook(scope, receive, send)
+        else:
+            await router(scope, receive, send)
+
+    return app

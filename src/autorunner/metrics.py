@@ -1,0 +1,82 @@
+"""Prometheus metrics, one registry per runtime (no global state, so tests can run many)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from autorunner.queue.base import QueueStats
+from autorunner.store.base import StoreStats
+
+ACK_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    """Counters for the data path; gauges refreshed from the queue and store on scrape."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.received = Counter(
+            "autorunner_events_received", "Deliveries received", ["channel"], registry=r
+        )
+        self.rejected = Counter(
+            "autorunner_events_rejected", "Deliveries refused", ["channel", "reason"], registry=r
+        )
+        self.duplicates = Counter(
+            "autorunner_events_duplicate", "Duplicate deliveries", ["channel"], registry=r
+        )
+        self.enqueued = Counter(
+            "autorunner_events_enqueued", "Events stored and queued", ["channel"], registry=r
+        )
+        self.unavailable = Counter(
+            "autorunner_store_unavailable",
+            "Deliveries answered 503 (store or queue down)",
+            registry=r,
+        )
+        self.processed = Counter(
+            "autorunner_jobs_processed", "Events finished", ["outcome"], registry=r
+        )
+        self.retried = Counter("autorunner_jobs_retried", "Attempts scheduled again", registry=r)
+        self.dead_lettered = Counter(
+            "autorunner_jobs_dead_lettered", "Events dead-lettered", registry=r
+        )
+        self.effects = Counter(
+            "autorunner_effects", "Effects by kind and status", ["kind", "status"], registry=r
+        )
+        self.swept = Counter(
+            "autorunner_sweeper_requeued", "Stored events re-enqueued by the sweeper", registry=r
+        )
+        self.ack_latency = Histogram(
+            "autorunner_ack_latency_seconds",
+            "Webhook receipt to acknowledgement",
+            buckets=ACK_BUCKETS,
+            registry=r,
+        )
+        self.job_seconds = Histogram(
+            "autorunner_job_seconds", "One attempt, end to end", registry=r
+        )
+        self.queue_depth = Gauge(
+            "autorunner_queue_depth", "Jobs waiting (ready or delayed)", registry=r
+        )
+        self.queue_in_flight = Gauge(
+            "autorunner_queue_in_flight", "Jobs claimed and leased", registry=r
+        )
+        self.oldest_pending = Gauge(
+            "autorunner_queue_oldest_pending_seconds", "Age of the oldest ready job", registry=r
+        )
+        self.dead_letters = Gauge(
+            "autorunner_dead_letters", "Events in the dead letters", registry=r
+        )
+        self.rejected_stored = Gauge(
+            "autorunner_rejected_stored", "Authentic deliveries kept as rejected", registry=r
+        )
+
+    def observe_stats(self, queue: QueueStats, store: StoreStats) -> None:
+        self.queue_depth.set(queue.depth)
+        self.queue_in_flight.set(queue.in_flight)
+        self.oldest_pending.set(queue.oldest_ready_age or 0.0)
+        self.dead_letters.set(store.counts.get("dead", 0))
+        self.rejected_stored.set(store.rejected)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,153 @@
+"""One event end to end: route → envelope → decide → verdict → effects through the ledger.
+
+The pipeline never decides about retries: it returns what happened (an ``Attempt``) and the
+worker applies the retry rule. Every effect goes through the ledger: intent is recorded before
+the adapter is called and the result after, so a retried job skips effects that completed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from autorunner.adapters.base import Adapter
+from autorunner.clock import Clock, system_clock
+from autorunner.deciders import Decider
+from autorunner.decision import Action
+from autorunner.errors import JobError, PermanentError, TransientError
+from autorunner.events import Event
+from autorunner.policy import Policy, Route, build_envelope, check
+from autorunner.store.base import EffectIntent, Leased, RunRecord, Store
+
+log = structlog.get_logger("autorunner.pipeline")
+
+
+@dataclass(kw_only=True, slots=True)
+class Attempt:
+    """What one run of the pipeline did; ``error`` is None when every allowed effect succeeded."""
+
+    record: RunRecord
+    error: JobError | None
+    max_attempts: int
+
+
+@dataclass(kw_only=True, slots=True)
+class _Draft:
+    started_at: float
+    route: str | None = None
+    envelope: dict[str, Any] | None = None
+    decision: dict[str, Any] | None = None
+    verdict: dict[str, Any] | None = None
+    effects: list[dict[str, Any]] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class Pipeline:
+    """Runs leased events; holds no per-event state between runs."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        policy: Policy,
+        deciders: Mapping[str, Decider],
+        adapters: Mapping[str, Adapter],
+        clock: Clock = system_clock,
+    ) -> None:
+        self._store = store
+        self.policy = policy
+        self._deciders = deciders
+        self._adapters = adapters
+        self._kinds = frozenset(adapters)
+        self._clock = clock
+
+    async def run(self, leased: Leased) -> Attempt:
+        """Run one attempt; errors become the attempt's ``error``, never escape."""
+        event = leased.event
+        route = self.policy.route_for(event)
+        draft = _Draft(started_at=self._clock(), route=route.name)
+        limit = route.constraints.max_execution_seconds
+        error: JobError | None = None
+        try:
+            async with asyncio.timeout(limit):
+                await self._steps(event, route, draft)
+        except TimeoutError:
+            error = TransientError(f"timed out after {limit:g}s (route {route.name!r})")
+        except JobError as exc:
+            error = exc
+        except (
+            Exception
+        ) as exc:  # a bug or an unexpected library error: retried, then dead-lettered
+            log.exception("pipeline.unexpected_error", event_id=event.event_id)
+            error = TransientError(f"unexpected {type(exc).__name__}: {exc}")
+        record = RunRecord(
+            event_id=event.event_id,
+            attempt=leased.attempt,
+            outcome="done" if error is None else "retry",
+            started_at=draft.started_at,
+            finished_at=self._clock(),
+            route=draft.route,
+            envelope=draft.envelope,
+            context={},
+            decision=draft.decision,
+            verdict=draft.verdict,
+            effects=draft.effects,
+            timings_ms=draft.timings_ms,
+            error=None if error is None else f"{type(error).__name__}: {error}",
+        )
+        return Attempt(record=record, error=error, max_attempts=route.constraints.max_attempts)
+
+    async def _steps(self, event: Event, route: Route, draft: _Draft) -> None:
+        mark = time.perf_counter()
+        draft.envelope = build_envelope(event, route)
+        decider = self._deciders.get(route.decider)
+        if decider is None:
+            raise PermanentError(f"route {route.name!r} names unknown decider {route.decider!r}")
+        decision = await decider.decide(draft.envelope, {})
+        draft.decision = {**decision.to_dict(), "policy_hash": self.policy.hash}
+        verdict = check(decision, route, policy_hash=self.policy.hash, known_kinds=self._kinds)
+        draft.verdict = verdict.to_dict()
+        mark = _lap(draft, "decide", mark)
+        for action in verdict.allowed:
+            draft.effects.append(await self._effect(event, action))
+        _lap(draft, "effects", mark)
+
+    async def _effect(self, event: Event, action: Action) -> dict[str, Any]:
+        adapter = self._adapters[action.kind]
+        key = f"{event.event_id}:{action.step_id}"
+        intent = EffectIntent(
+            effect_key=key,
+            event_id=event.event_id,
+            step_id=action.step_id,
+            kind=action.kind,
+            params=action.params,
+        )
+        state = await self._store.begin_effect(
+            intent, at_least_once=adapter.delivery == "at_least_once"
+        )
+        entry: dict[str, Any] = {
+            "effect_key": key,
+            "kind": action.kind,
+            "delivery": adapter.delivery,
+        }
+        if not state.proceed:
+            log.info("effect.skipped", event_id=event.event_id, effect_key=key, status=state.status)
+            return {**entry, "status": state.status, "skipped": True, "result": state.result}
+        try:
+            result = await adapter.execute(action, effect_key=key)
+        except JobError as exc:
+            await self._store.finish_effect(key, status="failed", result={"error": str(exc)})
+            raise
+        await self._store.finish_effect(key, status="done", result=result)
+        return {**entry, "status": "done", "skipped": False, "result": result}
+
+
+def _lap(draft: _Draft, name: str, mark: float) -> float:
+    now = time.perf_counter()
+    draft.timings_ms[name] = round((now - mark) * 1000, 3)
+    return now

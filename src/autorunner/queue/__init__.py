@@ -1,0 +1,1 @@
+"""Queue backends: the delivery mechanism between ingress and workers (``base.Queue``)."""

@@ -1,0 +1,138 @@
+"""The SQLite queue (local mode): a ``jobs`` table in the store's file, claimed by visibility timeout.
+
+Claiming is one ``UPDATE … RETURNING`` in the writer's transaction, so two consumers never get
+the same delivery; every later call carries the claim's receipt, so a consumer whose lease ran
+out cannot acknowledge or retry a job that another consumer has since claimed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import sqlite3
+
+from autorunner.clock import Clock, system_clock
+from autorunner.queue.base import Job, QueueStats
+from autorunner.sqlitedb import SqliteDatabase
+
+IDLE_POLL_SECONDS = 0.25
+"""How often an idle consumer looks for jobs enqueued by another process."""
+
+
+class SqliteQueue:
+    """``Queue`` over a shared ``SqliteDatabase``."""
+
+    def __init__(self, db: SqliteDatabase, *, clock: Clock = system_clock) -> None:
+        self.db = db
+        self._clock = clock
+        self._tokens = itertools.count(1)
+        self._wakeup: asyncio.Event | None = None
+
+    async def enqueue(self, event_id: str, *, delay: float = 0.0) -> None:
+        now = self._clock()
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO jobs (event_id, available_at, enqueued_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (event_id) DO UPDATE SET available_at = min(available_at, excluded.available_at)"
+                " WHERE receipt IS NULL",
+                (event_id, now + delay, now),
+            )
+            conn.execute("DELETE FROM dead_jobs WHERE event_id = ?", (event_id,))
+
+        await self.db.write(op)
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    async def claim(self, consumer: str, *, limit: int, lease: float, wait: float) -> list[Job]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            jobs = await self._take(consumer, limit, lease)
+            remaining = deadline - loop.time()
+            if jobs or remaining <= 0:
+                return jobs
+            self._wakeup = self._wakeup or asyncio.Event()
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._wakeup.wait(), timeout=min(remaining, IDLE_POLL_SECONDS)
+                )
+
+    async def _take(self, consumer: str, limit: int, lease: float) -> list[Job]:
+        now = self._clock()
+        token = f"{consumer}/{next(self._tokens)}"
+        rows = await self.db.write(
+            lambda conn: conn.execute(
+                "UPDATE jobs SET deliveries = deliveries + 1, receipt = ?, available_at = ?"
+                " WHERE event_id IN (SELECT event_id FROM jobs WHERE available_at <= ?"
+                " ORDER BY available_at LIMIT ?) RETURNING event_id, deliveries",
+                (token, now + lease, now, limit),
+            ).fetchall()
+        )
+        return [Job(event_id=r[0], deliveries=r[1], receipt=token) for r in rows]
+
+    async def extend(self, jobs: list[Job], *, lease: float) -> None:
+        until = self._clock() + lease
+        await self.db.write(
+            lambda conn: conn.executemany(
+                "UPDATE jobs SET available_at = ? WHERE event_id = ? AND receipt = ?",
+                [(until, j.event_id, j.receipt) for j in jobs],
+            )
+        )
+
+    async def ack(self, job: Job) -> None:
+        await self.db.write(
+            lambda conn: conn.execute(
+                "DELETE FROM jobs WHERE event_id = ? AND receipt = ?", (job.event_id, job.receipt)
+            )
+        )
+
+    async def retry(self, job: Job, *, delay: float) -> None:
+        at = self._clock() + delay
+        await self.db.write(
+            lambda conn: conn.execute(
+                "UPDATE jobs SET receipt = NULL, available_at = ? WHERE event_id = ? AND receipt = ?",
+                (at, job.event_id, job.receipt),
+            )
+        )
+
+    async def dead_letter(self, job: Job, *, reason: str) -> None:
+        now = self._clock()
+
+        def op(conn: sqlite3.Connection) -> None:
+            cur = conn.execute(
+                "DELETE FROM jobs WHERE event_id = ? AND receipt = ?", (job.event_id, job.receipt)
+            )
+            if cur.rowcount:
+                conn.execute(
+                    "INSERT OR REPLACE INTO dead_jobs (event_id, reason, dead_at) VALUES (?, ?, ?)",
+                    (job.event_id, reason, now),
+                )
+
+        await self.db.write(op)
+
+    async def stats(self) -> QueueStats:
+        now = self._clock()
+
+        def op(conn: sqlite3.Connection) -> QueueStats:
+            total, ready, in_flight, oldest = conn.execute(
+                "SELECT count(*), coalesce(sum(available_at <= :now), 0),"
+                " coalesce(sum(receipt IS NOT NULL AND available_at > :now), 0),"
+                " min(CASE WHEN available_at <= :now THEN enqueued_at END) FROM jobs",
+                {"now": now},
+            ).fetchone()
+            dead = conn.execute("SELECT count(*) FROM dead_jobs").fetchone()[0]
+            return QueueStats(
+                depth=total - in_flight,
+                ready=ready,
+                in_flight=in_flight,
+                dead=dead,
+                oldest_ready_age=None if oldest is None else now - oldest,
+            )
+
+        return await self.db.read(op)
+
+    async def close(self) -> None:
+        await self.db.close()

@@ -1,0 +1,1 @@
+"""Store backends: the source of truth (``base.Store`` and ``base.Audit``)."""

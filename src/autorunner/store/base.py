@@ -1,0 +1,244 @@
+"""The ``Store`` seam: the source of truth for events, leases, runs, the effect ledger and dead letters.
+
+Two narrow Protocols, implemented together by each backend (memory, sqlite; postgres later):
+
+* ``Store`` — the write path used by ingress and workers; every invariant is enforced
+  atomically by the backend (insert-if-new on ``event_id`` and ``execution_id``, lease
+  compare-and-set, ledger transitions), never by check-then-insert in Python.
+* ``Audit`` — read-only queries for the CLI, the admin API and metrics.
+
+Event lifecycle: ``pending`` → (acquire) ``running`` → ``done`` | ``pending`` (retry at a time) |
+``dead``; ``redrive`` moves ``dead`` back to ``pending``.
+
+Effect ledger, one row per effect key ``"{event_id}:{step_id}"``: ``pending`` (intent recorded,
+outcome not yet known) → ``done`` | ``failed`` (known not to have happened; may run again) |
+``unknown`` (a crash left it pending and the adapter is at-most-once: it is never resent).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol
+
+from autorunner.events import Event
+
+EventStatus = Literal["pending", "running", "done", "dead"]
+EffectStatus = Literal["pending", "done", "failed", "unknown"]
+Outcome = Literal["done", "retry", "dead"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RawDelivery:
+    """The delivery as received (headers without signatures; body as text)."""
+
+    received_at: float
+    headers: dict[str, str]
+    body: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class InsertResult:
+    """``inserted`` is False for a duplicate; ``existing_id`` then names the stored event."""
+
+    inserted: bool
+    existing_id: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Leased:
+    """An event this worker now holds; ``attempt`` is 1 on the first run."""
+
+    event: Event
+    attempt: int
+    owner: str
+    lease_until: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EffectIntent:
+    """An effect about to be performed."""
+
+    effect_key: str
+    event_id: str
+    step_id: str
+    kind: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EffectState:
+    """The ledger's answer to ``begin_effect``.
+
+    ``proceed`` is True when the caller must perform the effect now (first time, or after a
+    known failure). Otherwise ``status`` says why not: ``done`` (``result`` holds the earlier
+    result) or ``pending`` (a previous attempt crashed mid-effect: outcome unknown).
+    """
+
+    proceed: bool
+    status: EffectStatus
+    result: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunRecord:
+    """Everything one attempt did for one event: the audit and replay record."""
+
+    event_id: str
+    attempt: int
+    outcome: Outcome
+    started_at: float
+    finished_at: float
+    route: str | None = None
+    envelope: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    decision: dict[str, Any] | None = None
+    verdict: dict[str, Any] | None = None
+    effects: list[dict[str, Any]] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EventSummary:
+    """One line of ``events list``."""
+
+    event_id: str
+    execution_id: str | None
+    query_id: str | None
+    event_type: str
+    channel: str
+    status: EventStatus
+    attempts: int
+    received_at: float
+    finished_at: float | None
+    last_error: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EventDetail:
+    """``events show``: the whole audit trail of one event."""
+
+    summary: EventSummary
+    event: Event
+    raw: RawDelivery
+    runs: list[RunRecord]
+    effects: list[dict[str, Any]]
+    dead_reason: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.summary.to_dict(),
+            "event": self.event.to_dict(),
+            "raw": self.raw.to_dict(),
+            "runs": [r.to_dict() for r in self.runs],
+            "effects": self.effects,
+            "dead_reason": self.dead_reason,
+        }
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DeadLetterView:
+    """One dead-lettered event."""
+
+    event_id: str
+    reason: str
+    attempts: int
+    dead_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StoreStats:
+    """Counts by status and the receive time of the oldest unfinished event."""
+
+    counts: dict[str, int]
+    oldest_unfinished_at: float | None
+    rejected: int
+
+
+class Store(Protocol):
+    """The write path. Every method raises ``StoreUnavailable`` when the backend cannot answer."""
+
+    async def ping(self) -> None:
+        """Succeed only when the store can take writes."""
+
+    async def insert_event(self, event: Event, raw: RawDelivery) -> InsertResult:
+        """Store a new event as ``pending``, atomically unique on ``event_id`` and ``execution_id``."""
+
+    async def acquire(self, event_id: str, *, owner: str, lease: float) -> Leased | None:
+        """Lease a ``pending`` (due) or lease-expired event; ``None`` if finished or held by another."""
+
+    async def extend(self, event_ids: list[str], *, owner: str, lease: float) -> None:
+        """Push the lease deadline of events this owner holds (the heartbeat)."""
+
+    async def release(self, event_id: str, *, owner: str) -> None:
+        """Give a lease back without counting the attempt (graceful shutdown)."""
+
+    async def begin_effect(
+        self, intent: EffectIntent, *, at_least_once: bool = False
+    ) -> EffectState:
+        """Record the intent to perform an effect, or report that it must not run again.
+
+        A ``pending`` row left by a crash becomes ``unknown`` (not resent) unless the adapter is
+        ``at_least_once``, in which case it is performed again.
+        """
+
+    async def finish_effect(
+        self, effect_key: str, *, status: EffectStatus, result: dict[str, Any]
+    ) -> None:
+        """Record an effect's outcome."""
+
+    async def finish(
+        self,
+        run: RunRecord,
+        *,
+        owner: str,
+        retry_at: float | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Record a run and move the event on: ``done``, back to ``pending`` at ``retry_at``, or ``dead``."""
+
+    async def redrive(self, event_id: str | None) -> list[str]:
+        """Move one dead event (or all when ``None``) back to ``pending`` with a fresh attempt count."""
+
+    async def sweepable(self, *, older_than: float, limit: int) -> list[str]:
+        """Unfinished, unleased events due before ``older_than``: candidates to re-enqueue."""
+
+    async def record_rejected(self, reason: str, raw: RawDelivery) -> None:
+        """Keep an authentic delivery we could not parse, for inspection."""
+
+    async def close(self) -> None:
+        """Release connections and threads."""
+
+
+class Audit(Protocol):
+    """Read-only queries over the store."""
+
+    async def list_events(
+        self, *, limit: int, status: EventStatus | None = None
+    ) -> list[EventSummary]:
+        """Newest first."""
+
+    async def get_event(self, event_id: str) -> EventDetail | None:
+        """The whole record of one event."""
+
+    async def list_dead_letters(self, *, limit: int) -> list[DeadLetterView]:
+        """Newest first."""
+
+    async def stats(self) -> StoreStats:
+        """Counts for ``status`` and metrics."""
+
+
+class Backend(Store, Audit, Protocol):
+    """What a store backend class implements."""

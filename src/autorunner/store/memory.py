@@ -1,0 +1,259 @@
+"""The in-memory store: the twin of the durable backends for unit tests (same contract suite).
+
+Every method body runs without an ``await`` in the middle, so on one event loop each is atomic,
+as the backends' single statements are.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, replace
+from typing import Any
+
+from autorunner.clock import Clock, system_clock
+from autorunner.errors import StoreUnavailable
+from autorunner.events import Event
+from autorunner.store.base import (
+    DeadLetterView,
+    EffectIntent,
+    EffectState,
+    EffectStatus,
+    EventDetail,
+    EventStatus,
+    EventSummary,
+    InsertResult,
+    Leased,
+    RawDelivery,
+    RunRecord,
+    StoreStats,
+)
+
+
+@dataclass(slots=True)
+class _Row:
+    summary: EventSummary
+    event: Event
+    raw: RawDelivery
+    available_at: float
+    lease_owner: str | None = None
+    lease_until: float | None = None
+
+
+class MemoryStore:
+    """``Store`` and ``Audit`` in dictionaries; ``available`` can be switched off to test outages."""
+
+    def __init__(self, *, clock: Clock = system_clock) -> None:
+        self._clock = clock
+        self._events: dict[str, _Row] = {}
+        self._by_execution: dict[str, str] = {}
+        self._runs: dict[tuple[str, int], RunRecord] = {}
+        self._effects: dict[str, dict[str, Any]] = {}
+        self._dead: dict[str, DeadLetterView] = {}
+        self._rejected: list[tuple[str, RawDelivery]] = []
+        self.available = True
+
+    def _check(self) -> None:
+        if not self.available:
+            raise StoreUnavailable("memory store switched off")
+
+    async def ping(self) -> None:
+        self._check()
+
+    async def insert_event(self, event: Event, raw: RawDelivery) -> InsertResult:
+        self._check()
+        if event.event_id in self._events:
+            return InsertResult(inserted=False, existing_id=event.event_id)
+        if event.execution_id is not None and event.execution_id in self._by_execution:
+            return InsertResult(inserted=False, existing_id=self._by_execution[event.execution_id])
+        now = self._clock()
+        summary = EventSummary(
+            event_id=event.event_id,
+            execution_id=event.execution_id,
+            query_id=event.query_id,
+            event_type=event.event_type,
+            channel=event.channel,
+            status="pending",
+            attempts=0,
+            received_at=now,
+            finished_at=None,
+            last_error=None,
+        )
+        self._events[event.event_id] = _Row(summary=summary, event=event, raw=raw, available_at=now)
+        if event.execution_id is not None:
+            self._by_execution[event.execution_id] = event.event_id
+        return InsertResult(inserted=True)
+
+    async def acquire(self, event_id: str, *, owner: str, lease: float) -> Leased | None:
+        self._check()
+        row = self._events.get(event_id)
+        now = self._clock()
+        if row is None:
+            return None
+        status = row.summary.status
+        expired = status == "running" and row.lease_until is not None and row.lease_until <= now
+        if status != "pending" and not expired:
+            return None
+        attempts = row.summary.attempts + 1
+        row.summary = replace(row.summary, status="running", attempts=attempts)
+        row.lease_owner, row.lease_until = owner, now + lease
+        return Leased(event=row.event, attempt=attempts, owner=owner, lease_until=now + lease)
+
+    async def extend(self, event_ids: list[str], *, owner: str, lease: float) -> None:
+        self._check()
+        for event_id in event_ids:
+            row = self._events.get(event_id)
+            if row and row.lease_owner == owner and row.summary.status == "running":
+                row.lease_until = self._clock() + lease
+
+    async def release(self, event_id: str, *, owner: str) -> None:
+        self._check()
+        row = self._events.get(event_id)
+        if row and row.lease_owner == owner and row.summary.status == "running":
+            row.summary = replace(
+                row.summary, status="pending", attempts=max(row.summary.attempts - 1, 0)
+            )
+            row.lease_owner = row.lease_until = None
+
+    async def begin_effect(
+        self, intent: EffectIntent, *, at_least_once: bool = False
+    ) -> EffectState:
+        self._check()
+        now = self._clock()
+        entry = self._effects.get(intent.effect_key)
+        if entry is None:
+            self._effects[intent.effect_key] = {
+                "effect_key": intent.effect_key,
+                "event_id": intent.event_id,
+                "step_id": intent.step_id,
+                "kind": intent.kind,
+                "status": "pending",
+                "tries": 1,
+                "params": copy.deepcopy(intent.params),
+                "result": None,
+                "created_at": now,
+                "updated_at": now,
+            }
+            return EffectState(proceed=True, status="pending")
+        status = entry["status"]
+        if status == "failed" or (status in ("pending", "unknown") and at_least_once):
+            entry.update(status="pending", tries=entry["tries"] + 1, updated_at=now)
+            return EffectState(proceed=True, status="pending")
+        if status == "pending":
+            entry.update(status="unknown", updated_at=now)
+            return EffectState(proceed=False, status="unknown")
+        return EffectState(proceed=False, status=status, result=copy.deepcopy(entry["result"]))
+
+    async def finish_effect(
+        self, effect_key: str, *, status: EffectStatus, result: dict[str, Any]
+    ) -> None:
+        self._check()
+        entry = self._effects.get(effect_key)
+        if entry is not None:
+            entry.update(status=status, result=copy.deepcopy(result), updated_at=self._clock())
+
+    async def finish(
+        self,
+        run: RunRecord,
+        *,
+        owner: str,
+        retry_at: float | None = None,
+        reason: str | None = None,
+    ) -> None:
+        self._check()
+        now = self._clock()
+        self._runs[(run.event_id, run.attempt)] = run
+        row = self._events.get(run.event_id)
+        if row is None or row.lease_owner != owner or row.summary.status != "running":
+            return
+        error = reason or run.error
+        row.lease_owner = row.lease_until = None
+        if run.outcome == "done":
+            row.summary = replace(row.summary, status="done", finished_at=now, last_error=error)
+        elif run.outcome == "retry":
+            row.summary = replace(row.summary, status="pending", last_error=error)
+            row.available_at = retry_at if retry_at is not None else now
+        else:
+            row.summary = replace(row.summary, status="dead", finished_at=now, last_error=error)
+            self._dead[run.event_id] = DeadLetterView(
+                event_id=run.event_id, reason=error or "", attempts=run.attempt, dead_at=now
+            )
+
+    async def redrive(self, event_id: str | None) -> list[str]:
+        self._check()
+        ids = [event_id] if event_id is not None else list(self._dead)
+        moved = []
+        for i in ids:
+            row = self._events.get(i)
+            if row is not None and row.summary.status == "dead":
+                row.summary = replace(row.summary, status="pending", attempts=0, finished_at=None)
+                row.available_at = self._clock()
+                self._dead.pop(i, None)
+                moved.append(i)
+        return moved
+
+    async def sweepable(self, *, older_than: float, limit: int) -> list[str]:
+        self._check()
+        due = [
+            row
+            for row in self._events.values()
+            if row.available_at <= older_than
+            and (
+                row.summary.status == "pending"
+                or (row.summary.status == "running" and (row.lease_until or 0) <= older_than)
+            )
+        ]
+        due.sort(key=lambda r: r.available_at)
+        return [r.summary.event_id for r in due[:limit]]
+
+    async def record_rejected(self, reason: str, raw: RawDelivery) -> None:
+        self._check()
+        self._rejected.append((reason, raw))
+
+    async def close(self) -> None:
+        return None
+
+    async def list_events(
+        self, *, limit: int, status: EventStatus | None = None
+    ) -> list[EventSummary]:
+        self._check()
+        rows = [
+            r.summary for r in self._events.values() if status is None or r.summary.status == status
+        ]
+        return sorted(rows, key=lambda s: s.received_at, reverse=True)[:limit]
+
+    async def get_event(self, event_id: str) -> EventDetail | None:
+        self._check()
+        row = self._events.get(event_id)
+        if row is None:
+            return None
+        runs = sorted(
+            (r for (i, _), r in self._runs.items() if i == event_id), key=lambda r: r.attempt
+        )
+        effects = [copy.deepcopy(e) for e in self._effects.values() if e["event_id"] == event_id]
+        for effect in effects:
+            effect.pop("event_id")
+        dead = self._dead.get(event_id)
+        return EventDetail(
+            summary=row.summary,
+            event=row.event,
+            raw=row.raw,
+            runs=runs,
+            effects=effects,
+            dead_reason=dead.reason if dead else None,
+        )
+
+    async def list_dead_letters(self, *, limit: int) -> list[DeadLetterView]:
+        self._check()
+        return sorted(self._dead.values(), key=lambda d: d.dead_at, reverse=True)[:limit]
+
+    async def stats(self) -> StoreStats:
+        self._check()
+        counts: dict[str, int] = {}
+        oldest: float | None = None
+        for row in self._events.values():
+            status = row.summary.status
+            counts[status] = counts.get(status, 0) + 1
+            if status in ("pending", "running"):
+                received = row.summary.received_at
+                oldest = received if oldest is None else min(oldest, received)
+        return StoreStats(counts=counts, oldest_unfinished_at=oldest, rejected=len(self._rejected))

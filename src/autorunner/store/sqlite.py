@@ -1,0 +1,361 @@
+"""The SQLite store (local mode): every invariant is one statement inside the writer's transaction."""
+
+from __future__ import annotations
+
+import sqlite3
+from importlib import resources
+from typing import Any
+
+import orjson
+
+from autorunner.clock import Clock, system_clock
+from autorunner.events import Event
+from autorunner.sqlitedb import SqliteDatabase
+from autorunner.store.base import (
+    DeadLetterView,
+    EffectIntent,
+    EffectState,
+    EffectStatus,
+    EventDetail,
+    EventStatus,
+    EventSummary,
+    InsertResult,
+    Leased,
+    RawDelivery,
+    RunRecord,
+    StoreStats,
+)
+
+SUMMARY_COLUMNS = (
+    "event_id, execution_id, query_id, event_type, channel, status, attempts, received_at, "
+    "finished_at, last_error"
+)
+
+
+def migrations() -> list[str]:
+    """The versioned schema scripts, oldest first."""
+    text = resources.files("autorunner.store").joinpath("sqlite_schema.sql").read_text()
+    return [text]
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+class SqliteStore:
+    """``Store`` and ``Audit`` over a shared ``SqliteDatabase``."""
+
+    def __init__(self, db: SqliteDatabase, *, clock: Clock = system_clock) -> None:
+        self.db = db
+        self._clock = clock
+
+    async def ping(self) -> None:
+        await self.db.write(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    async def insert_event(self, event: Event, raw: RawDelivery) -> InsertResult:
+        now = self._clock()
+        row = (
+            event.event_id,
+            event.execution_id,
+            event.query_id,
+            event.event_type,
+            event.channel,
+            now,
+            now,
+            _dumps(event.to_dict()),
+            _dumps(raw.to_dict()),
+        )
+
+        def op(conn: sqlite3.Connection) -> InsertResult:
+            cur = conn.execute(
+                "INSERT INTO events (event_id, execution_id, query_id, event_type, channel, status,"
+                " received_at, available_at, event_json, raw_json)"
+                " VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                row,
+            )
+            if cur.rowcount == 1:
+                return InsertResult(inserted=True)
+            found = conn.execute(
+                "SELECT event_id FROM events WHERE event_id = ? OR execution_id = ?",
+                (event.event_id, event.execution_id),
+            ).fetchone()
+            return InsertResult(inserted=False, existing_id=found[0] if found else None)
+
+        return await self.db.write(op)
+
+    async def acquire(self, event_id: str, *, owner: str, lease: float) -> Leased | None:
+        now = self._clock()
+
+        def op(conn: sqlite3.Connection) -> Leased | None:
+            row = conn.execute(
+                "UPDATE events SET status = 'running', attempts = attempts + 1,"
+                " lease_owner = ?, lease_until = ?"
+                " WHERE event_id = ? AND (status = 'pending' OR (status = 'running' AND lease_until <= ?))"
+                " RETURNING attempts, event_json",
+                (owner, now + lease, event_id, now),
+            ).fetchone()
+            if row is None:
+                return None
+            event = Event.from_dict(orjson.loads(row[1]))
+            return Leased(event=event, attempt=row[0], owner=owner, lease_until=now + lease)
+
+        return await self.db.write(op)
+
+    async def extend(self, event_ids: list[str], *, owner: str, lease: float) -> None:
+        until = self._clock() + lease
+        await self.db.write(
+            lambda conn: conn.executemany(
+                "UPDATE events SET lease_until = ? WHERE event_id = ? AND lease_owner = ?"
+                " AND status = 'running'",
+                [(until, event_id, owner) for event_id in event_ids],
+            )
+        )
+
+    async def release(self, event_id: str, *, owner: str) -> None:
+        await self.db.write(
+            lambda conn: conn.execute(
+                "UPDATE events SET status = 'pending', attempts = max(attempts - 1, 0),"
+                " lease_owner = NULL, lease_until = NULL"
+                " WHERE event_id = ? AND lease_owner = ? AND status = 'running'",
+                (event_id, owner),
+            )
+        )
+
+    async def begin_effect(
+        self, intent: EffectIntent, *, at_least_once: bool = False
+    ) -> EffectState:
+        now = self._clock()
+
+        def op(conn: sqlite3.Connection) -> EffectState:
+            row = conn.execute(
+                "SELECT status, result_json FROM effects WHERE effect_key = ?", (intent.effect_key,)
+            ).fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO effects (effect_key, event_id, step_id, kind, status, params_json,"
+                    " created_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)",
+                    (
+                        intent.effect_key,
+                        intent.event_id,
+                        intent.step_id,
+                        intent.kind,
+                        _dumps(intent.params),
+                        now,
+                        now,
+                    ),
+                )
+                return EffectState(proceed=True, status="pending")
+            status, result = row[0], orjson.loads(row[1]) if row[1] else None
+            if status == "failed" or (status in ("pending", "unknown") and at_least_once):
+                conn.execute(
+                    "UPDATE effects SET status = 'pending', tries = tries + 1, updated_at = ?"
+                    " WHERE effect_key = ?",
+                    (now, intent.effect_key),
+                )
+                return EffectState(proceed=True, status="pending")
+            if status == "pending":
+                conn.execute(
+                    "UPDATE effects SET status = 'unknown', updated_at = ? WHERE effect_key = ?",
+                    (now, intent.effect_key),
+                )
+                return EffectState(proceed=False, status="unknown")
+            return EffectState(proceed=False, status=status, result=result)
+
+        return await self.db.write(op)
+
+    async def finish_effect(
+        self, effect_key: str, *, status: EffectStatus, result: dict[str, Any]
+    ) -> None:
+        now = self._clock()
+        await self.db.write(
+            lambda conn: conn.execute(
+                "UPDATE effects SET status = ?, result_json = ?, updated_at = ? WHERE effect_key = ?",
+                (status, _dumps(result), now, effect_key),
+            )
+        )
+
+    async def finish(
+        self,
+        run: RunRecord,
+        *,
+        owner: str,
+        retry_at: float | None = None,
+        reason: str | None = None,
+    ) -> None:
+        now = self._clock()
+        params: dict[str, Any] = {
+            "id": run.event_id,
+            "owner": owner,
+            "now": now,
+            "error": reason or run.error,
+            "retry_at": retry_at if retry_at is not None else now,
+            "attempt": run.attempt,
+        }
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR REPLACE INTO runs (event_id, attempt, outcome, finished_at, record_json)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (run.event_id, run.attempt, run.outcome, run.finished_at, _dumps(run.to_dict())),
+            )
+            where = " WHERE event_id = :id AND lease_owner = :owner AND status = 'running'"
+            clear = "lease_owner = NULL, lease_until = NULL, last_error = :error"
+            if run.outcome == "done":
+                conn.execute(
+                    f"UPDATE events SET status = 'done', finished_at = :now, {clear}{where}", params
+                )
+            elif run.outcome == "retry":
+                conn.execute(
+                    f"UPDATE events SET status = 'pending', available_at = :retry_at, {clear}{where}",
+                    params,
+                )
+            else:
+                cur = conn.execute(
+                    f"UPDATE events SET status = 'dead', finished_at = :now, {clear}{where}", params
+                )
+                if cur.rowcount:
+                    conn.execute(
+                        "INSERT OR REPLACE INTO dead_letters (event_id, reason, attempts, dead_at)"
+                        " VALUES (:id, :error, :attempt, :now)",
+                        params,
+                    )
+
+        await self.db.write(op)
+
+    async def redrive(self, event_id: str | None) -> list[str]:
+        now = self._clock()
+        only = " AND event_id = ?" if event_id is not None else ""
+        args: tuple[Any, ...] = (now, event_id) if event_id is not None else (now,)
+
+        def op(conn: sqlite3.Connection) -> list[str]:
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    "UPDATE events SET status = 'pending', attempts = 0, available_at = ?,"
+                    f" finished_at = NULL WHERE status = 'dead'{only} RETURNING event_id",
+                    args,
+                ).fetchall()
+            ]
+            conn.executemany("DELETE FROM dead_letters WHERE event_id = ?", [(i,) for i in ids])
+            return ids
+
+        return await self.db.write(op)
+
+    async def sweepable(self, *, older_than: float, limit: int) -> list[str]:
+        rows = await self.db.read(
+            lambda conn: conn.execute(
+                "SELECT event_id FROM events WHERE status IN ('pending', 'running')"
+                " AND available_at <= :t AND (status = 'pending' OR lease_until <= :t)"
+                " ORDER BY available_at LIMIT :n",
+                {"t": older_than, "n": limit},
+            ).fetchall()
+        )
+        return [r[0] for r in rows]
+
+    async def record_rejected(self, reason: str, raw: RawDelivery) -> None:
+        await self.db.write(
+            lambda conn: conn.execute(
+                "INSERT INTO rejected (reason, received_at, raw_json) VALUES (?, ?, ?)",
+                (reason, raw.received_at, _dumps(raw.to_dict())),
+            )
+        )
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def list_events(
+        self, *, limit: int, status: EventStatus | None = None
+    ) -> list[EventSummary]:
+        where = " WHERE status = ?" if status else ""
+        args: tuple[Any, ...] = (status, limit) if status else (limit,)
+        rows = await self.db.read(
+            lambda conn: conn.execute(
+                f"SELECT {SUMMARY_COLUMNS} FROM events{where} ORDER BY received_at DESC LIMIT ?",
+                args,
+            ).fetchall()
+        )
+        return [_summary(r) for r in rows]
+
+    async def get_event(self, event_id: str) -> EventDetail | None:
+        def op(conn: sqlite3.Connection) -> EventDetail | None:
+            row = conn.execute(
+                f"SELECT {SUMMARY_COLUMNS}, event_json, raw_json FROM events WHERE event_id = ?",
+                (event_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            runs = conn.execute(
+                "SELECT record_json FROM runs WHERE event_id = ? ORDER BY attempt", (event_id,)
+            ).fetchall()
+            effects = conn.execute(
+                "SELECT effect_key, step_id, kind, status, tries, params_json, result_json,"
+                " created_at, updated_at FROM effects WHERE event_id = ? ORDER BY created_at",
+                (event_id,),
+            ).fetchall()
+            dead = conn.execute(
+                "SELECT reason FROM dead_letters WHERE event_id = ?", (event_id,)
+            ).fetchone()
+            return EventDetail(
+                summary=_summary(row[:10]),
+                event=Event.from_dict(orjson.loads(row[10])),
+                raw=RawDelivery(**orjson.loads(row[11])),
+                runs=[RunRecord(**orjson.loads(r[0])) for r in runs],
+                effects=[_effect(e) for e in effects],
+                dead_reason=dead[0] if dead else None,
+            )
+
+        return await self.db.read(op)
+
+    async def list_dead_letters(self, *, limit: int) -> list[DeadLetterView]:
+        rows = await self.db.read(
+            lambda conn: conn.execute(
+                "SELECT event_id, reason, attempts, dead_at FROM dead_letters"
+                " ORDER BY dead_at DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        )
+        return [
+            DeadLetterView(event_id=r[0], reason=r[1], attempts=r[2], dead_at=r[3]) for r in rows
+        ]
+
+    async def stats(self) -> StoreStats:
+        def op(conn: sqlite3.Connection) -> StoreStats:
+            counts = dict(
+                conn.execute("SELECT status, count(*) FROM events GROUP BY status").fetchall()
+            )
+            oldest = conn.execute(
+                "SELECT min(received_at) FROM events WHERE status IN ('pending', 'running')"
+            ).fetchone()[0]
+            rejected = conn.execute("SELECT count(*) FROM rejected").fetchone()[0]
+            return StoreStats(counts=counts, oldest_unfinished_at=oldest, rejected=rejected)
+
+        return await self.db.read(op)
+
+
+def _summary(row: tuple[Any, ...]) -> EventSummary:
+    return EventSummary(
+        event_id=row[0],
+        execution_id=row[1],
+        query_id=row[2],
+        event_type=row[3],
+        channel=row[4],
+        status=row[5],
+        attempts=row[6],
+        received_at=row[7],
+        finished_at=row[8],
+        last_error=row[9],
+    )
+
+
+def _effect(row: tuple[Any, ...]) -> dict[str, Any]:
+    return {
+        "effect_key": row[0],
+        "step_id": row[1],
+        "kind": row[2],
+        "status": row[3],
+        "tries": row[4],
+        "params": orjson.loads(row[5]),
+        "result": orjson.loads(row[6]) if row[6] else None,
+        "created_at": row[7],
+        "updated_at": row[8],
+    }

@@ -1,0 +1,216 @@
+"""The worker: claim → lease in the store → pipeline → ack | retry | dead letter.
+
+Up to ``concurrency`` jobs run at once. A heartbeat extends the queue and store leases of running
+jobs, so a long job is never taken over while its worker lives, and a dead worker's jobs come
+back when its leases lapse. ``run`` returns after ``stop`` is set: it claims nothing more, lets
+running jobs finish for ``grace`` seconds, then cancels the rest and gives their leases back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import structlog
+
+from autorunner import retry
+from autorunner.clock import Clock, system_clock
+from autorunner.errors import PermanentError, StoreUnavailable, TransientError
+from autorunner.metrics import Metrics
+from autorunner.pipeline import Attempt, Pipeline
+from autorunner.queue.base import Job, Queue
+from autorunner.store.base import Leased, Store
+
+log = structlog.get_logger("autorunner.worker")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WorkerConfig:
+    """How one worker runs."""
+
+    name: str
+    concurrency: int = 16
+    lease: float = 30.0
+    claim_wait: float = 1.0
+    grace: float = 10.0
+    retry: retry.RetryPolicy = field(default_factory=retry.RetryPolicy)
+    unavailable_backoff: float = 1.0
+
+
+class Worker:
+    """Runs jobs from a queue through a pipeline."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        queue: Queue,
+        pipeline: Pipeline,
+        config: WorkerConfig,
+        metrics: Metrics,
+        clock: Clock = system_clock,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._store = store
+        self._queue = queue
+        self._pipeline = pipeline
+        self.config = config
+        self._metrics = metrics
+        self._clock = clock
+        self._rand = rand
+        self._running: dict[asyncio.Task[None], tuple[Job, Leased | None]] = {}
+        self.last_heartbeat: float | None = None
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._running)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until ``stop`` is set, then shut down gracefully."""
+        heartbeat = asyncio.create_task(self._heartbeat(), name="worker-heartbeat")
+        try:
+            await self._claim_loop(stop)
+        finally:
+            await self._drain()
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    async def _claim_loop(self, stop: asyncio.Event) -> None:
+        cfg = self.config
+        while not stop.is_set():
+            self.last_heartbeat = self._clock()
+            free = cfg.concurrency - len(self._running)
+            if free <= 0:
+                await asyncio.wait(list(self._running), return_when=asyncio.FIRST_COMPLETED)
+                continue
+            try:
+                jobs = await self._queue.claim(
+                    cfg.name, limit=free, lease=cfg.lease, wait=cfg.claim_wait
+                )
+            except StoreUnavailable as exc:
+                log.warning("worker.queue_unavailable", error=str(exc))
+                await _sleep_unless(stop, cfg.unavailable_backoff)
+                continue
+            for job in jobs:
+                task = asyncio.create_task(self._handle(job), name=f"job-{job.event_id}")
+                self._running[task] = (job, None)
+                task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._running.pop(task, None)
+
+    async def _handle(self, job: Job) -> None:
+        task = asyncio.current_task()
+        assert task is not None  # noqa: S101 - always inside a task
+        leased: Leased | None = None
+        try:
+            leased = await self._store.acquire(
+                job.event_id, owner=self.config.name, lease=self.config.lease
+            )
+            if leased is None:
+                # Finished, dead, or running under another worker's live lease: nothing to do here.
+                await self._queue.ack(job)
+                return
+            self._running[task] = (job, leased)
+            with self._metrics.job_seconds.time():
+                attempt = await self._pipeline.run(leased)
+            await self._settle(job, leased, attempt)
+        except StoreUnavailable as exc:
+            # The job stays claimed; its lease lapses and it is delivered again.
+            log.warning("worker.store_unavailable", event_id=job.event_id, error=str(exc))
+        except asyncio.CancelledError:
+            if leased is not None:
+                await self._give_back(job, leased)
+            raise
+        except Exception:  # a bug: the lease lapses and the job is delivered again
+            log.exception("worker.job_crashed", event_id=job.event_id)
+
+    async def _settle(self, job: Job, leased: Leased, attempt: Attempt) -> None:
+        event_id = job.event_id
+        for effect in attempt.record.effects:
+            self._metrics.effects.labels(effect["kind"], effect["status"]).inc()
+        if attempt.error is None:
+            await self._store.finish(attempt.record, owner=leased.owner)
+            await self._queue.ack(job)
+            self._metrics.processed.labels("done").inc()
+            log.info("job.done", event_id=event_id, attempt=leased.attempt)
+            return
+        policy = replace(self.config.retry, max_attempts=attempt.max_attempts)
+        ruling = retry.decide(
+            policy,
+            attempt=leased.attempt,
+            error=str(attempt.error),
+            permanent=isinstance(attempt.error, PermanentError),
+            retry_after=attempt.error.retry_after
+            if isinstance(attempt.error, TransientError)
+            else None,
+            rand=self._rand,
+        )
+        if isinstance(ruling, retry.Retry):
+            record = replace(attempt.record, outcome="retry")
+            await self._store.finish(
+                record, owner=leased.owner, retry_at=self._clock() + ruling.delay
+            )
+            await self._queue.retry(job, delay=ruling.delay)
+            self._metrics.retried.inc()
+            self._metrics.processed.labels("retry").inc()
+            log.warning(
+                "job.retry",
+                event_id=event_id,
+                attempt=leased.attempt,
+                delay=round(ruling.delay, 3),
+                error=attempt.record.error,
+            )
+        else:
+            record = replace(attempt.record, outcome="dead")
+            await self._store.finish(record, owner=leased.owner, reason=ruling.reason)
+            await self._queue.dead_letter(job, reason=ruling.reason)
+            self._metrics.dead_lettered.inc()
+            self._metrics.processed.labels("dead").inc()
+            log.error(
+                "job.dead_letter", event_id=event_id, attempt=leased.attempt, reason=ruling.reason
+            )
+
+    async def _give_back(self, job: Job, leased: Leased) -> None:
+        with contextlib.suppress(StoreUnavailable):
+            await self._store.release(job.event_id, owner=leased.owner)
+            await self._queue.retry(job, delay=0.0)
+            log.info("job.released", event_id=job.event_id)
+
+    async def _heartbeat(self) -> None:
+        interval = max(self.config.lease / 3, 0.05)
+        while True:
+            await asyncio.sleep(interval)
+            self.last_heartbeat = self._clock()
+            held = list(self._running.values())
+            if not held:
+                continue
+            try:
+                await self._queue.extend([job for job, _ in held], lease=self.config.lease)
+                await self._store.extend(
+                    [job.event_id for job, leased in held if leased is not None],
+                    owner=self.config.name,
+                    lease=self.config.lease,
+                )
+            except StoreUnavailable as exc:
+                log.warning("worker.heartbeat_failed", error=str(exc))
+
+    async def _drain(self) -> None:
+        if not self._running:
+            return
+        tasks = list(self._running)
+        log.info("worker.draining", in_flight=len(tasks), grace=self.config.grace)
+        _, pending = await asyncio.wait(tasks, timeout=self.config.grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)

@@ -1,0 +1,38 @@
+"""Fixtures shared by every layer: backends over a fake clock, memory and real SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from autorunner.queue.base import Queue
+from autorunner.queue.memory import MemoryQueue
+from autorunner.queue.sqlite import SqliteQueue
+from autorunner.sqlitedb import SqliteDatabase
+from autorunner.store import sqlite as sqlite_store
+from autorunner.store.base import Backend
+from autorunner.store.memory import MemoryStore
+from tests.helpers import FakeClock
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def backends(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+) -> AsyncIterator[tuple[Backend, Queue]]:
+    """A store and queue sharing one fake clock, for every backend."""
+    if request.param == "memory":
+        yield MemoryStore(clock=clock), MemoryQueue(clock=clock)
+        return
+    db = SqliteDatabase(str(tmp_path / "contract.db"), migrations=sqlite_store.migrations())
+    await db.open()
+    try:
+        yield sqlite_store.SqliteStore(db, clock=clock), SqliteQueue(db, clock=clock)
+    finally:
+        await db.close()

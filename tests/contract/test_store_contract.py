@@ -1,0 +1,269 @@
+"""The Store contract: every backend (memory, sqlite) must pass every test here."""
+
+from __future__ import annotations
+
+import asyncio
+
+from autorunner.queue.base import Queue
+from autorunner.store.base import Backend, EffectIntent, RunRecord
+from tests.helpers import FakeClock, make_event, raw_delivery
+
+Backends = tuple[Backend, Queue]
+
+
+def run(
+    event_id: str, attempt: int = 1, outcome: str = "done", error: str | None = None
+) -> RunRecord:
+    return RunRecord(
+        event_id=event_id,
+        attempt=attempt,
+        outcome=outcome,  # type: ignore[arg-type]
+        started_at=0.0,
+        finished_at=1.0,
+        error=error,
+    )
+
+
+def intent(event_id: str = "evt-1", step: str = "notify") -> EffectIntent:
+    return EffectIntent(
+        effect_key=f"{event_id}:{step}",
+        event_id=event_id,
+        step_id=step,
+        kind="notify",
+        params={"text": "hi"},
+    )
+
+
+async def test_insert_is_new_once_per_event_id(backends: Backends) -> None:
+    store, _ = backends
+    first = await store.insert_event(make_event("e1"), raw_delivery())
+    second = await store.insert_event(make_event("e1"), raw_delivery())
+    assert first.inserted
+    assert not second.inserted
+    assert second.existing_id == "e1"
+
+
+async def test_same_execution_under_another_event_id_is_a_duplicate(backends: Backends) -> None:
+    store, _ = backends
+    await store.insert_event(make_event("webhook-id", execution_id="exec-9"), raw_delivery())
+    result = await store.insert_event(
+        make_event("sse-id", execution_id="exec-9", channel="sse"), raw_delivery()
+    )
+    assert not result.inserted
+    assert result.existing_id == "webhook-id"
+    assert [e.event_id for e in await store.list_events(limit=10)] == ["webhook-id"]
+
+
+async def test_events_without_execution_id_do_not_collide(backends: Backends) -> None:
+    store, _ = backends
+    assert (await store.insert_event(make_event("a"), raw_delivery())).inserted
+    assert (await store.insert_event(make_event("b"), raw_delivery())).inserted
+
+
+async def test_concurrent_inserts_of_one_event_store_it_exactly_once(backends: Backends) -> None:
+    store, _ = backends
+    results = await asyncio.gather(
+        *(
+            store.insert_event(make_event("race", execution_id="x"), raw_delivery())
+            for _ in range(20)
+        )
+    )
+    assert sum(r.inserted for r in results) == 1
+
+
+async def test_acquire_leases_a_pending_event_to_one_owner(backends: Backends) -> None:
+    store, _ = backends
+    await store.insert_event(make_event("e1"), raw_delivery())
+    leased = await store.acquire("e1", owner="w1", lease=30)
+    assert leased is not None
+    assert leased.attempt == 1
+    assert leased.event.event_id == "e1"
+    assert await store.acquire("e1", owner="w2", lease=30) is None
+
+
+async def test_expired_lease_can_be_taken_over(backends: Backends, clock: FakeClock) -> None:
+    store, _ = backends
+    await store.insert_event(make_event("e1"), raw_delivery())
+    await store.acquire("e1", owner="w1", lease=30)
+    clock.advance(31)
+    taken = await store.acquire("e1", owner="w2", lease=30)
+    assert taken is not None
+    assert taken.attempt == 2
+
+
+async def test_extend_keeps_a_lease_alive(backends: Backends, clock: FakeClock) -> None:
+    store, _ = backends
+    await store.insert_event(make_event("e1"), raw_delivery())
+    await store.acquire("e1", owner="w1", lease=30)
+    clock.advance(20)
+    await store.extend(["e1"], owner="w1", lease=30)
+    clock.advance(20)
+    assert await store.acquire("e1", owner="w2", lease=30) is None
+
+
+async def test_finished_event_is_never_acquired_again(backends: Backends) -> None:
+    store, _ = backends
+    await store.insert_event(make_event("e1"), raw_delivery())
+    await store.acquire("e1", owner="w1", lease=30)
+    await store.finish(run("e1"), owner="w1")
+    assert await store.acquire("e1", owner="w1", lease=30) is None
+    detail = await store.get_event("e1")
+    assert detail is not None
+    assert detail.summary.status == "done"
+    assert [r.outcome for r in detail.runs] == ["done"]
+
+
+async def test_finish_by_a_stale_owner_does_not_move_the_event(
+    backends: Backends, clock: FakeClock
+) -> None:
+    store, _ = backends
+    await store.insert_event(make_event("e1"), raw_delivery())
+    await store.acquire("e1", owner="w1", lease=30)
+    clock.advance(31)
+    await store.acquire("e1", owner="w2", lease=30)
+    await store.finish(run("e1", outcome="dead", error="x"), owner="w1", reason="stale")
+    detail = await store.get_event("e1")
+    assert detail is not None
+    assert detail.summary.status == "running"
+    assert await store.list_dead_letters(limit=10) == []
+
+
+async def test_retry_returns_event_to_pending_at_its_time(
+    backends: Backends, clock: FakeClock
+) -> None:
+    store, _ = backends
+    await store.insert_event(make_event("e1"), raw_delivery())
+    await store.acquire("e1", owner="w1", lease=30)
+    await store.finish(run("e1", outcome="retry", error="boom"), owner="w1", retry_at=clock() + 100)
+    assert await store.sweepable(older_than=clock(), limit=10) == []
+    assert await store.sweepable(older_than=clock() + 100, limit=10) == ["e1"]
+    again = await store.acquire("e1", owner="w1", lease=30)
+    assert again is not None
+    assert again.attempt == 2
+
+
+async def test_dead_letter_then_redrive_resets_attempts(backends: Backends) -> None:
+    store, _ = backends
+    await store.insert_event(make_event("e1"), raw_delivery())
+    await store.acquire("e1", owner="w1", lease=30)
+    await store.finish(run("e1", outcome="dead"), owner="w1", reason="gave up")
+    dead = await store.list_dead_letters(limit=10)
+    assert [(d.event_id, d.reason) for d in dead] == [("e1", "gave up")]
+    assert await store.redrive("e1") == ["e1"]
+    assert await store.list_dead_letters(limit=10) == []
+    leased = await store.acquire("e1", owner="w1", lease=30)
+    assert leased is not None
+    assert leased.attempt == 1
+
+
+async def test_redrive_all_moves_only_dead_events(backends: Backends) -> None:
+    store, _ = backends
+    for event_id in ("d1", "d2", "ok"):
+        await store.insert_event(make_event(event_id), raw_delivery())
+        await store.acquire(event_id, owner="w", lease=30)
+    await store.finish(run("d1", outcome="dead"), owner="w", reason="r")
+    await store.finish(run("d2", outcome="dead"), owner="w", reason="r")
+    await store.finish(run("ok"), owner="w")
+    assert sorted(await store.redrive(None)) == ["d1", "d2"]
+    assert await store.redrive("ok") == []
+
+
+async def test_release_gives_the_lease_back_without_counting_the_attempt(
+    backends: Backends,
+) -> None:
+    store, _ = backends
+    await store.insert_event(make_event("e1"), raw_delivery())
+    await store.acquire("e1", owner="w1", lease=30)
+    await store.release("e1", owner="w1")
+    leased = await store.acquire("e1", owner="w2", lease=30)
+    assert leased is not None
+    assert leased.attempt == 1
+
+
+async def test_sweepable_lists_unleased_and_lease_expired_events_only(
+    backends: Backends, clock: FakeClock
+) -> None:
+    store, _ = backends
+    for event_id in ("pending", "leased", "done"):
+        await store.insert_event(make_event(event_id), raw_delivery())
+    await store.acquire("leased", owner="w", lease=30)
+    await store.acquire("done", owner="w", lease=30)
+    await store.finish(run("done"), owner="w")
+    assert await store.sweepable(older_than=clock(), limit=10) == ["pending"]
+    clock.advance(31)
+    assert sorted(await store.sweepable(older_than=clock(), limit=10)) == ["leased", "pending"]
+
+
+async def test_effect_intent_then_done_is_skipped_with_its_result(backends: Backends) -> None:
+    store, _ = backends
+    first = await store.begin_effect(intent())
+    assert first.proceed
+    await store.finish_effect("evt-1:notify", status="done", result={"delivered": True})
+    again = await store.begin_effect(intent())
+    assert not again.proceed
+    assert again.status == "done"
+    assert again.result == {"delivered": True}
+
+
+async def test_failed_effect_may_run_again(backends: Backends) -> None:
+    store, _ = backends
+    await store.begin_effect(intent())
+    await store.finish_effect("evt-1:notify", status="failed", result={"error": "503"})
+    assert (await store.begin_effect(intent())).proceed
+
+
+async def test_effect_left_pending_by_a_crash_becomes_unknown_and_is_not_resent(
+    backends: Backends,
+) -> None:
+    store, _ = backends
+    await store.begin_effect(intent())
+    state = await store.begin_effect(intent())
+    assert not state.proceed
+    assert state.status == "unknown"
+    assert not (await store.begin_effect(intent())).proceed
+
+
+async def test_effect_left_pending_is_resent_for_at_least_once_adapters(backends: Backends) -> None:
+    store, _ = backends
+    await store.begin_effect(intent())
+    assert (await store.begin_effect(intent(), at_least_once=True)).proceed
+
+
+async def test_event_detail_holds_raw_delivery_runs_and_effects(backends: Backends) -> None:
+    store, _ = backends
+    await store.insert_event(make_event("e1"), raw_delivery('{"eventId":"e1"}'))
+    await store.acquire("e1", owner="w", lease=30)
+    await store.begin_effect(intent("e1"))
+    await store.finish_effect("e1:notify", status="done", result={"ok": 1})
+    await store.finish(run("e1"), owner="w")
+    detail = await store.get_event("e1")
+    assert detail is not None
+    assert detail.raw.body == '{"eventId":"e1"}'
+    assert detail.event == make_event("e1")
+    assert [(e["effect_key"], e["status"], e["result"]) for e in detail.effects] == [
+        ("e1:notify", "done", {"ok": 1})
+    ]
+    assert await store.get_event("missing") is None
+
+
+async def test_stats_count_by_status_and_rejected(backends: Backends, clock: FakeClock) -> None:
+    store, _ = backends
+    await store.insert_event(make_event("e1"), raw_delivery())
+    await store.insert_event(make_event("e2"), raw_delivery())
+    await store.acquire("e2", owner="w", lease=30)
+    await store.finish(run("e2"), owner="w")
+    await store.record_rejected("invalid_body", raw_delivery("nope"))
+    stats = await store.stats()
+    assert stats.counts == {"pending": 1, "done": 1}
+    assert stats.oldest_unfinished_at == clock()
+    assert stats.rejected == 1
+
+
+async def test_list_events_filters_by_status(backends: Backends) -> None:
+    store, _ = backends
+    await store.insert_event(make_event("e1"), raw_delivery())
+    await store.insert_event(make_event("e2"), raw_delivery())
+    await store.acquire("e2", owner="w", lease=30)
+    await store.finish(run("e2"), owner="w")
+    assert [e.event_id for e in await store.list_events(limit=10, status="done")] == ["e2"]
+    assert [e.event_id for e in await store.list_events(limit=10, status="pending")] == ["e1"]

@@ -1,0 +1,98 @@
+"""Shared test helpers: a fake clock, sample events and signed requests."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from autorunner.events import Event
+from autorunner.store.base import RawDelivery
+
+
+@dataclass
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    now: float = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def make_event(event_id: str = "evt-1", *, execution_id: str | None = None, **extra: Any) -> Event:
+    fields: dict[str, Any] = {
+        "event_id": event_id,
+        "channel": "webhook",
+        "shape": "canonical",
+        "event_type": "query.triggered",
+        "execution_id": execution_id,
+        "query_id": "q-1",
+        "title": "BTC above 100k",
+        "body": "BTC crossed 100000",
+    }
+    fields.update(extra)
+    return Event(**fields)
+
+
+def raw_delivery(body: str = "{}") -> RawDelivery:
+    return RawDelivery(received_at=0.0, headers={"content-type": "application/json"}, body=body)
+
+
+def elfa_signature(secret: str, ts: str, event_id: str, body: bytes) -> str:
+    """The contract's formula, written out independently of autorunner.signatures."""
+    mac = hmac.new(secret.encode(), f"{ts}.{event_id}.".encode() + body, hashlib.sha256)
+    return "v1=" + mac.hexdigest()
+
+
+@dataclass
+class Delivery:
+    """A signed webhook request ready to send."""
+
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def signed(
+    payload: dict[str, Any],
+    *,
+    secret: str = "whk-secret",
+    event_id: str | None = None,
+    ts: int | None = None,
+) -> Delivery:
+    body = orjson.dumps(payload)
+    eid = event_id if event_id is not None else str(payload.get("eventId", ""))
+    stamp = str(ts if ts is not None else int(time.time()))
+    return Delivery(
+        body=body,
+        headers={
+            "content-type": "application/json",
+            "x-auto-event-id": eid,
+            "x-auto-signature-timestamp": stamp,
+            "x-auto-signature": elfa_signature(secret, stamp, eid, body),
+        },
+    )
+
+
+def canonical(event_id: str, *, execution_id: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "version": "1.0",
+        "eventType": "query.triggered",
+        "eventId": event_id,
+        "timestamp": "2026-04-01T12:00:00.000Z",
+        "queryId": "q_123",
+        "channel": "webhook",
+        "trigger": {"symbol": "BTC", "reason": "price > threshold"},
+        "evaluation": {"triggered": True},
+        "action": {"type": "webhook"},
+    }
+    if execution_id is not None:
+        body["executionId"] = execution_id
+    return body
