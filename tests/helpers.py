@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,3 +98,10 @@ def canonical(event_id: str, *, execution_id: str | None = None) -> dict[str, An
     if execution_id is not None:
         body["executionId"] = execution_id
     return body
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
+    """Poll a condition owned by another task or process until it holds, or fail after ``within``."""
+    async with asyncio.timeout(within):
+        while not await check():  # noqa: ASYNC110 - the state lives in a store, not in an Event
+            await asyncio.sleep(0.01)

@@ -151,7 +151,7 @@ class Worker:
             rand=self._rand,
         )
         if isinstance(ruling, retry.Retry):
-            record = replace(attempt.record, outcome="retry")
+            record = replace(attempt.record, outcome="retry", retry_delay=round(ruling.delay, 6))
             await self._store.finish(
                 record, owner=leased.owner, retry_at=self._clock() + ruling.delay
             )

@@ -99,6 +99,7 @@ class RunRecord:
     effects: list[dict[str, Any]] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    retry_delay: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

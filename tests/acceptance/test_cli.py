@@ -1,0 +1,145 @@
+"""The CLI as a user drives it: serve, send-test-event, events, status, dlq, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.acceptance.runner import Server, base_env, cli, start_server
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Server, dict[str, str]]]:
+    env = base_env(tmp_path / "runner.db")
+    server = start_server(env, tmp_path, tmp_path / "serve.log")
+    try:
+        yield server, env
+    finally:
+        assert server.terminate() == 0
+
+
+def wait_done(env: dict[str, str], cwd: Path, event_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        shown = cli(env, "events", "show", event_id, "--json", cwd=cwd)
+        if shown.returncode == 0 and json.loads(shown.stdout)["status"] == "done":
+            return dict(json.loads(shown.stdout))
+        time.sleep(0.1)
+    raise AssertionError(f"{event_id} did not finish")
+
+
+def test_send_test_event_then_events_list_show_and_status(
+    served: tuple[Server, dict[str, str]], tmp_path: Path
+) -> None:
+    server, env = served
+    sent = cli(
+        env,
+        "send-test-event",
+        server.url,
+        "--event-id",
+        "cli-1",
+        "--execution-id",
+        "x-1",
+        cwd=tmp_path,
+    )
+    assert sent.returncode == 0, sent.stderr
+    assert sent.stdout.startswith("202 ")
+
+    duplicate = cli(
+        env,
+        "send-test-event",
+        server.url,
+        "--event-id",
+        "cli-2",
+        "--execution-id",
+        "x-1",
+        "--json",
+        cwd=tmp_path,
+    )
+    assert duplicate.returncode == 0
+    assert json.loads(duplicate.stdout)["response"]["duplicate"] is True
+
+    detail = wait_done(env, tmp_path, "cli-1")
+    assert [e["effect_key"] for e in detail["effects"]] == ["cli-1:notify"]
+
+    listed = cli(env, "events", "list", "--json", cwd=tmp_path)
+    assert [e["event_id"] for e in json.loads(listed.stdout)] == ["cli-1"]
+    table = cli(env, "events", "list", cwd=tmp_path)
+    assert "cli-1" in table.stdout
+
+    status = json.loads(cli(env, "status", "--json", cwd=tmp_path).stdout)
+    assert status["events"] == {"done": 1}
+    assert (status["queue_depth"], status["in_flight"], status["dead_letters"]) == (0, 0, 0)
+
+    assert json.loads(cli(env, "dlq", "list", "--json", cwd=tmp_path).stdout) == []
+    notified = [line for line in server.log_lines() if line.get("event") == "effect.notify"]
+    assert [line["event_id"] for line in notified] == ["cli-1"]
+
+
+def test_secrets_never_appear_in_logs(
+    served: tuple[Server, dict[str, str]], tmp_path: Path
+) -> None:
+    server, env = served
+    cli(env, "send-test-event", server.url, "--event-id", "s-1", cwd=tmp_path)
+    wait_done(env, tmp_path, "s-1")
+    assert env["AUTO_SECRET"] not in server.log_path.read_text()
+
+
+def test_invalid_setting_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    env = base_env(tmp_path / "x.db", PORT="not-a-port")
+    result = cli(env, "status", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "autorunner: error: invalid PORT: Input should be a valid integer, unable to parse string as an integer"
+    ]
+
+
+def test_unsupported_queue_url_is_one_line(tmp_path: Path) -> None:
+    env = base_env(tmp_path / "x.db", QUEUE_URL="kafka://nope")
+    result = cli(env, "serve", cwd=tmp_path)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "QUEUE_URL" in result.stderr
+
+
+def test_redrive_of_an_unknown_event_fails_with_one_line(tmp_path: Path) -> None:
+    env = base_env(tmp_path / "x.db")
+    result = cli(env, "dlq", "redrive", "nope", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "autorunner: error: no dead letter with id 'nope'"
+    both = cli(env, "dlq", "redrive", "nope", "--all", cwd=tmp_path)
+    assert both.stderr.strip() == "autorunner: error: give exactly one of EVENT_ID or --all"
+
+
+def test_show_of_an_unknown_event_fails_with_one_line(tmp_path: Path) -> None:
+    result = cli(base_env(tmp_path / "x.db"), "events", "show", "missing", cwd=tmp_path)
+    assert (result.returncode, result.stderr.strip()) == (
+        1,
+        "autorunner: error: no event with id 'missing'",
+    )
+
+
+def test_send_test_event_to_nothing_listening_fails_with_one_line(tmp_path: Path) -> None:
+    result = cli(
+        base_env(tmp_path / "x.db"),
+        "send-test-event",
+        "http://127.0.0.1:9/webhooks/auto",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        "autorunner: error: cannot reach http://127.0.0.1:9/webhooks/auto"
+    )
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_sigterm_stops_serve_cleanly(tmp_path: Path) -> None:
+    env = base_env(tmp_path / "runner.db")
+    server = start_server(env, tmp_path, tmp_path / "serve.log")
+    assert server.terminate() == 0
+    assert any(line.get("event") == "serve.stopped" for line in server.log_lines())
