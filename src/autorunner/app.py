@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import socket
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,9 +67,14 @@ async def open_backends(settings: Settings, *, clock: Clock = system_clock) -> B
         busy_timeout_ms=settings.sqlite_busy_timeout_ms,
     )
     await db.open()
-    return Backends(
-        store=sqlite_store.SqliteStore(db, clock=clock), queue=SqliteQueue(db, clock=clock)
-    )
+    queue = SqliteQueue(db, clock=clock)
+
+    def outbox(conn: sqlite3.Connection, event_id: str, now: float) -> None:
+        queue.enqueue_in(conn, event_id, now)
+        queue.notify_threadsafe()
+
+    store = sqlite_store.SqliteStore(db, clock=clock, outbox=outbox)
+    return Backends(store=store, queue=queue)
 
 
 @dataclass(kw_only=True)
@@ -217,6 +223,8 @@ async def serve(
         lifespan="off",
         loop="none",
         http="httptools",
+        proxy_headers=False,  # no client address is used; skip the middleware
+        server_header=False,
     )
     server = _Server(config)
     loop = asyncio.get_running_loop()

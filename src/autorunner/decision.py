@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -13,6 +13,9 @@ class Action:
     step_id: str
     kind: str
     params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step_id": self.step_id, "kind": self.kind, "params": self.params}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -25,7 +28,12 @@ class Decision:
     version: str
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "actions": [a.to_dict() for a in self.actions],
+            "rationale": self.rationale,
+            "decider": self.decider,
+            "version": self.version,
+        }
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -45,4 +53,8 @@ class Verdict:
     policy_hash: str
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "allowed": [a.to_dict() for a in self.allowed],
+            "denied": [{"action": d.action.to_dict(), "reason": d.reason} for d in self.denied],
+            "policy_hash": self.policy_hash,
+        }

@@ -12,7 +12,7 @@ store can de-duplicate one execution arriving under several event ids.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -46,13 +46,16 @@ class Event:
     payload: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able form (the store's codec)."""
-        return asdict(self)
+        """Plain JSON-able form (the store's codec); ``payload`` is shared, not copied."""
+        return {name: getattr(self, name) for name in _EVENT_FIELDS}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Event:
         """Inverse of ``to_dict``."""
         return cls(**data)
+
+
+_EVENT_FIELDS = tuple(f.name for f in fields(Event))
 
 
 def derived_event_id(*parts: bytes) -> str:

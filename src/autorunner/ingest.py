@@ -37,6 +37,7 @@ class Ingestor:
         self._store = store
         self._queue = queue
         self._metrics = metrics
+        self._enqueued = {c: metrics.enqueued.labels(c) for c in ("webhook", "sse", "poll", "test")}
 
     async def ingest(self, event: Event, raw: RawDelivery) -> Ingested:
         result = await self._store.insert_event(event, raw)
@@ -52,8 +53,9 @@ class Ingestor:
             return Ingested(
                 event_id=event.event_id, duplicate_of=result.existing_id or event.event_id
             )
-        await self._queue.enqueue(event.event_id)
-        self._metrics.enqueued.labels(event.channel).inc()
+        if not result.queued:
+            await self._queue.enqueue(event.event_id)
+        self._enqueued[event.channel].inc()
         log.info(
             "event.accepted",
             event_id=event.event_id,

@@ -80,6 +80,7 @@ class WebhookApp:
         self._config = config
         self._metrics = metrics
         self._clock = clock
+        self._received = metrics.received.labels("webhook")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -89,8 +90,7 @@ class WebhookApp:
             self._metrics.ack_latency.observe(time.perf_counter() - started)
 
     async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:  # noqa: PLR0911 - one return per refusal
-        metrics = self._metrics
-        metrics.received.labels("webhook").inc()
+        self._received.inc()
         if scope["method"] != "POST":
             return self._refuse(405, "method_not_allowed", "use POST")
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -130,11 +130,10 @@ class WebhookApp:
             await self._keep_rejected("invalid_body", delivery)
             return self._refuse(400, "invalid_body", str(exc))
         try:
-            result = await asyncio.wait_for(
-                self._ingestor.ingest(event, delivery), timeout=self._config.store_timeout
-            )
+            async with asyncio.timeout(self._config.store_timeout):
+                result = await self._ingestor.ingest(event, delivery)
         except (StoreUnavailable, TimeoutError) as exc:
-            metrics.unavailable.inc()
+            self._metrics.unavailable.inc()
             log.error(  # noqa: TRY400 - an expected outage; no traceback wanted
                 "webhook.unavailable", event_id=event.event_id, error=str(exc) or "timeout"
             )

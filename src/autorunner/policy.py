@@ -7,6 +7,7 @@ is recorded with it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -44,14 +45,14 @@ class Route:
         return all(str(fields.get(name)) == value for name, value in self.match.items())
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(frozen=True, kw_only=True)
 class Policy:
     """Routes in order; the first match wins, ``default`` otherwise."""
 
     routes: tuple[Route, ...]
     default: Route
 
-    @property
+    @functools.cached_property
     def hash(self) -> str:
         """Content hash stored with every decision, so a run names the policy it ran under."""
         text = orjson.dumps(asdict(self), option=orjson.OPT_SORT_KEYS)

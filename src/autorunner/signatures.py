@@ -39,29 +39,24 @@ class Verified:
     timestamp: float | None
 
 
-@dataclass(frozen=True, slots=True)
 class Secrets:
-    """The configured webhook secrets, with every key each scheme derives from them."""
+    """The configured webhook secrets, with every key each scheme derives from them (computed once)."""
 
-    values: tuple[str, ...]
+    __slots__ = ("elfa_keys", "standard_keys")
+
+    def __init__(self, values: tuple[str, ...]) -> None:
+        self.elfa_keys: tuple[bytes, ...] = tuple(
+            key for s in values for key in (s.encode(), hashlib.sha256(s.encode()).digest())
+        )
+        self.standard_keys: tuple[bytes, ...] = tuple(_standard_key(s) for s in values)
 
     @classmethod
     def parse(cls, text: str | None) -> Secrets:
         """Comma-separated secrets (rotation), blanks ignored."""
         return cls(tuple(s.strip() for s in (text or "").split(",") if s.strip()))
 
-    def elfa_keys(self) -> list[bytes]:
-        keys: list[bytes] = []
-        for secret in self.values:
-            raw = secret.encode()
-            keys += [raw, hashlib.sha256(raw).digest()]
-        return keys
-
-    def standard_keys(self) -> list[bytes]:
-        return [_standard_key(s) for s in self.values]
-
     def __repr__(self) -> str:
-        return f"Secrets(<{len(self.values)} masked>)"
+        return f"Secrets(<{len(self.standard_keys)} masked>)"
 
 
 def verify(
@@ -108,7 +103,7 @@ def _verify_elfa(
         for part in headers["x-auto-signature"].split(",")
         if part.strip().startswith("v1=")
     ]
-    _match(secrets.elfa_keys(), signed, offered, hex_digest=True)
+    _match(secrets.elfa_keys, signed, offered, hex_digest=True)
     return Verified(scheme="elfa-v1", delivery_id=event_id or None, timestamp=timestamp)
 
 
@@ -122,7 +117,7 @@ def _verify_standard(
     timestamp = _check_time(ts_text, now, tolerance)
     signed = msg_id.encode() + b"." + ts_text.encode() + b"." + body
     offered = [part[3:] for part in headers["webhook-signature"].split() if part.startswith("v1,")]
-    _match(secrets.standard_keys(), signed, offered, hex_digest=False)
+    _match(secrets.standard_keys, signed, offered, hex_digest=False)
     return Verified(scheme="standard-webhooks", delivery_id=msg_id, timestamp=timestamp)
 
 

@@ -149,7 +149,7 @@ async def test_event_runs_once_with_one_notify_effect_and_a_full_run_record() ->
     assert run.decision is not None
     assert run.decision["policy_hash"].startswith("sha256:")
     assert run.verdict is not None
-    assert run.verdict["denied"] == ()
+    assert run.verdict["denied"] == []
     assert [(e["effect_key"], e["status"]) for e in run.effects] == [("e1:notify", "done")]
     assert set(run.timings_ms) == {"decide", "effects"}
 

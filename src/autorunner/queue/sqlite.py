@@ -28,22 +28,56 @@ class SqliteQueue:
         self._clock = clock
         self._tokens = itertools.count(1)
         self._wakeup: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._notify_scheduled = False
 
     async def enqueue(self, event_id: str, *, delay: float = 0.0) -> None:
         now = self._clock()
+        await self.db.write(
+            lambda conn: self.enqueue_in(conn, event_id, now + delay, now=now, revive=True)
+        )
+        self.notify()
 
-        def op(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO jobs (event_id, available_at, enqueued_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (event_id) DO UPDATE SET available_at = min(available_at, excluded.available_at)"
-                " WHERE receipt IS NULL",
-                (event_id, now + delay, now),
-            )
+    def enqueue_in(
+        self,
+        conn: sqlite3.Connection,
+        event_id: str,
+        at: float,
+        *,
+        now: float | None = None,
+        revive: bool = False,
+    ) -> None:
+        """Write the queue entry inside the caller's transaction (the store's outbox hook).
+
+        ``revive`` also clears a dead-letter mark (a redrive); a brand-new event has none.
+        """
+        conn.execute(
+            "INSERT INTO jobs (event_id, available_at, enqueued_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (event_id) DO UPDATE SET available_at = min(available_at, excluded.available_at)"
+            " WHERE receipt IS NULL",
+            (event_id, at, at if now is None else now),
+        )
+        if revive:
             conn.execute("DELETE FROM dead_jobs WHERE event_id = ?", (event_id,))
 
-        await self.db.write(op)
+    def notify(self) -> None:
+        """Wake consumers in this process waiting in ``claim`` (other processes poll)."""
         if self._wakeup is not None:
             self._wakeup.set()
+
+    def notify_threadsafe(self) -> None:
+        """``notify`` from another thread (the writer's); wake-ups already on their way coalesce."""
+        loop = self._loop
+        if loop is None or self._notify_scheduled:
+            return
+        self._notify_scheduled = True
+
+        def wake() -> None:
+            self._notify_scheduled = False
+            self.notify()
+
+        with contextlib.suppress(RuntimeError):  # loop closed
+            loop.call_soon_threadsafe(wake)
 
     async def claim(self, consumer: str, *, limit: int, lease: float, wait: float) -> list[Job]:
         loop = asyncio.get_running_loop()
@@ -54,6 +88,7 @@ class SqliteQueue:
             if jobs or remaining <= 0:
                 return jobs
             self._wakeup = self._wakeup or asyncio.Event()
+            self._loop = loop
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
@@ -39,15 +40,27 @@ def migrations() -> list[str]:
 
 
 def _dumps(value: Any) -> str:
+    """JSON text; orjson encodes our dataclasses natively, with no intermediate dict."""
     return orjson.dumps(value).decode()
 
 
-class SqliteStore:
-    """``Store`` and ``Audit`` over a shared ``SqliteDatabase``."""
+Outbox = Callable[[sqlite3.Connection, str, float], None]
+"""Writes a queue entry for an event id inside the caller's transaction."""
 
-    def __init__(self, db: SqliteDatabase, *, clock: Clock = system_clock) -> None:
+
+class SqliteStore:
+    """``Store`` and ``Audit`` over a shared ``SqliteDatabase``.
+
+    With ``outbox`` (the SQLite queue in the same file), a new event and its queue entry are
+    written in one transaction: one commit acknowledges both, and neither exists without the other.
+    """
+
+    def __init__(
+        self, db: SqliteDatabase, *, clock: Clock = system_clock, outbox: Outbox | None = None
+    ) -> None:
         self.db = db
         self._clock = clock
+        self._outbox = outbox
 
     async def ping(self) -> None:
         await self.db.write(lambda conn: conn.execute("SELECT 1").fetchone())
@@ -62,8 +75,8 @@ class SqliteStore:
             event.channel,
             now,
             now,
-            _dumps(event.to_dict()),
-            _dumps(raw.to_dict()),
+            _dumps(event),
+            _dumps(raw),
         )
 
         def op(conn: sqlite3.Connection) -> InsertResult:
@@ -74,7 +87,9 @@ class SqliteStore:
                 row,
             )
             if cur.rowcount == 1:
-                return InsertResult(inserted=True)
+                if self._outbox is not None:
+                    self._outbox(conn, event.event_id, now)
+                return InsertResult(inserted=True, queued=self._outbox is not None)
             found = conn.execute(
                 "SELECT event_id FROM events WHERE event_id = ? OR execution_id = ?",
                 (event.event_id, event.execution_id),
@@ -196,7 +211,7 @@ class SqliteStore:
             conn.execute(
                 "INSERT OR REPLACE INTO runs (event_id, attempt, outcome, finished_at, record_json)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (run.event_id, run.attempt, run.outcome, run.finished_at, _dumps(run.to_dict())),
+                (run.event_id, run.attempt, run.outcome, run.finished_at, _dumps(run)),
             )
             where = " WHERE event_id = :id AND lease_owner = :owner AND status = 'running'"
             clear = "lease_owner = NULL, lease_until = NULL, last_error = :error"
@@ -256,7 +271,7 @@ class SqliteStore:
         await self.db.write(
             lambda conn: conn.execute(
                 "INSERT INTO rejected (reason, received_at, raw_json) VALUES (?, ?, ?)",
-                (reason, raw.received_at, _dumps(raw.to_dict())),
+                (reason, raw.received_at, _dumps(raw)),
             )
         )
 

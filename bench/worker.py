@@ -1,0 +1,93 @@
+"""Benchmark: worker throughput with the no-op ``notify`` action, on SQLite (local mode).
+
+    .venv/bin/python -m bench.worker [--events 20000] [--concurrency 64]
+
+Preloads ``--events`` stored and queued events, then times one worker (one process, as in
+``serve``) draining them end to end: claim, lease, decide, ledger intent, notify, ledger result,
+run record, ack — every step durable (``synchronous=FULL``). The notify adapter's log line is
+filtered out by ``LOG_LEVEL=warning``, which makes it a no-op.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+from autorunner import logs
+from autorunner.app import build_runtime, open_backends
+from autorunner.config import Settings
+from autorunner.events import Event
+from autorunner.store.base import RawDelivery
+
+
+async def preload(settings: Settings, count: int) -> None:
+    backends = await open_backends(settings)
+    raw = RawDelivery(received_at=time.time(), headers={}, body="{}")
+
+    async def one(n: int) -> None:
+        event = Event(
+            event_id=f"bench-{n}",
+            channel="test",
+            shape="canonical",
+            event_type="query.triggered",
+            title="BTC above 100k",
+            body="bench",
+        )
+        result = await backends.store.insert_event(event, raw)
+        if not result.queued:
+            await backends.queue.enqueue(event.event_id)
+
+    for start in range(0, count, 500):
+        await asyncio.gather(*(one(n) for n in range(start, min(count, start + 500))))
+    await backends.close()
+
+
+async def drain(settings: Settings, count: int) -> float:
+    backends = await open_backends(settings)
+    runtime = build_runtime(settings, backends)
+    stop = asyncio.Event()
+    started = time.perf_counter()
+    task = asyncio.create_task(runtime.worker.run(stop))
+    while True:
+        stats = await backends.store.stats()
+        if stats.counts.get("done", 0) >= count:
+            break
+        await asyncio.sleep(0.05)
+    elapsed = time.perf_counter() - started
+    stop.set()
+    await task
+    await backends.close()
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
+    args = parser.parse_args()
+    logs.configure(level="warning")
+    db = Path(tempfile.mkdtemp(prefix="autorunner-bench-")) / "worker.db"
+    settings = Settings(
+        queue_url=f"sqlite:///{db}",
+        worker_concurrency=args.concurrency,
+        sqlite_synchronous=args.synchronous,
+        log_level="warning",
+    )
+    asyncio.run(preload(settings, args.events))
+    elapsed = asyncio.run(drain(settings, args.events))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        f"{args.events:,} jobs in {elapsed:.2f}s = {args.events / elapsed:,.0f} jobs/s "
+        f"(concurrency {args.concurrency}, synchronous={args.synchronous}, peak RSS {rss:.0f} MB)"
+    )
+
+
+if __name__ == "__main__":
+    main()
