@@ -25,6 +25,7 @@ from autorunner.clock import Clock, system_clock
 from autorunner.config import Settings, sqlite_path
 from autorunner.deciders import Decider
 from autorunner.deciders.rules import RulesDecider
+from autorunner.errors import ConfigError
 from autorunner.ingest import Ingestor
 from autorunner.ingress import WebhookApp, WebhookConfig, build_app
 from autorunner.metrics import Metrics
@@ -56,12 +57,23 @@ class Backends:
         await self.store.close()
 
 
-async def open_backends(settings: Settings, *, clock: Clock = system_clock) -> Backends:
-    """Open the configured store and queue (one SQLite file serves both in local mode)."""
+async def open_backends(
+    settings: Settings, *, clock: Clock = system_clock, create: bool = True
+) -> Backends:
+    """Open the configured store and queue (one SQLite file serves both in local mode).
+
+    With ``create=False`` (the CLI's inspection commands) a missing database file is a
+    ``ConfigError`` rather than a new empty database in the wrong folder.
+    """
     if settings.store_url.startswith("memory://"):
         return Backends(store=MemoryStore(clock=clock), queue=MemoryQueue(clock=clock))
+    path = sqlite_path(settings.store_url)
+    if not create and not await asyncio.to_thread(os.path.exists, path):
+        raise ConfigError(
+            f"no database at {path}: run this where `autorunner serve` runs, or set QUEUE_URL"
+        )
     db = SqliteDatabase(
-        sqlite_path(settings.store_url),
+        path,
         migrations=sqlite_store.migrations(),
         synchronous=settings.sqlite_synchronous,
         busy_timeout_ms=settings.sqlite_busy_timeout_ms,

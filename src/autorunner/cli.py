@@ -87,7 +87,7 @@ def _run(fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
 async def _with_backends(
     settings: Settings, fn: Callable[[composition.Backends], Awaitable[T]]
 ) -> T:
-    backends = await composition.open_backends(settings)
+    backends = await composition.open_backends(settings, create=False)
     try:
         return await fn(backends)
     finally:

@@ -107,8 +107,30 @@ def test_unsupported_queue_url_is_one_line(tmp_path: Path) -> None:
     assert "QUEUE_URL" in result.stderr
 
 
-def test_redrive_of_an_unknown_event_fails_with_one_line(tmp_path: Path) -> None:
+@pytest.fixture
+def empty_db(tmp_path: Path) -> dict[str, str]:
     env = base_env(tmp_path / "x.db")
+    assert cli(env, "status", cwd=tmp_path).returncode == 2  # no database yet
+    server = start_server(env, tmp_path, tmp_path / "serve.log")
+    assert server.terminate() == 0
+    return env
+
+
+def test_inspecting_where_no_database_exists_names_the_path_instead_of_creating_one(
+    tmp_path: Path,
+) -> None:
+    result = cli(base_env(tmp_path / "nowhere.db"), "events", "list", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(
+        f"autorunner: error: no database at {tmp_path / 'nowhere.db'}"
+    )
+    assert not (tmp_path / "nowhere.db").exists()
+
+
+def test_redrive_of_an_unknown_event_fails_with_one_line(
+    tmp_path: Path, empty_db: dict[str, str]
+) -> None:
+    env = empty_db
     result = cli(env, "dlq", "redrive", "nope", cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip() == "autorunner: error: no dead letter with id 'nope'"
@@ -116,8 +138,10 @@ def test_redrive_of_an_unknown_event_fails_with_one_line(tmp_path: Path) -> None
     assert both.stderr.strip() == "autorunner: error: give exactly one of EVENT_ID or --all"
 
 
-def test_show_of_an_unknown_event_fails_with_one_line(tmp_path: Path) -> None:
-    result = cli(base_env(tmp_path / "x.db"), "events", "show", "missing", cwd=tmp_path)
+def test_show_of_an_unknown_event_fails_with_one_line(
+    tmp_path: Path, empty_db: dict[str, str]
+) -> None:
+    result = cli(empty_db, "events", "show", "missing", cwd=tmp_path)
     assert (result.returncode, result.stderr.strip()) == (
         1,
         "autorunner: error: no event with id 'missing'",

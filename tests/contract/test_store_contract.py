@@ -267,3 +267,17 @@ async def test_list_events_filters_by_status(backends: Backends) -> None:
     await store.finish(run("e2"), owner="w")
     assert [e.event_id for e in await store.list_events(limit=10, status="done")] == ["e2"]
     assert [e.event_id for e in await store.list_events(limit=10, status="pending")] == ["e1"]
+
+
+async def test_runs_are_appended_never_overwritten_across_a_redrive(backends: Backends) -> None:
+    store, _ = backends
+    await store.insert_event(make_event("e1"), raw_delivery())
+    await store.acquire("e1", owner="w", lease=30)
+    await store.finish(run("e1", attempt=1, outcome="dead", error="boom"), owner="w", reason="boom")
+    await store.redrive("e1")
+    leased = await store.acquire("e1", owner="w", lease=30)
+    assert leased is not None
+    await store.finish(run("e1", attempt=leased.attempt), owner="w")
+    detail = await store.get_event("e1")
+    assert detail is not None
+    assert [(r.attempt, r.outcome) for r in detail.runs] == [(1, "dead"), (1, "done")]

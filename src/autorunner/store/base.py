@@ -213,7 +213,10 @@ class Store(Protocol):
         retry_at: float | None = None,
         reason: str | None = None,
     ) -> None:
-        """Record a run and move the event on: ``done``, back to ``pending`` at ``retry_at``, or ``dead``."""
+        """Append a run record and move the event on: ``done``, ``pending`` at ``retry_at``, or ``dead``.
+
+        Run records are never overwritten: a redriven event keeps the runs of its earlier life.
+        """
 
     async def redrive(self, event_id: str | None) -> list[str]:
         """Move one dead event (or all when ``None``) back to ``pending`` with a fresh attempt count."""

@@ -46,7 +46,7 @@ class MemoryStore:
         self._clock = clock
         self._events: dict[str, _Row] = {}
         self._by_execution: dict[str, str] = {}
-        self._runs: dict[tuple[str, int], RunRecord] = {}
+        self._runs: dict[str, list[RunRecord]] = {}
         self._effects: dict[str, dict[str, Any]] = {}
         self._dead: dict[str, DeadLetterView] = {}
         self._rejected: list[tuple[str, RawDelivery]] = []
@@ -161,7 +161,7 @@ class MemoryStore:
     ) -> None:
         self._check()
         now = self._clock()
-        self._runs[(run.event_id, run.attempt)] = run
+        self._runs.setdefault(run.event_id, []).append(run)
         row = self._events.get(run.event_id)
         if row is None or row.lease_owner != owner or row.summary.status != "running":
             return
@@ -226,9 +226,7 @@ class MemoryStore:
         row = self._events.get(event_id)
         if row is None:
             return None
-        runs = sorted(
-            (r for (i, _), r in self._runs.items() if i == event_id), key=lambda r: r.attempt
-        )
+        runs = list(self._runs.get(event_id, []))
         effects = [copy.deepcopy(e) for e in self._effects.values() if e["event_id"] == event_id]
         for effect in effects:
             effect.pop("event_id")

@@ -209,7 +209,7 @@ class SqliteStore:
 
         def op(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "INSERT OR REPLACE INTO runs (event_id, attempt, outcome, finished_at, record_json)"
+                "INSERT INTO runs (event_id, attempt, outcome, finished_at, record_json)"
                 " VALUES (?, ?, ?, ?, ?)",
                 (run.event_id, run.attempt, run.outcome, run.finished_at, _dumps(run)),
             )
@@ -300,7 +300,7 @@ class SqliteStore:
             if row is None:
                 return None
             runs = conn.execute(
-                "SELECT record_json FROM runs WHERE event_id = ? ORDER BY attempt", (event_id,)
+                "SELECT record_json FROM runs WHERE event_id = ? ORDER BY run_id", (event_id,)
             ).fetchall()
             effects = conn.execute(
                 "SELECT effect_key, step_id, kind, status, tries, params_json, result_json,"

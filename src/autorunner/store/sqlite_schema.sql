@@ -19,13 +19,14 @@ CREATE TABLE events (
 CREATE INDEX events_unfinished ON events (available_at) WHERE status IN ('pending', 'running');
 CREATE INDEX events_received ON events (received_at);
 CREATE TABLE runs (
+    run_id       INTEGER PRIMARY KEY,
     event_id     TEXT NOT NULL,
     attempt      INTEGER NOT NULL,
     outcome      TEXT NOT NULL,
     finished_at  REAL NOT NULL,
-    record_json  TEXT NOT NULL,
-    PRIMARY KEY (event_id, attempt)
+    record_json  TEXT NOT NULL
 );
+CREATE INDEX runs_event ON runs (event_id, run_id);
 CREATE TABLE effects (
     effect_key   TEXT PRIMARY KEY,
     event_id     TEXT NOT NULL,
