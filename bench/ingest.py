@@ -30,6 +30,7 @@ import orjson
 
 from autorunner.sender import sample_event, signed_headers
 from bench import loadgen
+from bench.calibrate import python_loop_seconds
 
 SECRET = "bench-secret"
 HERE = Path(__file__).parent
@@ -120,13 +121,14 @@ def serve_cmd() -> list[str]:
     return [str(VENV_BIN / "autorunner"), "serve"]
 
 
-def runner_env(db: Path, port: int, *, workers: bool) -> dict[str, str]:
+def runner_env(db: Path, port: int, *, workers: bool, log_level: str) -> dict[str, str]:
     return {
         **os.environ,
         "QUEUE_URL": f"sqlite:///{db}",
         "AUTO_SECRET": SECRET,
         "PORT": str(port),
-        "LOG_LEVEL": "warning",
+        "LOG_LEVEL": log_level,
+        "LOG_FORMAT": "json",
         "WORKERS_ENABLED": str(workers).lower(),
     }
 
@@ -137,6 +139,9 @@ def main() -> None:
     )
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument(
+        "--log-level", default="info", help="the runner's LOG_LEVEL (shipped: info)"
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="autorunner-bench-"))
     lines_file = tmp / "signed.tsv"
@@ -167,14 +172,20 @@ def main() -> None:
     for name, workers in (("webhook, ingest only", False), ("webhook, serve with workers", True)):
         port = free_port()
         db = tmp / f"{workers}.db"
-        with server(serve_cmd(), port, runner_env(db, port, workers=workers)) as proc:
+        with server(
+            serve_cmd(), port, runner_env(db, port, workers=workers, log_level=args.log_level)
+        ) as proc:
             results[name] = wrk(port, lines_file, args.duration, args.connections)
             results[name]["rss_mb"] = rss_mb(proc.pid)
 
     half = results["webhook, ingest only"]["rate"] / 2
     port = free_port()
     fresh = signed_lines(int(half * args.duration))
-    with server(serve_cmd(), port, runner_env(tmp / "open.db", port, workers=False)):
+    with server(
+        serve_cmd(),
+        port,
+        runner_env(tmp / "open.db", port, workers=False, log_level=args.log_level),
+    ):
         open_loop = asyncio.run(
             loadgen.run(
                 "127.0.0.1", port, [raw_request(r, port) for r in fresh], rate=half, connections=32
@@ -183,7 +194,9 @@ def main() -> None:
 
     ceiling = results["bare hello endpoint"]["rate"]
     print(
-        f"\nmachine: {os.cpu_count()} cores; wrk -t2 -c{args.connections} -d{args.duration}s on the same machine\n"
+        f"\nmachine: {os.cpu_count()} cores; wrk -t2 -c{args.connections} -d{args.duration}s on the same machine; "
+        f"runner LOG_LEVEL={args.log_level} (JSON lines to /dev/null), SQLITE_SYNCHRONOUS=FULL; "
+        f"CPU yardstick {python_loop_seconds():.2f}s\n"
     )
     print("| endpoint | req/s | x bare | p50 ms | p99 ms | non-2xx | RSS MB |")
     print("|---|---:|---:|---:|---:|---:|---:|")

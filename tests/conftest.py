@@ -22,17 +22,23 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "sqlite-outbox"])
 async def backends(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
 ) -> AsyncIterator[tuple[Backend, Queue]]:
-    """A store and queue sharing one fake clock, for every backend."""
+    """A store and queue sharing one fake clock, for every backend.
+
+    ``sqlite-outbox`` is how local mode runs: the store writes and settles the queue's entries
+    inside its own transactions.
+    """
     if request.param == "memory":
         yield MemoryStore(clock=clock), MemoryQueue(clock=clock)
         return
     db = SqliteDatabase(str(tmp_path / "contract.db"), migrations=sqlite_store.migrations())
     await db.open()
+    queue = SqliteQueue(db, clock=clock)
+    outbox = queue if request.param == "sqlite-outbox" else None
     try:
-        yield sqlite_store.SqliteStore(db, clock=clock), SqliteQueue(db, clock=clock)
+        yield sqlite_store.SqliteStore(db, clock=clock, outbox=outbox), queue
     finally:
         await db.close()

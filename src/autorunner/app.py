@@ -10,7 +10,6 @@ import contextlib
 import os
 import signal
 import socket
-import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,12 +79,8 @@ async def open_backends(
     )
     await db.open()
     queue = SqliteQueue(db, clock=clock)
-
-    def outbox(conn: sqlite3.Connection, event_id: str, now: float) -> None:
-        queue.enqueue_in(conn, event_id, now)
-        queue.notify_threadsafe()
-
-    store = sqlite_store.SqliteStore(db, clock=clock, outbox=outbox)
+    # One file: the store writes and settles queue entries in its own transactions (outbox).
+    store = sqlite_store.SqliteStore(db, clock=clock, outbox=queue)
     return Backends(store=store, queue=queue)
 
 

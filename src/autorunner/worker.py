@@ -134,8 +134,8 @@ class Worker:
         for effect in attempt.record.effects:
             self._metrics.effects.labels(effect["kind"], effect["status"]).inc()
         if attempt.error is None:
-            await self._store.finish(attempt.record, owner=leased.owner)
-            await self._queue.ack(job)
+            if not await self._store.finish(attempt.record, owner=leased.owner):
+                await self._queue.ack(job)
             self._metrics.processed.labels("done").inc()
             log.info("job.done", event_id=event_id, attempt=leased.attempt)
             return
@@ -152,10 +152,9 @@ class Worker:
         )
         if isinstance(ruling, retry.Retry):
             record = replace(attempt.record, outcome="retry", retry_delay=round(ruling.delay, 6))
-            await self._store.finish(
-                record, owner=leased.owner, retry_at=self._clock() + ruling.delay
-            )
-            await self._queue.retry(job, delay=ruling.delay)
+            retry_at = self._clock() + ruling.delay
+            if not await self._store.finish(record, owner=leased.owner, retry_at=retry_at):
+                await self._queue.retry(job, delay=ruling.delay)
             self._metrics.retried.inc()
             self._metrics.processed.labels("retry").inc()
             log.warning(
@@ -167,8 +166,8 @@ class Worker:
             )
         else:
             record = replace(attempt.record, outcome="dead")
-            await self._store.finish(record, owner=leased.owner, reason=ruling.reason)
-            await self._queue.dead_letter(job, reason=ruling.reason)
+            if not await self._store.finish(record, owner=leased.owner, reason=ruling.reason):
+                await self._queue.dead_letter(job, reason=ruling.reason)
             self._metrics.dead_lettered.inc()
             self._metrics.processed.labels("dead").inc()
             log.error(

@@ -15,6 +15,7 @@ import sqlite3
 from autorunner.clock import Clock, system_clock
 from autorunner.queue.base import Job, QueueStats
 from autorunner.sqlitedb import SqliteDatabase
+from autorunner.store.base import Outcome
 
 IDLE_POLL_SECONDS = 0.25
 """How often an idle consumer looks for jobs enqueued by another process."""
@@ -59,6 +60,33 @@ class SqliteQueue:
         )
         if revive:
             conn.execute("DELETE FROM dead_jobs WHERE event_id = ?", (event_id,))
+        self.notify_threadsafe()
+
+    def settle_in(
+        self,
+        conn: sqlite3.Connection,
+        event_id: str,
+        *,
+        outcome: Outcome,
+        at: float,
+        reason: str | None,
+    ) -> None:
+        """Settle the entry inside the store's transaction that finished the event's run.
+
+        No receipt is needed: the store has just proven this worker held the event's lease.
+        """
+        if outcome == "retry":
+            conn.execute(
+                "UPDATE jobs SET receipt = NULL, available_at = ? WHERE event_id = ?",
+                (at, event_id),
+            )
+            return
+        conn.execute("DELETE FROM jobs WHERE event_id = ?", (event_id,))
+        if outcome == "dead":
+            conn.execute(
+                "INSERT OR REPLACE INTO dead_jobs (event_id, reason, dead_at) VALUES (?, ?, ?)",
+                (event_id, reason or "", self._clock()),
+            )
 
     def notify(self) -> None:
         """Wake consumers in this process waiting in ``claim`` (other processes poll)."""

@@ -212,10 +212,13 @@ class Store(Protocol):
         owner: str,
         retry_at: float | None = None,
         reason: str | None = None,
-    ) -> None:
+    ) -> bool:
         """Append a run record and move the event on: ``done``, ``pending`` at ``retry_at``, or ``dead``.
 
         Run records are never overwritten: a redriven event keeps the runs of its earlier life.
+        Returns True when the store also settled the event's queue entry in the same transaction
+        (a queue sharing the store's database); otherwise the caller acks, retries or
+        dead-letters the job on the queue.
         """
 
     async def redrive(self, event_id: str | None) -> list[str]:

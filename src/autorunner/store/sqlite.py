@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
 from importlib import resources
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -22,6 +21,7 @@ from autorunner.store.base import (
     EventSummary,
     InsertResult,
     Leased,
+    Outcome,
     RawDelivery,
     RunRecord,
     StoreStats,
@@ -44,8 +44,22 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-Outbox = Callable[[sqlite3.Connection, str, float], None]
-"""Writes a queue entry for an event id inside the caller's transaction."""
+class Outbox(Protocol):
+    """A queue in the same database, written inside the store's own transactions."""
+
+    def enqueue_in(self, conn: sqlite3.Connection, event_id: str, at: float) -> None:
+        """Queue ``event_id`` to become visible at ``at``."""
+
+    def settle_in(
+        self,
+        conn: sqlite3.Connection,
+        event_id: str,
+        *,
+        outcome: Outcome,
+        at: float,
+        reason: str | None,
+    ) -> None:
+        """Remove (``done``), reschedule (``retry``, at ``at``) or dead-letter the entry."""
 
 
 class SqliteStore:
@@ -53,6 +67,7 @@ class SqliteStore:
 
     With ``outbox`` (the SQLite queue in the same file), a new event and its queue entry are
     written in one transaction: one commit acknowledges both, and neither exists without the other.
+    Likewise ``finish`` settles the queue entry in the transaction that records the run.
     """
 
     def __init__(
@@ -88,7 +103,7 @@ class SqliteStore:
             )
             if cur.rowcount == 1:
                 if self._outbox is not None:
-                    self._outbox(conn, event.event_id, now)
+                    self._outbox.enqueue_in(conn, event.event_id, now)
                 return InsertResult(inserted=True, queued=self._outbox is not None)
             found = conn.execute(
                 "SELECT event_id FROM events WHERE event_id = ? OR execution_id = ?",
@@ -196,7 +211,7 @@ class SqliteStore:
         owner: str,
         retry_at: float | None = None,
         reason: str | None = None,
-    ) -> None:
+    ) -> bool:
         now = self._clock()
         params: dict[str, Any] = {
             "id": run.event_id,
@@ -207,7 +222,7 @@ class SqliteStore:
             "attempt": run.attempt,
         }
 
-        def op(conn: sqlite3.Connection) -> None:
+        def op(conn: sqlite3.Connection) -> bool:
             conn.execute(
                 "INSERT INTO runs (event_id, attempt, outcome, finished_at, record_json)"
                 " VALUES (?, ?, ?, ?, ?)",
@@ -216,11 +231,11 @@ class SqliteStore:
             where = " WHERE event_id = :id AND lease_owner = :owner AND status = 'running'"
             clear = "lease_owner = NULL, lease_until = NULL, last_error = :error"
             if run.outcome == "done":
-                conn.execute(
+                cur = conn.execute(
                     f"UPDATE events SET status = 'done', finished_at = :now, {clear}{where}", params
                 )
             elif run.outcome == "retry":
-                conn.execute(
+                cur = conn.execute(
                     f"UPDATE events SET status = 'pending', available_at = :retry_at, {clear}{where}",
                     params,
                 )
@@ -234,8 +249,18 @@ class SqliteStore:
                         " VALUES (:id, :error, :attempt, :now)",
                         params,
                     )
+            if not cur.rowcount or self._outbox is None:
+                return False  # not ours any more, or no shared queue: the caller settles it
+            self._outbox.settle_in(
+                conn,
+                run.event_id,
+                outcome=run.outcome,
+                at=params["retry_at"],
+                reason=params["error"],
+            )
+            return True
 
-        await self.db.write(op)
+        return await self.db.write(op)
 
     async def redrive(self, event_id: str | None) -> list[str]:
         now = self._clock()
