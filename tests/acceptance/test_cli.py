@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -167,3 +168,15 @@ def test_sigterm_stops_serve_cleanly(tmp_path: Path) -> None:
     server = start_server(env, tmp_path, tmp_path / "serve.log")
     assert server.terminate() == 0
     assert any(line.get("event") == "serve.stopped" for line in server.log_lines())
+
+
+def test_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = cli(base_env(tmp_path / "x.db", PORT=str(port)), "serve", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"autorunner: error: cannot listen on 127.0.0.1:{port}: Address already in use (set HOST/PORT)"
+    ]
