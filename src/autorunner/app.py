@@ -219,6 +219,11 @@ async def serve(
     settings: Settings, *, on_started: Callable[[int], Awaitable[None]] | None = None
 ) -> None:
     """``autorunner serve``: ingress + workers + sweeper in one process until SIGINT/SIGTERM."""
+    if settings.auto_secret is None and not settings.auto_allow_unsigned:
+        raise ConfigError(
+            "AUTO_SECRET is not set, so every signed webhook would be refused: set it "
+            "(comma-separated for rotation) or set AUTO_ALLOW_UNSIGNED=true"
+        )
     sock = listen(settings.host, settings.port)
     port = int(sock.getsockname()[1])
     backends = await open_backends(settings)

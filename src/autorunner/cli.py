@@ -59,7 +59,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except Exception as exc:  # click usage errors carry their own exit code
         code = getattr(exc, "exit_code", None)
         if code is not None and hasattr(exc, "format_message"):
-            print(f"autorunner: error: {exc.format_message()}", file=sys.stderr)
+            message = exc.format_message()
+            if message:  # empty when the help was printed instead
+                print(f"autorunner: error: {message}", file=sys.stderr)
             sys.exit(code)
         raise
 

@@ -180,3 +180,21 @@ def test_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         f"autorunner: error: cannot listen on 127.0.0.1:{port}: Address already in use (set HOST/PORT)"
     ]
+
+
+def test_serve_without_a_webhook_secret_refuses_to_start(tmp_path: Path) -> None:
+    env = base_env(tmp_path / "x.db")
+    del env["AUTO_SECRET"]
+    result = cli(env, "serve", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "autorunner: error: AUTO_SECRET is not set, so every signed webhook would be refused: "
+        "set it (comma-separated for rotation) or set AUTO_ALLOW_UNSIGNED=true"
+    ]
+
+
+def test_a_group_without_its_subcommand_shows_help_without_an_error_line(tmp_path: Path) -> None:
+    result = cli(base_env(tmp_path / "x.db"), "events", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "list" in result.stdout
+    assert "error" not in result.stderr
