@@ -5,9 +5,15 @@
     ├── InvalidEvent             a body or frame is not an event we understand (-> 400, counted)
     ├── SignatureError           a delivery is not authentic (-> 401); ``reason`` is a stable code
     ├── StoreUnavailable         the store or queue cannot take or give data right now (-> 503)
-    └── JobError                 raised inside a job; decides retry vs dead letter
-        ├── TransientError       worth retrying later (timeouts, 5xx, rate limits)
-        └── PermanentError       will fail the same way again (4xx, invalid action)
+    ├── JobError                 raised inside a job; decides retry vs dead letter
+    │   ├── TransientError       worth retrying later (timeouts, 5xx, rate limits)
+    │   └── PermanentError       will fail the same way again (4xx, invalid action)
+    └── AutoError                Elfa Auto answered with an error (``status``, ``detail``)
+        ├── AutoAuthError        401/403: the message names the credential to check (permanent)
+        ├── AutoPaymentRequired  402: an x402 payment is needed (permanent)
+        ├── AutoNotFound         404 (permanent)
+        ├── AutoRejected         400/409/422: the request itself is wrong (permanent)
+        └── AutoUnavailable      429/5xx/network after retries (transient)
 
 Foreign errors (sqlite3, httpx2, …) are translated at the boundary with ``raise … from exc``.
 """
@@ -56,3 +62,45 @@ class TransientError(JobError):
 
 class PermanentError(JobError):
     """A failure that retrying cannot fix; the job goes to the dead letters."""
+
+
+class AutoError(AutorunnerError):
+    """Elfa Auto refused or failed a request; never carries a credential."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, detail: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.detail = detail
+
+
+class AutoAuthError(AutoError, PermanentError):
+    """401/403: wrong or missing credential, or Auto not enabled for the key."""
+
+
+class AutoPaymentRequired(AutoError, PermanentError):
+    """402: the call needs an x402 payment header."""
+
+
+class AutoNotFound(AutoError, PermanentError):
+    """404: no such query, execution or session."""
+
+
+class AutoRejected(AutoError, PermanentError):
+    """400/409/422: Auto rejected the request as it stands."""
+
+
+class AutoUnavailable(AutoError, TransientError):
+    """429, 5xx or a network failure that outlasted the client's retries."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        detail: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        AutoError.__init__(self, message, status=status, detail=detail)
+        self.retry_after = retry_after

@@ -181,3 +181,13 @@ def sign_standard(secret: str, *, msg_id: str, timestamp: str, body: bytes) -> s
     signed = msg_id.encode() + b"." + timestamp.encode() + b"." + body
     digest = hmac.new(_standard_key(secret), signed, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode()
+
+
+def sign_auto_request(secret: str, *, timestamp: str, method: str, path: str, body: bytes) -> str:
+    """``x-elfa-signature`` for a call to Auto: ``hex(HMAC_SHA256(secret, ts + METHOD + path + body))``.
+
+    ``path`` is the mounted path (``/queries``, not ``/v2/auto/queries``), with its query string
+    if any; ``body`` is the exact bytes sent (empty for none). Plain concatenation, no separators.
+    """
+    message = timestamp.encode() + method.upper().encode() + path.encode() + body
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
