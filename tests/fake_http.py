@@ -33,6 +33,7 @@ class Reply:
     status: int = 200
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes | None = None  # sent as is (an event stream, say) instead of JSON
 
 
 class ScriptedServer:
@@ -74,10 +75,12 @@ class ScriptedServer:
             if queue
             else Reply(404, {"error": "not found"})
         )
-        payload = b"" if reply.body is None else orjson.dumps(reply.body)
-        out = [(b"content-type", b"application/json")] + [
-            (k.encode(), v.encode()) for k, v in reply.headers.items()
-        ]
+        if reply.raw is not None:
+            payload = reply.raw
+        else:
+            payload = b"" if reply.body is None else orjson.dumps(reply.body)
+        headers_out = {"content-type": "application/json", **reply.headers}
+        out = [(k.encode(), v.encode()) for k, v in headers_out.items()]
         await send({"type": "http.response.start", "status": reply.status, "headers": out})
         await send({"type": "http.response.body", "body": payload})
 

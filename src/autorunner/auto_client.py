@@ -10,8 +10,9 @@ no credential ever reaches an exception message or a log line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
@@ -183,6 +184,29 @@ class AutoClient:
                 return m.Cancelled(id=query_id, status="terminal", already_terminal=True)
             raise
         return m.Cancelled.model_validate(data)
+
+    @contextlib.asynccontextmanager
+    async def open_stream(self, query_id: str | None) -> AsyncIterator[httpx2.Response]:
+        """Open the SSE stream of one query, or of the account (API key only); the caller reads
+        the status and the body. No read timeout: the subscriber watches for silence itself."""
+        if query_id is None:
+            self._require_api_key("the account stream")
+        path = f"/queries/{query_id}/stream" if query_id else "/queries/stream"
+        await self._gate.wait()
+        headers = {**self._headers("GET", path, b"", paid=False), "accept": "text/event-stream"}
+        timeout = httpx2.Timeout(10.0, read=None)
+        async with self._http.stream(
+            "GET", self._base + path, headers=headers, timeout=timeout
+        ) as response:
+            if response.status_code in (429, 503):
+                until = retry_at(response.headers, self._clock())
+                if until is not None:
+                    self._gate.hold_until(until)
+            yield response
+
+    def refusal(self, method: str, path: str, response: httpx2.Response) -> AutoError:
+        """The ``AutoError`` for a 4xx answer (names the credential to check on 401/403)."""
+        return _refusal(self._creds, method, path, response)
 
     # -- the mechanics ------------------------------------------------------------------------
 

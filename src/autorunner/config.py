@@ -49,6 +49,18 @@ class Settings(BaseSettings):
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
 
+    elfa_base_url: str = "https://api.elfa.ai/v2/auto"
+    elfa_api_key: SecretStr | None = None
+    elfa_agent_secret: SecretStr | None = Field(
+        default=None, description="x402 mode when no API key"
+    )
+    elfa_hmac_secret: SecretStr | None = None
+    elfa_payment_header: SecretStr | None = None
+    elfa_requests_per_minute: float = Field(default=60.0, gt=0)
+    sse_keepalive_seconds: float = Field(default=15.0, gt=0)
+    sse_silence_factor: float = Field(default=3.0, ge=1)
+    reconcile_interval: float = Field(default=300.0, gt=0)
+
     admin_token: SecretStr | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: LogFormat = "auto"

@@ -240,3 +240,29 @@ def _time(value: object) -> str | None:
         except (OverflowError, OSError, ValueError):
             return None
     return None
+
+
+def normalize_execution(execution: dict[str, Any], *, query_id: str | None) -> Event:
+    """An execution found by polling (``executions[]`` or ``GET /executions``) as an ``Event``.
+
+    Its id is the execution id, which is also what SSE frames and webhooks carry as
+    ``executionId``: the store's uniqueness on it makes a polled execution that already arrived
+    by another channel a duplicate.
+    """
+    execution_id = _id(execution.get("id")) or _id(execution.get("executionId"))
+    if execution_id is None:
+        raise InvalidEvent("execution without an id")
+    error = _obj(execution.get("error"))
+    return Event(
+        event_id=execution_id,
+        channel="poll",
+        shape="canonical",
+        event_type="query.triggered",
+        execution_id=execution_id,
+        query_id=_id(execution.get("queryId")) or _id(execution.get("query_id")) or query_id,
+        status=_str(execution.get("status")) or "triggered",
+        title=_str(execution.get("type")),
+        body=_str(error.get("message")),
+        occurred_at=_time(execution.get("createdAt")) or _time(execution.get("created_at")),
+        payload=execution,
+    )

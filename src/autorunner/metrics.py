@@ -43,6 +43,12 @@ class Metrics:
         self.effects = Counter(
             "autorunner_effects", "Effects by kind and status", ["kind", "status"], registry=r
         )
+        self.sse_connections = Counter(
+            "autorunner_sse_connections", "SSE streams opened", registry=r
+        )
+        self.reconciliations = Counter(
+            "autorunner_reconciliations", "Gap-filling polls done", registry=r
+        )
         self.swept = Counter(
             "autorunner_sweeper_requeued", "Stored events re-enqueued by the sweeper", registry=r
         )
