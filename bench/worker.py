@@ -63,7 +63,7 @@ async def drain(settings: Settings, count: int) -> float:
     assert done == count, f"only {done} of {count} events finished"
     stop.set()
     await task
-    await backends.close()
+    await runtime.aclose()
     return elapsed
 
 

@@ -15,17 +15,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx2
 import structlog
 import uvicorn
+from pydantic import SecretStr
 
 from autorunner import signatures
 from autorunner.adapters.base import Adapter
 from autorunner.adapters.notify import NotifyAdapter
+from autorunner.auto_client import AutoClient, AutoCredentials
 from autorunner.clock import Clock, system_clock
 from autorunner.config import Settings, sqlite_path
+from autorunner.context import AutoContext, NoContext
 from autorunner.deciders import Decider
 from autorunner.deciders.rules import RulesDecider
-from autorunner.errors import ConfigError
+from autorunner.errors import AutoError, ConfigError
 from autorunner.ingest import Ingestor
 from autorunner.ingress import WebhookApp, WebhookConfig, build_app
 from autorunner.metrics import Metrics
@@ -34,11 +38,13 @@ from autorunner.policy import default_policy
 from autorunner.queue.base import Queue
 from autorunner.queue.memory import MemoryQueue
 from autorunner.queue.sqlite import SqliteQueue
+from autorunner.reconcile import Reconciler
 from autorunner.retry import RetryPolicy
 from autorunner.sqlitedb import SqliteDatabase
 from autorunner.store import sqlite as sqlite_store
 from autorunner.store.base import Backend
 from autorunner.store.memory import MemoryStore
+from autorunner.subscriber import Subscriber, SubscriberConfig
 from autorunner.sweeper import run_sweeper
 from autorunner.worker import Worker, WorkerConfig
 
@@ -96,6 +102,53 @@ class Runtime:
     app: Any
     clock: Clock
     adapters: dict[str, Adapter] = field(default_factory=dict)
+    auto: AutoClient | None = None
+    http: httpx2.AsyncClient | None = None
+    ingestor: Ingestor | None = None
+
+    async def aclose(self) -> None:
+        """Close the HTTP client and the backends."""
+        if self.http is not None:
+            await self.http.aclose()
+        await self.backends.close()
+
+
+def auto_credentials(settings: Settings) -> AutoCredentials | None:
+    """API-key mode when ``ELFA_API_KEY`` is set, x402 when only ``ELFA_AGENT_SECRET`` is."""
+
+    def value(secret: SecretStr | None) -> str | None:
+        return secret.get_secret_value() if secret is not None else None
+
+    if settings.elfa_api_key is None and settings.elfa_agent_secret is None:
+        return None
+    return AutoCredentials(
+        mode="api_key" if settings.elfa_api_key is not None else "x402",
+        api_key=value(settings.elfa_api_key),
+        agent_secret=value(settings.elfa_agent_secret),
+        hmac_secret=value(settings.elfa_hmac_secret),
+        payment_header=value(settings.elfa_payment_header),
+    )
+
+
+def build_auto_client(settings: Settings, http: httpx2.AsyncClient) -> AutoClient | None:
+    """The Elfa API client, or ``None`` when no Elfa credential is configured."""
+    credentials = auto_credentials(settings)
+    if credentials is None:
+        return None
+    return AutoClient(
+        base_url=settings.elfa_base_url,
+        credentials=credentials,
+        http=http,
+        requests_per_minute=settings.elfa_requests_per_minute,
+    )
+
+
+def http_client() -> httpx2.AsyncClient:
+    """The one outgoing HTTP client of a process: explicit limits and timeouts."""
+    return httpx2.AsyncClient(
+        timeout=httpx2.Timeout(10.0),
+        limits=httpx2.Limits(max_connections=50, max_keepalive_connections=20),
+    )
 
 
 def build_runtime(
@@ -107,13 +160,22 @@ def build_runtime(
 ) -> Runtime:
     """Wire the pipeline, worker and ASGI app over open backends."""
     metrics = Metrics()
+    http = http_client()
+    auto = build_auto_client(settings, http)
     chosen: dict[str, Adapter] = adapters if adapters is not None else {"notify": NotifyAdapter()}
     deciders: dict[str, Decider] = {"rules": RulesDecider()}
     policy = default_policy(
         max_execution_seconds=settings.job_timeout, max_attempts=settings.max_attempts
     )
     store, queue = backends.store, backends.queue
-    pipeline = Pipeline(store=store, policy=policy, deciders=deciders, adapters=chosen, clock=clock)
+    pipeline = Pipeline(
+        store=store,
+        policy=policy,
+        deciders=deciders,
+        adapters=chosen,
+        context=AutoContext(auto) if auto is not None else NoContext(),
+        clock=clock,
+    )
     worker = Worker(
         store=store,
         queue=queue,
@@ -133,8 +195,9 @@ def build_runtime(
         clock=clock,
     )
     secret = settings.auto_secret.get_secret_value() if settings.auto_secret else None
+    ingestor = Ingestor(store=store, queue=queue, metrics=metrics)
     webhook = WebhookApp(
-        ingestor=Ingestor(store=store, queue=queue, metrics=metrics),
+        ingestor=ingestor,
         store=store,
         config=WebhookConfig(
             secrets=signatures.Secrets.parse(secret),
@@ -154,6 +217,9 @@ def build_runtime(
         app=None,
         clock=clock,
         adapters=chosen,
+        auto=auto,
+        http=http,
+        ingestor=ingestor,
     )
     runtime.app = build_app(
         webhook=webhook, metrics=metrics, audit=store, queue=queue, ready=_readiness(runtime)
@@ -208,11 +274,44 @@ async def running(runtime: Runtime, stop: asyncio.Event) -> AsyncIterator[list[a
                 name="sweeper",
             )
         )
+    tasks += [
+        asyncio.create_task(follow(runtime, query_id, stop), name=f"stream-{query_id or 'account'}")
+        for query_id in (settings.streams if runtime.auto is not None else [])
+    ]
     try:
         yield tasks
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def subscriber(runtime: Runtime, query_id: str | None) -> Subscriber:
+    """A subscriber for one stream, over the runtime's Elfa client and ingest path."""
+    if runtime.auto is None or runtime.ingestor is None:
+        raise ConfigError("streaming needs ELFA_API_KEY or ELFA_AGENT_SECRET")
+    settings = runtime.settings
+    return Subscriber(
+        client=runtime.auto,
+        ingestor=runtime.ingestor,
+        reconciler=Reconciler(client=runtime.auto, ingestor=runtime.ingestor),
+        metrics=runtime.metrics,
+        query_id=query_id,
+        config=SubscriberConfig(
+            keepalive=settings.sse_keepalive_seconds,
+            silence_factor=settings.sse_silence_factor,
+            reconcile_interval=settings.reconcile_interval,
+        ),
+    )
+
+
+async def follow(runtime: Runtime, query_id: str | None, stop: asyncio.Event) -> None:
+    """Run one subscriber; a refusal (401/403/404) ends it with one error line, not the process."""
+    try:
+        ending = await subscriber(runtime, query_id).run(stop)
+    except AutoError as exc:
+        log.error("stream.refused", query_id=query_id, error=str(exc))  # noqa: TRY400 - the message says it all
+    else:
+        log.info("stream.finished", query_id=query_id, ending=ending)
 
 
 async def serve(
@@ -272,7 +371,7 @@ async def serve(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         sock.close()
-        await backends.close()
+        await runtime.aclose()
         log.info("serve.stopped")
 
 

@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     elfa_hmac_secret: SecretStr | None = None
     elfa_payment_header: SecretStr | None = None
     elfa_requests_per_minute: float = Field(default=60.0, gt=0)
+    stream_queries: str = Field(
+        default="",
+        description="query ids to subscribe to, comma-separated; * for the account stream",
+    )
     sse_keepalive_seconds: float = Field(default=15.0, gt=0)
     sse_silence_factor: float = Field(default=3.0, ge=1)
     reconcile_interval: float = Field(default=300.0, gt=0)
@@ -75,6 +79,12 @@ class Settings(BaseSettings):
     @property
     def store_url(self) -> str:
         return self.database_url or self.queue_url
+
+    @property
+    def streams(self) -> list[str | None]:
+        """Configured subscriptions; ``None`` stands for the account stream."""
+        ids = [part.strip() for part in self.stream_queries.split(",") if part.strip()]
+        return [None if part == "*" else part for part in ids]
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -17,6 +17,7 @@ import structlog
 
 from autorunner.adapters.base import Adapter
 from autorunner.clock import Clock, system_clock
+from autorunner.context import ContextSource, NoContext
 from autorunner.deciders import Decider
 from autorunner.decision import Action
 from autorunner.errors import JobError, PermanentError, TransientError
@@ -43,6 +44,7 @@ class _Draft:
     envelope: dict[str, Any] | None = None
     decision: dict[str, Any] | None = None
     verdict: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
     effects: list[dict[str, Any]] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -57,6 +59,7 @@ class Pipeline:
         policy: Policy,
         deciders: Mapping[str, Decider],
         adapters: Mapping[str, Adapter],
+        context: ContextSource | None = None,
         clock: Clock = system_clock,
     ) -> None:
         self._store = store
@@ -64,6 +67,7 @@ class Pipeline:
         self._deciders = deciders
         self._adapters = adapters
         self._kinds = frozenset(adapters)
+        self._context = context or NoContext()
         self._clock = clock
 
     async def run(self, leased: Leased) -> Attempt:
@@ -93,7 +97,7 @@ class Pipeline:
             finished_at=self._clock(),
             route=draft.route,
             envelope=draft.envelope,
-            context={},
+            context=draft.context,
             decision=draft.decision,
             verdict=draft.verdict,
             effects=draft.effects,
@@ -108,7 +112,9 @@ class Pipeline:
         decider = self._deciders.get(route.decider)
         if decider is None:
             raise PermanentError(f"route {route.name!r} names unknown decider {route.decider!r}")
-        decision = await decider.decide(draft.envelope, {})
+        draft.context = await self._context.fetch(event)
+        mark = _lap(draft, "context", mark)
+        decision = await decider.decide(draft.envelope, draft.context)
         draft.decision = {**decision.to_dict(), "policy_hash": self.policy.hash}
         verdict = check(decision, route, policy_hash=self.policy.hash, known_kinds=self._kinds)
         draft.verdict = verdict.to_dict()

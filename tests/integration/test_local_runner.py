@@ -50,7 +50,7 @@ async def local_runner(
     try:
         yield runtime
     finally:
-        await backends.close()
+        await runtime.aclose()
 
 
 async def status(backends: Backends, event_id: str) -> EventStatus | None:

@@ -59,7 +59,7 @@ async def make_client(tmp_path: Path, **overrides: object) -> AsyncIterator[Clie
     transport = httpx2.ASGITransport(app=runtime.app)
     async with httpx2.AsyncClient(transport=transport, base_url="http://runner") as http:
         yield Client(http=http, runtime=runtime, db_path=db_path)
-    await backends.close()
+    await runtime.aclose()
 
 
 @pytest.fixture

@@ -1,0 +1,61 @@
+"""Worker-side context from Auto: the query's status and executions, and LLM output when relevant.
+
+A failed fetch (network, 429, 5xx) raises ``AutoUnavailable``, a transient error: the job is
+retried. A ``404`` is recorded in the context and does not block the run. The result is kept in
+the run record and handed to the decider.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from autorunner.auto_client import AutoClient
+from autorunner.errors import AutoNotFound
+from autorunner.events import Event
+
+
+class ContextSource(Protocol):
+    """Fetches what a decider may need to know about an event."""
+
+    async def fetch(self, event: Event) -> dict[str, Any]:
+        """A JSON-able mapping; empty when there is nothing to fetch."""
+
+
+class NoContext:
+    """Used when no Elfa credentials are configured: decisions see only the event."""
+
+    async def fetch(self, event: Event) -> dict[str, Any]:
+        return {}
+
+
+class AutoContext:
+    """Polls the event's query; for an ``llm`` execution also reads its latest session output."""
+
+    def __init__(self, client: AutoClient) -> None:
+        self._client = client
+
+    async def fetch(self, event: Event) -> dict[str, Any]:
+        if event.query_id is None:
+            return {}
+        try:
+            status = await self._client.poll(event.query_id)
+        except AutoNotFound as exc:
+            return {"query": None, "query_error": str(exc)}
+        context: dict[str, Any] = {"query": status.model_dump(mode="json")}
+        mine = [e for e in status.executions if e.id == event.execution_id]
+        if any(e.type == "llm" for e in (mine or status.executions)):
+            context["llm_session"] = await self._latest_session(event.query_id)
+        return context
+
+    async def _latest_session(self, query_id: str) -> dict[str, Any] | None:
+        try:
+            listing = await self._client.sessions(query_id)
+            sessions = [s for s in listing.sessions if s.session_id]
+            if not sessions:
+                return None
+            latest = max(sessions, key=lambda s: s.executed_at or "")
+            assert latest.session_id is not None  # noqa: S101 - filtered above
+            session = await self._client.session(query_id, latest.session_id)
+        except AutoNotFound as exc:
+            return {"error": str(exc)}
+        return session.model_dump(mode="json")

@@ -1,0 +1,136 @@
+"""Context in the worker: the query's status and, for LLM actions, the session output, from a real
+local HTTP server speaking Auto's routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx2
+
+from autorunner.adapters.notify import NotifyAdapter
+from autorunner.auto_client import AutoClient, AutoCredentials
+from autorunner.context import AutoContext
+from autorunner.deciders.rules import RulesDecider
+from autorunner.errors import AutoUnavailable
+from autorunner.pipeline import Attempt, Pipeline
+from autorunner.policy import default_policy
+from autorunner.retry import RetryPolicy
+from autorunner.store.base import Leased
+from autorunner.store.memory import MemoryStore
+from tests.fake_http import Reply, ScriptedServer, serving
+from tests.helpers import make_event, raw_delivery
+
+POLL = "/v2/auto/queries/q-1"
+
+
+@asynccontextmanager
+async def pipeline_for(server: ScriptedServer) -> AsyncIterator[tuple[Pipeline, MemoryStore]]:
+    store = MemoryStore()
+    async with serving(server) as base, httpx2.AsyncClient(timeout=5) as http:
+        client = AutoClient(
+            base_url=f"{base}/v2/auto",
+            credentials=AutoCredentials(api_key="k"),
+            http=http,
+            requests_per_minute=60_000,
+            retry=RetryPolicy(max_attempts=2, base_delay=0.01),
+        )
+        yield (
+            Pipeline(
+                store=store,
+                policy=default_policy(),
+                deciders={"rules": RulesDecider()},
+                adapters={"notify": NotifyAdapter()},
+                context=AutoContext(client),
+            ),
+            store,
+        )
+
+
+async def run_one(pipeline: Pipeline, store: MemoryStore) -> Attempt:
+    event = make_event("e1", execution_id="ex-1", query_id="q-1")
+    await store.insert_event(event, raw_delivery())
+    leased = await store.acquire("e1", owner="w", lease=30)
+    assert isinstance(leased, Leased)
+    return await pipeline.run(leased)
+
+
+async def test_llm_execution_brings_the_latest_session_output_into_the_run_record() -> None:
+    server = ScriptedServer()
+    server.on(
+        "GET",
+        POLL,
+        Reply(
+            200,
+            {
+                "queryId": "q-1",
+                "status": "active",
+                "executions": [
+                    {"id": "ex-1", "queryId": "q-1", "type": "llm", "status": "success"}
+                ],
+            },
+        ),
+    )
+    server.on(
+        "GET",
+        f"{POLL}/sessions",
+        Reply(
+            200,
+            {
+                "sessions": [
+                    {"sessionId": "s-old", "status": "done", "executedAt": "2026-01-01T00:00:00Z"},
+                    {"sessionId": "s-new", "status": "done", "executedAt": "2026-02-01T00:00:00Z"},
+                ]
+            },
+        ),
+    )
+    server.on(
+        "GET",
+        f"{POLL}/sessions/s-new",
+        Reply(
+            200,
+            {
+                "sessionId": "s-new",
+                "queryId": "q-1",
+                "title": None,
+                "analysisType": None,
+                "createdAt": None,
+                "messages": [
+                    {
+                        "query": "q",
+                        "response": "buy",
+                        "status": None,
+                        "analysisType": None,
+                        "timestamp": None,
+                    }
+                ],
+            },
+        ),
+    )
+    async with pipeline_for(server) as (pipeline, store):
+        attempt = await run_one(pipeline, store)
+    assert attempt.error is None
+    context = attempt.record.context or {}
+    assert context["query"]["status"] == "active"
+    assert context["llm_session"]["session_id"] == "s-new"
+    assert context["llm_session"]["messages"][0]["response"] == "buy"
+
+
+async def test_unknown_query_is_recorded_and_does_not_block_the_run() -> None:
+    server = ScriptedServer()
+    server.on("GET", POLL, Reply(404, {"error": "query not found"}))
+    async with pipeline_for(server) as (pipeline, store):
+        attempt = await run_one(pipeline, store)
+    assert attempt.error is None
+    assert (attempt.record.context or {})["query"] is None
+    assert "404" in (attempt.record.context or {})["query_error"]
+    assert [e["status"] for e in attempt.record.effects] == ["done"]
+
+
+async def test_failed_fetch_is_a_transient_error_and_nothing_is_executed() -> None:
+    server = ScriptedServer()
+    server.on("GET", POLL, Reply(503, {"error": "catalog unavailable"}))
+    async with pipeline_for(server) as (pipeline, store):
+        attempt = await run_one(pipeline, store)
+    assert isinstance(attempt.error, AutoUnavailable)
+    assert attempt.record.effects == []
