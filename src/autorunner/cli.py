@@ -7,8 +7,7 @@ import secrets as secrets_module
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar, cast
 
@@ -18,7 +17,7 @@ import structlog
 import typer
 
 from autorunner import app as composition
-from autorunner import logs
+from autorunner import cli_auto, clitools
 from autorunner.config import Settings, load_settings
 from autorunner.errors import AutorunnerError, ConfigError
 from autorunner.sender import sample_event, send_event
@@ -36,19 +35,18 @@ events_cli = typer.Typer(help="Inspect stored events and their runs.", no_args_i
 dlq_cli = typer.Typer(help="Inspect and redrive dead letters.", no_args_is_help=True)
 cli.add_typer(events_cli, name="events")
 cli.add_typer(dlq_cli, name="dlq")
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
-
-
-class Failure(Exception):
-    """A user-facing failure: printed as one line, exit code 1."""
+cli.add_typer(cli_auto.queries_cli, name="queries")
+cli.command("stream")(cli_auto.stream)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the console script."""
     try:
-        cli(args=list(argv) if argv is not None else None, standalone_mode=False)
-    except (Failure, AutorunnerError) as exc:
+        # Without standalone mode, click returns (not raises) the code of a typer.Exit.
+        code = cli(args=list(argv) if argv is not None else None, standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
+    except (clitools.Failure, AutorunnerError) as exc:
         print(f"autorunner: error: {exc}", file=sys.stderr)
         sys.exit(2 if isinstance(exc, ConfigError) else 1)
     except typer.Abort:
@@ -64,56 +62,6 @@ def main(argv: Sequence[str] | None = None) -> None:
                 print(f"autorunner: error: {message}", file=sys.stderr)
             sys.exit(code)
         raise
-
-
-def _settings(**overrides: object) -> Settings:
-    settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
-    logs.configure(level=settings.log_level, fmt=settings.log_format)
-    return settings
-
-
-def _serve_forever(main_coroutine: Coroutine[Any, Any, None]) -> None:
-    """Run the server on uvloop when it is installed (it is, with uvicorn[standard])."""
-    try:
-        import uvloop  # noqa: PLC0415 - optional speed-up
-    except ImportError:  # pragma: no cover - platforms without uvloop
-        asyncio.run(main_coroutine)
-    else:
-        uvloop.run(main_coroutine)
-
-
-def _run(fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    return asyncio.run(fn())
-
-
-async def _with_backends(
-    settings: Settings, fn: Callable[[composition.Backends], Awaitable[T]]
-) -> T:
-    backends = await composition.open_backends(settings, create=False)
-    try:
-        return await fn(backends)
-    finally:
-        await backends.close()
-
-
-def _print_json(value: Any) -> None:
-    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
-
-
-def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
-    from rich.console import Console  # noqa: PLC0415 - rich is imported only for people
-    from rich.table import Table  # noqa: PLC0415
-
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*row)
-    Console().print(table)
-
-
-def _when(ts: float | None) -> str:
-    return "-" if ts is None else datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 @cli.command()
@@ -136,9 +84,9 @@ def serve(
             overrides["auto_secret"] = secret
         else:
             secret = base.auto_secret.get_secret_value()
-    settings = _settings(**overrides)
+    settings = clitools.settings(**overrides)
     on_started = _demo_sender(settings, demo, secret) if demo and secret else None
-    _serve_forever(composition.serve(settings, on_started=on_started))
+    clitools.serve_forever(composition.serve(settings, on_started=on_started))
 
 
 def _demo_sender(settings: Settings, count: int, secret: str) -> Callable[[int], Awaitable[None]]:
@@ -176,20 +124,22 @@ def _demo_sender(settings: Settings, count: int, secret: str) -> Callable[[int],
 def events_list(
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
     status: Annotated[str | None, typer.Option(help="pending, running, done or dead.")] = None,
-    as_json: JsonFlag = False,
+    as_json: clitools.JsonFlag = False,
 ) -> None:
     """List stored events, newest first."""
     if status not in (None, "pending", "running", "done", "dead"):
-        raise Failure(f"unknown status {status!r}: use pending, running, done or dead")
-    settings = _settings()
+        raise clitools.Failure(f"unknown status {status!r}: use pending, running, done or dead")
+    settings = clitools.settings()
     wanted = cast(EventStatus | None, status)
-    rows = _run(
-        lambda: _with_backends(settings, lambda b: b.store.list_events(limit=limit, status=wanted))
+    rows = clitools.run(
+        lambda: clitools.with_backends(
+            settings, lambda b: b.store.list_events(limit=limit, status=wanted)
+        )
     )
     if as_json:
-        _print_json([r.to_dict() for r in rows])
+        clitools.print_json([r.to_dict() for r in rows])
         return
-    _table(
+    clitools.table(
         "events",
         ["event id", "status", "attempts", "type", "channel", "received", "error"],
         [
@@ -199,7 +149,7 @@ def events_list(
                 str(r.attempts),
                 r.event_type,
                 r.channel,
-                _when(r.received_at),
+                clitools.when(r.received_at),
                 r.last_error or "",
             ]
             for r in rows
@@ -208,22 +158,24 @@ def events_list(
 
 
 @events_cli.command("show")
-def events_show(event_id: str, as_json: JsonFlag = False) -> None:
+def events_show(event_id: str, as_json: clitools.JsonFlag = False) -> None:
     """Show one event's whole record: delivery, event, runs, effects."""
-    settings = _settings()
-    detail = _run(lambda: _with_backends(settings, lambda b: b.store.get_event(event_id)))
+    settings = clitools.settings()
+    detail = clitools.run(
+        lambda: clitools.with_backends(settings, lambda b: b.store.get_event(event_id))
+    )
     if detail is None:
-        raise Failure(f"no event with id {event_id!r}")
+        raise clitools.Failure(f"no event with id {event_id!r}")
     data = detail.to_dict()
     if as_json:
-        _print_json(data)
+        clitools.print_json(data)
         return
     s = detail.summary
     print(
         f"event {s.event_id}  status={s.status} attempts={s.attempts} type={s.event_type} channel={s.channel}"
     )
     print(
-        f"  received {_when(s.received_at)}  finished {_when(s.finished_at)}  execution {s.execution_id or '-'}"
+        f"  received {clitools.when(s.received_at)}  finished {clitools.when(s.finished_at)}  execution {s.execution_id or '-'}"
     )
     if detail.dead_reason:
         print(f"  dead letter: {detail.dead_reason}")
@@ -241,18 +193,20 @@ def events_show(event_id: str, as_json: JsonFlag = False) -> None:
 @dlq_cli.command("list")
 def dlq_list(
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
-    as_json: JsonFlag = False,
+    as_json: clitools.JsonFlag = False,
 ) -> None:
     """List dead-lettered events with their reasons."""
-    settings = _settings()
-    rows = _run(lambda: _with_backends(settings, lambda b: b.store.list_dead_letters(limit=limit)))
+    settings = clitools.settings()
+    rows = clitools.run(
+        lambda: clitools.with_backends(settings, lambda b: b.store.list_dead_letters(limit=limit))
+    )
     if as_json:
-        _print_json([r.to_dict() for r in rows])
+        clitools.print_json([r.to_dict() for r in rows])
         return
-    _table(
+    clitools.table(
         "dead letters",
         ["event id", "attempts", "dead at", "reason"],
-        [[r.event_id, str(r.attempts), _when(r.dead_at), r.reason] for r in rows],
+        [[r.event_id, str(r.attempts), clitools.when(r.dead_at), r.reason] for r in rows],
     )
 
 
@@ -260,12 +214,12 @@ def dlq_list(
 def dlq_redrive(
     event_id: Annotated[str | None, typer.Argument(help="The dead event to run again.")] = None,
     redrive_all: Annotated[bool, typer.Option("--all", help="Redrive every dead letter.")] = False,
-    as_json: JsonFlag = False,
+    as_json: clitools.JsonFlag = False,
 ) -> None:
     """Send dead-lettered events back to the queue with a fresh attempt count."""
     if (event_id is None) == (not redrive_all):
-        raise Failure("give exactly one of EVENT_ID or --all")
-    settings = _settings()
+        raise clitools.Failure("give exactly one of EVENT_ID or --all")
+    settings = clitools.settings()
 
     async def redrive(backends: composition.Backends) -> list[str]:
         ids = await backends.store.redrive(None if redrive_all else event_id)
@@ -273,19 +227,19 @@ def dlq_redrive(
             await backends.queue.enqueue(i)
         return ids
 
-    ids = _run(lambda: _with_backends(settings, redrive))
+    ids = clitools.run(lambda: clitools.with_backends(settings, redrive))
     if event_id is not None and not ids:
-        raise Failure(f"no dead letter with id {event_id!r}")
+        raise clitools.Failure(f"no dead letter with id {event_id!r}")
     if as_json:
-        _print_json({"redriven": ids})
+        clitools.print_json({"redriven": ids})
     else:
         print(f"redriven {len(ids)} event(s)")
 
 
 @cli.command()
-def status(as_json: JsonFlag = False) -> None:
+def status(as_json: clitools.JsonFlag = False) -> None:
     """Queue depth, oldest pending age, in flight, dead letters."""
-    settings = _settings()
+    settings = clitools.settings()
 
     async def gather(backends: composition.Backends) -> dict[str, Any]:
         q = await backends.queue.stats()
@@ -309,11 +263,11 @@ def status(as_json: JsonFlag = False) -> None:
             "lag_threshold_seconds": settings.lag_threshold,
         }
 
-    data = _run(lambda: _with_backends(settings, gather))
+    data = clitools.run(lambda: clitools.with_backends(settings, gather))
     if as_json:
-        _print_json(data)
+        clitools.print_json(data)
         return
-    _table("status", ["metric", "value"], [[k, str(v)] for k, v in data.items()])
+    clitools.table("status", ["metric", "value"], [[k, str(v)] for k, v in data.items()])
 
 
 @cli.command("send-test-event")
@@ -329,24 +283,24 @@ def send_test_event(
         typer.Option(help="Signing secret (default: first of AUTO_SECRET).", envvar=None),
     ] = None,
     legacy: Annotated[bool, typer.Option(help="Sign with the older SHA256(secret) key.")] = False,
-    as_json: JsonFlag = False,
+    as_json: clitools.JsonFlag = False,
 ) -> None:
     """Sign an event exactly as Auto does and POST it."""
-    settings = _settings()
+    settings = clitools.settings()
     key = secret or (
         settings.auto_secret.get_secret_value().split(",")[0].strip()
         if settings.auto_secret
         else None
     )
     if not key:
-        raise Failure("no signing secret: set AUTO_SECRET or pass --secret")
+        raise clitools.Failure("no signing secret: set AUTO_SECRET or pass --secret")
     target = url or f"http://{settings.host}:{settings.port}/webhooks/auto"
     eid = event_id or str(uuid.uuid4())
     if body is not None:
         try:
             payload = orjson.loads(body.read_bytes())
         except (OSError, orjson.JSONDecodeError) as exc:
-            raise Failure(f"cannot read JSON body from {body}: {exc}") from exc
+            raise clitools.Failure(f"cannot read JSON body from {body}: {exc}") from exc
     else:
         payload = sample_event(event_id=eid, execution_id=execution_id)
 
@@ -355,11 +309,11 @@ def send_test_event(
             try:
                 return await send_event(client, target, key, payload, event_id=eid, legacy=legacy)
             except httpx2.TransportError as exc:
-                raise Failure(f"cannot reach {target}: {exc}") from exc
+                raise clitools.Failure(f"cannot reach {target}: {exc}") from exc
 
-    reply = _run(go)
+    reply = clitools.run(go)
     if as_json:
-        _print_json({"status": reply.status, "eventId": eid, "response": reply.body})
+        clitools.print_json({"status": reply.status, "eventId": eid, "response": reply.body})
     else:
         print(f"{reply.status} {orjson.dumps(reply.body).decode()}")
     if reply.status >= 300:

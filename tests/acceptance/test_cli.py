@@ -198,3 +198,12 @@ def test_a_group_without_its_subcommand_shows_help_without_an_error_line(tmp_pat
     assert result.returncode == 2
     assert "list" in result.stdout
     assert "error" not in result.stderr
+
+
+def test_send_test_event_refused_by_the_runner_exits_1(
+    served: tuple[Server, dict[str, str]], tmp_path: Path
+) -> None:
+    server, env = served
+    result = cli(env, "send-test-event", server.url, "--secret", "not-the-secret", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stdout.startswith("401 ")

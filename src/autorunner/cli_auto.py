@@ -1,0 +1,183 @@
+"""The commands that talk to Elfa Auto: ``queries …`` and ``stream``."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import tomllib
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import orjson
+import typer
+
+from autorunner import app as composition
+from autorunner import clitools
+from autorunner.auto_client import AutoClient
+from autorunner.config import Settings
+
+T = TypeVar("T")
+
+queries_cli = typer.Typer(
+    help="Validate, create, poll and cancel Auto queries.", no_args_is_help=True
+)
+
+
+def read_query(path: Path) -> dict[str, Any]:
+    """A query body from a JSON or TOML file (by extension; JSON otherwise)."""
+    try:
+        text = path.read_bytes()
+        value: Any = tomllib.loads(text.decode()) if path.suffix == ".toml" else orjson.loads(text)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, orjson.JSONDecodeError) as exc:
+        raise clitools.Failure(f"cannot read a query from {path}: {exc}") from exc
+    if not isinstance(value, dict):
+        raise clitools.Failure(f"{path} must hold an object, not {type(value).__name__}")
+    return value
+
+
+async def with_auto(settings: Settings, fn: Callable[[AutoClient], Awaitable[T]]) -> T:
+    async with composition.http_client() as http:
+        client = composition.build_auto_client(settings, http)
+        if client is None:
+            raise clitools.Failure(
+                "no Elfa credential: set ELFA_API_KEY (or ELFA_AGENT_SECRET for x402 mode)"
+            )
+        return await fn(client)
+
+
+def _call(fn: Callable[[AutoClient], Awaitable[T]]) -> T:
+    settings = clitools.settings()
+    return clitools.run(lambda: with_auto(settings, fn))
+
+
+@queries_cli.command("validate")
+def validate(file: Path, as_json: clitools.JsonFlag = False) -> None:
+    """Ask Auto whether a query body is valid, and what it would cost."""
+    body = read_query(file)
+    result = _call(lambda c: c.validate(body))
+    if as_json:
+        clitools.print_json(result.model_dump(mode="json"))
+    else:
+        print(f"valid: {result.valid}  estimated cost: {result.estimated_cost}")
+        for error in result.errors:
+            print(f"  error: {error}")
+        for warning in result.warnings:
+            print(f"  warning: {warning}")
+    if not result.valid:
+        raise typer.Exit(1)
+
+
+@queries_cli.command("create")
+def create(file: Path, as_json: clitools.JsonFlag = False) -> None:
+    """Validate a query body, then create it (nothing is created if it is invalid)."""
+    body = read_query(file)
+
+    async def go(client: AutoClient) -> dict[str, Any]:
+        validation = await client.validate(body)
+        if not validation.valid:
+            raise clitools.Failure(
+                f"query is invalid: {'; '.join(map(str, validation.errors)) or 'no reason given'}"
+            )
+        return (await client.create(body)).model_dump(mode="json")
+
+    created = _call(go)
+    if as_json:
+        clitools.print_json(created)
+    else:
+        print(f"created {created['query_id']} ({created.get('status')})")
+
+
+@queries_cli.command("poll")
+def poll(query_id: str, as_json: clitools.JsonFlag = False) -> None:
+    """A query's status, latest evaluation and executions."""
+    status = _call(lambda c: c.poll(query_id))
+    if as_json:
+        clitools.print_json(status.model_dump(mode="json"))
+        return
+    print(f"query {status.query_id or query_id}: {status.status}")
+    clitools.table(
+        "executions",
+        ["execution id", "type", "status", "created", "error"],
+        [
+            [
+                e.id,
+                e.type or "",
+                e.status or "",
+                e.created_at or "",
+                e.error.code or "" if e.error else "",
+            ]
+            for e in status.executions
+        ],
+    )
+
+
+@queries_cli.command("list")
+def list_queries(
+    limit: Annotated[int, typer.Option(help="How many recent executions to look through.")] = 100,
+    as_json: clitools.JsonFlag = False,
+) -> None:
+    """The queries behind the account's recent executions (API-key mode; Auto has no query listing)."""
+    page = _call(lambda c: c.executions(limit=limit))
+    seen: dict[str, dict[str, Any]] = {}
+    for execution in page.data:
+        key = execution.query_id or "?"
+        entry = seen.setdefault(key, {"query_id": key, "executions": 0, "last_execution": None})
+        entry["executions"] += 1
+        entry["last_execution"] = max(
+            filter(None, [entry["last_execution"], execution.created_at]), default=None
+        )
+    rows = sorted(seen.values(), key=lambda e: e["last_execution"] or "", reverse=True)
+    if as_json:
+        clitools.print_json(rows)
+        return
+    clitools.table(
+        "queries",
+        ["query id", "executions", "last execution"],
+        [[r["query_id"], str(r["executions"]), r["last_execution"] or "-"] for r in rows],
+    )
+
+
+@queries_cli.command("cancel")
+def cancel(query_id: str, as_json: clitools.JsonFlag = False) -> None:
+    """Cancel a query; one that already ended counts as cancelled."""
+    result = _call(lambda c: c.cancel(query_id))
+    if as_json:
+        clitools.print_json(result.model_dump(mode="json"))
+    elif result.already_terminal:
+        print(f"{query_id} had already ended")
+    else:
+        print(f"cancelled {query_id}")
+
+
+def stream(
+    query: Annotated[
+        list[str] | None, typer.Option("--query", help="A query id to follow (repeatable).")
+    ] = None,
+    follow_all: Annotated[
+        bool, typer.Option("--all", help="Follow the account stream (API key only).")
+    ] = False,
+) -> None:
+    """Follow Auto's event streams into the store (gap-free: reconciles by polling)."""
+    targets: list[str | None] = [*(query or []), *([None] if follow_all else [])]
+    if not targets:
+        raise clitools.Failure("give --query ID (repeatable) or --all")
+    settings = clitools.settings()
+    clitools.serve_forever(_stream(settings, targets))
+
+
+async def _stream(settings: Settings, targets: list[str | None]) -> None:
+    backends = await composition.open_backends(settings)
+    runtime = composition.build_runtime(settings, backends)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        if runtime.auto is None:
+            raise clitools.Failure(
+                "no Elfa credential: set ELFA_API_KEY (or ELFA_AGENT_SECRET for x402 mode)"
+            )
+        await asyncio.gather(*(composition.follow(runtime, target, stop) for target in targets))
+    finally:
+        await runtime.aclose()
