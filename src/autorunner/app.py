@@ -173,7 +173,11 @@ def build_runtime(
         policy=policy,
         deciders=deciders,
         adapters=chosen,
-        context=AutoContext(auto) if auto is not None else NoContext(),
+        context=(
+            AutoContext(auto, cache_seconds=settings.context_cache_seconds)
+            if auto is not None
+            else NoContext()
+        ),
         clock=clock,
     )
     worker = Worker(
@@ -373,6 +377,47 @@ async def serve(
         sock.close()
         await runtime.aclose()
         log.info("serve.stopped")
+
+
+async def serve_app(
+    app: Any,
+    host: str,
+    port: int,
+    *,
+    name: str,
+    tick: tuple[float, Callable[[], None]] | None = None,
+) -> None:
+    """Serve a plain ASGI app (the simulator) until SIGINT/SIGTERM; ``tick`` runs every N seconds."""
+    sock = listen(host, port)
+    server = _Server(
+        uvicorn.Config(app, log_config=None, access_log=False, loop="none", http="httptools")
+    )
+    loop = asyncio.get_running_loop()
+
+    def request_stop() -> None:
+        server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, request_stop)
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn exposes only a flag
+        await asyncio.sleep(0.01)
+    log.info(f"{name}.started", host=host, port=int(sock.getsockname()[1]))
+    ticking = None
+    if tick is not None and tick[0] > 0:
+        ticking = asyncio.create_task(_every(tick[0], tick[1]))
+    try:
+        await serving
+    finally:
+        if ticking is not None:
+            ticking.cancel()
+        sock.close()
+
+
+async def _every(seconds: float, fn: Callable[[], None]) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        fn()
 
 
 def listen(host: str, port: int) -> socket.socket:

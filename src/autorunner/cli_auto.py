@@ -7,8 +7,9 @@ import signal
 import tomllib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
+import httpx2
 import orjson
 import typer
 
@@ -181,3 +182,84 @@ async def _stream(settings: Settings, targets: list[str | None]) -> None:
         await asyncio.gather(*(composition.follow(runtime, target, stop) for target in targets))
     finally:
         await runtime.aclose()
+
+
+simulate_cli = typer.Typer(
+    help="A local fake Elfa Auto, for demos, tests and benchmarks.", no_args_is_help=True
+)
+
+
+@simulate_cli.command("run")
+def simulate_run(
+    port: Annotated[int, typer.Option(help="Port (0 picks a free one).")] = 8787,
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    api_key: Annotated[
+        str | None, typer.Option(envvar="SIM_API_KEY", help="Required x-elfa-api-key.")
+    ] = None,
+    agent_secret: Annotated[
+        str | None, typer.Option(envvar="SIM_AGENT_SECRET", help="Required x402 agent secret.")
+    ] = None,
+    hmac_secret: Annotated[
+        str | None, typer.Option(envvar="SIM_HMAC_SECRET", help="Check request signatures.")
+    ] = None,
+    webhook_secret: Annotated[
+        str, typer.Option(envvar="SIM_WEBHOOK_SECRET", help="Signs webhooks.")
+    ] = "sim-webhook-secret",
+    frames: Annotated[str, typer.Option(help="SSE frame version: A, B or C.")] = "C",
+    keepalive: Annotated[float, typer.Option(help="Seconds between keep-alive comments.")] = 15.0,
+    every: Annotated[
+        float, typer.Option(help="Also trigger every active query this often (0: never).")
+    ] = 0.0,
+) -> None:
+    """Serve the simulator until Ctrl-C."""
+    from autorunner.simulator import FrameVersion, SimConfig, Simulator  # noqa: PLC0415 - only this command needs it
+
+    if frames not in ("A", "B", "C"):
+        raise clitools.Failure(f"--frames must be A, B or C, not {frames!r}")
+    clitools.settings()
+    simulator = Simulator(
+        SimConfig(
+            api_key=api_key,
+            agent_secret=agent_secret,
+            hmac_secret=hmac_secret,
+            webhook_secret=webhook_secret,
+            frame_version=cast(FrameVersion, frames),
+            keepalive=keepalive,
+        )
+    )
+    clitools.serve_forever(
+        composition.serve_app(
+            simulator.app, host, port, name="simulate", tick=(every, simulator.tick)
+        )
+    )
+
+
+@simulate_cli.command("trigger")
+def simulate_trigger(
+    query_id: str,
+    count: Annotated[int, typer.Option(help="How many triggers.")] = 1,
+    url: Annotated[str, typer.Option(help="The simulator's address.")] = "http://127.0.0.1:8787",
+    sse_only: Annotated[
+        bool, typer.Option(help="Deliver by stream (and poll) only, no webhook.")
+    ] = False,
+) -> None:
+    """Fire triggers of a simulated query."""
+    body = {
+        "queryId": query_id,
+        "count": count,
+        "channels": ["sse"] if sse_only else ["webhook", "sse"],
+    }
+
+    async def go() -> Any:
+        async with composition.http_client() as http:
+            try:
+                response = await http.post(f"{url.rstrip('/')}/_sim/trigger", json=body)
+            except httpx2.TransportError as exc:
+                raise clitools.Failure(f"cannot reach the simulator at {url}: {exc}") from exc
+            if response.status_code != 200:
+                raise clitools.Failure(
+                    f"simulator answered {response.status_code}: {response.text}"
+                )
+            return response.json()
+
+    print(f"fired {len(clitools.run(go)['executions'])} trigger(s) on {query_id}")

@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     )
     sse_keepalive_seconds: float = Field(default=15.0, gt=0)
     sse_silence_factor: float = Field(default=3.0, ge=1)
+    context_cache_seconds: float = Field(default=5.0, ge=0)
     reconcile_interval: float = Field(default=300.0, gt=0)
 
     admin_token: SecretStr | None = None

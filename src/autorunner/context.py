@@ -7,9 +7,12 @@ the run record and handed to the decider.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Protocol
 
 from autorunner.auto_client import AutoClient
+from autorunner.auto_models import QueryStatus
+from autorunner.clock import Clock, system_clock
 from autorunner.errors import AutoNotFound
 from autorunner.events import Event
 
@@ -29,16 +32,38 @@ class NoContext:
 
 
 class AutoContext:
-    """Polls the event's query; for an ``llm`` execution also reads its latest session output."""
+    """Polls the event's query; for an ``llm`` execution also reads its latest session output.
 
-    def __init__(self, client: AutoClient) -> None:
+    Auto's plans allow 60 to 120 requests a minute, so one poll serves every event of the same
+    query for ``cache_seconds`` (concurrent fetches share the request in flight).
+    """
+
+    def __init__(
+        self, client: AutoClient, *, cache_seconds: float = 5.0, clock: Clock = system_clock
+    ) -> None:
         self._client = client
+        self._ttl = cache_seconds
+        self._clock = clock
+        self._polls: dict[str, tuple[float, asyncio.Task[QueryStatus]]] = {}
+
+    async def _poll(self, query_id: str) -> QueryStatus:
+        now = self._clock()
+        cached = self._polls.get(query_id)
+        if (
+            cached is None
+            or cached[0] <= now
+            or (cached[1].done() and cached[1].exception() is not None)
+        ):
+            cached = (now + self._ttl, asyncio.ensure_future(self._client.poll(query_id)))
+            self._polls = {k: v for k, v in self._polls.items() if v[0] > now}
+            self._polls[query_id] = cached
+        return await asyncio.shield(cached[1])
 
     async def fetch(self, event: Event) -> dict[str, Any]:
         if event.query_id is None:
             return {}
         try:
-            status = await self._client.poll(event.query_id)
+            status = await self._poll(event.query_id)
         except AutoNotFound as exc:
             return {"query": None, "query_error": str(exc)}
         context: dict[str, Any] = {"query": status.model_dump(mode="json")}

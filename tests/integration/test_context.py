@@ -134,3 +134,16 @@ async def test_failed_fetch_is_a_transient_error_and_nothing_is_executed() -> No
         attempt = await run_one(pipeline, store)
     assert isinstance(attempt.error, AutoUnavailable)
     assert attempt.record.effects == []
+
+
+async def test_events_of_one_query_share_a_poll_within_the_cache_window() -> None:
+    server = ScriptedServer()
+    server.on("GET", POLL, Reply(200, {"queryId": "q-1", "status": "active", "executions": []}))
+    async with pipeline_for(server) as (pipeline, store):
+        for n in range(3):
+            event = make_event(f"e{n}", execution_id=f"ex-{n}", query_id="q-1")
+            await store.insert_event(event, raw_delivery())
+            leased = await store.acquire(f"e{n}", owner="w", lease=30)
+            assert leased is not None
+            assert (await pipeline.run(leased)).error is None
+    assert len(server.calls("GET", POLL)) == 1
