@@ -319,7 +319,10 @@ async def follow(runtime: Runtime, query_id: str | None, stop: asyncio.Event) ->
 
 
 async def serve(
-    settings: Settings, *, on_started: Callable[[int], Awaitable[None]] | None = None
+    settings: Settings,
+    *,
+    on_started: Callable[[int], Awaitable[None]] | None = None,
+    sock: socket.socket | None = None,
 ) -> None:
     """``autorunner serve``: ingress + workers + sweeper in one process until SIGINT/SIGTERM."""
     if settings.auto_secret is None and not settings.auto_allow_unsigned:
@@ -327,7 +330,7 @@ async def serve(
             "AUTO_SECRET is not set, so every signed webhook would be refused: set it "
             "(comma-separated for rotation) or set AUTO_ALLOW_UNSIGNED=true"
         )
-    sock = listen(settings.host, settings.port)
+    sock = sock or listen(settings.host, settings.port)
     port = int(sock.getsockname()[1])
     backends = await open_backends(settings)
     runtime = build_runtime(settings, backends)
@@ -386,32 +389,42 @@ async def serve_app(
     *,
     name: str,
     tick: tuple[float, Callable[[], None]] | None = None,
+    sock: socket.socket | None = None,
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """Serve a plain ASGI app (the simulator) until SIGINT/SIGTERM; ``tick`` runs every N seconds."""
-    sock = listen(host, port)
+    """Serve a plain ASGI app (the simulator) until ``stop`` is set, or SIGINT/SIGTERM when no
+    ``stop`` is given; ``tick`` runs a function every N seconds meanwhile."""
+    sock = sock or listen(host, port)
     server = _Server(
         uvicorn.Config(app, log_config=None, access_log=False, loop="none", http="httptools")
     )
     loop = asyncio.get_running_loop()
-
-    def request_stop() -> None:
-        server.should_exit = True
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, request_stop)
+    own_signals = stop is None
+    stop = stop or asyncio.Event()
+    if own_signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn exposes only a flag
         await asyncio.sleep(0.01)
     log.info(f"{name}.started", host=host, port=int(sock.getsockname()[1]))
-    ticking = None
+    helpers = [asyncio.create_task(_exit_on(stop, server))]
     if tick is not None and tick[0] > 0:
-        ticking = asyncio.create_task(_every(tick[0], tick[1]))
+        helpers.append(asyncio.create_task(_every(tick[0], tick[1])))
     try:
         await serving
     finally:
-        if ticking is not None:
-            ticking.cancel()
+        for helper in helpers:
+            helper.cancel()
+        if own_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
         sock.close()
+
+
+async def _exit_on(stop: asyncio.Event, server: uvicorn.Server) -> None:
+    await stop.wait()
+    server.should_exit = True
 
 
 async def _every(seconds: float, fn: Callable[[], None]) -> None:

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-import secrets as secrets_module
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar, cast
 
 import httpx2
 import orjson
-import structlog
 import typer
 
 from autorunner import app as composition
 from autorunner import cli_auto, clitools
-from autorunner.config import Settings, load_settings
 from autorunner.errors import AutorunnerError, ConfigError
 from autorunner.sender import sample_event, send_event
 from autorunner.store.base import EventStatus
@@ -72,53 +68,20 @@ def serve(
         str | None, typer.Option(help="Bind address (default: HOST or 127.0.0.1).")
     ] = None,
     demo: Annotated[
-        int, typer.Option(help="Also send this many signed sample events to ourselves.")
+        int,
+        typer.Option(
+            help="Also run a simulated Auto beside the runner and fire this many triggers."
+        ),
     ] = 0,
 ) -> None:
-    """Run ingress, workers and the sweeper in one process (local mode)."""
-    overrides: dict[str, object] = {"port": port, "host": host}
-    secret = None
+    """Run ingress, workers, stream subscribers and the sweeper in one process (local mode)."""
+    settings = clitools.settings(port=port, host=host)
     if demo:
-        base = load_settings()
-        if base.auto_secret is None:
-            secret = secrets_module.token_hex(16)
-            overrides["auto_secret"] = secret
-        else:
-            secret = base.auto_secret.get_secret_value()
-    settings = clitools.settings(**overrides)
-    on_started = _demo_sender(settings, demo, secret) if demo and secret else None
-    clitools.serve_forever(composition.serve(settings, on_started=on_started))
+        from autorunner.demo import run_demo  # noqa: PLC0415 - only the demo needs the simulator
 
-
-def _demo_sender(settings: Settings, count: int, secret: str) -> Callable[[int], Awaitable[None]]:
-    log = structlog.get_logger("autorunner.demo")
-
-    async def send_all(port: int) -> None:
-        url = f"http://{settings.host}:{port}/webhooks/auto"
-        log.info("demo.sending", count=count, url=url)
-        async with httpx2.AsyncClient(timeout=10) as client:
-            for n in range(count):
-                event_id = f"demo-{uuid.uuid4()}"
-                reply = await send_event(
-                    client,
-                    url,
-                    secret,
-                    sample_event(event_id=event_id, symbol=("BTC", "ETH", "SOL")[n % 3]),
-                    event_id=event_id,
-                )
-                log.info("demo.sent", event_id=event_id, status=reply.status)
-            # One duplicate, to show it is recognised and not run twice.
-            reply = await send_event(
-                client, url, secret, sample_event(event_id=event_id), event_id=event_id
-            )
-            log.info("demo.duplicate_sent", event_id=event_id, status=reply.status, body=reply.body)
-        log.info("demo.done", hint="see them with: autorunner events list; stop with Ctrl-C")
-
-    def start(port: int) -> Awaitable[None]:
-        asyncio.get_running_loop().create_task(send_all(port))
-        return asyncio.sleep(0)
-
-    return start
+        clitools.serve_forever(run_demo(settings, demo))
+    else:
+        clitools.serve_forever(composition.serve(settings))
 
 
 @events_cli.command("list")

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.acceptance.runner import Server, base_env, cli, start_server
+from tests.helpers import eventually
 
 
 @pytest.fixture
@@ -207,3 +208,20 @@ def test_send_test_event_refused_by_the_runner_exits_1(
     result = cli(env, "send-test-event", server.url, "--secret", "not-the-secret", cwd=tmp_path)
     assert result.returncode == 1
     assert result.stdout.startswith("401 ")
+
+
+async def test_demo_runs_a_simulated_auto_and_each_trigger_runs_once(tmp_path: Path) -> None:
+    env = base_env(tmp_path / "demo.db")
+    del env["AUTO_SECRET"]
+    server = start_server(env, tmp_path, tmp_path / "demo.log", "--demo", "3")
+    try:
+
+        async def three_done() -> bool:
+            return bool(sum(line.get("event") == "job.done" for line in server.log_lines()) >= 3)
+
+        await eventually(three_done, within=30)
+    finally:
+        assert server.terminate() == 0
+    lines = server.log_lines()
+    assert sum(line.get("event") == "effect.notify" for line in lines) == 3
+    assert sum(line.get("event") == "event.duplicate" for line in lines) >= 1
