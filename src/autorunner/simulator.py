@@ -505,7 +505,12 @@ class Simulator:
         if body.get("terminal"):
             query.status = str(body["terminal"])
             self._end_streams(query)
-        return JSONResponse({"executions": [e["id"] for e in executions]})
+        return JSONResponse(
+            {
+                "executions": [e["id"] for e in executions],
+                "created": {e["id"]: e["createdAt"] for e in executions},
+            }
+        )
 
     async def control_faults(self, request: Request) -> Response:
         body = orjson.loads(await request.body() or b"{}")
