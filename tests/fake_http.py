@@ -12,7 +12,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import uvicorn
@@ -92,10 +92,10 @@ class _QuietServer(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def serving(app: Any) -> AsyncIterator[str]:
+async def serving(app: Any, *, lifespan: Literal["on", "off"] = "off") -> AsyncIterator[str]:
     """Serve ``app`` on 127.0.0.1 and yield its base URL."""
     sock = socket.create_server(("127.0.0.1", 0))
-    server = _QuietServer(uvicorn.Config(app, log_config=None, lifespan="off", access_log=False))
+    server = _QuietServer(uvicorn.Config(app, log_config=None, lifespan=lifespan, access_log=False))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         async with asyncio.timeout(10):

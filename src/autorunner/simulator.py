@@ -171,7 +171,10 @@ class Simulator:
                 return JSONResponse({"error": "invalid request signature"}, 401)
         return None
 
-    def _query(self, request: Request) -> SimQuery | Response:
+    async def _checked(self, request: Request, *, mutation: bool) -> SimQuery | Response:
+        """The path's query after the auth and fault gate, or the refusal to send."""
+        if refused := await self._gate(request, mutation=mutation):
+            return refused
         query = self.queries.get(request.path_params["qid"])
         return query if query is not None else JSONResponse({"error": "query not found"}, 404)
 
@@ -199,9 +202,7 @@ class Simulator:
         return JSONResponse({"id": query.id, "status": query.status, "cost": 1}, 201)
 
     async def poll(self, request: Request) -> Response:
-        if refused := await self._gate(request, mutation=False):
-            return refused
-        query = self._query(request)
+        query = await self._checked(request, mutation=False)
         if isinstance(query, Response):
             return query
         return JSONResponse(
@@ -221,9 +222,7 @@ class Simulator:
         )
 
     async def cancel(self, request: Request) -> Response:
-        if refused := await self._gate(request, mutation=True):
-            return refused
-        query = self._query(request)
+        query = await self._checked(request, mutation=True)
         if isinstance(query, Response):
             return query
         if query.status in TERMINAL:
@@ -233,9 +232,7 @@ class Simulator:
         return JSONResponse({"id": query.id, "status": "cancelled", "cancelledAt": _now_iso()})
 
     async def delete(self, request: Request) -> Response:
-        if refused := await self._gate(request, mutation=True):
-            return refused
-        query = self._query(request)
+        query = await self._checked(request, mutation=True)
         if isinstance(query, Response):
             return query
         if query.status not in TERMINAL:
@@ -244,9 +241,7 @@ class Simulator:
         return JSONResponse({"id": query.id, "deletedAt": _now_iso()})
 
     async def sessions(self, request: Request) -> Response:
-        if refused := await self._gate(request, mutation=False):
-            return refused
-        query = self._query(request)
+        query = await self._checked(request, mutation=False)
         if isinstance(query, Response):
             return query
         llm = [e for e in query.executions if e["type"] == "llm"]
@@ -265,9 +260,7 @@ class Simulator:
         )
 
     async def session(self, request: Request) -> Response:
-        if refused := await self._gate(request, mutation=False):
-            return refused
-        query = self._query(request)
+        query = await self._checked(request, mutation=False)
         if isinstance(query, Response):
             return query
         sid = request.path_params["sid"]
@@ -322,9 +315,7 @@ class Simulator:
         return JSONResponse({"error": "execution not found"}, 404)
 
     async def stream_query(self, request: Request) -> Response:
-        if refused := await self._gate(request, mutation=False):
-            return refused
-        query = self._query(request)
+        query = await self._checked(request, mutation=False)
         if isinstance(query, Response):
             return query
         if query.status in TERMINAL:
