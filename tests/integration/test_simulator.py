@@ -65,7 +65,7 @@ async def test_x402_mode_uses_the_agent_secret_and_post_polls() -> None:
     async with simulated(
         AutoCredentials(mode="x402", agent_secret="a", hmac_secret="h"), prefix="/x402/v2/auto"
     ) as (
-        simulator,
+        _,
         client,
     ):
         created = await client.create(QUERY)
