@@ -34,7 +34,7 @@ from autorunner.ingest import Ingestor
 from autorunner.ingress import WebhookApp, WebhookConfig, build_app
 from autorunner.metrics import Metrics
 from autorunner.pipeline import Pipeline
-from autorunner.policy import default_policy
+from autorunner.policy_file import load_policy, policy_from_settings
 from autorunner.queue.base import Queue
 from autorunner.queue.memory import MemoryQueue
 from autorunner.queue.sqlite import SqliteQueue
@@ -105,6 +105,21 @@ class Runtime:
     auto: AutoClient | None = None
     http: httpx2.AsyncClient | None = None
     ingestor: Ingestor | None = None
+    pipeline: Pipeline | None = None
+
+    def reload_policy(self) -> None:
+        """Re-read ``RUNNER_POLICY`` (SIGHUP); a bad file is logged and the running policy kept."""
+        path = self.settings.runner_policy
+        if not path or self.pipeline is None:
+            log.info("policy.reload_skipped", reason="RUNNER_POLICY is not set")
+            return
+        try:
+            policy = load_policy(path)
+        except ConfigError as exc:
+            log.error("policy.reload_failed", error=str(exc), kept=self.pipeline.policy.hash)  # noqa: TRY400
+            return
+        self.pipeline.policy = policy
+        log.info("policy.reloaded", policy_hash=policy.hash, routes=len(policy.routes))
 
     async def aclose(self) -> None:
         """Close the HTTP client and the backends."""
@@ -164,8 +179,10 @@ def build_runtime(
     auto = build_auto_client(settings, http)
     chosen: dict[str, Adapter] = adapters if adapters is not None else {"notify": NotifyAdapter()}
     deciders: dict[str, Decider] = {"rules": RulesDecider()}
-    policy = default_policy(
-        max_execution_seconds=settings.job_timeout, max_attempts=settings.max_attempts
+    policy = policy_from_settings(
+        settings.runner_policy,
+        max_execution_seconds=settings.job_timeout,
+        max_attempts=settings.max_attempts,
     )
     store, queue = backends.store, backends.queue
     pipeline = Pipeline(
@@ -224,6 +241,7 @@ def build_runtime(
         auto=auto,
         http=http,
         ingestor=ingestor,
+        pipeline=pipeline,
     )
     runtime.app = build_app(
         webhook=webhook, metrics=metrics, audit=store, queue=queue, ready=_readiness(runtime)
@@ -355,6 +373,7 @@ async def serve(
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, request_stop)
+    loop.add_signal_handler(signal.SIGHUP, runtime.reload_policy)
     try:
         async with running(runtime, stop):
             serving = asyncio.create_task(server.serve(sockets=[sock]), name="http")
@@ -369,13 +388,14 @@ async def serve(
                     host=settings.host,
                     port=port,
                     store=_safe_url(settings.store_url),
+                    policy_hash=runtime.pipeline.policy.hash if runtime.pipeline else None,
                 )
                 if on_started is not None:
                     await on_started(port)
             await serving
             stop.set()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         sock.close()
         await runtime.aclose()

@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
 
     runner_mode: Literal["local", "cloud"] = "local"
+    runner_policy: str | None = Field(
+        default=None, description="policy file (TOML); built-in default if unset"
+    )
     queue_url: str = "sqlite:///autorunner.db"
     database_url: str | None = Field(
         default=None, description="defaults to QUEUE_URL in local mode"

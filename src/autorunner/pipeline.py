@@ -114,7 +114,7 @@ class Pipeline:
             raise PermanentError(f"route {route.name!r} names unknown decider {route.decider!r}")
         draft.context = await self._context.fetch(event)
         mark = _lap(draft, "context", mark)
-        decision = await decider.decide(draft.envelope, draft.context)
+        decision = await decider.decide(draft.envelope, draft.context, route=route)
         draft.decision = {**decision.to_dict(), "policy_hash": self.policy.hash}
         verdict = check(decision, route, policy_hash=self.policy.hash, known_kinds=self._kinds)
         draft.verdict = verdict.to_dict()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
+import string
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -27,6 +29,24 @@ class Constraints:
     max_execution_seconds: float = 30.0
     risk_mode: RiskMode = "conservative"
     max_attempts: int = 5
+    max_notional_usd: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ActionTemplate:
+    """An action a rule proposes; string params may hold ``${field}`` placeholders."""
+
+    step: str
+    kind: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Rule:
+    """When every ``when`` field equals the trigger's, propose ``actions``."""
+
+    when: dict[str, str] = field(default_factory=dict)
+    actions: tuple[ActionTemplate, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -39,6 +59,7 @@ class Route:
     constraints: Constraints = field(default_factory=Constraints)
     decider: str = "rules"
     match: dict[str, str] = field(default_factory=dict)
+    rules: tuple[Rule, ...] = ()
 
     def matches(self, event: Event) -> bool:
         fields = event.to_dict()
@@ -80,6 +101,7 @@ def default_policy(*, max_execution_seconds: float = 30.0, max_attempts: int = 5
 def build_envelope(event: Event, route: Route) -> dict[str, Any]:
     """The structured instruction of Elfa's runner guide, extended with the trigger's facts."""
     return {
+        "route": route.name,
         "eventId": event.event_id,
         "queryId": event.query_id,
         "executionId": event.execution_id,
@@ -89,6 +111,7 @@ def build_envelope(event: Event, route: Route) -> dict[str, Any]:
             "maxExecutionSeconds": route.constraints.max_execution_seconds,
             "riskMode": route.constraints.risk_mode,
             "maxAttempts": route.constraints.max_attempts,
+            "maxNotionalUsd": route.constraints.max_notional_usd,
         },
         "trigger": {
             "eventType": event.event_type,
@@ -121,7 +144,52 @@ def check(
             )
         elif action.kind not in known_kinds:
             denied.append(Denied(action=action, reason=f"no adapter for action {action.kind!r}"))
+        elif (reason := _over_notional(action, route.constraints.max_notional_usd)) is not None:
+            denied.append(Denied(action=action, reason=reason))
         else:
             allowed.append(action)
         seen.add(action.step_id)
     return Verdict(allowed=tuple(allowed), denied=tuple(denied), policy_hash=policy_hash)
+
+
+def _over_notional(action: Action, cap: float | None) -> str | None:
+    """Why an action's ``notional_usd`` breaks the route's cap (unreadable amounts are denied too)."""
+    if "notional_usd" not in action.params:
+        return None
+    value = action.params["notional_usd"]
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        return f"notional_usd {value!r} is not a non-negative number"
+    if cap is not None and value > cap:
+        return f"notional {value:g} USD exceeds the route's cap of {cap:g} USD"
+    return None
+
+
+TEMPLATE_FIELDS = ("eventId", "queryId", "executionId", "route", "objective")
+"""Envelope fields a template may use, besides every field of ``trigger`` (title, body, symbol…)."""
+
+
+def template_values(envelope: dict[str, Any]) -> dict[str, str]:
+    """The flat ``${name}`` namespace of a template: envelope ids and the trigger's fields."""
+    values = {name: envelope.get(name) for name in TEMPLATE_FIELDS}
+    values.update(envelope.get("trigger") or {})
+    return {k: "" if v is None else str(v) for k, v in values.items()}
+
+
+def render(value: Any, values: dict[str, str]) -> Any:
+    """Fill ``${name}`` placeholders in every string inside ``value`` (no expressions, ever)."""
+    if isinstance(value, str):
+        return string.Template(value).safe_substitute(values)
+    if isinstance(value, dict):
+        return {k: render(v, values) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render(v, values) for v in value]
+    return value
+
+
+def rule_matches(rule: Rule, values: dict[str, str]) -> bool:
+    return all(values.get(name) == wanted for name, wanted in rule.when.items())

@@ -16,6 +16,7 @@ def decision(*actions: Action) -> Decision:
 
 def test_envelope_follows_the_runner_guide_contract() -> None:
     envelope = build_envelope(make_event("evt_123"), default_policy().default)
+    assert envelope["route"] == "default"
     assert envelope["eventId"] == "evt_123"
     assert envelope["queryId"] == "q-1"
     assert envelope["objective"] == "Handle trigger and notify"
@@ -24,6 +25,7 @@ def test_envelope_follows_the_runner_guide_contract() -> None:
         "maxExecutionSeconds": 30.0,
         "riskMode": "conservative",
         "maxAttempts": 5,
+        "maxNotionalUsd": None,
     }
 
 

@@ -49,7 +49,9 @@ class ScriptedAdapter:
 class TwoStepDecider:
     name = "rules"
 
-    async def decide(self, envelope: dict[str, Any], context: dict[str, Any]) -> Decision:
+    async def decide(
+        self, envelope: dict[str, Any], context: dict[str, Any], *, route: Route
+    ) -> Decision:
         return Decision(
             actions=(
                 Action(step_id="first", kind="notify"),
@@ -68,10 +70,12 @@ class BlockingDecider:
         self.entered = asyncio.Event()
         self.release = asyncio.Event()
 
-    async def decide(self, envelope: dict[str, Any], context: dict[str, Any]) -> Decision:
+    async def decide(
+        self, envelope: dict[str, Any], context: dict[str, Any], *, route: Route
+    ) -> Decision:
         self.entered.set()
         await self.release.wait()
-        return await RulesDecider().decide(envelope, context)
+        return await RulesDecider().decide(envelope, context, route=route)
 
 
 @dataclass

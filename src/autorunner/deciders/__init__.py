@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from autorunner.decision import Decision
+from autorunner.policy import Route
 
 
 class Decider(Protocol):
@@ -12,5 +13,7 @@ class Decider(Protocol):
 
     name: str
 
-    async def decide(self, envelope: dict[str, Any], context: dict[str, Any]) -> Decision:
-        """Propose actions for one event."""
+    async def decide(
+        self, envelope: dict[str, Any], context: dict[str, Any], *, route: Route
+    ) -> Decision:
+        """Propose actions for one event under ``route``."""

@@ -1,0 +1,164 @@
+"""The policy file (TOML, ``RUNNER_POLICY``): parsed and validated into ``policy.Policy``.
+
+Every mistake is one ``ConfigError`` line naming the file, the route and the field::
+
+    policy.toml: route 'btc': constraints.max_attempts: Input should be greater than or equal to 1
+
+Shape (every table optional except what a route needs)::
+
+    [default]                      # the route for events no other route matches
+    objective = "Handle trigger and notify"
+    allowed_actions = ["notify"]
+
+    [[routes]]
+    name = "btc"
+    match = { symbol = "BTC" }     # event fields: query_id, event_type, channel, symbol, status, …
+    objective = "Tell the desk about BTC"
+    allowed_actions = ["notify"]
+    constraints = { max_execution_seconds = 20, max_attempts = 3, risk_mode = "conservative" }
+
+    [[routes.rules]]               # rules decider: the first rule whose `when` matches decides
+    when = { status = "triggered" }
+    actions = [{ step = "notify", kind = "notify", params = { text = "BTC: ${title}" } }]
+
+Templates use ``${name}`` placeholders (``string.Template``: no expressions, no attribute access)
+over the trigger's fields; see ``policy.TEMPLATE_FIELDS``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from autorunner.errors import ConfigError
+from autorunner.policy import ActionTemplate, Constraints, Policy, Route, Rule, default_policy
+
+KNOWN_DECIDERS = frozenset({"rules"})
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ConstraintsModel(_Strict):
+    max_execution_seconds: float = Field(default=30.0, gt=0, le=3600)
+    risk_mode: Literal["conservative", "balanced", "aggressive"] = "conservative"
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    max_notional_usd: float | None = Field(default=None, ge=0)
+
+
+class ActionModel(_Strict):
+    step: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: str = Field(min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class RuleModel(_Strict):
+    when: dict[str, str] = Field(default_factory=dict)
+    actions: list[ActionModel] = Field(default_factory=list)
+
+
+class RouteModel(_Strict):
+    name: str = Field(default="default", min_length=1)
+    match: dict[str, str] = Field(default_factory=dict)
+    objective: str = "Handle trigger and notify"
+    allowed_actions: list[str] = Field(default_factory=lambda: ["notify"])
+    constraints: ConstraintsModel = Field(default_factory=ConstraintsModel)
+    decider: str = "rules"
+    rules: list[RuleModel] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RouteModel:
+        if self.decider not in KNOWN_DECIDERS:
+            raise ValueError(f"decider {self.decider!r} is not one of {sorted(KNOWN_DECIDERS)}")
+        for n, rule in enumerate(self.rules, start=1):
+            for action in rule.actions:
+                if action.kind not in self.allowed_actions:
+                    raise ValueError(
+                        f"rule {n} proposes {action.kind!r}, which allowed_actions does not list"
+                    )
+        return self
+
+
+class PolicyModel(_Strict):
+    default: RouteModel = Field(default_factory=RouteModel)
+    routes: list[RouteModel] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> PolicyModel:
+        names = [r.name for r in self.routes]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"route name {name!r} is used twice")
+        return self
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Read and validate a policy file; ``ConfigError`` (one line) on any problem."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the policy file: {exc.strerror or exc}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        model = PolicyModel.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_describe(exc, raw)}") from exc
+    return Policy(routes=tuple(_route(r) for r in model.routes), default=_route(model.default))
+
+
+def policy_from_settings(
+    path: str | None, *, max_execution_seconds: float, max_attempts: int
+) -> Policy:
+    """The file's policy when ``RUNNER_POLICY`` is set, else the built-in default."""
+    if path:
+        return load_policy(path)
+    return default_policy(max_execution_seconds=max_execution_seconds, max_attempts=max_attempts)
+
+
+def _route(model: RouteModel) -> Route:
+    c = model.constraints
+    return Route(
+        name=model.name,
+        objective=model.objective,
+        allowed_actions=tuple(model.allowed_actions),
+        constraints=Constraints(
+            max_execution_seconds=c.max_execution_seconds,
+            risk_mode=c.risk_mode,
+            max_attempts=c.max_attempts,
+            max_notional_usd=c.max_notional_usd,
+        ),
+        decider=model.decider,
+        match=dict(model.match),
+        rules=tuple(
+            Rule(
+                when=dict(rule.when),
+                actions=tuple(
+                    ActionTemplate(step=a.step, kind=a.kind, params=a.params) for a in rule.actions
+                ),
+            )
+            for rule in model.rules
+        ),
+    )
+
+
+def _describe(exc: ValidationError, raw: dict[str, Any]) -> str:
+    error = exc.errors()[0]
+    loc = list(error["loc"])
+    where = ""
+    if loc[:1] == ["routes"] and len(loc) > 1 and isinstance(loc[1], int):
+        routes = raw.get("routes") or []
+        entry = routes[loc[1]] if loc[1] < len(routes) and isinstance(routes[loc[1]], dict) else {}
+        where = f"route {entry.get('name', f'#{loc[1] + 1}')!r}: "
+        loc = loc[2:]
+    elif loc[:1] == ["default"]:
+        where = "default route: "
+        loc = loc[1:]
+    field = ".".join(str(part) for part in loc)
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{where}{field + ': ' if field else ''}{message}"

@@ -1,0 +1,164 @@
+"""The policy file: validation that names file, route and field; rules with safe templates; caps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from autorunner.deciders.rules import decide
+from autorunner.decision import Action, Decision
+from autorunner.errors import ConfigError
+from autorunner.policy import build_envelope, check
+from autorunner.policy_file import load_policy
+from tests.helpers import make_event
+
+GOOD = """
+[default]
+objective = "Announce"
+allowed_actions = ["notify"]
+
+[[routes]]
+name = "btc"
+match = { symbol = "BTC" }
+objective = "Tell the desk about BTC"
+allowed_actions = ["notify", "exchange"]
+constraints = { max_execution_seconds = 20, max_attempts = 3, risk_mode = "balanced", max_notional_usd = 500 }
+
+[[routes.rules]]
+when = { status = "stopped" }
+actions = []
+
+[[routes.rules]]
+actions = [
+  { step = "tell", kind = "notify", params = { text = "BTC: ${title} (${queryId}) ${unknown}" } },
+  { step = "buy", kind = "exchange", params = { symbol = "BTC/USDT", notional_usd = 100, tags = ["${symbol}"] } },
+]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "policy.toml"
+    path.write_text(text)
+    return path
+
+
+def error_of(tmp_path: Path, text: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_policy(write(tmp_path, text))
+    return str(info.value)
+
+
+def test_a_valid_file_becomes_routes_with_constraints_and_rules(tmp_path: Path) -> None:
+    policy = load_policy(write(tmp_path, GOOD))
+    [btc] = policy.routes
+    assert (btc.name, btc.match, btc.allowed_actions) == (
+        "btc",
+        {"symbol": "BTC"},
+        ("notify", "exchange"),
+    )
+    assert (
+        btc.constraints.max_attempts,
+        btc.constraints.risk_mode,
+        btc.constraints.max_notional_usd,
+    ) == (3, "balanced", 500)
+    assert policy.default.objective == "Announce"
+    assert policy.route_for(make_event(symbol="BTC")) is btc
+    assert policy.route_for(make_event(symbol="ETH")) is policy.default
+
+
+def test_rules_render_templates_safely_and_the_first_match_decides(tmp_path: Path) -> None:
+    policy = load_policy(write(tmp_path, GOOD))
+    route = policy.routes[0]
+    envelope = build_envelope(
+        make_event(symbol="BTC", title="BTC > 100k", status="triggered"), route
+    )
+    decision = decide(envelope, route)
+    assert [(a.step_id, a.kind) for a in decision.actions] == [
+        ("tell", "notify"),
+        ("buy", "exchange"),
+    ]
+    assert decision.actions[0].params["text"] == "BTC: BTC > 100k (q-1) ${unknown}"
+    assert decision.actions[1].params["tags"] == ["BTC"]
+    assert decision.rationale == "rule 2 of route 'btc'"
+    stopped = build_envelope(make_event(symbol="BTC", status="stopped"), route)
+    assert decide(stopped, route).actions == ()
+
+
+def test_templates_cannot_reach_attributes_or_evaluate(tmp_path: Path) -> None:
+    text = GOOD.replace("BTC: ${title}", "${title.__class__} {0.__class__} ${__import__('os')}")
+    route = load_policy(write(tmp_path, text)).routes[0]
+    envelope = build_envelope(make_event(symbol="BTC", title="T"), route)
+    rendered = decide(envelope, route).actions[0].params["text"]
+    assert rendered.startswith("${title.__class__} {0.__class__} ${__import__('os')}")
+
+
+def test_policy_hash_changes_with_the_file(tmp_path: Path) -> None:
+    first = load_policy(write(tmp_path, GOOD)).hash
+    second = load_policy(write(tmp_path, GOOD.replace("max_attempts = 3", "max_attempts = 4"))).hash
+    assert first != second
+
+
+def test_notional_above_the_route_cap_is_denied_with_its_reason(tmp_path: Path) -> None:
+    route = load_policy(write(tmp_path, GOOD)).routes[0]
+    big = Decision(
+        actions=(
+            Action(step_id="a", kind="exchange", params={"notional_usd": 501}),
+            Action(step_id="b", kind="exchange", params={"notional_usd": 500}),
+            Action(step_id="c", kind="exchange", params={"notional_usd": "lots"}),
+        ),
+        rationale="r",
+        decider="llm",
+        version="v",
+    )
+    verdict = check(big, route, policy_hash="h", known_kinds=frozenset({"exchange"}))
+    assert [a.step_id for a in verdict.allowed] == ["b"]
+    assert [d.reason for d in verdict.denied] == [
+        "notional 501 USD exceeds the route's cap of 500 USD",
+        "notional_usd 'lots' is not a non-negative number",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            ("max_attempts = 3", "max_attempts = 0"),
+            "route 'btc': constraints.max_attempts: Input should be greater than or equal to 1",
+        ),
+        (
+            ('risk_mode = "balanced"', 'risk_mode = "yolo"'),
+            "route 'btc': constraints.risk_mode: Input should be 'conservative', 'balanced' or 'aggressive'",
+        ),
+        (
+            ('objective = "Tell', 'objektive = "Tell'),
+            "route 'btc': objektive: Extra inputs are not permitted",
+        ),
+        (
+            ('allowed_actions = ["notify", "exchange"]', 'allowed_actions = ["notify"]'),
+            "route 'btc': rule 2 proposes 'exchange', which allowed_actions does not list",
+        ),
+        (
+            ('step = "tell"', 'step = "has space"'),
+            "route 'btc': rules.1.actions.0.step: String should match pattern",
+        ),
+        (
+            ("[default]", '[default]\ndecider = "oracle"'),
+            "default route: decider 'oracle' is not one of ['rules']",
+        ),
+    ],
+)
+def test_mistakes_are_one_line_naming_file_route_and_field(
+    tmp_path: Path, change: tuple[str, str], expected: str
+) -> None:
+    message = error_of(tmp_path, GOOD.replace(*change))
+    assert message.startswith(f"{tmp_path / 'policy.toml'}: {expected}")
+    assert "\n" not in message
+
+
+def test_duplicate_route_names_and_bad_toml_and_missing_files_are_refused(tmp_path: Path) -> None:
+    twice = GOOD + '\n[[routes]]\nname = "btc"\n'
+    assert error_of(tmp_path, twice).endswith("route name 'btc' is used twice")
+    assert ": not valid TOML: " in error_of(tmp_path, "[routes\n")
+    with pytest.raises(ConfigError, match="cannot read the policy file"):
+        load_policy(tmp_path / "missing.toml")
