@@ -34,6 +34,7 @@ from autorunner.ingest import Ingestor
 from autorunner.ingress import WebhookApp, WebhookConfig, build_app
 from autorunner.metrics import Metrics
 from autorunner.pipeline import Pipeline
+from autorunner.policy import Policy
 from autorunner.policy_file import load_policy, policy_from_settings
 from autorunner.queue.base import Queue
 from autorunner.queue.memory import MemoryQueue
@@ -166,6 +167,24 @@ def http_client() -> httpx2.AsyncClient:
     )
 
 
+ADAPTER_KINDS = frozenset({"notify"})
+"""The kinds of action this build can execute (what a verdict may allow)."""
+
+
+def deciders() -> dict[str, Decider]:
+    """The deciders a route may name."""
+    return {"rules": RulesDecider()}
+
+
+def policy_for(settings: Settings, path: str | None = None) -> Policy:
+    """``path``, else ``RUNNER_POLICY``, else the built-in policy."""
+    return policy_from_settings(
+        path or settings.runner_policy,
+        max_execution_seconds=settings.job_timeout,
+        max_attempts=settings.max_attempts,
+    )
+
+
 def build_runtime(
     settings: Settings,
     backends: Backends,
@@ -178,17 +197,12 @@ def build_runtime(
     http = http_client()
     auto = build_auto_client(settings, http)
     chosen: dict[str, Adapter] = adapters if adapters is not None else {"notify": NotifyAdapter()}
-    deciders: dict[str, Decider] = {"rules": RulesDecider()}
-    policy = policy_from_settings(
-        settings.runner_policy,
-        max_execution_seconds=settings.job_timeout,
-        max_attempts=settings.max_attempts,
-    )
+    policy = policy_for(settings)
     store, queue = backends.store, backends.queue
     pipeline = Pipeline(
         store=store,
         policy=policy,
-        deciders=deciders,
+        deciders=deciders(),
         adapters=chosen,
         context=(
             AutoContext(auto, cache_seconds=settings.context_cache_seconds)

@@ -34,6 +34,7 @@ cli.add_typer(dlq_cli, name="dlq")
 cli.add_typer(cli_auto.queries_cli, name="queries")
 cli.command("stream")(cli_auto.stream)
 cli.add_typer(cli_auto.simulate_cli, name="simulate")
+cli.command("replay")(cli_auto.replay_command)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import signal
+import sqlite3
 from pathlib import Path
 
 from tests.acceptance.runner import Server, base_env, cli, start_server
@@ -81,3 +83,69 @@ async def _logged(server: Server, event: str) -> bool:
 async def _count(server: Server, marker: str, n: int) -> bool:
     lines = [line for line in server.log_lines() if line.get("event") == "effect.notify"]
     return sum(marker in str(line.get("text")) for line in lines) >= n
+
+
+STRICT = """
+[default]
+allowed_actions = ["notify"]
+
+[[routes]]
+name = "no-eth"
+match = { symbol = "ETH" }
+allowed_actions = []
+"""
+
+
+async def test_replay_with_a_stricter_policy_reports_only_changed_events_and_runs_nothing(
+    tmp_path: Path,
+) -> None:
+    env = base_env(tmp_path / "runner.db")
+    server = start_server(env, tmp_path, tmp_path / "serve.log")
+    try:
+        for n, symbol in enumerate(["BTC", "ETH", "SOL", "ETH"]):
+            body = tmp_path / f"b{n}.json"
+            body.write_text(
+                f'{{"eventType": "query.triggered", "eventId": "r{n}", "queryId": "q", "trigger": {{"symbol": "{symbol}"}}}}'
+            )
+            assert (
+                cli(
+                    env,
+                    "send-test-event",
+                    server.url,
+                    "--event-id",
+                    f"r{n}",
+                    "--body",
+                    str(body),
+                    cwd=tmp_path,
+                ).returncode
+                == 0
+            )
+        await eventually(lambda: _count_events(server, 4))
+    finally:
+        assert server.terminate() == 0
+    (tmp_path / "strict.toml").write_text(STRICT)
+    before = _counts(tmp_path / "runner.db")
+
+    result = cli(env, "replay", "--since", "0", "--policy", "strict.toml", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["events"], summary["unchanged"], summary["newly_denied"]) == (4, 2, 2)
+    assert sorted(d["event_id"] for d in summary["differences"]) == ["r1", "r3"]
+
+    one = cli(env, "replay", "r1", "--policy", "strict.toml", cwd=tmp_path)
+    assert one.stdout.splitlines()[0].startswith("r1: newly_denied (route no-eth")
+    shown = json.loads(cli(env, "events", "show", "r1", "--json", cwd=tmp_path).stdout)
+    assert len(shown["runs"]) == 1
+    assert [e["status"] for e in shown["effects"]] == ["done"]
+    assert _counts(tmp_path / "runner.db") == before == (4, 4)
+
+
+def _counts(db: Path) -> tuple[int, int]:
+    with sqlite3.connect(db) as conn:
+        runs = conn.execute("SELECT count(*) FROM runs").fetchone()[0]
+        effects = conn.execute("SELECT count(*) FROM effects").fetchone()[0]
+    return runs, effects
+
+
+async def _count_events(server: Server, n: int) -> bool:
+    return bool(sum(line.get("event") == "job.done" for line in server.log_lines()) >= n)

@@ -337,3 +337,13 @@ async def test_a_stale_owner_never_settles_the_queue_entry(
     assert await store.finish(run("e1"), owner="w") is False
     assert (await queue.stats()).in_flight == 1
     assert fresh.event_id == "e1"
+
+
+async def test_list_events_bounds_the_receive_time(backends: Backends, clock: FakeClock) -> None:
+    store, _ = backends
+    for n in range(3):
+        await store.insert_event(make_event(f"e{n}"), raw_delivery())
+        clock.advance(10)
+    start = clock() - 30
+    window = await store.list_events(limit=10, since=start + 10, until=start + 20)
+    assert [e.event_id for e in window] == ["e1"]

@@ -238,9 +238,14 @@ class Audit(Protocol):
     """Read-only queries over the store."""
 
     async def list_events(
-        self, *, limit: int, status: EventStatus | None = None
+        self,
+        *,
+        limit: int,
+        status: EventStatus | None = None,
+        since: float | None = None,
+        until: float | None = None,
     ) -> list[EventSummary]:
-        """Newest first."""
+        """Newest first; ``since``/``until`` bound the receive time (inclusive, exclusive)."""
 
     async def get_event(self, event_id: str) -> EventDetail | None:
         """The whole record of one event."""

@@ -214,11 +214,20 @@ class MemoryStore:
         return None
 
     async def list_events(
-        self, *, limit: int, status: EventStatus | None = None
+        self,
+        *,
+        limit: int,
+        status: EventStatus | None = None,
+        since: float | None = None,
+        until: float | None = None,
     ) -> list[EventSummary]:
         self._check()
         rows = [
-            r.summary for r in self._events.values() if status is None or r.summary.status == status
+            r.summary
+            for r in self._events.values()
+            if (status is None or r.summary.status == status)
+            and (since is None or r.summary.received_at >= since)
+            and (until is None or r.summary.received_at < until)
         ]
         return sorted(rows, key=lambda s: s.received_at, reverse=True)[:limit]
 

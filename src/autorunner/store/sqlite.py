@@ -304,13 +304,21 @@ class SqliteStore:
         await self.db.close()
 
     async def list_events(
-        self, *, limit: int, status: EventStatus | None = None
+        self,
+        *,
+        limit: int,
+        status: EventStatus | None = None,
+        since: float | None = None,
+        until: float | None = None,
     ) -> list[EventSummary]:
-        where = " WHERE status = ?" if status else ""
-        args: tuple[Any, ...] = (status, limit) if status else (limit,)
+        conditions = ["status = :status"] if status else []
+        conditions += ["received_at >= :since"] if since is not None else []
+        conditions += ["received_at < :until"] if until is not None else []
+        where = " WHERE " + " AND ".join(conditions) if conditions else ""
+        args = {"status": status, "since": since, "until": until, "limit": limit}
         rows = await self.db.read(
             lambda conn: conn.execute(
-                f"SELECT {SUMMARY_COLUMNS} FROM events{where} ORDER BY received_at DESC LIMIT ?",
+                f"SELECT {SUMMARY_COLUMNS} FROM events{where} ORDER BY received_at DESC LIMIT :limit",
                 args,
             ).fetchall()
         )

@@ -1,0 +1,94 @@
+"""Replay: re-decide stored events under a policy, in dry-run, and say what would change.
+
+Nothing here reaches an adapter: the stored event and the context recorded with its last run
+are decided again and checked against the (new) policy's hard limits; the verdict is compared
+with the recorded one. No effect is ever executed, no run is recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from autorunner.deciders import Decider
+from autorunner.policy import Policy, build_envelope, check
+from autorunner.store.base import EventDetail
+
+Change = Literal["unchanged", "changed", "newly_denied", "newly_allowed", "no_record"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Replayed:
+    """One event decided again: what it was, what it would be, and the kind of change."""
+
+    event_id: str
+    route: str
+    change: Change
+    before: dict[str, Any] | None
+    after: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "route": self.route,
+            "change": self.change,
+            "before": self.before,
+            "after": self.after,
+        }
+
+
+async def replay(
+    detail: EventDetail,
+    policy: Policy,
+    deciders: Mapping[str, Decider],
+    *,
+    known_kinds: frozenset[str],
+) -> Replayed:
+    """Decide ``detail``'s event again under ``policy`` (dry-run) and compare verdicts."""
+    event = detail.event
+    route = policy.route_for(event)
+    last = detail.runs[-1] if detail.runs else None
+    envelope = build_envelope(event, route)
+    context = (last.context if last else None) or {}
+    decider = deciders.get(route.decider)
+    if decider is None:
+        after: dict[str, Any] = {
+            "allowed": [],
+            "denied": [],
+            "error": f"no decider {route.decider!r}",
+        }
+    else:
+        decision = await decider.decide(envelope, context, route=route)
+        after = check(decision, route, policy_hash=policy.hash, known_kinds=known_kinds).to_dict()
+    before = last.verdict if last else None
+    return Replayed(
+        event_id=event.event_id,
+        route=route.name,
+        change=classify(before, after),
+        before=before,
+        after=after,
+    )
+
+
+def _allowed(verdict: Mapping[str, Any]) -> set[str]:
+    return {f"{a['step_id']}:{a['kind']}" for a in verdict.get("allowed", [])}
+
+
+def _shape(verdict: Mapping[str, Any]) -> tuple[list[Any], list[Any]]:
+    allowed = [(a["step_id"], a["kind"], a.get("params")) for a in verdict.get("allowed", [])]
+    denied = [(d["action"]["step_id"], d["reason"]) for d in verdict.get("denied", [])]
+    return allowed, denied
+
+
+def classify(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> Change:
+    """``newly_denied`` if an action allowed before is not now; ``newly_allowed`` for the
+    reverse; ``changed`` for any other difference (parameters, reasons)."""
+    if before is None:
+        return "no_record"
+    was, now = _allowed(before), _allowed(after)
+    if was - now:
+        return "newly_denied"
+    if now - was:
+        return "newly_allowed"
+    return "unchanged" if _shape(before) == _shape(after) else "changed"
