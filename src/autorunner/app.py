@@ -22,7 +22,9 @@ from pydantic import SecretStr
 
 from autorunner import signatures
 from autorunner.adapters.base import Adapter
+from autorunner.adapters.http import HttpAdapter
 from autorunner.adapters.notify import NotifyAdapter
+from autorunner.adapters.telegram import TelegramAdapter
 from autorunner.auto_client import AutoClient, AutoCredentials
 from autorunner.clock import Clock, system_clock
 from autorunner.config import Settings, sqlite_path
@@ -167,8 +169,37 @@ def http_client() -> httpx2.AsyncClient:
     )
 
 
-ADAPTER_KINDS = frozenset({"notify"})
-"""The kinds of action this build can execute (what a verdict may allow)."""
+def build_adapters(settings: Settings, http: httpx2.AsyncClient) -> dict[str, Adapter]:
+    """``notify`` always; ``http`` and ``telegram`` when their targets are configured."""
+    adapters: dict[str, Adapter] = {"notify": NotifyAdapter()}
+    if settings.endpoints:
+        secret = settings.http_adapter_secret
+        adapters["http"] = HttpAdapter(
+            http=http,
+            endpoints=settings.endpoints,
+            timeout=settings.http_adapter_timeout,
+            secret=secret.get_secret_value() if secret else None,
+        )
+    if settings.telegram_bot_token is not None and settings.chats:
+        adapters["telegram"] = TelegramAdapter(
+            http=http,
+            token=settings.telegram_bot_token.get_secret_value(),
+            chats=settings.chats,
+            api_base=settings.telegram_api_url,
+            parse_mode=settings.telegram_parse_mode,
+            delivery=settings.telegram_delivery,
+        )
+    return adapters
+
+
+def adapter_kinds(settings: Settings) -> frozenset[str]:
+    """The kinds of action this configuration can execute (what a verdict may allow)."""
+    kinds = {"notify"}
+    if settings.endpoints:
+        kinds.add("http")
+    if settings.telegram_bot_token is not None and settings.chats:
+        kinds.add("telegram")
+    return frozenset(kinds)
 
 
 def deciders() -> dict[str, Decider]:
@@ -196,7 +227,7 @@ def build_runtime(
     metrics = Metrics()
     http = http_client()
     auto = build_auto_client(settings, http)
-    chosen: dict[str, Adapter] = adapters if adapters is not None else {"notify": NotifyAdapter()}
+    chosen = adapters if adapters is not None else build_adapters(settings, http)
     policy = policy_for(settings)
     store, queue = backends.store, backends.queue
     pipeline = Pipeline(

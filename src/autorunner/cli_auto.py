@@ -290,7 +290,7 @@ def replay_command(
     settings = clitools.settings()
     chosen = composition.policy_for(settings, str(policy) if policy else None)
     deciders = composition.deciders()
-    kinds = composition.ADAPTER_KINDS
+    kinds = composition.adapter_kinds(settings)
 
     async def one(backends: composition.Backends) -> Any:
         assert event_id is not None  # noqa: S101 - checked above

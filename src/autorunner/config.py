@@ -69,6 +69,15 @@ class Settings(BaseSettings):
     context_cache_seconds: float = Field(default=5.0, ge=0)
     reconcile_interval: float = Field(default=300.0, gt=0)
 
+    http_endpoints: str = Field(default="", description="name=url, comma-separated")
+    http_adapter_secret: SecretStr | None = None
+    http_adapter_timeout: float = Field(default=10.0, gt=0)
+    telegram_bot_token: SecretStr | None = None
+    telegram_chats: str = Field(default="", description="name=chat_id, comma-separated")
+    telegram_api_url: str = "https://api.telegram.org"
+    telegram_parse_mode: Literal["plain", "HTML", "MarkdownV2"] = "plain"
+    telegram_delivery: Literal["at_most_once", "at_least_once"] = "at_most_once"
+
     admin_token: SecretStr | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: LogFormat = "auto"
@@ -83,6 +92,14 @@ class Settings(BaseSettings):
     @property
     def store_url(self) -> str:
         return self.database_url or self.queue_url
+
+    @property
+    def endpoints(self) -> dict[str, str]:
+        return _pairs(self.http_endpoints, "HTTP_ENDPOINTS")
+
+    @property
+    def chats(self) -> dict[str, str]:
+        return _pairs(self.telegram_chats, "TELEGRAM_CHATS")
 
     @property
     def streams(self) -> list[str | None]:
@@ -109,3 +126,14 @@ def sqlite_path(url: str) -> str:
     if not path:
         raise ConfigError(f"invalid QUEUE_URL/DATABASE_URL {url!r}: no file path")
     return path
+
+
+def _pairs(text: str, variable: str) -> dict[str, str]:
+    """``name=value,name=value`` as a mapping; a malformed entry is a ``ConfigError``."""
+    pairs: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise ConfigError(f"invalid {variable}: {item!r} is not name=value")
+        pairs[name.strip()] = value.strip()
+    return pairs

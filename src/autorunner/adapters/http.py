@@ -1,0 +1,97 @@
+"""The ``http`` adapter: POST to a named internal endpoint, idempotently and signed.
+
+Decisions name an endpoint (``params.endpoint``), never a URL: the operator maps names to URLs
+(``HTTP_ENDPOINTS="orders=http://…"``), so no decision can send data anywhere else. Every call
+carries ``Idempotency-Key: <effect key>`` and, with ``HTTP_ADAPTER_SECRET``, an HMAC of our own::
+
+    X-Autorunner-Timestamp: <unix seconds>
+    X-Autorunner-Signature: v1=hex(HMAC_SHA256(secret, timestamp + "." + effect_key + "." + body))
+
+Timeouts, network errors, ``429`` and ``5xx`` are retryable; other ``4xx`` are permanent. The
+receiver de-duplicates on the key, so a call cut off by a crash is safely sent again
+(``at_least_once``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import httpx2
+import orjson
+
+from autorunner.adapters.base import Delivery
+from autorunner.decision import Action
+from autorunner.errors import PermanentError, TransientError
+
+
+def sign_body(secret: str, *, timestamp: str, effect_key: str, body: bytes) -> str:
+    """The ``X-Autorunner-Signature`` value."""
+    message = timestamp.encode() + b"." + effect_key.encode() + b"." + body
+    return "v1=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+class HttpAdapter:
+    """POSTs ``params.body`` (JSON) to ``endpoints[params.endpoint]``."""
+
+    kind = "http"
+    delivery: Delivery = "at_least_once"
+
+    def __init__(
+        self,
+        *,
+        http: httpx2.AsyncClient,
+        endpoints: Mapping[str, str],
+        secret: str | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self._http = http
+        self._endpoints = dict(endpoints)
+        self._secret = secret
+        self._timeout = timeout
+
+    async def execute(self, action: Action, *, effect_key: str) -> dict[str, Any]:
+        name = action.params.get("endpoint")
+        url = self._endpoints.get(str(name))
+        if url is None:
+            raise PermanentError(f"http endpoint {name!r} is not configured (HTTP_ENDPOINTS)")
+        body = orjson.dumps(action.params.get("body", {}))
+        headers = {"content-type": "application/json", "idempotency-key": effect_key}
+        if self._secret:
+            ts = str(int(time.time()))
+            headers["x-autorunner-timestamp"] = ts
+            headers["x-autorunner-signature"] = sign_body(
+                self._secret, timestamp=ts, effect_key=effect_key, body=body
+            )
+        try:
+            response = await self._http.post(
+                url, content=body, headers=headers, timeout=self._timeout
+            )
+        except httpx2.TimeoutException as exc:
+            raise TransientError(f"http endpoint {name!r} timed out") from exc
+        except httpx2.TransportError as exc:
+            raise TransientError(
+                f"http endpoint {name!r} unreachable ({type(exc).__name__})"
+            ) from exc
+        status = response.status_code
+        if status == 429 or status >= 500:
+            retry_after = response.headers.get("retry-after", "")
+            raise TransientError(
+                f"http endpoint {name!r} answered {status}",
+                retry_after=float(retry_after) if retry_after.isdigit() else None,
+            )
+        if status >= 400:
+            raise PermanentError(
+                f"http endpoint {name!r} refused the call ({status}): {response.text[:200]}"
+            )
+        return {"status": status, "endpoint": name, "response": _json_or_text(response)}
+
+
+def _json_or_text(response: httpx2.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text[:500]

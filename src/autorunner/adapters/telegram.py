@@ -1,0 +1,121 @@
+"""The ``telegram`` adapter: Bot API ``sendMessage`` to a named chat.
+
+Decisions name a chat (``params.chat``) that the operator mapped to an id
+(``TELEGRAM_CHATS="desk=-1001234"``). Text is escaped for the chosen parse mode and cut to
+Telegram's 4,096 characters. Sends are spaced to one a second per chat and thirty a second per
+bot (Telegram's limits, in this process); ``429`` honours ``parameters.retry_after``. The bot
+token is part of the URL, so no error message ever includes the URL.
+
+Telegram has no idempotency key: ``at_most_once`` (default) means a send cut off by a crash is
+marked unknown and not repeated; ``at_least_once`` repeats it (possibly a second message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import httpx2
+
+from autorunner.adapters.base import Delivery
+from autorunner.decision import Action
+from autorunner.errors import PermanentError, TransientError
+
+MAX_TEXT = 4096
+ParseMode = Literal["plain", "HTML", "MarkdownV2"]
+_MARKDOWN_V2 = re.compile(r"([_*\[\]()~`>#+\-=|{}.!\\])")
+
+
+def escape(text: str, mode: ParseMode) -> str:
+    """Make ``text`` literal under ``mode``."""
+    if mode == "HTML":
+        return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    if mode == "MarkdownV2":
+        return _MARKDOWN_V2.sub(r"\\\1", text)
+    return text
+
+
+def fit(text: str) -> str:
+    """Cut to Telegram's limit, marking the cut."""
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
+
+
+class _Spacer:
+    """At most one send per ``interval`` for a key, waiting instead of failing."""
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._next: dict[str, float] = {}
+        self._lock = asyncio.Lock()
+
+    async def wait(self, key: str) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            at = max(self._next.get(key, 0.0), now)
+            self._next[key] = at + self._interval
+        if at > now:
+            await asyncio.sleep(at - now)
+
+
+class TelegramAdapter:
+    """Sends ``params.text`` to ``chats[params.chat]``."""
+
+    kind = "telegram"
+
+    def __init__(
+        self,
+        *,
+        http: httpx2.AsyncClient,
+        token: str,
+        chats: Mapping[str, str],
+        api_base: str = "https://api.telegram.org",
+        parse_mode: ParseMode = "plain",
+        delivery: Delivery = "at_most_once",
+    ) -> None:
+        self._http = http
+        self._token = token
+        self._chats = dict(chats)
+        self._api = api_base.rstrip("/")
+        self._mode = parse_mode
+        self.delivery: Delivery = delivery
+        self._per_chat = _Spacer(1.0)
+        self._per_bot = _Spacer(1 / 30)
+
+    async def execute(self, action: Action, *, effect_key: str) -> dict[str, Any]:
+        name = str(action.params.get("chat"))
+        chat_id = self._chats.get(name)
+        if chat_id is None:
+            raise PermanentError(f"telegram chat {name!r} is not configured (TELEGRAM_CHATS)")
+        payload: dict[str, Any] = {
+            "chat_id": chat_id,
+            "text": fit(escape(str(action.params.get("text", "")), self._mode)),
+        }
+        if self._mode != "plain":
+            payload["parse_mode"] = self._mode
+        await self._per_bot.wait("bot")
+        await self._per_chat.wait(chat_id)
+        try:
+            response = await self._http.post(
+                f"{self._api}/bot{self._token}/sendMessage", json=payload
+            )
+        except httpx2.TransportError as exc:
+            raise TransientError(f"telegram unreachable ({type(exc).__name__})") from exc
+        try:
+            data = response.json()
+        except ValueError:
+            data = {}
+        if response.status_code == 429 or response.status_code >= 500:
+            retry_after = (data.get("parameters") or {}).get("retry_after")
+            raise TransientError(
+                f"telegram answered {response.status_code}: {data.get('description', '')}",
+                retry_after=float(retry_after) if isinstance(retry_after, int | float) else None,
+            )
+        if not data.get("ok"):
+            raise PermanentError(
+                f"telegram refused the message ({response.status_code}): {data.get('description', '')}"
+            )
+        result = data.get("result") or {}
+        return {"chat": name, "message_id": result.get("message_id")}
