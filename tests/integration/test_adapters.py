@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from autorunner.adapters.http import HttpAdapter
-from autorunner.adapters.telegram import MAX_TEXT, TelegramAdapter, escape
+from autorunner.adapters.telegram import MAX_TEXT, ParseMode, TelegramAdapter, escape
 from autorunner.decision import Action
 from autorunner.errors import PermanentError, TransientError
 from tests.fake_http import Reply, ScriptedServer, serving
@@ -32,11 +32,13 @@ async def http_adapter(
 
 
 @asynccontextmanager
-async def telegram(server: ScriptedServer, mode: str = "plain") -> AsyncIterator[TelegramAdapter]:
+async def telegram(
+    server: ScriptedServer, mode: ParseMode = "plain"
+) -> AsyncIterator[TelegramAdapter]:
     async with serving(server) as base, httpx2.AsyncClient() as http:
         yield TelegramAdapter(
             http=http, token=TOKEN, chats={"desk": "-100200"}, api_base=base, parse_mode=mode
-        )  # type: ignore[arg-type]
+        )
 
 
 ORDER = Action(
@@ -94,7 +96,9 @@ async def test_http_endpoint_must_be_configured_never_a_url_from_the_decision() 
 async def test_http_timeout_is_retryable() -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            while await reader.read(65536):  # take the request, never answer, until the client hangs up
+            while await reader.read(
+                65536
+            ):  # take the request, never answer, until the client hangs up
                 pass
         finally:
             writer.close()
