@@ -188,6 +188,7 @@ def build_adapters(settings: Settings, http: httpx2.AsyncClient) -> dict[str, Ad
             api_base=settings.telegram_api_url,
             parse_mode=settings.telegram_parse_mode,
             delivery=settings.telegram_delivery,
+            chat_interval=settings.telegram_chat_interval,
         )
     return adapters
 

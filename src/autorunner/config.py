@@ -77,6 +77,7 @@ class Settings(BaseSettings):
     telegram_api_url: str = "https://api.telegram.org"
     telegram_parse_mode: Literal["plain", "HTML", "MarkdownV2"] = "plain"
     telegram_delivery: Literal["at_most_once", "at_least_once"] = "at_most_once"
+    telegram_chat_interval: float = Field(default=1.0, ge=0, description="seconds between sends to one chat")
 
     admin_token: SecretStr | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -74,6 +74,7 @@ class TelegramAdapter:
         api_base: str = "https://api.telegram.org",
         parse_mode: ParseMode = "plain",
         delivery: Delivery = "at_most_once",
+        chat_interval: float = 1.0,
     ) -> None:
         self._http = http
         self._token = token
@@ -81,7 +82,7 @@ class TelegramAdapter:
         self._api = api_base.rstrip("/")
         self._mode = parse_mode
         self.delivery: Delivery = delivery
-        self._per_chat = _Spacer(1.0)
+        self._per_chat = _Spacer(chat_interval)
         self._per_bot = _Spacer(1 / 30)
 
     async def execute(self, action: Action, *, effect_key: str) -> dict[str, Any]:

@@ -1,0 +1,162 @@
+"""Effects happen once in effect: an internal API and Telegram, faked by real HTTP servers here,
+under transient failures, duplicate deliveries and a SIGKILL of the runner in the middle of
+effects, then a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import orjson
+
+from autorunner.sender import sample_event, send_event
+from tests.acceptance.runner import SECRET, base_env, start_server
+from tests.fake_http import serving
+from tests.helpers import eventually
+
+EVENTS = 120
+POLICY = """
+[default]
+allowed_actions = ["telegram", "http"]
+[[default.rules]]
+actions = [
+  { step = "tell", kind = "telegram", params = { chat = "desk", text = "E ${eventId}" } },
+  { step = "order", kind = "http", params = { endpoint = "orders", body = { event = "${eventId}" } } },
+]
+"""
+
+
+class IdempotentApi:
+    """An internal API that honours Idempotency-Key like a careful real one: a repeated key gets
+    the first answer back and nothing is performed again. The first call of every third key fails
+    with 503, and each call takes a moment, so a kill lands in the middle of some."""
+
+    def __init__(self) -> None:
+        self.performed: Counter[str] = Counter()
+        self.calls: Counter[str] = Counter()
+        self._answers: dict[str, bytes] = {}
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await receive()
+        key = dict(scope["headers"]).get(b"idempotency-key", b"").decode()
+        self.calls[key] += 1
+        await asyncio.sleep(0.02)
+        if key not in self._answers and self.calls[key] == 1 and len(self.calls) % 3 == 0:
+            await _reply(send, 503, b'{"error":"busy"}')
+            return
+        if key not in self._answers:
+            self.performed[key] += 1
+            self._answers[key] = orjson.dumps({"order": f"o-{len(self._answers)}"})
+        await _reply(send, 201, self._answers[key])
+
+
+class TelegramBot:
+    """The Bot API's sendMessage: every accepted message is delivered, no idempotency."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = (await receive())["body"]
+        await asyncio.sleep(0.02)
+        self.messages.append(orjson.loads(body)["text"])
+        await _reply(
+            send, 200, orjson.dumps({"ok": True, "result": {"message_id": len(self.messages)}})
+        )
+
+
+async def _reply(send: Any, status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def ledger(db: Path) -> dict[str, str]:
+    with sqlite3.connect(db) as conn:
+        return dict(conn.execute("SELECT effect_key, status FROM effects").fetchall())
+
+
+def finished(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        return int(
+            conn.execute("SELECT count(*) FROM events WHERE status IN ('done', 'dead')").fetchone()[
+                0
+            ]
+        )
+
+
+async def test_each_effect_key_reaches_the_api_and_telegram_at_most_once_across_a_sigkill(
+    tmp_path: Path,
+) -> None:
+    api, bot = IdempotentApi(), TelegramBot()
+    (tmp_path / "policy.toml").write_text(POLICY)
+    db = tmp_path / "runner.db"
+    async with serving(api) as api_base, serving(bot) as bot_base:
+        env = base_env(
+            db,
+            RUNNER_POLICY=str(tmp_path / "policy.toml"),
+            HTTP_ENDPOINTS=f"orders={api_base}/orders",
+            TELEGRAM_BOT_TOKEN="t0k",
+            TELEGRAM_CHATS="desk=1",
+            TELEGRAM_API_URL=bot_base,
+            TELEGRAM_CHAT_INTERVAL="0",
+            RETRY_BASE_DELAY="0.05",
+            RETRY_MAX_DELAY="0.2",
+            MAX_ATTEMPTS="10",
+        )
+        first = start_server(env, tmp_path, tmp_path / "first.log")
+        async with httpx2.AsyncClient(timeout=5) as client:
+            for n in range(EVENTS):
+                event_id = f"fx-{n:03d}"
+                for _ in range(2 if n % 5 == 0 else 1):  # every fifth delivered twice
+                    reply = await send_event(
+                        client,
+                        first.url,
+                        SECRET,
+                        sample_event(event_id=event_id),
+                        event_id=event_id,
+                    )
+                    assert reply.status in (200, 202)
+
+        async def some_effects_done() -> bool:
+            return sum(status == "done" for status in ledger(db).values()) >= EVENTS // 2
+
+        await eventually(some_effects_done, within=60)
+        await asyncio.to_thread(first.kill)
+
+        second = start_server(env, tmp_path, tmp_path / "second.log")
+        try:
+
+            async def all_finished() -> bool:
+                return finished(db) == EVENTS
+
+            await eventually(all_finished, within=120)
+        finally:
+            assert second.terminate() == 0
+
+    effects = ledger(db)
+    # The internal API performed every order exactly once, whatever was retried or resent.
+    assert max(api.performed.values()) == 1
+    assert sorted(api.performed) == sorted(f"fx-{n:03d}:order" for n in range(EVENTS))
+    assert all(effects[f"fx-{n:03d}:order"] == "done" for n in range(EVENTS))
+    # Telegram: at most one message per effect key; one for each send recorded as done.
+    per_event = Counter(text.removeprefix("E ") for text in bot.messages)
+    assert max(per_event.values()) == 1
+    for n in range(EVENTS):
+        status = effects[f"fx-{n:03d}:tell"]
+        assert status in {"done", "unknown"}
+        if status == "done":
+            assert per_event[f"fx-{n:03d}"] == 1
