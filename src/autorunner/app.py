@@ -11,7 +11,7 @@ import gc
 import os
 import signal
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -203,9 +203,51 @@ def adapter_kinds(settings: Settings) -> frozenset[str]:
     return frozenset(kinds)
 
 
-def deciders() -> dict[str, Decider]:
-    """The deciders a route may name."""
-    return {"rules": RulesDecider()}
+def deciders(
+    settings: Settings | None = None,
+    http: httpx2.AsyncClient | None = None,
+    auto: AutoClient | None = None,
+) -> dict[str, Decider]:
+    """The deciders a route may name: ``rules`` always, ``llm`` when ``LLM_MODEL`` is set."""
+    found: dict[str, Decider] = {"rules": RulesDecider()}
+    if settings is not None and settings.llm_model:
+        found["llm"] = build_llm_decider(settings, http, auto)
+    return found
+
+
+def build_llm_decider(
+    settings: Settings, http: httpx2.AsyncClient | None, auto: AutoClient | None
+) -> Decider:
+    """An OpenAI-compatible model (hosted or self-hosted) behind the ``llm`` decider."""
+    from pydantic_ai.models.openai import OpenAIChatModel  # noqa: PLC0415 - only with LLM_MODEL
+    from pydantic_ai.providers.openai import OpenAIProvider  # noqa: PLC0415
+    from pydantic_ai.settings import ModelSettings  # noqa: PLC0415
+
+    from autorunner.deciders.llm import LlmDecider  # noqa: PLC0415
+
+    assert settings.llm_model is not None  # noqa: S101 - checked by the caller
+    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else "unused"
+    provider = OpenAIProvider(base_url=settings.llm_base_url, api_key=key, http_client=http)
+    sessions = AutoContext(auto).latest_session if auto is not None else None
+    return LlmDecider(
+        OpenAIChatModel(settings.llm_model, provider=provider),
+        label=f"openai-compatible:{settings.llm_model}",
+        settings=ModelSettings(
+            temperature=settings.llm_temperature, max_tokens=settings.llm_max_tokens
+        ),
+        request_limit=settings.llm_request_limit,
+        total_tokens_limit=settings.llm_total_tokens_limit,
+        sessions=sessions,
+    )
+
+
+def check_deciders(policy: Policy, available: Mapping[str, Decider]) -> None:
+    """Every route's decider must exist at start-up, not fail on the first event."""
+    for route in (*policy.routes, policy.default):
+        if route.decider not in available:
+            raise ConfigError(
+                f"route {route.name!r} uses decider {route.decider!r}, which is not configured (set LLM_MODEL)"
+            )
 
 
 def policy_for(settings: Settings, path: str | None = None) -> Policy:
@@ -231,10 +273,12 @@ def build_runtime(
     chosen = adapters if adapters is not None else build_adapters(settings, http)
     policy = policy_for(settings)
     store, queue = backends.store, backends.queue
+    available = deciders(settings, http, auto)
+    check_deciders(policy, available)
     pipeline = Pipeline(
         store=store,
         policy=policy,
-        deciders=deciders(),
+        deciders=available,
         adapters=chosen,
         context=(
             AutoContext(auto, cache_seconds=settings.context_cache_seconds)

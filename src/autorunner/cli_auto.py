@@ -289,7 +289,7 @@ def replay_command(
         raise clitools.Failure("give exactly one of EVENT_ID or --since")
     settings = clitools.settings()
     chosen = composition.policy_for(settings, str(policy) if policy else None)
-    deciders = composition.deciders()
+    deciders = composition.deciders(settings)
     kinds = composition.adapter_kinds(settings)
 
     async def one(backends: composition.Backends) -> Any:

@@ -77,7 +77,19 @@ class Settings(BaseSettings):
     telegram_api_url: str = "https://api.telegram.org"
     telegram_parse_mode: Literal["plain", "HTML", "MarkdownV2"] = "plain"
     telegram_delivery: Literal["at_most_once", "at_least_once"] = "at_most_once"
-    telegram_chat_interval: float = Field(default=1.0, ge=0, description="seconds between sends to one chat")
+    telegram_chat_interval: float = Field(
+        default=1.0, ge=0, description="seconds between sends to one chat"
+    )
+
+    llm_model: str | None = Field(default=None, description="model name; enables the llm decider")
+    llm_base_url: str | None = Field(
+        default=None, description="OpenAI-compatible endpoint (default: OpenAI)"
+    )
+    llm_api_key: SecretStr | None = None
+    llm_temperature: float = Field(default=0.0, ge=0, le=2)
+    llm_max_tokens: int = Field(default=800, ge=1)
+    llm_request_limit: int = Field(default=3, ge=1)
+    llm_total_tokens_limit: int = Field(default=20_000, ge=1)
 
     admin_token: SecretStr | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -72,6 +72,10 @@ class AutoContext:
             context["llm_session"] = await self._latest_session(event.query_id)
         return context
 
+    async def latest_session(self, query_id: str) -> dict[str, Any] | None:
+        """The output of the query's most recent LLM session (the llm decider's tool)."""
+        return await self._latest_session(query_id)
+
     async def _latest_session(self, query_id: str) -> dict[str, Any] | None:
         try:
             listing = await self._client.sessions(query_id)

@@ -26,14 +26,18 @@ class Decision:
     rationale: str
     decider: str
     version: str
+    trace: dict[str, Any] | None = None  # an LLM's prompt, model, parameters and raw output
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "actions": [a.to_dict() for a in self.actions],
             "rationale": self.rationale,
             "decider": self.decider,
             "version": self.version,
         }
+        if self.trace is not None:
+            data["trace"] = self.trace
+        return data
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -3,6 +3,7 @@
     AutorunnerError
     ├── ConfigError              settings or a file given by the operator are invalid
     ├── InvalidEvent             a body or frame is not an event we understand (-> 400, counted)
+    ├── InvalidDecision          a decider's output failed its schema (-> a denied verdict)
     ├── SignatureError           a delivery is not authentic (-> 401); ``reason`` is a stable code
     ├── StoreUnavailable         the store or queue cannot take or give data right now (-> 503)
     ├── JobError                 raised inside a job; decides retry vs dead letter
@@ -31,6 +32,14 @@ class ConfigError(AutorunnerError):
 
 class InvalidEvent(AutorunnerError):
     """A payload that is not an event of any shape the Auto contract documents."""
+
+
+class InvalidDecision(AutorunnerError):
+    """A decider produced output that is not a valid ``Decision``; recorded as a denied verdict."""
+
+    def __init__(self, message: str, *, trace: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.trace = trace or {}
 
 
 class SignatureError(AutorunnerError):

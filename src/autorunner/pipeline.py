@@ -20,7 +20,7 @@ from autorunner.clock import Clock, system_clock
 from autorunner.context import ContextSource, NoContext
 from autorunner.deciders import Decider
 from autorunner.decision import Action
-from autorunner.errors import JobError, PermanentError, TransientError
+from autorunner.errors import InvalidDecision, JobError, PermanentError, TransientError
 from autorunner.events import Event
 from autorunner.policy import Policy, Route, build_envelope, check
 from autorunner.store.base import EffectIntent, Leased, RunRecord, Store
@@ -114,7 +114,28 @@ class Pipeline:
             raise PermanentError(f"route {route.name!r} names unknown decider {route.decider!r}")
         draft.context = await self._context.fetch(event)
         mark = _lap(draft, "context", mark)
-        decision = await decider.decide(draft.envelope, draft.context, route=route)
+        try:
+            decision = await decider.decide(draft.envelope, draft.context, route=route)
+        except InvalidDecision as exc:
+            # Not a valid proposal: nothing may run. Recorded as a denied verdict with its reason.
+            draft.decision = {
+                "invalid": str(exc),
+                "decider": route.decider,
+                "trace": exc.trace,
+                "policy_hash": self.policy.hash,
+            }
+            draft.verdict = {
+                "allowed": [],
+                "denied": [
+                    {
+                        "action": {"step_id": "-", "kind": "-", "params": {}},
+                        "reason": f"invalid decision: {exc}",
+                    }
+                ],
+                "policy_hash": self.policy.hash,
+            }
+            _lap(draft, "decide", mark)
+            return
         draft.decision = {**decision.to_dict(), "policy_hash": self.policy.hash}
         verdict = check(decision, route, policy_hash=self.policy.hash, known_kinds=self._kinds)
         draft.verdict = verdict.to_dict()

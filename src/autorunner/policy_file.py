@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from autorunner.errors import ConfigError
 from autorunner.policy import ActionTemplate, Constraints, Policy, Route, Rule, default_policy
 
-KNOWN_DECIDERS = frozenset({"rules"})
+KNOWN_DECIDERS = frozenset({"rules", "llm"})
 
 
 class _Strict(BaseModel):

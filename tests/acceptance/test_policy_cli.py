@@ -149,3 +149,13 @@ def _counts(db: Path) -> tuple[int, int]:
 
 async def _count_events(server: Server, n: int) -> bool:
     return bool(sum(line.get("event") == "job.done" for line in server.log_lines()) >= n)
+
+
+def test_a_route_naming_the_llm_decider_without_a_model_stops_serve(tmp_path: Path) -> None:
+    (tmp_path / "policy.toml").write_text('[default]\ndecider = "llm"\n')
+    env = base_env(tmp_path / "x.db", RUNNER_POLICY=str(tmp_path / "policy.toml"))
+    result = cli(env, "serve", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "autorunner: error: route 'default' uses decider 'llm', which is not configured (set LLM_MODEL)"
+    )

@@ -144,7 +144,7 @@ def test_notional_above_the_route_cap_is_denied_with_its_reason(tmp_path: Path) 
         ),
         (
             ("[default]", '[default]\ndecider = "oracle"'),
-            "default route: decider 'oracle' is not one of ['rules']",
+            "default route: decider 'oracle' is not one of ['llm', 'rules']",
         ),
     ],
 )

@@ -1,0 +1,138 @@
+"""The ``llm`` decider: a model proposes actions as structured output, through pydantic-ai.
+
+Any provider pydantic-ai speaks can sit behind it; the composition root builds an
+OpenAI-compatible one (hosted or self-hosted) from settings. The model sees the instruction
+envelope and the fetched context, may call one tool — ``fetch_session``, reading the query's LLM
+session output through ``AutoClient`` — and must answer with the ``LlmOutput`` schema. It is
+told the allowed actions, but the policy, not the model, decides: anything outside them is
+denied by the verdict. Output that fails the schema becomes ``InvalidDecision`` (a denied
+verdict); a model that cannot be reached is a transient error (the job retries). Request and
+token limits apply to every run, and the route's time limit bounds it from outside. The prompt,
+model, parameters, raw output and usage are kept in the decision's ``trace``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, Field
+from pydantic_ai import Agent, RunContext
+from pydantic_ai.exceptions import (
+    ModelAPIError,
+    ModelHTTPError,
+    UnexpectedModelBehavior,
+    UsageLimitExceeded,
+)
+from pydantic_ai.models import Model
+from pydantic_ai.settings import ModelSettings
+from pydantic_ai.usage import UsageLimits
+
+from autorunner.decision import Action, Decision
+from autorunner.errors import InvalidDecision, TransientError
+from autorunner.policy import Route
+
+SessionReader = Callable[[str], Awaitable[dict[str, Any] | None]]
+
+INSTRUCTIONS = """\
+You decide what an automated trading-operations runner does about one trigger from Elfa Auto.
+You receive the instruction envelope (objective, allowedActions, constraints, trigger) and the
+context fetched for it. Propose zero or more actions. Use only kinds listed in allowedActions:
+anything else is refused. Respect every constraint (riskMode, maxNotionalUsd: give an order's
+size as params.notional_usd). Give each action a short unique step_id. Explain briefly why.
+"""
+
+
+class ProposedAction(BaseModel):
+    step_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: str = Field(min_length=1, max_length=64)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class LlmOutput(BaseModel):
+    """What the model must answer with."""
+
+    actions: list[ProposedAction] = Field(default_factory=list, max_length=10)
+    rationale: str = Field(max_length=2000)
+
+
+class LlmDecider:
+    """Decides with a model; see the module docstring."""
+
+    name = "llm"
+
+    def __init__(
+        self,
+        model: Model,
+        *,
+        label: str,
+        settings: ModelSettings | None = None,
+        request_limit: int = 3,
+        total_tokens_limit: int | None = 20_000,
+        sessions: SessionReader | None = None,
+    ) -> None:
+        self._label = label
+        self._settings = settings or ModelSettings()
+        self._limits = UsageLimits(
+            request_limit=request_limit, total_tokens_limit=total_tokens_limit
+        )
+        self._agent: Agent[dict[str, Any], LlmOutput] = Agent(
+            model, output_type=LlmOutput, instructions=INSTRUCTIONS, deps_type=dict, retries=1
+        )
+        if sessions is not None:
+            reader = sessions
+
+            @self._agent.tool
+            async def fetch_session(ctx: RunContext[dict[str, Any]]) -> dict[str, Any] | None:
+                """The latest LLM session output of the trigger's query (None when there is none)."""
+                query_id = ctx.deps.get("queryId")
+                return await reader(str(query_id)) if query_id else None
+
+    async def decide(
+        self, envelope: dict[str, Any], context: dict[str, Any], *, route: Route
+    ) -> Decision:
+        prompt = orjson.dumps(
+            {"envelope": envelope, "context": context}, option=orjson.OPT_INDENT_2
+        ).decode()
+        trace: dict[str, Any] = {
+            "model": self._label,
+            "instructions": INSTRUCTIONS,
+            "prompt": prompt,
+            "settings": dict(self._settings),
+            "limits": {
+                "request_limit": self._limits.request_limit,
+                "total_tokens_limit": self._limits.total_tokens_limit,
+            },
+        }
+        try:
+            result = await self._agent.run(
+                prompt, deps=envelope, usage_limits=self._limits, model_settings=self._settings
+            )
+        except (UnexpectedModelBehavior, UsageLimitExceeded) as exc:
+            raise InvalidDecision(f"model output unusable: {exc}", trace=trace) from exc
+        except ModelHTTPError as exc:
+            if exc.status_code >= 500 or exc.status_code == 429:
+                raise TransientError(f"model unavailable ({exc.status_code})") from exc
+            raise InvalidDecision(
+                f"model refused the request ({exc.status_code})", trace=trace
+            ) from exc
+        except ModelAPIError as exc:
+            raise TransientError(f"model unreachable: {type(exc).__name__}") from exc
+        output = result.output
+        usage = result.usage
+        trace["raw_output"] = output.model_dump(mode="json")
+        trace["usage"] = {
+            "requests": usage.requests,
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+        }
+        return Decision(
+            actions=tuple(
+                Action(step_id=a.step_id, kind=a.kind, params=a.params) for a in output.actions
+            ),
+            rationale=output.rationale,
+            decider="llm",
+            version=self._label,
+            trace=trace,
+        )

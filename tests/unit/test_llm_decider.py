@@ -1,0 +1,141 @@
+"""The llm decider with pydantic-ai's own offline models: proposals, traces, invalid output."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from pydantic_ai.messages import ModelMessage, ModelResponse, ToolCallPart
+from pydantic_ai.models.function import AgentInfo, FunctionModel
+from pydantic_ai.models.test import TestModel
+
+from autorunner.adapters.base import Delivery
+from autorunner.deciders.llm import LlmDecider
+from autorunner.decision import Action
+from autorunner.errors import InvalidDecision
+from autorunner.pipeline import Pipeline
+from autorunner.policy import Constraints, Policy, Route, build_envelope
+from autorunner.store.memory import MemoryStore
+from tests.helpers import make_event, raw_delivery
+
+ROUTE = Route(
+    name="desk",
+    objective="Decide",
+    allowed_actions=("notify",),
+    decider="llm",
+    constraints=Constraints(max_notional_usd=100, max_execution_seconds=0.3, max_attempts=1),
+)
+
+
+def answering(args: dict[str, Any]) -> FunctionModel:
+    def reply(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        return ModelResponse(parts=[ToolCallPart(tool_name=info.output_tools[0].name, args=args)])
+
+    return FunctionModel(reply)
+
+
+async def test_the_models_proposal_becomes_a_decision_with_its_trace() -> None:
+    decider = LlmDecider(
+        answering(
+            {
+                "actions": [{"step_id": "n", "kind": "notify", "params": {"text": "hi"}}],
+                "rationale": "because",
+            }
+        ),
+        label="function:test",
+    )
+    envelope = build_envelope(make_event("e1"), ROUTE)
+    decision = await decider.decide(envelope, {"query": None}, route=ROUTE)
+    assert decision.actions == (Action(step_id="n", kind="notify", params={"text": "hi"}),)
+    assert (decision.decider, decision.version, decision.rationale) == (
+        "llm",
+        "function:test",
+        "because",
+    )
+    assert decision.trace is not None
+    assert '"eventId": "e1"' in decision.trace["prompt"]
+    assert decision.trace["raw_output"]["rationale"] == "because"
+
+
+async def test_output_that_fails_the_schema_is_an_invalid_decision() -> None:
+    decider = LlmDecider(answering({"actions": "sell everything"}), label="function:bad")
+    with pytest.raises(InvalidDecision, match="model output unusable"):
+        await decider.decide(build_envelope(make_event("e1"), ROUTE), {}, route=ROUTE)
+
+
+async def test_pydantic_ai_test_model_runs_offline() -> None:
+    decider = LlmDecider(TestModel(), label="test")
+    decision = await decider.decide(build_envelope(make_event("e1"), ROUTE), {}, route=ROUTE)
+    assert decision.decider == "llm"
+
+
+class Recording:
+    kind = "notify"
+    delivery: Delivery = "at_most_once"
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def execute(self, action: Action, *, effect_key: str) -> dict[str, Any]:
+        self.calls.append(effect_key)
+        return {}
+
+
+async def run_with(model: FunctionModel) -> tuple[dict[str, Any], Recording]:
+    store = MemoryStore()
+    adapter = Recording()
+    pipeline = Pipeline(
+        store=store,
+        policy=Policy(routes=(), default=ROUTE),
+        deciders={"llm": LlmDecider(model, label="function:test")},
+        adapters={"notify": adapter},
+    )
+    await store.insert_event(make_event("e1"), raw_delivery())
+    leased = await store.acquire("e1", owner="w", lease=30)
+    assert leased is not None
+    attempt = await pipeline.run(leased)
+    return attempt.record.to_dict() | {"error": attempt.error}, adapter
+
+
+async def test_an_action_outside_the_allowed_ones_or_over_the_cap_is_denied_and_nothing_runs() -> (
+    None
+):
+    record, adapter = await run_with(
+        answering(
+            {
+                "actions": [
+                    {"step_id": "buy", "kind": "exchange", "params": {"notional_usd": 50}},
+                    {"step_id": "big", "kind": "notify", "params": {"notional_usd": 1000}},
+                ],
+                "rationale": "yolo",
+            }
+        )
+    )
+    assert adapter.calls == []
+    assert record["effects"] == []
+    assert [d["reason"] for d in record["verdict"]["denied"]] == [
+        "action 'exchange' not allowed by route 'desk'",
+        "notional 1000 USD exceeds the route's cap of 100 USD",
+    ]
+    assert record["decision"]["trace"]["raw_output"]["rationale"] == "yolo"
+
+
+async def test_an_invalid_model_answer_is_a_denied_verdict_not_an_effect() -> None:
+    record, adapter = await run_with(answering({"nonsense": True}))
+    assert adapter.calls == []
+    assert record["verdict"]["allowed"] == []
+    assert record["verdict"]["denied"][0]["reason"].startswith(
+        "invalid decision: model output unusable"
+    )
+    assert record["error"] is None
+
+
+async def test_the_routes_time_limit_bounds_a_slow_model() -> None:
+    async def slow(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        await asyncio.sleep(5)
+        raise AssertionError("unreachable")
+
+    record, adapter = await run_with(FunctionModel(slow))
+    assert adapter.calls == []
+    assert "timed out after 0.3s" in str(record["error"])
