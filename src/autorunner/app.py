@@ -279,6 +279,7 @@ def build_runtime(
         store=store,
         policy=policy,
         deciders=available,
+        pause_check_seconds=settings.pause_check_seconds,
         adapters=chosen,
         context=(
             AutoContext(auto, cache_seconds=settings.context_cache_seconds)

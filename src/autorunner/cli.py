@@ -223,6 +223,7 @@ def status(as_json: clitools.JsonFlag = False) -> None:
             else round(q.oldest_ready_age, 3),
             "oldest_unfinished_event_age_seconds": oldest,
             "dead_letters": s.counts.get("dead", 0),
+            "paused": await backends.store.get_flag("paused"),
             "events": s.counts,
             "rejected_deliveries": s.rejected,
             "lag_threshold_seconds": settings.lag_threshold,
@@ -233,6 +234,30 @@ def status(as_json: clitools.JsonFlag = False) -> None:
         clitools.print_json(data)
         return
     clitools.table("status", ["metric", "value"], [[k, str(v)] for k, v in data.items()])
+
+
+@cli.command()
+def pause(
+    reason: Annotated[
+        str, typer.Option(help="Why; shown in every denied verdict.")
+    ] = "paused by an operator",
+) -> None:
+    """Kill switch: deny every action of every runner on this store (within a second) until resume."""
+    settings = clitools.settings()
+    clitools.run(
+        lambda: clitools.with_backends(settings, lambda b: b.store.set_flag("paused", reason))
+    )
+    print(f"paused: {reason}")
+
+
+@cli.command()
+def resume() -> None:
+    """Lift the kill switch; events decided while paused stay denied (redrive or replay them)."""
+    settings = clitools.settings()
+    clitools.run(
+        lambda: clitools.with_backends(settings, lambda b: b.store.set_flag("paused", None))
+    )
+    print("resumed")
 
 
 @cli.command("send-test-event")

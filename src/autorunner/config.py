@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     sweep_interval: float = Field(default=10.0, gt=0)
     sweep_after: float = Field(default=30.0, ge=0)
     lag_threshold: float = Field(default=60.0, gt=0)
+    pause_check_seconds: float = Field(
+        default=1.0, ge=0, description="how stale a read of the kill switch may be"
+    )
 
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)

@@ -19,7 +19,7 @@ from autorunner.adapters.base import Adapter
 from autorunner.clock import Clock, system_clock
 from autorunner.context import ContextSource, NoContext
 from autorunner.deciders import Decider
-from autorunner.decision import Action
+from autorunner.decision import Action, Denied, Verdict
 from autorunner.errors import InvalidDecision, JobError, PermanentError, TransientError
 from autorunner.events import Event
 from autorunner.policy import Policy, Route, build_envelope, check
@@ -61,6 +61,7 @@ class Pipeline:
         adapters: Mapping[str, Adapter],
         context: ContextSource | None = None,
         clock: Clock = system_clock,
+        pause_check_seconds: float = 1.0,
     ) -> None:
         self._store = store
         self.policy = policy
@@ -68,6 +69,8 @@ class Pipeline:
         self._adapters = adapters
         self._kinds = frozenset(adapters)
         self._context = context or NoContext()
+        self._pause: tuple[float, str | None] = (float("-inf"), None)
+        self._pause_ttl = pause_check_seconds
         self._clock = clock
 
     async def run(self, leased: Leased) -> Attempt:
@@ -138,11 +141,30 @@ class Pipeline:
             return
         draft.decision = {**decision.to_dict(), "policy_hash": self.policy.hash}
         verdict = check(decision, route, policy_hash=self.policy.hash, known_kinds=self._kinds)
+        if verdict.allowed and (reason := await self._paused()) is not None:
+            verdict = Verdict(
+                allowed=(),
+                denied=verdict.denied
+                + tuple(
+                    Denied(action=a, reason=f"runner paused: {reason}") for a in verdict.allowed
+                ),
+                policy_hash=verdict.policy_hash,
+            )
         draft.verdict = verdict.to_dict()
         mark = _lap(draft, "decide", mark)
         for action in verdict.allowed:
             draft.effects.append(await self._effect(event, action))
         _lap(draft, "effects", mark)
+
+    async def _paused(self) -> str | None:
+        """The kill switch's reason when set (``autorunner pause``), read at most every
+        ``pause_check_seconds``: the switch takes effect within that time."""
+        checked_at, reason = self._pause
+        now = time.monotonic()
+        if now - checked_at >= self._pause_ttl:
+            reason = await self._store.get_flag("paused")
+            self._pause = (now, reason)
+        return reason
 
     async def _effect(self, event: Event, action: Action) -> dict[str, Any]:
         adapter = self._adapters[action.kind]

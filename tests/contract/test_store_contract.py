@@ -347,3 +347,13 @@ async def test_list_events_bounds_the_receive_time(backends: Backends, clock: Fa
     start = clock() - 30
     window = await store.list_events(limit=10, since=start + 10, until=start + 20)
     assert [e.event_id for e in window] == ["e1"]
+
+
+async def test_flags_are_set_read_and_cleared(backends: Backends) -> None:
+    store, _ = backends
+    assert await store.get_flag("paused") is None
+    await store.set_flag("paused", "operator said so")
+    await store.set_flag("paused", "still")
+    assert await store.get_flag("paused") == "still"
+    await store.set_flag("paused", None)
+    assert await store.get_flag("paused") is None

@@ -113,6 +113,7 @@ async def rig(
         policy=policy or default_policy(),
         deciders={"rules": decider or RulesDecider()},
         adapters=adapters,
+        pause_check_seconds=0,
     )
     worker = Worker(
         store=store,
@@ -304,3 +305,22 @@ async def test_stop_lets_a_running_job_finish_within_the_grace_period() -> None:
 
 async def _is(r: Rig, event_id: str, status: EventStatus) -> bool:
     return await r.status_of(event_id) == status
+
+
+async def test_the_kill_switch_denies_every_action_with_its_reason_until_resumed() -> None:
+    notify = ScriptedAdapter()
+    store = MemoryStore()
+    await store.set_flag("paused", "desk is offline")
+    async with rig({"notify": notify}, store=store) as r:
+        await r.submit("e1")
+        await eventually(lambda: _is(r, "e1", "done"))
+        await store.set_flag("paused", None)
+        await r.submit("e2")
+        await eventually(lambda: _is(r, "e2", "done"))
+    assert [key for key, _ in notify.calls] == ["e2:notify"]
+    detail = await store.get_event("e1")
+    assert detail is not None
+    verdict = detail.runs[0].verdict
+    assert verdict is not None
+    assert verdict["allowed"] == []
+    assert [d["reason"] for d in verdict["denied"]] == ["runner paused: desk is offline"]

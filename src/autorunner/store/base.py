@@ -230,6 +230,12 @@ class Store(Protocol):
     async def record_rejected(self, reason: str, raw: RawDelivery) -> None:
         """Keep an authentic delivery we could not parse, for inspection."""
 
+    async def set_flag(self, name: str, value: str | None) -> None:
+        """Set (or with ``None`` clear) an operator flag shared by every process, e.g. ``paused``."""
+
+    async def get_flag(self, name: str) -> str | None:
+        """The flag's value, ``None`` when unset."""
+
     async def close(self) -> None:
         """Release connections and threads."""
 

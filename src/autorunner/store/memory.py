@@ -51,6 +51,7 @@ class MemoryStore:
         self._dead: dict[str, DeadLetterView] = {}
         self._rejected: list[tuple[str, RawDelivery]] = []
         self.available = True
+        self._flags: dict[str, str] = {}
 
     def _check(self) -> None:
         if not self.available:
@@ -205,6 +206,17 @@ class MemoryStore:
         ]
         due.sort(key=lambda r: r.available_at)
         return [r.summary.event_id for r in due[:limit]]
+
+    async def set_flag(self, name: str, value: str | None) -> None:
+        self._check()
+        if value is None:
+            self._flags.pop(name, None)
+        else:
+            self._flags[name] = value
+
+    async def get_flag(self, name: str) -> str | None:
+        self._check()
+        return self._flags.get(name)
 
     async def record_rejected(self, reason: str, raw: RawDelivery) -> None:
         self._check()

@@ -33,10 +33,15 @@ SUMMARY_COLUMNS = (
 )
 
 
+MIGRATION_2 = (
+    "CREATE TABLE flags (name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at REAL NOT NULL)"
+)
+
+
 def migrations() -> list[str]:
-    """The versioned schema scripts, oldest first."""
+    """The versioned schema scripts, oldest first (``PRAGMA user_version`` counts them)."""
     text = resources.files("autorunner.store").joinpath("sqlite_schema.sql").read_text()
-    return [text]
+    return [text, MIGRATION_2]
 
 
 def _dumps(value: Any) -> str:
@@ -291,6 +296,27 @@ class SqliteStore:
             ).fetchall()
         )
         return [r[0] for r in rows]
+
+    async def set_flag(self, name: str, value: str | None) -> None:
+        now = self._clock()
+        if value is None:
+            await self.db.write(
+                lambda conn: conn.execute("DELETE FROM flags WHERE name = ?", (name,))
+            )
+        else:
+            await self.db.write(
+                lambda conn: conn.execute(
+                    "INSERT INTO flags (name, value, updated_at) VALUES (?, ?, ?)"
+                    " ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                    (name, value, now),
+                )
+            )
+
+    async def get_flag(self, name: str) -> str | None:
+        row = await self.db.read(
+            lambda conn: conn.execute("SELECT value FROM flags WHERE name = ?", (name,)).fetchone()
+        )
+        return None if row is None else str(row[0])
 
     async def record_rejected(self, reason: str, raw: RawDelivery) -> None:
         await self.db.write(
