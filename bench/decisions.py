@@ -26,6 +26,7 @@ from autorunner.adapters.notify import NotifyAdapter
 from autorunner.app import open_backends
 from autorunner.deciders.rules import RulesDecider, decide
 from autorunner.decision import Action
+from autorunner.events import Event
 from autorunner.pipeline import Pipeline
 from autorunner.policy import ActionTemplate, Policy, Route, Rule, build_envelope, default_policy
 from autorunner.replay import replay
@@ -60,7 +61,7 @@ def per_call_us(fn: Any, n: int) -> float:
 
 
 class Silent(NotifyAdapter):
-    async def execute(self, action: Action, *, effect_key: str) -> dict[str, Any]:
+    async def execute(self, action: Action, *, effect_key: str, event: Event) -> dict[str, Any]:
         return {"delivered": True}
 
 
@@ -82,9 +83,10 @@ async def pipeline_overhead(n: int) -> tuple[float, float]:
         await pipeline.run(lease)
     full = (time.perf_counter() - started) / n * 1e6
     action = Action(step_id="notify", kind="notify", params={"text": "x"})
+    event = make_event("e0")
     started = time.perf_counter()
     for i in range(n):
-        await adapter.execute(action, effect_key=f"e{i}:notify")
+        await adapter.execute(action, effect_key=f"e{i}:notify", event=event)
     bare = (time.perf_counter() - started) / n * 1e6
     return full, bare
 

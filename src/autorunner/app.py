@@ -24,6 +24,7 @@ from autorunner import signatures
 from autorunner.adapters.base import Adapter
 from autorunner.adapters.http import HttpAdapter
 from autorunner.adapters.notify import NotifyAdapter
+from autorunner.adapters.relay import RelayAdapter
 from autorunner.adapters.telegram import TelegramAdapter
 from autorunner.auto_client import AutoClient, AutoCredentials
 from autorunner.clock import Clock, system_clock
@@ -180,6 +181,17 @@ def build_adapters(settings: Settings, http: httpx2.AsyncClient) -> dict[str, Ad
             timeout=settings.http_adapter_timeout,
             secret=secret.get_secret_value() if secret else None,
         )
+    if settings.relays:
+        if settings.relay_secret is None:
+            raise ConfigError(
+                "RELAY_TARGETS is set but RELAY_SECRET is not: relayed events must be signed"
+            )
+        adapters["relay"] = RelayAdapter(
+            http=http,
+            targets=settings.relays,
+            secret=settings.relay_secret.get_secret_value(),
+            timeout=settings.http_adapter_timeout,
+        )
     if settings.telegram_bot_token is not None and settings.chats:
         adapters["telegram"] = TelegramAdapter(
             http=http,
@@ -198,6 +210,8 @@ def adapter_kinds(settings: Settings) -> frozenset[str]:
     kinds = {"notify"}
     if settings.endpoints:
         kinds.add("http")
+    if settings.relays:
+        kinds.add("relay")
     if settings.telegram_bot_token is not None and settings.chats:
         kinds.add("telegram")
     return frozenset(kinds)

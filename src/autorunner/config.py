@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     http_endpoints: str = Field(default="", description="name=url, comma-separated")
     http_adapter_secret: SecretStr | None = None
     http_adapter_timeout: float = Field(default=10.0, gt=0)
+    relay_targets: str = Field(default="", description="name=url, comma-separated")
+    relay_secret: SecretStr | None = None
     telegram_bot_token: SecretStr | None = None
     telegram_chats: str = Field(default="", description="name=chat_id, comma-separated")
     telegram_api_url: str = "https://api.telegram.org"
@@ -112,6 +114,10 @@ class Settings(BaseSettings):
     @property
     def endpoints(self) -> dict[str, str]:
         return _pairs(self.http_endpoints, "HTTP_ENDPOINTS")
+
+    @property
+    def relays(self) -> dict[str, str]:
+        return _pairs(self.relay_targets, "RELAY_TARGETS")
 
     @property
     def chats(self) -> dict[str, str]:

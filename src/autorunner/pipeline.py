@@ -188,7 +188,7 @@ class Pipeline:
             log.info("effect.skipped", event_id=event.event_id, effect_key=key, status=state.status)
             return {**entry, "status": state.status, "skipped": True, "result": state.result}
         try:
-            result = await adapter.execute(action, effect_key=key)
+            result = await adapter.execute(action, effect_key=key, event=event)
         except JobError as exc:
             await self._store.finish_effect(key, status="failed", result={"error": str(exc)})
             raise

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,13 +14,17 @@ import httpx2
 import orjson
 import pytest
 
+from autorunner import signatures
 from autorunner.adapters.http import HttpAdapter
+from autorunner.adapters.relay import RelayAdapter
 from autorunner.adapters.telegram import MAX_TEXT, ParseMode, TelegramAdapter, escape
 from autorunner.decision import Action
 from autorunner.errors import PermanentError, TransientError
 from tests.fake_http import Reply, ScriptedServer, serving
+from tests.helpers import make_event
 
 TOKEN = "123:secret-token"
+EVENT = make_event("evt-1")
 
 
 @asynccontextmanager
@@ -50,7 +56,7 @@ async def test_http_calls_carry_the_effect_key_and_a_verifiable_signature() -> N
     server = ScriptedServer()
     server.on("POST", "/orders", Reply(201, {"id": "o-1"}))
     async with http_adapter(server) as adapter:
-        result = await adapter.execute(ORDER, effect_key="evt-1:order")
+        result = await adapter.execute(ORDER, effect_key="evt-1:order", event=EVENT)
     assert result == {"status": 201, "endpoint": "orders", "response": {"id": "o-1"}}
     [request] = server.requests
     assert request.headers["idempotency-key"] == "evt-1:order"
@@ -79,7 +85,7 @@ async def test_http_5xx_and_429_are_retryable_other_4xx_permanent(
     server.on("POST", "/orders", Reply(status, {"error": "x"}, {"retry-after": "7"}))
     async with http_adapter(server) as adapter:
         with pytest.raises(error) as info:
-            await adapter.execute(ORDER, effect_key="k")
+            await adapter.execute(ORDER, effect_key="k", event=EVENT)
     if isinstance(info.value, TransientError):
         assert info.value.retry_after == 7
 
@@ -90,6 +96,7 @@ async def test_http_endpoint_must_be_configured_never_a_url_from_the_decision() 
             await adapter.execute(
                 Action(step_id="x", kind="http", params={"endpoint": "http://evil/"}),
                 effect_key="k",
+                event=EVENT,
             )
 
 
@@ -112,7 +119,9 @@ async def test_http_timeout_is_retryable() -> None:
             )
             with pytest.raises(TransientError, match="timed out"):
                 await adapter.execute(
-                    Action(step_id="x", kind="http", params={"endpoint": "slow"}), effect_key="k"
+                    Action(step_id="x", kind="http", params={"endpoint": "slow"}),
+                    effect_key="k",
+                    event=EVENT,
                 )
     finally:
         server.close()
@@ -128,6 +137,7 @@ async def test_telegram_sends_to_the_named_chat_and_returns_the_message_id() -> 
         result = await adapter.execute(
             Action(step_id="t", kind="telegram", params={"chat": "desk", "text": "hi"}),
             effect_key="k",
+            event=EVENT,
         )
     assert result == {"chat": "desk", "message_id": 42}
     assert orjson.loads(server.requests[0].body) == {"chat_id": "-100200", "text": "hi"}
@@ -153,6 +163,7 @@ async def test_telegram_429_honours_retry_after_and_never_leaks_the_token() -> N
             await adapter.execute(
                 Action(step_id="t", kind="telegram", params={"chat": "desk", "text": "hi"}),
                 effect_key="k",
+                event=EVENT,
             )
     assert info.value.retry_after == 3
     assert TOKEN not in str(info.value)
@@ -170,11 +181,13 @@ async def test_telegram_bad_chat_is_permanent_and_long_text_is_cut_and_escaped()
             await adapter.execute(
                 Action(step_id="t", kind="telegram", params={"chat": "desk", "text": "a_b" * 3000}),
                 effect_key="k",
+                event=EVENT,
             )
         with pytest.raises(PermanentError, match="not configured"):
             await adapter.execute(
                 Action(step_id="t", kind="telegram", params={"chat": "@someone", "text": "x"}),
                 effect_key="k",
+                event=EVENT,
             )
     sent = orjson.loads(server.requests[0].body)
     assert len(sent["text"]) == MAX_TEXT
@@ -186,3 +199,47 @@ def test_escaping_per_parse_mode() -> None:
     assert escape("1 < 2 & 3 > 2", "HTML") == "1 &lt; 2 &amp; 3 &gt; 2"
     assert escape("price: 1.5 (up!)", "MarkdownV2") == "price: 1\\.5 \\(up\\!\\)"
     assert escape("*as is*", "plain") == "*as is*"
+
+
+async def test_relay_forwards_the_canonical_event_signed_per_standard_webhooks() -> None:
+    server = ScriptedServer()
+    server.on("POST", "/hook", Reply(204))
+    event = make_event("evt-9", execution_id="ex-9", symbol="BTC")
+    async with serving(server) as base, httpx2.AsyncClient() as http:
+        adapter = RelayAdapter(
+            http=http,
+            targets={"desk": f"{base}/hook"},
+            secret="whsec_" + base64.b64encode(b"k" * 24).decode(),
+        )
+        result = await adapter.execute(
+            Action(step_id="fwd", kind="relay", params={"target": "desk"}),
+            effect_key="evt-9:fwd",
+            event=event,
+        )
+    assert result == {"status": 204, "target": "desk"}
+    [request] = server.requests
+    verified = signatures.verify(
+        request.headers,
+        request.body,
+        secrets=signatures.Secrets.parse("whsec_" + base64.b64encode(b"k" * 24).decode()),
+        now=time.time(),
+    )
+    assert (verified.scheme, verified.delivery_id) == ("standard-webhooks", "evt-9:fwd")
+    body = orjson.loads(request.body)
+    assert (body["version"], body["eventId"], body["executionId"], body["trigger"]["symbol"]) == (
+        "1.0",
+        "evt-9",
+        "ex-9",
+        "BTC",
+    )
+
+
+async def test_relay_target_must_be_configured() -> None:
+    async with httpx2.AsyncClient() as http:
+        adapter = RelayAdapter(http=http, targets={}, secret="s")
+        with pytest.raises(PermanentError, match="not configured"):
+            await adapter.execute(
+                Action(step_id="f", kind="relay", params={"target": "x"}),
+                effect_key="k",
+                event=EVENT,
+            )

@@ -14,6 +14,7 @@ from autorunner.app import Backends, Runtime, build_runtime, open_backends, runn
 from autorunner.config import Settings
 from autorunner.decision import Action
 from autorunner.errors import TransientError
+from autorunner.events import Event
 from autorunner.store.base import EventStatus
 from autorunner.sweeper import sweep_once
 from tests.helpers import eventually, make_event, raw_delivery
@@ -28,7 +29,7 @@ class FlakyNotify:
     failing: bool = True
     calls: list[str] = field(default_factory=list)
 
-    async def execute(self, action: Action, *, effect_key: str) -> dict[str, Any]:
+    async def execute(self, action: Action, *, effect_key: str, event: Event) -> dict[str, Any]:
         self.calls.append(effect_key)
         if self.failing:
             raise TransientError("HTTP 503 from downstream")

@@ -14,6 +14,7 @@ from autorunner.adapters.base import Delivery
 from autorunner.deciders.llm import LlmDecider
 from autorunner.decision import Action
 from autorunner.errors import InvalidDecision
+from autorunner.events import Event
 from autorunner.pipeline import Pipeline
 from autorunner.policy import Constraints, Policy, Route, build_envelope
 from autorunner.store.memory import MemoryStore
@@ -77,7 +78,7 @@ class Recording:
     def __init__(self) -> None:
         self.calls: list[str] = []
 
-    async def execute(self, action: Action, *, effect_key: str) -> dict[str, Any]:
+    async def execute(self, action: Action, *, effect_key: str, event: Event) -> dict[str, Any]:
         self.calls.append(effect_key)
         return {}
 

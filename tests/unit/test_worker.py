@@ -14,6 +14,7 @@ from autorunner.deciders import Decider
 from autorunner.deciders.rules import RulesDecider
 from autorunner.decision import Action, Decision
 from autorunner.errors import PermanentError, TransientError
+from autorunner.events import Event
 from autorunner.metrics import Metrics
 from autorunner.pipeline import Pipeline
 from autorunner.policy import Constraints, Policy, Route, default_policy
@@ -36,7 +37,7 @@ class ScriptedAdapter:
     calls: list[tuple[str, float]] = field(default_factory=list)
     called: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def execute(self, action: Action, *, effect_key: str) -> dict[str, Any]:
+    async def execute(self, action: Action, *, effect_key: str, event: Event) -> dict[str, Any]:
         self.calls.append((effect_key, time.monotonic()))
         self.called.set()
         if self.block is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Literal, Protocol
 
 from autorunner.decision import Action
+from autorunner.events import Event
 
 Delivery = Literal["at_most_once", "at_least_once"]
 
@@ -20,5 +21,5 @@ class Adapter(Protocol):
     kind: str
     delivery: Delivery
 
-    async def execute(self, action: Action, *, effect_key: str) -> dict[str, Any]:
+    async def execute(self, action: Action, *, effect_key: str, event: Event) -> dict[str, Any]:
         """Perform ``action``; return a JSON-able result for the ledger."""

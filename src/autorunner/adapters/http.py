@@ -26,6 +26,7 @@ import orjson
 from autorunner.adapters.base import Delivery
 from autorunner.decision import Action
 from autorunner.errors import PermanentError, TransientError
+from autorunner.events import Event
 
 
 def sign_body(secret: str, *, timestamp: str, effect_key: str, body: bytes) -> str:
@@ -53,7 +54,7 @@ class HttpAdapter:
         self._secret = secret
         self._timeout = timeout
 
-    async def execute(self, action: Action, *, effect_key: str) -> dict[str, Any]:
+    async def execute(self, action: Action, *, effect_key: str, event: Event) -> dict[str, Any]:
         name = action.params.get("endpoint")
         url = self._endpoints.get(str(name))
         if url is None:

@@ -8,6 +8,7 @@ import structlog
 
 from autorunner.adapters.base import Delivery
 from autorunner.decision import Action
+from autorunner.events import Event
 
 log = structlog.get_logger("autorunner.notify")
 
@@ -18,7 +19,7 @@ class NotifyAdapter:
     kind = "notify"
     delivery: Delivery = "at_most_once"
 
-    async def execute(self, action: Action, *, effect_key: str) -> dict[str, Any]:
+    async def execute(self, action: Action, *, effect_key: str, event: Event) -> dict[str, Any]:
         text = str(action.params.get("text", ""))
         log.info(
             "effect.notify", event_id=effect_key.rsplit(":", 1)[0], effect_key=effect_key, text=text

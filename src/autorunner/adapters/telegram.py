@@ -23,6 +23,7 @@ import httpx2
 from autorunner.adapters.base import Delivery
 from autorunner.decision import Action
 from autorunner.errors import PermanentError, TransientError
+from autorunner.events import Event
 
 MAX_TEXT = 4096
 ParseMode = Literal["plain", "HTML", "MarkdownV2"]
@@ -85,7 +86,7 @@ class TelegramAdapter:
         self._per_chat = _Spacer(chat_interval)
         self._per_bot = _Spacer(1 / 30)
 
-    async def execute(self, action: Action, *, effect_key: str) -> dict[str, Any]:
+    async def execute(self, action: Action, *, effect_key: str, event: Event) -> dict[str, Any]:
         name = str(action.params.get("chat"))
         chat_id = self._chats.get(name)
         if chat_id is None:
