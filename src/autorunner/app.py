@@ -22,6 +22,7 @@ from pydantic import SecretStr
 
 from autorunner import signatures
 from autorunner.adapters.base import Adapter
+from autorunner.adapters.exchange import ExchangeAdapter
 from autorunner.adapters.http import HttpAdapter
 from autorunner.adapters.notify import NotifyAdapter
 from autorunner.adapters.relay import RelayAdapter
@@ -192,6 +193,22 @@ def build_adapters(settings: Settings, http: httpx2.AsyncClient) -> dict[str, Ad
             secret=settings.relay_secret.get_secret_value(),
             timeout=settings.http_adapter_timeout,
         )
+    if settings.exchange_enabled:
+        if settings.exchange_live and (
+            settings.exchange_api_key is None or settings.exchange_secret is None
+        ):
+            raise ConfigError("EXCHANGE_LIVE=true needs EXCHANGE_API_KEY and EXCHANGE_SECRET")
+        adapters["exchange"] = ExchangeAdapter(
+            exchange_id=settings.exchange_id,
+            live_enabled=settings.exchange_live,
+            api_key=settings.exchange_api_key.get_secret_value()
+            if settings.exchange_api_key
+            else None,
+            secret=settings.exchange_secret.get_secret_value()
+            if settings.exchange_secret
+            else None,
+            max_notional_usd=settings.exchange_max_notional_usd,
+        )
     if settings.telegram_bot_token is not None and settings.chats:
         adapters["telegram"] = TelegramAdapter(
             http=http,
@@ -212,6 +229,8 @@ def adapter_kinds(settings: Settings) -> frozenset[str]:
         kinds.add("http")
     if settings.relays:
         kinds.add("relay")
+    if settings.exchange_enabled:
+        kinds.add("exchange")
     if settings.telegram_bot_token is not None and settings.chats:
         kinds.add("telegram")
     return frozenset(kinds)

@@ -77,6 +77,14 @@ class Settings(BaseSettings):
     http_adapter_timeout: float = Field(default=10.0, gt=0)
     relay_targets: str = Field(default="", description="name=url, comma-separated")
     relay_secret: SecretStr | None = None
+    exchange_enabled: bool = Field(
+        default=False, description="offer the exchange adapter (paper unless live)"
+    )
+    exchange_id: str = "binance"
+    exchange_live: bool = False
+    exchange_api_key: SecretStr | None = None
+    exchange_secret: SecretStr | None = None
+    exchange_max_notional_usd: float = Field(default=1000.0, ge=0)
     telegram_bot_token: SecretStr | None = None
     telegram_chats: str = Field(default="", description="name=chat_id, comma-separated")
     telegram_api_url: str = "https://api.telegram.org"

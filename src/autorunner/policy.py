@@ -30,6 +30,7 @@ class Constraints:
     risk_mode: RiskMode = "conservative"
     max_attempts: int = 5
     max_notional_usd: float | None = None
+    live_trading: bool = False
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -146,6 +147,12 @@ def check(
             denied.append(Denied(action=action, reason=f"no adapter for action {action.kind!r}"))
         elif (reason := _over_notional(action, route.constraints.max_notional_usd)) is not None:
             denied.append(Denied(action=action, reason=reason))
+        elif action.params.get("mode") == "live" and not route.constraints.live_trading:
+            denied.append(
+                Denied(
+                    action=action, reason=f"live trading is not enabled for route {route.name!r}"
+                )
+            )
         else:
             allowed.append(action)
         seen.add(action.step_id)

@@ -48,6 +48,7 @@ class ConstraintsModel(_Strict):
     risk_mode: Literal["conservative", "balanced", "aggressive"] = "conservative"
     max_attempts: int = Field(default=5, ge=1, le=100)
     max_notional_usd: float | None = Field(default=None, ge=0)
+    live_trading: bool = False
 
 
 class ActionModel(_Strict):
@@ -132,6 +133,7 @@ def _route(model: RouteModel) -> Route:
             risk_mode=c.risk_mode,
             max_attempts=c.max_attempts,
             max_notional_usd=c.max_notional_usd,
+            live_trading=c.live_trading,
         ),
         decider=model.decider,
         match=dict(model.match),
