@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import Any, Literal, Protocol
 
+import httpx2
+
 from autorunner.decision import Action
+from autorunner.errors import PermanentError, TransientError
 from autorunner.events import Event
 
 Delivery = Literal["at_most_once", "at_least_once"]
@@ -23,3 +26,33 @@ class Adapter(Protocol):
 
     async def execute(self, action: Action, *, effect_key: str, event: Event) -> dict[str, Any]:
         """Perform ``action``; return a JSON-able result for the ledger."""
+
+
+async def post(
+    http: httpx2.AsyncClient,
+    url: str,
+    *,
+    body: bytes,
+    headers: dict[str, str],
+    seconds: float,
+    target: str,
+) -> httpx2.Response:
+    """POST for an adapter: timeouts, network errors, ``429`` and ``5xx`` become ``TransientError``
+    (with ``Retry-After`` seconds), other ``4xx`` ``PermanentError``. ``target`` names the
+    destination in messages; the URL never appears (it may hold a secret)."""
+    try:
+        response = await http.post(url, content=body, headers=headers, timeout=seconds)
+    except httpx2.TimeoutException as exc:
+        raise TransientError(f"{target} timed out") from exc
+    except httpx2.TransportError as exc:
+        raise TransientError(f"{target} unreachable ({type(exc).__name__})") from exc
+    status = response.status_code
+    if status == 429 or status >= 500:
+        retry_after = response.headers.get("retry-after", "")
+        raise TransientError(
+            f"{target} answered {status}",
+            retry_after=float(retry_after) if retry_after.isdigit() else None,
+        )
+    if status >= 400:
+        raise PermanentError(f"{target} refused the call ({status}): {response.text[:200]}")
+    return response

@@ -23,9 +23,9 @@ from typing import Any
 import httpx2
 import orjson
 
-from autorunner.adapters.base import Delivery
+from autorunner.adapters.base import Delivery, post
 from autorunner.decision import Action
-from autorunner.errors import PermanentError, TransientError
+from autorunner.errors import PermanentError
 from autorunner.events import Event
 
 
@@ -67,28 +67,19 @@ class HttpAdapter:
             headers["x-autorunner-signature"] = sign_body(
                 self._secret, timestamp=ts, effect_key=effect_key, body=body
             )
-        try:
-            response = await self._http.post(
-                url, content=body, headers=headers, timeout=self._timeout
-            )
-        except httpx2.TimeoutException as exc:
-            raise TransientError(f"http endpoint {name!r} timed out") from exc
-        except httpx2.TransportError as exc:
-            raise TransientError(
-                f"http endpoint {name!r} unreachable ({type(exc).__name__})"
-            ) from exc
-        status = response.status_code
-        if status == 429 or status >= 500:
-            retry_after = response.headers.get("retry-after", "")
-            raise TransientError(
-                f"http endpoint {name!r} answered {status}",
-                retry_after=float(retry_after) if retry_after.isdigit() else None,
-            )
-        if status >= 400:
-            raise PermanentError(
-                f"http endpoint {name!r} refused the call ({status}): {response.text[:200]}"
-            )
-        return {"status": status, "endpoint": name, "response": _json_or_text(response)}
+        response = await post(
+            self._http,
+            url,
+            body=body,
+            headers=headers,
+            seconds=self._timeout,
+            target=f"http endpoint {name!r}",
+        )
+        return {
+            "status": response.status_code,
+            "endpoint": name,
+            "response": _json_or_text(response),
+        }
 
 
 def _json_or_text(response: httpx2.Response) -> Any:

@@ -16,9 +16,9 @@ from typing import Any
 import httpx2
 import orjson
 
-from autorunner.adapters.base import Delivery
+from autorunner.adapters.base import Delivery, post
 from autorunner.decision import Action
-from autorunner.errors import PermanentError, TransientError
+from autorunner.errors import PermanentError
 from autorunner.events import Event
 from autorunner.signatures import sign_standard
 
@@ -75,20 +75,12 @@ class RelayAdapter:
                 self._secret, msg_id=effect_key, timestamp=ts, body=body
             ),
         }
-        try:
-            response = await self._http.post(
-                url, content=body, headers=headers, timeout=self._timeout
-            )
-        except httpx2.TimeoutException as exc:
-            raise TransientError(f"relay target {name!r} timed out") from exc
-        except httpx2.TransportError as exc:
-            raise TransientError(
-                f"relay target {name!r} unreachable ({type(exc).__name__})"
-            ) from exc
-        if response.status_code == 429 or response.status_code >= 500:
-            raise TransientError(f"relay target {name!r} answered {response.status_code}")
-        if response.status_code >= 400:
-            raise PermanentError(
-                f"relay target {name!r} refused the event ({response.status_code})"
-            )
+        response = await post(
+            self._http,
+            url,
+            body=body,
+            headers=headers,
+            seconds=self._timeout,
+            target=f"relay target {name!r}",
+        )
         return {"status": response.status_code, "target": name}
