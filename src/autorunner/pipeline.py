@@ -153,7 +153,14 @@ class Pipeline:
         draft.verdict = verdict.to_dict()
         mark = _lap(draft, "decide", mark)
         for action in verdict.allowed:
-            draft.effects.append(await self._effect(event, action))
+            effect = await self._effect(event, action, route)
+            draft.effects.append(effect)
+            if effect["status"] == "over_budget":
+                reason = f"route {route.name!r} spent its budget of {route.constraints.max_effects_per_hour} effects an hour"
+                draft.verdict["allowed"] = [
+                    a for a in draft.verdict["allowed"] if a["step_id"] != action.step_id
+                ]
+                draft.verdict["denied"].append({"action": action.to_dict(), "reason": reason})
         _lap(draft, "effects", mark)
 
     async def _paused(self) -> str | None:
@@ -166,7 +173,7 @@ class Pipeline:
             self._pause = (now, reason)
         return reason
 
-    async def _effect(self, event: Event, action: Action) -> dict[str, Any]:
+    async def _effect(self, event: Event, action: Action, route: Route) -> dict[str, Any]:
         adapter = self._adapters[action.kind]
         key = f"{event.event_id}:{action.step_id}"
         intent = EffectIntent(
@@ -175,6 +182,8 @@ class Pipeline:
             step_id=action.step_id,
             kind=action.kind,
             params=action.params,
+            route=route.name,
+            budget=route.constraints.max_effects_per_hour,
         )
         state = await self._store.begin_effect(
             intent, at_least_once=adapter.delivery == "at_least_once"

@@ -31,6 +31,7 @@ class Constraints:
     max_attempts: int = 5
     max_notional_usd: float | None = None
     live_trading: bool = False
+    max_effects_per_hour: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

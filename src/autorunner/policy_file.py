@@ -49,6 +49,7 @@ class ConstraintsModel(_Strict):
     max_attempts: int = Field(default=5, ge=1, le=100)
     max_notional_usd: float | None = Field(default=None, ge=0)
     live_trading: bool = False
+    max_effects_per_hour: int | None = Field(default=None, ge=0)
 
 
 class ActionModel(_Strict):
@@ -134,6 +135,7 @@ def _route(model: RouteModel) -> Route:
             max_attempts=c.max_attempts,
             max_notional_usd=c.max_notional_usd,
             live_trading=c.live_trading,
+            max_effects_per_hour=c.max_effects_per_hour,
         ),
         decider=model.decider,
         match=dict(model.match),

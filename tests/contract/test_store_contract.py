@@ -357,3 +357,30 @@ async def test_flags_are_set_read_and_cleared(backends: Backends) -> None:
     assert await store.get_flag("paused") == "still"
     await store.set_flag("paused", None)
     assert await store.get_flag("paused") is None
+
+
+async def test_a_route_budget_refuses_new_effects_once_spent_and_frees_up_after_an_hour(
+    backends: Backends, clock: FakeClock
+) -> None:
+    store, _ = backends
+
+    def budgeted(event_id: str) -> EffectIntent:
+        return EffectIntent(
+            effect_key=f"{event_id}:n",
+            event_id=event_id,
+            step_id="n",
+            kind="notify",
+            params={},
+            route="desk",
+            budget=2,
+        )
+
+    assert (await store.begin_effect(budgeted("a"))).proceed
+    assert (await store.begin_effect(budgeted("b"))).proceed
+    refused = await store.begin_effect(budgeted("c"))
+    assert (refused.proceed, refused.status) == (False, "over_budget")
+    assert (
+        await store.begin_effect(budgeted("a"))
+    ).status == "unknown"  # known keys are not budgeted again
+    clock.advance(3601)
+    assert (await store.begin_effect(budgeted("c"))).proceed

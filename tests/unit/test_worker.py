@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -325,3 +326,26 @@ async def test_the_kill_switch_denies_every_action_with_its_reason_until_resumed
     assert verdict is not None
     assert verdict["allowed"] == []
     assert [d["reason"] for d in verdict["denied"]] == ["runner paused: desk is offline"]
+
+
+async def test_a_routes_hourly_budget_denies_effects_past_it_with_the_reason() -> None:
+    notify = ScriptedAdapter()
+    route = Route(
+        name="desk",
+        objective="o",
+        allowed_actions=("notify",),
+        constraints=Constraints(max_effects_per_hour=2),
+    )
+    async with rig({"notify": notify}, policy=Policy(routes=(), default=route)) as r:
+        for event_id in ("e0", "e1", "e2"):
+            await r.submit(event_id)
+            await eventually(functools.partial(_is, r, event_id, "done"))
+    assert [key for key, _ in notify.calls] == ["e0:notify", "e1:notify"]
+    detail = await r.store.get_event("e2")
+    assert detail is not None
+    verdict = detail.runs[0].verdict
+    assert verdict is not None
+    assert verdict["allowed"] == []
+    assert [d["reason"] for d in verdict["denied"]] == [
+        "route 'desk' spent its budget of 2 effects an hour"
+    ]

@@ -23,7 +23,7 @@ from typing import Any, Literal, Protocol
 from autorunner.events import Event
 
 EventStatus = Literal["pending", "running", "done", "dead"]
-EffectStatus = Literal["pending", "done", "failed", "unknown"]
+EffectStatus = Literal["pending", "done", "failed", "unknown", "over_budget"]
 Outcome = Literal["done", "retry", "dead"]
 
 
@@ -71,6 +71,8 @@ class EffectIntent:
     step_id: str
     kind: str
     params: dict[str, Any]
+    route: str | None = None
+    budget: int | None = None  # at most this many new effects of ``route`` per hour
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -79,7 +81,8 @@ class EffectState:
 
     ``proceed`` is True when the caller must perform the effect now (first time, or after a
     known failure). Otherwise ``status`` says why not: ``done`` (``result`` holds the earlier
-    result) or ``pending`` (a previous attempt crashed mid-effect: outcome unknown).
+    result), ``unknown`` (a previous attempt crashed mid-effect) or ``over_budget`` (the route's
+    hourly budget is spent: nothing was recorded, the effect is denied).
     """
 
     proceed: bool

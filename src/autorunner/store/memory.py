@@ -122,7 +122,16 @@ class MemoryStore:
         now = self._clock()
         entry = self._effects.get(intent.effect_key)
         if entry is None:
+            if intent.budget is not None:
+                spent = sum(
+                    1
+                    for e in self._effects.values()
+                    if e["route"] == intent.route and e["created_at"] > now - 3600.0
+                )
+                if spent >= intent.budget:
+                    return EffectState(proceed=False, status="over_budget")
             self._effects[intent.effect_key] = {
+                "route": intent.route,
                 "effect_key": intent.effect_key,
                 "event_id": intent.event_id,
                 "step_id": intent.step_id,
@@ -252,6 +261,7 @@ class MemoryStore:
         effects = [copy.deepcopy(e) for e in self._effects.values() if e["event_id"] == event_id]
         for effect in effects:
             effect.pop("event_id")
+            effect.pop("route")
         dead = self._dead.get(event_id)
         return EventDetail(
             summary=row.summary,

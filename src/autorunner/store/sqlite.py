@@ -36,12 +36,15 @@ SUMMARY_COLUMNS = (
 MIGRATION_2 = (
     "CREATE TABLE flags (name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at REAL NOT NULL)"
 )
+MIGRATION_3 = "ALTER TABLE effects ADD COLUMN route TEXT;\nCREATE INDEX effects_route ON effects (route, created_at)"
+BUDGET_WINDOW = 3600.0
+"""A route's ``max_effects_per_hour`` counts the effects it began in this many seconds."""
 
 
 def migrations() -> list[str]:
     """The versioned schema scripts, oldest first (``PRAGMA user_version`` counts them)."""
     text = resources.files("autorunner.store").joinpath("sqlite_schema.sql").read_text()
-    return [text, MIGRATION_2]
+    return [text, MIGRATION_2, MIGRATION_3]
 
 
 def _dumps(value: Any) -> str:
@@ -166,9 +169,16 @@ class SqliteStore:
                 "SELECT status, result_json FROM effects WHERE effect_key = ?", (intent.effect_key,)
             ).fetchone()
             if row is None:
+                if intent.budget is not None:
+                    spent = conn.execute(
+                        "SELECT count(*) FROM effects WHERE route = ? AND created_at > ?",
+                        (intent.route, now - BUDGET_WINDOW),
+                    ).fetchone()[0]
+                    if spent >= intent.budget:
+                        return EffectState(proceed=False, status="over_budget")
                 conn.execute(
                     "INSERT INTO effects (effect_key, event_id, step_id, kind, status, params_json,"
-                    " created_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)",
+                    " created_at, updated_at, route) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
                     (
                         intent.effect_key,
                         intent.event_id,
@@ -177,6 +187,7 @@ class SqliteStore:
                         _dumps(intent.params),
                         now,
                         now,
+                        intent.route,
                     ),
                 )
                 return EffectState(proceed=True, status="pending")

@@ -1,0 +1,40 @@
+"""A database made by an older version is migrated forward in place, data kept."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from autorunner.sqlitedb import SqliteDatabase
+from autorunner.store import sqlite as sqlite_store
+from autorunner.store.base import EffectIntent
+from tests.helpers import make_event, raw_delivery
+
+
+async def test_a_version_1_database_is_upgraded_with_its_events_kept(tmp_path: Path) -> None:
+    path = str(tmp_path / "old.db")
+    old = SqliteDatabase(path, migrations=sqlite_store.migrations()[:1])
+    await old.open()
+    await sqlite_store.SqliteStore(old).insert_event(make_event("kept"), raw_delivery())
+    await old.close()
+
+    db = SqliteDatabase(path, migrations=sqlite_store.migrations())
+    await db.open()
+    store = sqlite_store.SqliteStore(db)
+    try:
+        assert [e.event_id for e in await store.list_events(limit=5)] == ["kept"]
+        await store.set_flag("paused", "x")
+        intent = EffectIntent(
+            effect_key="kept:n",
+            event_id="kept",
+            step_id="n",
+            kind="notify",
+            params={},
+            route="r",
+            budget=1,
+        )
+        assert (await store.begin_effect(intent)).proceed
+    finally:
+        await db.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (len(sqlite_store.migrations()),)
