@@ -59,7 +59,8 @@ async def test_sigkill_mid_flight_then_restart_processes_every_acked_event_once(
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "runner.db"
-    env = base_env(db)
+    # Two workers fall behind sixteen senders, so the kill always finds a backlog and jobs running.
+    env = base_env(db, WORKER_CONCURRENCY="2")
     first = start_server(env, tmp_path, tmp_path / "first.log")
     acked = await fire(first, TOTAL, KILL_AFTER)
     assert len(acked) >= KILL_AFTER
