@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from autorunner.queue.base import Queue
 from autorunner.queue.memory import MemoryQueue
@@ -15,6 +16,11 @@ from autorunner.store import sqlite as sqlite_store
 from autorunner.store.base import Backend
 from autorunner.store.memory import MemoryStore
 from tests.helpers import FakeClock
+
+
+# Property tests judge behaviour, not speed: a loaded CI machine must not turn them red.
+settings.register_profile("autorunner", deadline=None)
+settings.load_profile("autorunner")
 
 
 @pytest.fixture
