@@ -17,7 +17,6 @@ from autorunner.store.base import Backend
 from autorunner.store.memory import MemoryStore
 from tests.helpers import FakeClock
 
-
 # Property tests judge behaviour, not speed: a loaded CI machine must not turn them red.
 settings.register_profile("autorunner", deadline=None)
 settings.load_profile("autorunner")
