@@ -6,18 +6,14 @@ This is the only module that names concrete backends and adapters.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
 import os
-import signal
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
 import structlog
-import uvicorn
 from pydantic import SecretStr
 
 from autorunner import signatures
@@ -33,7 +29,7 @@ from autorunner.config import Settings, sqlite_path
 from autorunner.context import AutoContext, NoContext
 from autorunner.deciders import Decider
 from autorunner.deciders.rules import RulesDecider
-from autorunner.errors import AutoError, ConfigError
+from autorunner.errors import ConfigError
 from autorunner.ingest import Ingestor
 from autorunner.ingress import WebhookApp, WebhookConfig, build_app
 from autorunner.metrics import Metrics
@@ -50,7 +46,6 @@ from autorunner.store import sqlite as sqlite_store
 from autorunner.store.base import Backend
 from autorunner.store.memory import MemoryStore
 from autorunner.subscriber import Subscriber, SubscriberConfig
-from autorunner.sweeper import run_sweeper
 from autorunner.worker import Worker, WorkerConfig
 
 log = structlog.get_logger("autorunner.app")
@@ -391,46 +386,6 @@ def _readiness(runtime: Runtime) -> Callable[[], Awaitable[dict[str, Any]]]:
     return ready
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: the runner owns SIGINT/SIGTERM."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-@contextlib.asynccontextmanager
-async def running(runtime: Runtime, stop: asyncio.Event) -> AsyncIterator[list[asyncio.Task[None]]]:
-    """Start the worker and the sweeper (when enabled); stop and drain them on exit."""
-    settings = runtime.settings
-    tasks: list[asyncio.Task[None]] = []
-    if settings.workers_enabled:
-        tasks.append(asyncio.create_task(runtime.worker.run(stop), name="worker"))
-        tasks.append(
-            asyncio.create_task(
-                run_sweeper(
-                    runtime.backends.store,
-                    runtime.backends.queue,
-                    stop,
-                    interval=settings.sweep_interval,
-                    after=settings.sweep_after,
-                    metrics=runtime.metrics,
-                    clock=runtime.clock,
-                ),
-                name="sweeper",
-            )
-        )
-    tasks += [
-        asyncio.create_task(follow(runtime, query_id, stop), name=f"stream-{query_id or 'account'}")
-        for query_id in (settings.streams if runtime.auto is not None else [])
-    ]
-    try:
-        yield tasks
-    finally:
-        stop.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
 def subscriber(runtime: Runtime, query_id: str | None) -> Subscriber:
     """A subscriber for one stream, over the runtime's Elfa client and ingest path."""
     if runtime.auto is None or runtime.ingestor is None:
@@ -448,145 +403,3 @@ def subscriber(runtime: Runtime, query_id: str | None) -> Subscriber:
             reconcile_interval=settings.reconcile_interval,
         ),
     )
-
-
-async def follow(runtime: Runtime, query_id: str | None, stop: asyncio.Event) -> None:
-    """Run one subscriber; a refusal (401/403/404) ends it with one error line, not the process."""
-    try:
-        ending = await subscriber(runtime, query_id).run(stop)
-    except AutoError as exc:
-        log.error("stream.refused", query_id=query_id, error=str(exc))  # noqa: TRY400 - the message says it all
-    else:
-        log.info("stream.finished", query_id=query_id, ending=ending)
-
-
-async def serve(
-    settings: Settings,
-    *,
-    on_started: Callable[[int], Awaitable[None]] | None = None,
-    sock: socket.socket | None = None,
-) -> None:
-    """``autorunner serve``: ingress + workers + sweeper in one process until SIGINT/SIGTERM."""
-    if settings.auto_secret is None and not settings.auto_allow_unsigned:
-        raise ConfigError(
-            "AUTO_SECRET is not set, so every signed webhook would be refused: set it "
-            "(comma-separated for rotation) or set AUTO_ALLOW_UNSIGNED=true"
-        )
-    sock = sock or listen(settings.host, settings.port)
-    port = int(sock.getsockname()[1])
-    backends = await open_backends(settings)
-    runtime = build_runtime(settings, backends)
-    stop = asyncio.Event()
-    config = uvicorn.Config(
-        runtime.app,
-        log_config=None,
-        access_log=False,
-        lifespan="off",
-        loop="none",
-        http="httptools",
-        proxy_headers=False,  # no client address is used; skip the middleware
-        server_header=False,
-    )
-    server = _Server(config)
-    loop = asyncio.get_running_loop()
-
-    def request_stop() -> None:
-        log.info("serve.stopping")
-        server.should_exit = True
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, request_stop)
-    loop.add_signal_handler(signal.SIGHUP, runtime.reload_policy)
-    try:
-        async with running(runtime, stop):
-            serving = asyncio.create_task(server.serve(sockets=[sock]), name="http")
-            while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn exposes only a flag
-                await asyncio.sleep(0.01)
-            if server.started:
-                # Everything built so far lives for the whole process: keep it out of the
-                # collector's scans, which otherwise show up as tail latency on webhooks.
-                gc.freeze()
-                log.info(
-                    "serve.started",
-                    host=settings.host,
-                    port=port,
-                    store=_safe_url(settings.store_url),
-                    policy_hash=runtime.pipeline.policy.hash if runtime.pipeline else None,
-                )
-                if on_started is not None:
-                    await on_started(port)
-            await serving
-            stop.set()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            loop.remove_signal_handler(sig)
-        sock.close()
-        await runtime.aclose()
-        log.info("serve.stopped")
-
-
-async def serve_app(
-    app: Any,
-    host: str,
-    port: int,
-    *,
-    name: str,
-    tick: tuple[float, Callable[[], None]] | None = None,
-    sock: socket.socket | None = None,
-    stop: asyncio.Event | None = None,
-) -> None:
-    """Serve a plain ASGI app (the simulator) until ``stop`` is set, or SIGINT/SIGTERM when no
-    ``stop`` is given; ``tick`` runs a function every N seconds meanwhile."""
-    sock = sock or listen(host, port)
-    server = _Server(
-        uvicorn.Config(app, log_config=None, access_log=False, loop="none", http="httptools")
-    )
-    loop = asyncio.get_running_loop()
-    own_signals = stop is None
-    stop = stop or asyncio.Event()
-    if own_signals:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn exposes only a flag
-        await asyncio.sleep(0.01)
-    log.info(f"{name}.started", host=host, port=int(sock.getsockname()[1]))
-    helpers = [asyncio.create_task(_exit_on(stop, server))]
-    if tick is not None and tick[0] > 0:
-        helpers.append(asyncio.create_task(_every(tick[0], tick[1])))
-    try:
-        await serving
-    finally:
-        for helper in helpers:
-            helper.cancel()
-        if own_signals:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
-        sock.close()
-
-
-async def _exit_on(stop: asyncio.Event, server: uvicorn.Server) -> None:
-    await stop.wait()
-    server.should_exit = True
-
-
-async def _every(seconds: float, fn: Callable[[], None]) -> None:
-    while True:
-        await asyncio.sleep(seconds)
-        fn()
-
-
-def listen(host: str, port: int) -> socket.socket:
-    """Bind the HTTP socket up front, so a taken port is one clear error before anything starts."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        return socket.create_server((host, port), family=family, backlog=2048)
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot listen on {host}:{port}: {os.strerror(exc.errno) if exc.errno else exc} (set HOST/PORT)"
-        ) from exc
-
-
-def _safe_url(url: str) -> str:
-    return url.rsplit("@", maxsplit=1)[-1] if "@" in url else url

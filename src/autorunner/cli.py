@@ -14,7 +14,7 @@ import orjson
 import typer
 
 from autorunner import app as composition
-from autorunner import cli_auto, clitools
+from autorunner import cli_auto, clitools, serving
 from autorunner.errors import AutorunnerError, ConfigError
 from autorunner.sender import sample_event, send_event
 from autorunner.store.base import EventStatus
@@ -82,7 +82,7 @@ def serve(
 
         clitools.serve_forever(run_demo(settings, demo))
     else:
-        clitools.serve_forever(composition.serve(settings))
+        clitools.serve_forever(serving.serve(settings))
 
 
 @events_cli.command("list")

@@ -17,7 +17,7 @@ import orjson
 import typer
 
 from autorunner import app as composition
-from autorunner import clitools
+from autorunner import clitools, serving
 from autorunner.auto_client import AutoClient
 from autorunner.config import Settings
 
@@ -182,7 +182,7 @@ async def _stream(settings: Settings, targets: list[str | None]) -> None:
             raise clitools.Failure(
                 "no Elfa credential: set ELFA_API_KEY (or ELFA_AGENT_SECRET for x402 mode)"
             )
-        await asyncio.gather(*(composition.follow(runtime, target, stop) for target in targets))
+        await asyncio.gather(*(serving.follow(runtime, target, stop) for target in targets))
     finally:
         await runtime.aclose()
 
@@ -231,9 +231,7 @@ def simulate_run(
         )
     )
     clitools.serve_forever(
-        composition.serve_app(
-            simulator.app, host, port, name="simulate", tick=(every, simulator.tick)
-        )
+        serving.serve_app(simulator.app, host, port, name="simulate", tick=(every, simulator.tick))
     )
 
 

@@ -14,7 +14,7 @@ import secrets
 import structlog
 from pydantic import SecretStr
 
-from autorunner import app as composition
+from autorunner import serving
 from autorunner.config import Settings
 from autorunner.simulator import SimConfig, SimQuery, Simulator
 
@@ -31,8 +31,8 @@ async def run_demo(settings: Settings, count: int) -> None:
         else secrets.token_hex(16)
     )
     simulator = Simulator(SimConfig(api_key=DEMO_API_KEY, webhook_secret=secret, keepalive=5.0))
-    sim_sock = composition.listen("127.0.0.1", 0)
-    runner_sock = composition.listen(settings.host, settings.port)
+    sim_sock = serving.listen("127.0.0.1", 0)
+    runner_sock = serving.listen(settings.host, settings.port)
     runner_port = int(runner_sock.getsockname()[1])
     query = SimQuery(
         id="demo-query",
@@ -74,12 +74,12 @@ async def run_demo(settings: Settings, count: int) -> None:
 
     sim_stop = asyncio.Event()
     sim_task = asyncio.create_task(
-        composition.serve_app(
+        serving.serve_app(
             simulator.app, "127.0.0.1", 0, name="simulator", sock=sim_sock, stop=sim_stop
         )
     )
     try:
-        await composition.serve(wired, on_started=fire, sock=runner_sock)
+        await serving.serve(wired, on_started=fire, sock=runner_sock)
     finally:
         sim_stop.set()
         await sim_task

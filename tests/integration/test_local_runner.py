@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autorunner.app import Backends, Runtime, build_runtime, open_backends, running
+from autorunner.app import Backends, Runtime, build_runtime, open_backends
 from autorunner.config import Settings
 from autorunner.decision import Action
 from autorunner.errors import TransientError
 from autorunner.events import Event
+from autorunner.serving import running
 from autorunner.store.base import EventStatus
 from autorunner.sweeper import sweep_once
 from tests.helpers import eventually, make_event, raw_delivery

@@ -15,10 +15,11 @@ import httpx2
 import orjson
 import pytest
 
-from autorunner.app import Runtime, build_runtime, open_backends, running
+from autorunner.app import Runtime, build_runtime, open_backends
 from autorunner.config import Settings
 from autorunner.events import normalize_sse
 from autorunner.ingest import Ingestor
+from autorunner.serving import running
 from autorunner.store.base import RawDelivery
 from tests.helpers import canonical, elfa_signature, eventually, signed
 
