@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
 import sys
 import tomllib
@@ -20,6 +21,7 @@ from autorunner import app as composition
 from autorunner import clitools, serving
 from autorunner.auto_client import AutoClient
 from autorunner.config import Settings
+from autorunner.policy import Policy
 
 T = TypeVar("T")
 
@@ -278,6 +280,9 @@ def replay_command(
     ] = None,
     until: Annotated[str | None, typer.Option(help="…and before (default: now).")] = None,
     limit: Annotated[int, typer.Option(help="At most this many events.")] = 100_000,
+    decider: Annotated[
+        str | None, typer.Option(help="Decide every route with this decider (rules, llm) instead.")
+    ] = None,
     as_json: clitools.JsonFlag = False,
 ) -> None:
     """Re-decide stored events under a policy in dry-run and show what changes; never executes an effect."""
@@ -288,6 +293,15 @@ def replay_command(
     settings = clitools.settings()
     chosen = composition.policy_for(settings, str(policy) if policy else None)
     deciders = composition.deciders(settings)
+    if decider is not None:
+        if decider not in deciders:
+            raise clitools.Failure(
+                f"decider {decider!r} is not available here (configured: {', '.join(sorted(deciders))})"
+            )
+        chosen = Policy(
+            routes=tuple(dataclasses.replace(r, decider=decider) for r in chosen.routes),
+            default=dataclasses.replace(chosen.default, decider=decider),
+        )
     kinds = composition.adapter_kinds(settings)
 
     async def one(backends: composition.Backends) -> Any:

@@ -159,3 +159,17 @@ def test_a_route_naming_the_llm_decider_without_a_model_stops_serve(tmp_path: Pa
     assert result.stderr.strip() == (
         "autorunner: error: route 'default' uses decider 'llm', which is not configured (set LLM_MODEL)"
     )
+
+
+def test_replay_names_the_deciders_it_has_when_asked_for_another(tmp_path: Path) -> None:
+    env = base_env(tmp_path / "runner.db")
+    server = start_server(env, tmp_path, tmp_path / "serve.log")
+    assert server.terminate() == 0
+    result = cli(env, "replay", "--since", "0", "--decider", "llm", cwd=tmp_path)
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        == "autorunner: error: decider 'llm' is not available here (configured: rules)"
+    )
+    ok = cli(env, "replay", "--since", "0", "--decider", "rules", "--json", cwd=tmp_path)
+    assert json.loads(ok.stdout)["events"] == 0
