@@ -217,7 +217,8 @@ def simulate_run(
     ] = 0.0,
 ) -> None:
     """Serve the simulator until Ctrl-C."""
-    from autorunner.simulator import FrameVersion, SimConfig, Simulator  # noqa: PLC0415 - only this command needs it
+    from autorunner.sim_frames import FrameVersion  # noqa: PLC0415 - only this command needs it
+    from autorunner.simulator import SimConfig, Simulator  # noqa: PLC0415
 
     if frames not in ("A", "B", "C"):
         raise clitools.Failure(f"--frames must be A, B or C, not {frames!r}")

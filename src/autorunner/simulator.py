@@ -18,7 +18,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import httpx2
 import orjson
@@ -29,10 +29,10 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 
 from autorunner.signatures import sign_auto_request, sign_elfa
+from autorunner.sim_frames import FrameVersion, end_frame, stream_frame, webhook_body
 
 log = structlog.get_logger("autorunner.simulator")
 
-FrameVersion = Literal["A", "B", "C"]
 TERMINAL = frozenset({"triggered", "expired", "cancelled", "failed"})
 
 
@@ -355,11 +355,9 @@ class Simulator:
         )
 
     def _end_streams(self, query: SimQuery) -> None:
-        end = orjson.dumps(
-            {"code": "QUERY_STREAM_CLOSED", "status": query.status, "queryId": query.id}
-        )
+        end = end_frame(query_id=query.id, status=query.status)
         for queue in list(self.streams.get(query.id, set())):
-            queue.put_nowait(b"event: end\ndata: " + end + b"\n\n")
+            queue.put_nowait(end)
             queue.put_nowait(None)
 
     # -- triggering ----------------------------------------------------------------------------
@@ -379,7 +377,10 @@ class Simulator:
         query.executions.append(execution)
         self.stats["triggers"] += 1
         if "sse" in channels:
-            frame = self._frame(query, execution)
+            title = query.body.get("title") or "Auto Plan Alert"
+            frame = stream_frame(
+                self.config.frame_version, query_id=query.id, title=title, execution=execution
+            )
             for key in (query.id, None):
                 for queue in list(self.streams.get(key, set())):
                     queue.put_nowait(frame)
@@ -391,63 +392,11 @@ class Simulator:
                 self._spawn(self._deliver(query, execution, url))
         return execution
 
-    def _frame(self, query: SimQuery, execution: dict[str, Any]) -> bytes:
-        title = query.body.get("title") or "Auto Plan Alert"
-        version = self.config.frame_version
-        if version == "A":
-            data = {
-                "version": "1.0",
-                "eventType": "query.triggered",
-                "eventId": f"evt_{execution['id']}",
-                "timestamp": execution["createdAt"],
-                "queryId": query.id,
-                "channel": "sse",
-                "executionId": execution["id"],
-                "trigger": {"reason": title},
-            }
-            head = f"event: query.triggered\nid: {data['eventId']}\n"
-        elif version == "B":
-            number = random.randint(1, 2**31)
-            data = {
-                "id": number,
-                "type": "athena_query_notify_only",
-                "title": title,
-                "body": title,
-                "data": {"queryId": query.id, "executionId": execution["id"]},
-                "createdAt": execution["createdAt"],
-            }
-            head = f"event: notification:new\nid: {number}\n"
-        else:
-            data = {
-                "status": "triggered",
-                "title": title,
-                "body": title,
-                "queryId": query.id,
-                "executionId": execution["id"],
-                "triggerTime": execution["createdAt"],
-                "conditionsMet": 1,
-                "timestamp": int(time.time() * 1000),
-            }
-            head = f"event: notification\nid: {uuid.uuid4()}\n"
-        return head.encode() + b"data: " + orjson.dumps(data) + b"\n\n"
-
     async def _deliver(self, query: SimQuery, execution: dict[str, Any], url: str) -> None:
         if self.faults.reorder_webhooks:
             await asyncio.sleep(random.random() * 0.2)
-        event_id = f"evt_{execution['id']}"
-        body = orjson.dumps(
-            {
-                "version": "1.0",
-                "eventType": "query.triggered",
-                "eventId": event_id,
-                "timestamp": execution["createdAt"],
-                "queryId": query.id,
-                "channel": "webhook",
-                "executionId": execution["id"],
-                "trigger": {"reason": query.body.get("title") or "triggered"},
-                "evaluation": {"triggered": True},
-                "action": {"type": "webhook"},
-            }
+        event_id, body = webhook_body(
+            query_id=query.id, title=query.body.get("title") or "triggered", execution=execution
         )
         secret = query.action.get("params", {}).get("signingSecret") or self.config.webhook_secret
         for attempt in range(6):
