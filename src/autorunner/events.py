@@ -12,6 +12,7 @@ store can de-duplicate one execution arriving under several event ids.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -58,6 +59,14 @@ class Event:
 _EVENT_FIELDS = tuple(f.name for f in fields(Event))
 
 
+Fallback = str | Callable[[], str]
+"""An event id for a delivery that names none, or a function computing it on demand."""
+
+
+def _resolve(fallback: Fallback) -> str:
+    return fallback if isinstance(fallback, str) else fallback()
+
+
 def derived_event_id(*parts: bytes) -> str:
     """A deterministic id for a delivery that names none: a hash of its signed content."""
     digest = hashlib.sha256(b"\x1f".join(parts)).hexdigest()
@@ -79,12 +88,13 @@ def normalize_webhook(
     payload: dict[str, Any],
     *,
     delivery_id: str | None,
-    fallback_id: str,
+    fallback_id: Fallback,
     channel: Channel = "webhook",
 ) -> Event:
     """Turn a webhook body of any documented shape into an ``Event``.
 
     ``delivery_id`` is the ``X-Auto-Event-Id`` / ``webhook-id`` header when sent; ``fallback_id``
+    (a string, or a function called only when needed — hashing a body is not free)
     is used when neither the header nor the body names the event.
     """
     shape = detect_shape(payload)
@@ -111,7 +121,10 @@ def normalize_sse(event_name: str, frame_id: str | None, data: str) -> Event | N
     if event_name in IGNORED_SSE_EVENTS or event_name in CONTROL_SSE_EVENTS:
         return None
     payload = parse_json_object(data.encode())
-    fallback = derived_event_id(b"sse", event_name.encode(), data.encode())
+
+    def fallback() -> str:
+        return derived_event_id(b"sse", event_name.encode(), data.encode())
+
     shape = detect_shape(payload)
     if event_name == "notification" and "status" in payload and shape != "canonical":
         shape = "sse-notification"
@@ -141,12 +154,12 @@ def detect_shape(payload: dict[str, Any]) -> Shape:
 
 
 def _from_canonical(
-    p: dict[str, Any], *, delivery_id: str | None, fallback_id: str, channel: Channel
+    p: dict[str, Any], *, delivery_id: str | None, fallback_id: Fallback, channel: Channel
 ) -> Event:
     trigger = _obj(p.get("trigger"))
     data = _obj(p.get("data"))
     return Event(
-        event_id=_id(delivery_id) or _id(p.get("eventId")) or fallback_id,
+        event_id=_id(delivery_id) or _id(p.get("eventId")) or _resolve(fallback_id),
         channel=channel,
         shape="canonical",
         event_type=_str(p.get("eventType")) or "query.triggered",
@@ -165,11 +178,11 @@ def _from_canonical(
 
 
 def _from_notification(
-    p: dict[str, Any], *, delivery_id: str | None, fallback_id: str, channel: Channel
+    p: dict[str, Any], *, delivery_id: str | None, fallback_id: Fallback, channel: Channel
 ) -> Event:
     data = _obj(p.get("data"))
     return Event(
-        event_id=_id(delivery_id) or _id(p.get("id")) or fallback_id,
+        event_id=_id(delivery_id) or _id(p.get("id")) or _resolve(fallback_id),
         channel=channel,
         shape="notification",
         event_type=_str(p.get("type")) or "notification",
@@ -186,10 +199,10 @@ def _from_notification(
 
 
 def _from_sse_notification(
-    p: dict[str, Any], *, delivery_id: str | None, fallback_id: str, channel: Channel
+    p: dict[str, Any], *, delivery_id: str | None, fallback_id: Fallback, channel: Channel
 ) -> Event:
     return Event(
-        event_id=_id(delivery_id) or _id(p.get("executionId")) or fallback_id,
+        event_id=_id(delivery_id) or _id(p.get("executionId")) or _resolve(fallback_id),
         channel=channel,
         shape="sse-notification",
         event_type="notification",

@@ -122,9 +122,10 @@ class WebhookApp:
         )
         try:
             payload = parse_json_object(raw)
-            fallback = derived_event_id(str(verified.timestamp).encode(), raw)
             event = normalize_webhook(
-                payload, delivery_id=verified.delivery_id, fallback_id=fallback
+                payload,
+                delivery_id=verified.delivery_id,
+                fallback_id=lambda: derived_event_id(str(verified.timestamp).encode(), raw),
             )
         except InvalidEvent as exc:
             await self._keep_rejected("invalid_body", delivery)

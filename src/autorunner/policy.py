@@ -64,8 +64,7 @@ class Route:
     rules: tuple[Rule, ...] = ()
 
     def matches(self, event: Event) -> bool:
-        fields = event.to_dict()
-        return all(str(fields.get(name)) == value for name, value in self.match.items())
+        return all(str(getattr(event, name, None)) == value for name, value in self.match.items())
 
 
 @dataclass(frozen=True, kw_only=True)
