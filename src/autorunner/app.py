@@ -9,7 +9,7 @@ import asyncio
 import os
 import socket
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx2
@@ -101,7 +101,6 @@ class Runtime:
     worker: Worker
     app: Any
     clock: Clock
-    adapters: dict[str, Adapter] = field(default_factory=dict)
     auto: AutoClient | None = None
     http: httpx2.AsyncClient | None = None
     ingestor: Ingestor | None = None
@@ -356,7 +355,6 @@ def build_runtime(
         worker=worker,
         app=None,
         clock=clock,
-        adapters=chosen,
         auto=auto,
         http=http,
         ingestor=ingestor,

@@ -25,6 +25,7 @@ import httpx2
 import structlog
 
 from autorunner.auto_client import AutoClient
+from autorunner.clock import sleep_unless
 from autorunner.errors import AutoError, AutoUnavailable, InvalidEvent, StoreUnavailable
 from autorunner.events import normalize_sse
 from autorunner.ingest import Ingestor
@@ -106,7 +107,7 @@ class Subscriber:
             log.warning(
                 "stream.reconnecting", query_id=self.query_id, reason=outcome, delay=round(delay, 3)
             )
-            if await _until_stopped(stop, asyncio.sleep(delay)) is STOPPED:
+            if await sleep_unless(stop, delay):
                 return "stopped"
         return "stopped"
 
@@ -187,12 +188,7 @@ class Subscriber:
             log.warning("reconcile.failed", query_id=self.query_id, error=str(exc))
 
     async def _periodic_reconcile(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            if (
-                await _until_stopped(stop, asyncio.sleep(self._config.reconcile_interval))
-                is STOPPED
-            ):
-                return
+        while not await sleep_unless(stop, self._config.reconcile_interval):
             await self._reconcile()
 
 

@@ -9,11 +9,10 @@ wasted claim, never a second run.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import structlog
 
-from autorunner.clock import Clock, system_clock
+from autorunner.clock import Clock, sleep_unless, system_clock
 from autorunner.errors import StoreUnavailable
 from autorunner.metrics import Metrics
 from autorunner.queue.base import Queue
@@ -52,5 +51,4 @@ async def run_sweeper(
             if count:
                 metrics.swept.inc(count)
                 log.info("sweeper.requeued", count=count)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval)
+        await sleep_unless(stop, interval)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 import structlog
 
 from autorunner import retry
-from autorunner.clock import Clock, system_clock
+from autorunner.clock import Clock, sleep_unless, system_clock
 from autorunner.errors import PermanentError, StoreUnavailable, TransientError
 from autorunner.metrics import Metrics
 from autorunner.pipeline import Attempt, Pipeline
@@ -93,7 +93,7 @@ class Worker:
                 )
             except StoreUnavailable as exc:
                 log.warning("worker.queue_unavailable", error=str(exc))
-                await _sleep_unless(stop, cfg.unavailable_backoff)
+                await sleep_unless(stop, cfg.unavailable_backoff)
                 continue
             for job in jobs:
                 task = asyncio.create_task(self._handle(job), name=f"job-{job.event_id}")
@@ -208,8 +208,3 @@ class Worker:
             task.cancel()
         if pending:
             await asyncio.wait(pending)
-
-
-async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
