@@ -127,7 +127,7 @@ async def test_no_request_is_sent_before_a_429_reset_time() -> None:
     assert all(r.at >= reset for r in after_429)
 
 
-async def test_retry_after_seconds_is_honoured() -> None:
+def test_retry_time_is_read_from_reset_epoch_retry_after_seconds_or_http_date() -> None:
     assert retry_at({"retry-after": "3"}, now=100.0) == 103.0
     assert retry_at({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, now=0.0) == 1445412480.0
     assert retry_at({"x-ratelimit-reset": "1700000000000"}, now=1.0) == 1700000000.0

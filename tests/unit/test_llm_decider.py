@@ -65,10 +65,15 @@ async def test_output_that_fails_the_schema_is_an_invalid_decision() -> None:
         await decider.decide(build_envelope(make_event("e1"), ROUTE), {}, route=ROUTE)
 
 
-async def test_pydantic_ai_test_model_runs_offline() -> None:
-    decider = LlmDecider(TestModel(), label="test")
+async def test_pydantic_ai_test_model_runs_offline_and_its_output_becomes_the_decision() -> None:
+    answer = {
+        "actions": [{"step_id": "tell", "kind": "notify", "params": {"text": "t"}}],
+        "rationale": "test",
+    }
+    decider = LlmDecider(TestModel(custom_output_args=answer), label="test")
     decision = await decider.decide(build_envelope(make_event("e1"), ROUTE), {}, route=ROUTE)
-    assert decision.decider == "llm"
+    assert decision.actions == (Action(step_id="tell", kind="notify", params={"text": "t"}),)
+    assert (decision.decider, decision.version, decision.rationale) == ("llm", "test", "test")
 
 
 class Recording:
