@@ -173,6 +173,7 @@ def stream(
 
 
 async def _stream(settings: Settings, targets: list[str | None]) -> None:
+    """Follow every target until each ends; the first refusal becomes the command's error."""
     backends = await composition.open_backends(settings)
     runtime = composition.build_runtime(settings, backends)
     stop = asyncio.Event()
@@ -184,9 +185,13 @@ async def _stream(settings: Settings, targets: list[str | None]) -> None:
             raise clitools.Failure(
                 "no Elfa credential: set ELFA_API_KEY (or ELFA_AGENT_SECRET for x402 mode)"
             )
-        await asyncio.gather(*(serving.follow(runtime, target, stop) for target in targets))
+        refusals = await asyncio.gather(
+            *(serving.follow(runtime, target, stop) for target in targets)
+        )
     finally:
         await runtime.aclose()
+    if refused := next((r for r in refusals if r is not None), None):
+        raise refused
 
 
 simulate_cli = typer.Typer(

@@ -36,10 +36,10 @@ class _Server(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def running(runtime: Runtime, stop: asyncio.Event) -> AsyncIterator[list[asyncio.Task[None]]]:
+async def running(runtime: Runtime, stop: asyncio.Event) -> AsyncIterator[list[asyncio.Task[Any]]]:
     """Start the worker and the sweeper (when enabled); stop and drain them on exit."""
     settings = runtime.settings
-    tasks: list[asyncio.Task[None]] = []
+    tasks: list[asyncio.Task[Any]] = []
     if settings.workers_enabled:
         tasks.append(asyncio.create_task(runtime.worker.run(stop), name="worker"))
         tasks.append(
@@ -67,14 +67,16 @@ async def running(runtime: Runtime, stop: asyncio.Event) -> AsyncIterator[list[a
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def follow(runtime: Runtime, query_id: str | None, stop: asyncio.Event) -> None:
-    """Run one subscriber; a refusal (401/403/404) ends it with one error line, not the process."""
+async def follow(runtime: Runtime, query_id: str | None, stop: asyncio.Event) -> AutoError | None:
+    """Run one subscriber; a refusal (401/403/404) ends it with one error line, not the process,
+    and is returned so a caller that exists only to stream can fail with it."""
     try:
         ending = await subscriber(runtime, query_id).run(stop)
     except AutoError as exc:
         log.error("stream.refused", query_id=query_id, error=str(exc))  # noqa: TRY400 - the message says it all
-    else:
-        log.info("stream.finished", query_id=query_id, ending=ending)
+        return exc
+    log.info("stream.finished", query_id=query_id, ending=ending)
+    return None
 
 
 async def serve(

@@ -200,3 +200,15 @@ async def test_stream_stores_frames_and_polled_gaps_then_exits_when_the_query_en
     with sqlite3.connect(tmp_path / "runner.db") as conn:
         rows = dict(conn.execute("SELECT execution_id, channel FROM events").fetchall())
     assert rows == {"ex-sse": "sse", "ex-polled": "poll"}
+
+
+async def test_stream_refused_by_auto_exits_with_one_line_naming_the_credential(
+    auto: tuple[ScriptedServer, dict[str, str]], tmp_path: Path
+) -> None:
+    server, env = auto
+    server.on("GET", "/v2/auto/queries/q-1/stream", Reply(401, {"error": "invalid key"}))
+    done = await cli(env, tmp_path, "stream", "--query", "q-1")
+    assert done.code == 1
+    assert [line for line in done.err.splitlines() if line.startswith("autorunner: error:")] == [
+        "autorunner: error: Elfa Auto refused the credentials on GET /queries/q-1/stream (401): check ELFA_API_KEY: invalid key"
+    ]
