@@ -8,6 +8,7 @@ the run record and handed to the decider.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from typing import Any, Protocol
 
 from autorunner.auto_client import AutoClient
@@ -16,18 +17,22 @@ from autorunner.clock import Clock, system_clock
 from autorunner.errors import AutoNotFound
 from autorunner.events import Event
 
+CONTEXT_PARTS = frozenset({"query", "llm_session"})
+"""What a route may ask for: the query's status and executions; the latest LLM session output
+(fetched only when the event's execution is an LLM one)."""
+
 
 class ContextSource(Protocol):
     """Fetches what a decider may need to know about an event."""
 
-    async def fetch(self, event: Event) -> dict[str, Any]:
-        """A JSON-able mapping; empty when there is nothing to fetch."""
+    async def fetch(self, event: Event, wants: Collection[str] = CONTEXT_PARTS) -> dict[str, Any]:
+        """A JSON-able mapping of the parts in ``wants``; empty when there is nothing to fetch."""
 
 
 class NoContext:
     """Used when no Elfa credentials are configured: decisions see only the event."""
 
-    async def fetch(self, event: Event) -> dict[str, Any]:
+    async def fetch(self, event: Event, wants: Collection[str] = CONTEXT_PARTS) -> dict[str, Any]:
         return {}
 
 
@@ -59,16 +64,19 @@ class AutoContext:
             self._polls[query_id] = cached
         return await asyncio.shield(cached[1])
 
-    async def fetch(self, event: Event) -> dict[str, Any]:
-        if event.query_id is None:
+    async def fetch(self, event: Event, wants: Collection[str] = CONTEXT_PARTS) -> dict[str, Any]:
+        """The parts the route asked for; a route asking for nothing costs no request."""
+        if event.query_id is None or not wants:
             return {}
         try:
             status = await self._poll(event.query_id)
         except AutoNotFound as exc:
             return {"query": None, "query_error": str(exc)}
-        context: dict[str, Any] = {"query": status.model_dump(mode="json")}
+        context: dict[str, Any] = {}
+        if "query" in wants:
+            context["query"] = status.model_dump(mode="json")
         mine = [e for e in status.executions if e.id == event.execution_id]
-        if any(e.type == "llm" for e in (mine or status.executions)):
+        if "llm_session" in wants and any(e.type == "llm" for e in (mine or status.executions)):
             context["llm_session"] = await self._latest_session(event.query_id)
         return context
 

@@ -39,6 +39,17 @@ class Decision:
             data["trace"] = self.trace
         return data
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Decision:
+        """Inverse of ``to_dict``."""
+        return cls(
+            actions=tuple(Action(**a) for a in data["actions"]),
+            rationale=data["rationale"],
+            decider=data["decider"],
+            version=data["version"],
+            trace=data.get("trace"),
+        )
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Denied:

@@ -19,7 +19,7 @@ from autorunner.adapters.base import Adapter
 from autorunner.clock import Clock, system_clock
 from autorunner.context import ContextSource, NoContext
 from autorunner.deciders import Decider
-from autorunner.decision import Action, Denied, Verdict
+from autorunner.decision import Action, Decision, Denied, Verdict
 from autorunner.errors import InvalidDecision, JobError, PermanentError, TransientError
 from autorunner.events import Event
 from autorunner.policy import Policy, Route, build_envelope, check
@@ -82,7 +82,7 @@ class Pipeline:
         error: JobError | None = None
         try:
             async with asyncio.timeout(limit):
-                await self._steps(event, route, draft)
+                await self._steps(leased, route, draft)
         except TimeoutError:
             error = TransientError(f"timed out after {limit:g}s (route {route.name!r})")
         except JobError as exc:
@@ -109,18 +109,69 @@ class Pipeline:
         )
         return Attempt(record=record, error=error, max_attempts=route.constraints.max_attempts)
 
-    async def _steps(self, event: Event, route: Route, draft: _Draft) -> None:
+    async def _steps(self, leased: Leased, route: Route, draft: _Draft) -> None:
+        event = leased.event
         mark = time.perf_counter()
         draft.envelope = build_envelope(event, route)
+        # A retry acts on the decision its effects began under, never on a new one (see
+        # ``Store.pin_decision``); this also spares the model a second call.
+        pinned = await self._store.pinned_decision(event.event_id) if leased.attempt > 1 else None
+        if pinned is not None:
+            decision = Decision.from_dict(pinned)
+        else:
+            found = await self._decide(event, route, draft)
+            if found is None:
+                return
+            decision = found
+            mark = time.perf_counter()
+        verdict = check(decision, route, policy_hash=self.policy.hash, known_kinds=self._kinds)
+        if pinned is None and verdict.allowed:
+            mine = decision.to_dict()
+            pinned = await self._store.pin_decision(event.event_id, mine)
+            if pinned == mine:
+                pinned = None
+            else:  # an earlier attempt reached its effects first: act on its decision
+                decision = Decision.from_dict(pinned)
+                verdict = check(
+                    decision, route, policy_hash=self.policy.hash, known_kinds=self._kinds
+                )
+        draft.decision = {**decision.to_dict(), "policy_hash": self.policy.hash}
+        if pinned is not None:
+            draft.decision["reused"] = True
+        if verdict.allowed and (reason := await self._paused()) is not None:
+            verdict = Verdict(
+                allowed=(),
+                denied=verdict.denied
+                + tuple(
+                    Denied(action=a, reason=f"runner paused: {reason}") for a in verdict.allowed
+                ),
+                policy_hash=verdict.policy_hash,
+            )
+        draft.verdict = verdict.to_dict()
+        mark = _lap(draft, "verdict", mark)
+        for action in verdict.allowed:
+            effect = await self._effect(event, action, route)
+            draft.effects.append(effect)
+            if effect["status"] == "over_budget":
+                reason = f"route {route.name!r} spent its budget of {route.constraints.max_effects_per_hour} effects an hour"
+                draft.verdict["allowed"] = [
+                    a for a in draft.verdict["allowed"] if a["step_id"] != action.step_id
+                ]
+                draft.verdict["denied"].append({"action": action.to_dict(), "reason": reason})
+        _lap(draft, "effects", mark)
+
+    async def _decide(self, event: Event, route: Route, draft: _Draft) -> Decision | None:
+        """Fetch the route's context and ask its decider; ``None`` (recorded as a denied
+        verdict with its reason) when the decider's output is not a valid proposal."""
         decider = self._deciders.get(route.decider)
         if decider is None:
             raise PermanentError(f"route {route.name!r} names unknown decider {route.decider!r}")
-        draft.context = await self._context.fetch(event)
+        mark = time.perf_counter()
+        draft.context = await self._context.fetch(event, route.context)
         mark = _lap(draft, "context", mark)
         try:
-            decision = await decider.decide(draft.envelope, draft.context, route=route)
+            return await decider.decide(draft.envelope or {}, draft.context, route=route)
         except InvalidDecision as exc:
-            # Not a valid proposal: nothing may run. Recorded as a denied verdict with its reason.
             draft.decision = {
                 "invalid": str(exc),
                 "decider": route.decider,
@@ -137,31 +188,9 @@ class Pipeline:
                 ],
                 "policy_hash": self.policy.hash,
             }
+            return None
+        finally:
             _lap(draft, "decide", mark)
-            return
-        draft.decision = {**decision.to_dict(), "policy_hash": self.policy.hash}
-        verdict = check(decision, route, policy_hash=self.policy.hash, known_kinds=self._kinds)
-        if verdict.allowed and (reason := await self._paused()) is not None:
-            verdict = Verdict(
-                allowed=(),
-                denied=verdict.denied
-                + tuple(
-                    Denied(action=a, reason=f"runner paused: {reason}") for a in verdict.allowed
-                ),
-                policy_hash=verdict.policy_hash,
-            )
-        draft.verdict = verdict.to_dict()
-        mark = _lap(draft, "decide", mark)
-        for action in verdict.allowed:
-            effect = await self._effect(event, action, route)
-            draft.effects.append(effect)
-            if effect["status"] == "over_budget":
-                reason = f"route {route.name!r} spent its budget of {route.constraints.max_effects_per_hour} effects an hour"
-                draft.verdict["allowed"] = [
-                    a for a in draft.verdict["allowed"] if a["step_id"] != action.step_id
-                ]
-                draft.verdict["denied"].append({"action": action.to_dict(), "reason": reason})
-        _lap(draft, "effects", mark)
 
     async def _paused(self) -> str | None:
         """The kill switch's reason when set (``autorunner pause``), read at most every

@@ -62,6 +62,8 @@ class Route:
     decider: str = "rules"
     match: dict[str, str] = field(default_factory=dict)
     rules: tuple[Rule, ...] = ()
+    context: tuple[str, ...] = ("llm_session", "query")
+    """What to fetch from Auto before deciding (``context.CONTEXT_PARTS``); empty: nothing."""
 
     def matches(self, event: Event) -> bool:
         return all(str(getattr(event, name, None)) == value for name, value in self.match.items())

@@ -16,6 +16,7 @@ Shape (every table optional except what a route needs)::
     objective = "Tell the desk about BTC"
     allowed_actions = ["notify"]
     constraints = { max_execution_seconds = 20, max_attempts = 3, risk_mode = "conservative" }
+    context = ["query"]            # from Auto before deciding: "query", "llm_session"; [] = none
 
     [[routes.rules]]               # rules decider: the first rule whose `when` matches decides
     when = { status = "triggered" }
@@ -71,6 +72,7 @@ class RouteModel(_Strict):
     constraints: ConstraintsModel = Field(default_factory=ConstraintsModel)
     decider: str = "rules"
     rules: list[RuleModel] = Field(default_factory=list)
+    context: list[Literal["query", "llm_session"]] = ["query", "llm_session"]  # pydantic copies it
 
     @model_validator(mode="after")
     def _consistent(self) -> RouteModel:
@@ -139,6 +141,7 @@ def _route(model: RouteModel) -> Route:
         ),
         decider=model.decider,
         match=dict(model.match),
+        context=tuple(sorted(set(model.context))),
         rules=tuple(
             Rule(
                 when=dict(rule.when),

@@ -1,6 +1,8 @@
 """Effects happen once in effect: an internal API and Telegram, faked by real HTTP servers here,
 under transient failures, duplicate deliveries and a SIGKILL of the runner in the middle of
-effects, then a restart."""
+effects, then a restart — with the rules decider, and with the llm decider asking an
+OpenAI-compatible model (a real HTTP server too) that fails now and then and never gives the same
+step ids twice."""
 
 from __future__ import annotations
 
@@ -12,14 +14,16 @@ from typing import Any
 
 import httpx2
 import orjson
+import pytest
 
 from autorunner.sender import sample_event, send_event
 from tests.acceptance.runner import SECRET, base_env, start_server
 from tests.fake_http import serving
+from tests.fake_llm import FakeModel
 from tests.helpers import eventually
 
 EVENTS = 120
-POLICY = """
+RULES_POLICY = """
 [default]
 allowed_actions = ["telegram", "http"]
 [[default.rules]]
@@ -28,6 +32,34 @@ actions = [
   { step = "order", kind = "http", params = { endpoint = "orders", body = { event = "${eventId}" } } },
 ]
 """
+LLM_POLICY = """
+[default]
+decider = "llm"
+context = []
+allowed_actions = ["telegram", "http"]
+"""
+
+
+def fickle_answer(event_id: str, n: int) -> dict[str, Any] | None:
+    """Every seventh request fails; step ids carry the request number, so a model asked again
+    after a crash would name new effects — the runner must act on the first decision."""
+    if n % 7 == 0:
+        return None
+    return {
+        "actions": [
+            {
+                "step_id": f"tell-{n}",
+                "kind": "telegram",
+                "params": {"chat": "desk", "text": f"E {event_id}"},
+            },
+            {
+                "step_id": f"order-{n}",
+                "kind": "http",
+                "params": {"endpoint": "orders", "body": {"event": event_id}},
+            },
+        ],
+        "rationale": "trigger seen",
+    }
 
 
 class IdempotentApi:
@@ -98,13 +130,18 @@ def finished(db: Path) -> int:
         )
 
 
-async def test_each_effect_key_reaches_the_api_and_telegram_at_most_once_across_a_sigkill(
-    tmp_path: Path,
+@pytest.mark.parametrize("decider", ["rules", "llm"])
+async def test_each_effect_reaches_the_api_and_telegram_at_most_once_across_a_sigkill(
+    tmp_path: Path, decider: str
 ) -> None:
-    api, bot = IdempotentApi(), TelegramBot()
-    (tmp_path / "policy.toml").write_text(POLICY)
+    api, bot, model = IdempotentApi(), TelegramBot(), FakeModel(fickle_answer)
+    (tmp_path / "policy.toml").write_text(RULES_POLICY if decider == "rules" else LLM_POLICY)
     db = tmp_path / "runner.db"
-    async with serving(api) as api_base, serving(bot) as bot_base:
+    async with (
+        serving(api) as api_base,
+        serving(bot) as bot_base,
+        serving(model) as model_base,
+    ):
         env = base_env(
             db,
             RUNNER_POLICY=str(tmp_path / "policy.toml"),
@@ -116,6 +153,9 @@ async def test_each_effect_key_reaches_the_api_and_telegram_at_most_once_across_
             RETRY_BASE_DELAY="0.05",
             RETRY_MAX_DELAY="0.2",
             MAX_ATTEMPTS="10",
+            LLM_MODEL="fake-1",
+            LLM_BASE_URL=f"{model_base}/v1",
+            LLM_API_KEY="sk-local",
         )
         first = start_server(env, tmp_path, tmp_path / "first.log")
         async with httpx2.AsyncClient(timeout=5) as client:
@@ -148,15 +188,33 @@ async def test_each_effect_key_reaches_the_api_and_telegram_at_most_once_across_
             assert second.terminate() == 0
 
     effects = ledger(db)
-    # The internal API performed every order exactly once, whatever was retried or resent.
+    orders = steps_of(effects, "order")
+    tells = steps_of(effects, "tell")
+    events = [f"fx-{n:03d}" for n in range(EVENTS)]
+    # One order and one message intended per event, whatever was retried, resent or re-asked.
+    assert sorted(orders) == sorted(tells) == events
+    assert all(len(orders[e]) == len(tells[e]) == 1 for e in events)
+    # The internal API performed every order exactly once.
     assert max(api.performed.values()) == 1
-    assert sorted(api.performed) == sorted(f"fx-{n:03d}:order" for n in range(EVENTS))
-    assert all(effects[f"fx-{n:03d}:order"] == "done" for n in range(EVENTS))
+    assert sorted(api.performed) == sorted(key for keys in orders.values() for key in keys)
+    assert all(effects[key] == "done" for keys in orders.values() for key in keys)
     # Telegram: at most one message per effect key; one for each send recorded as done.
     per_event = Counter(text.removeprefix("E ") for text in bot.messages)
     assert max(per_event.values()) == 1
-    for n in range(EVENTS):
-        status = effects[f"fx-{n:03d}:tell"]
-        assert status in {"done", "unknown"}
-        if status == "done":
-            assert per_event[f"fx-{n:03d}"] == 1
+    for event_id in events:
+        [key] = tells[event_id]
+        assert effects[key] in {"done", "unknown"}
+        if effects[key] == "done":
+            assert per_event[event_id] == 1
+    if decider == "llm":
+        assert model.requests >= EVENTS  # the model decided, over real HTTP
+
+
+def steps_of(effects: dict[str, str], step: str) -> dict[str, list[str]]:
+    """Effect keys by event for one kind of step (``tell`` or ``order``, numbered or not)."""
+    found: dict[str, list[str]] = {}
+    for key in effects:
+        event_id, step_id = key.split(":", 1)
+        if step_id.split("-")[0] == step:
+            found.setdefault(event_id, []).append(key)
+    return found

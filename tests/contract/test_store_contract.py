@@ -349,6 +349,32 @@ async def test_list_events_bounds_the_receive_time(backends: Backends, clock: Fa
     assert [e.event_id for e in window] == ["e1"]
 
 
+async def test_the_first_pinned_decision_is_kept_and_survives_a_redrive(
+    backends: Backends,
+) -> None:
+    store, _ = backends
+    await store.insert_event(make_event("e1"), raw_delivery())
+    assert await store.pinned_decision("e1") is None
+    first = {"actions": [{"step_id": "buy", "kind": "http", "params": {"usd": 10}}]}
+    second = {"actions": [{"step_id": "sell", "kind": "http", "params": {"usd": 99}}]}
+    assert await store.pin_decision("e1", first) == first
+    assert await store.pin_decision("e1", second) == first
+    leased = await store.acquire("e1", owner="w", lease=30)
+    assert leased is not None
+    await store.finish(run("e1", outcome="dead"), owner="w", reason="boom")
+    await store.redrive("e1")
+    assert await store.pinned_decision("e1") == first
+
+
+async def test_concurrent_pins_agree_on_one_decision(backends: Backends) -> None:
+    store, _ = backends
+    await store.insert_event(make_event("e1"), raw_delivery())
+    kept = await asyncio.gather(
+        *(store.pin_decision("e1", {"actions": [], "n": n}) for n in range(8))
+    )
+    assert len({k["n"] for k in kept}) == 1
+
+
 async def test_flags_are_set_read_and_cleared(backends: Backends) -> None:
     store, _ = backends
     assert await store.get_flag("paused") is None

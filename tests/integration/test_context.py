@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 import httpx2
 
@@ -47,10 +48,10 @@ async def pipeline_for(server: ScriptedServer) -> AsyncIterator[tuple[Pipeline, 
         )
 
 
-async def run_one(pipeline: Pipeline, store: MemoryStore) -> Attempt:
-    event = make_event("e1", execution_id="ex-1", query_id="q-1")
+async def run_one(pipeline: Pipeline, store: MemoryStore, event_id: str = "e1") -> Attempt:
+    event = make_event(event_id, execution_id=f"ex-{event_id[1:]}", query_id="q-1")
     await store.insert_event(event, raw_delivery())
-    leased = await store.acquire("e1", owner="w", lease=30)
+    leased = await store.acquire(event_id, owner="w", lease=30)
     assert isinstance(leased, Leased)
     return await pipeline.run(leased)
 
@@ -147,3 +148,33 @@ async def test_events_of_one_query_share_a_poll_within_the_cache_window() -> Non
             assert leased is not None
             assert (await pipeline.run(leased)).error is None
     assert len(server.calls("GET", POLL)) == 1
+
+
+async def test_a_route_fetches_only_the_context_it_names() -> None:
+    server = ScriptedServer()
+    server.on(
+        "GET",
+        POLL,
+        Reply(
+            200,
+            {
+                "queryId": "q-1",
+                "status": "active",
+                "executions": [{"id": "ex-1", "queryId": "q-1", "type": "llm"}],
+            },
+        ),
+    )
+    server.on("GET", f"{POLL}/sessions", Reply(200, {"sessions": []}))
+    async with pipeline_for(server) as (pipeline, store):
+        route = pipeline.policy.default
+        pipeline.policy = replace(pipeline.policy, default=replace(route, context=()))
+        nothing = await run_one(pipeline, store, "e1")
+        polls_for_nothing = len(server.calls("GET", POLL))
+        pipeline.policy = replace(pipeline.policy, default=replace(route, context=("query",)))
+        only_query = await run_one(pipeline, store, "e2")
+    assert nothing.record.context == {}
+    assert polls_for_nothing == 0
+    context = only_query.record.context or {}
+    assert list(context) == ["query"]
+    assert context["query"]["status"] == "active"
+    assert server.calls("GET", f"{POLL}/sessions") == []  # the LLM session was never asked for

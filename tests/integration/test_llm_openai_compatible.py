@@ -14,42 +14,14 @@ from autorunner.config import Settings
 from autorunner.errors import TransientError
 from autorunner.policy import Route, build_envelope
 from tests.fake_http import Reply, ScriptedServer, serving
+from tests.fake_llm import chat_completion
 from tests.helpers import make_event
 
 ROUTE = Route(name="desk", objective="Decide", allowed_actions=("notify",), decider="llm")
 
 
 def completion(arguments: dict[str, Any]) -> Reply:
-    return Reply(
-        200,
-        {
-            "id": "chatcmpl-1",
-            "object": "chat.completion",
-            "created": 0,
-            "model": "fake-1",
-            "choices": [
-                {
-                    "index": 0,
-                    "finish_reason": "tool_calls",
-                    "message": {
-                        "role": "assistant",
-                        "content": None,
-                        "tool_calls": [
-                            {
-                                "id": "call_1",
-                                "type": "function",
-                                "function": {
-                                    "name": "final_result",
-                                    "arguments": orjson.dumps(arguments).decode(),
-                                },
-                            }
-                        ],
-                    },
-                }
-            ],
-            "usage": {"prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150},
-        },
-    )
+    return Reply(200, chat_completion(arguments))
 
 
 async def decide_with(server: ScriptedServer) -> Any:

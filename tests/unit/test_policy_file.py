@@ -25,6 +25,8 @@ objective = "Tell the desk about BTC"
 allowed_actions = ["notify", "exchange"]
 constraints = { max_execution_seconds = 20, max_attempts = 3, risk_mode = "balanced", max_notional_usd = 500 }
 
+context = ["query"]
+
 [[routes.rules]]
 when = { status = "stopped" }
 actions = []
@@ -63,6 +65,8 @@ def test_a_valid_file_becomes_routes_with_constraints_and_rules(tmp_path: Path) 
         btc.constraints.max_notional_usd,
     ) == (3, "balanced", 500)
     assert policy.default.objective == "Announce"
+    assert btc.context == ("query",)
+    assert policy.default.context == ("llm_session", "query")  # unset: everything
     assert policy.route_for(make_event(symbol="BTC")) is btc
     assert policy.route_for(make_event(symbol="ETH")) is policy.default
 
@@ -141,6 +145,10 @@ def test_notional_above_the_route_cap_is_denied_with_its_reason(tmp_path: Path) 
         (
             ('step = "tell"', 'step = "has space"'),
             "route 'btc': rules.1.actions.0.step: String should match pattern",
+        ),
+        (
+            ('context = ["query"]', 'context = ["query", "news"]'),
+            "route 'btc': context.1: Input should be 'query' or 'llm_session'",
         ),
         (
             ("[default]", '[default]\ndecider = "oracle"'),

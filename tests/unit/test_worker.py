@@ -158,7 +158,7 @@ async def test_event_runs_once_with_one_notify_effect_and_a_full_run_record() ->
     assert run.verdict is not None
     assert run.verdict["denied"] == []
     assert [(e["effect_key"], e["status"]) for e in run.effects] == [("e1:notify", "done")]
-    assert set(run.timings_ms) == {"context", "decide", "effects"}
+    assert set(run.timings_ms) == {"context", "decide", "verdict", "effects"}
 
 
 async def test_transient_failures_retry_with_growing_delays_then_dead_letter_and_redrive_completes() -> (
@@ -205,6 +205,45 @@ async def test_completed_effects_are_skipped_when_a_later_step_is_retried() -> N
     detail = await r.store.get_event("e1")
     assert detail is not None
     assert detail.runs[1].effects[0]["skipped"] is True
+
+
+class FickleDecider:
+    """A model that answers differently every time it is asked."""
+
+    name = "rules"
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    async def decide(
+        self, envelope: dict[str, Any], context: dict[str, Any], *, route: Route
+    ) -> Decision:
+        self.asked += 1
+        return Decision(
+            actions=(Action(step_id=f"buy-{self.asked}", kind="notify", params={"usd": 10}),),
+            rationale=f"answer {self.asked}",
+            decider="rules",
+            version="test",
+        )
+
+
+async def test_a_retry_acts_on_the_decision_its_effects_began_under_not_a_new_one() -> None:
+    notify = ScriptedAdapter(failures=[TransientError("HTTP 503")])
+    fickle = FickleDecider()
+    retry = RetryPolicy(max_attempts=3, base_delay=0.01)
+    async with rig({"notify": notify}, decider=fickle, retry=retry) as r:
+        await r.submit("e1")
+        await eventually(lambda: _is(r, "e1", "done"))
+    assert [k for k, _ in notify.calls] == ["e1:buy-1", "e1:buy-1"]
+    assert fickle.asked == 1  # the retry did not ask again
+    detail = await r.store.get_event("e1")
+    assert detail is not None
+    assert [run.decision["rationale"] for run in detail.runs if run.decision] == [
+        "answer 1",
+        "answer 1",
+    ]
+    assert detail.runs[1].decision is not None
+    assert detail.runs[1].decision["reused"] is True
 
 
 async def test_permanent_error_goes_straight_to_the_dead_letters() -> None:

@@ -194,6 +194,17 @@ class Store(Protocol):
     async def release(self, event_id: str, *, owner: str) -> None:
         """Give a lease back without counting the attempt (graceful shutdown)."""
 
+    async def pin_decision(self, event_id: str, decision: dict[str, Any]) -> dict[str, Any]:
+        """Keep the first decision that reached the effects of an event; return the one kept.
+
+        Effect keys are made of step ids, so every later attempt (after a crash, a retry or a
+        redrive) must act on this decision: a model that answers differently the second time
+        would otherwise produce new keys, and the effect would happen twice.
+        """
+
+    async def pinned_decision(self, event_id: str) -> dict[str, Any] | None:
+        """The decision ``pin_decision`` kept for the event, ``None`` when there is none."""
+
     async def begin_effect(
         self, intent: EffectIntent, *, at_least_once: bool = False
     ) -> EffectState:

@@ -52,6 +52,7 @@ class MemoryStore:
         self._rejected: list[tuple[str, RawDelivery]] = []
         self.available = True
         self._flags: dict[str, str] = {}
+        self._decisions: dict[str, dict[str, Any]] = {}
 
     def _check(self) -> None:
         if not self.available:
@@ -215,6 +216,14 @@ class MemoryStore:
         ]
         due.sort(key=lambda r: r.available_at)
         return [r.summary.event_id for r in due[:limit]]
+
+    async def pin_decision(self, event_id: str, decision: dict[str, Any]) -> dict[str, Any]:
+        self._check()
+        return self._decisions.setdefault(event_id, decision)
+
+    async def pinned_decision(self, event_id: str) -> dict[str, Any] | None:
+        self._check()
+        return self._decisions.get(event_id)
 
     async def set_flag(self, name: str, value: str | None) -> None:
         self._check()

@@ -37,6 +37,7 @@ MIGRATION_2 = (
     "CREATE TABLE flags (name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at REAL NOT NULL)"
 )
 MIGRATION_3 = "ALTER TABLE effects ADD COLUMN route TEXT;\nCREATE INDEX effects_route ON effects (route, created_at)"
+MIGRATION_4 = "ALTER TABLE events ADD COLUMN decision_json TEXT"
 BUDGET_WINDOW = 3600.0
 """A route's ``max_effects_per_hour`` counts the effects it began in this many seconds."""
 
@@ -44,7 +45,7 @@ BUDGET_WINDOW = 3600.0
 def migrations() -> list[str]:
     """The versioned schema scripts, oldest first (``PRAGMA user_version`` counts them)."""
     text = resources.files("autorunner.store").joinpath("sqlite_schema.sql").read_text()
-    return [text, MIGRATION_2, MIGRATION_3]
+    return [text, MIGRATION_2, MIGRATION_3, MIGRATION_4]
 
 
 def _dumps(value: Any) -> str:
@@ -158,6 +159,27 @@ class SqliteStore:
                 (event_id, owner),
             )
         )
+
+    async def pin_decision(self, event_id: str, decision: dict[str, Any]) -> dict[str, Any]:
+        def op(conn: sqlite3.Connection) -> dict[str, Any]:
+            conn.execute(
+                "UPDATE events SET decision_json = ? WHERE event_id = ? AND decision_json IS NULL",
+                (_dumps(decision), event_id),
+            )
+            row = conn.execute(
+                "SELECT decision_json FROM events WHERE event_id = ?", (event_id,)
+            ).fetchone()
+            return decision if row is None or row[0] is None else orjson.loads(row[0])
+
+        return await self.db.write(op)
+
+    async def pinned_decision(self, event_id: str) -> dict[str, Any] | None:
+        row = await self.db.read(
+            lambda conn: conn.execute(
+                "SELECT decision_json FROM events WHERE event_id = ?", (event_id,)
+            ).fetchone()
+        )
+        return None if row is None or row[0] is None else orjson.loads(row[0])
 
     async def begin_effect(
         self, intent: EffectIntent, *, at_least_once: bool = False
