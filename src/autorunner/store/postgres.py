@@ -1,0 +1,510 @@
+"""The PostgreSQL store (cloud mode): ``Store`` and ``Audit`` over a psycopg 3 connection pool.
+
+Every invariant is one atomic statement or one transaction: insert-if-new on ``event_id`` and
+``execution_id`` by unique constraints (``ON CONFLICT DO NOTHING``), leases by a conditional
+``UPDATE … RETURNING`` (the row lock makes two claimers of one event impossible), a route's
+hourly budget counted under a transaction-scoped advisory lock on the route. The schema is
+applied at start by versioned scripts under an advisory lock, so many processes may start at
+once. Any connection failure — the server down, restarting, or the pool exhausted past its
+timeout — is ``StoreUnavailable``; the pool replaces broken connections, so the store recovers
+by itself when the server returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg.rows import TupleRow
+from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from autorunner.clock import Clock, system_clock
+from autorunner.errors import StoreUnavailable
+from autorunner.events import Event
+from autorunner.store.base import (
+    DeadLetterView,
+    EffectIntent,
+    EffectState,
+    EffectStatus,
+    EventDetail,
+    EventStatus,
+    EventSummary,
+    InsertResult,
+    Leased,
+    RawDelivery,
+    RunRecord,
+    StoreStats,
+)
+
+BUDGET_WINDOW = 3600.0
+MIGRATION_LOCK = 0x6175746F72756E  # "autorun": one key for every autorunner process
+SUMMARY_COLUMNS = (
+    "event_id, execution_id, query_id, event_type, channel, status, attempts, received_at, "
+    "finished_at, last_error"
+)
+Conn = psycopg.AsyncConnection[TupleRow]
+
+
+def migrations() -> list[str]:
+    """The versioned schema scripts, oldest first."""
+    text = resources.files("autorunner.store").joinpath("postgres_schema.sql").read_text()
+    return [text]
+
+
+def _dumps(value: Any) -> bytes:
+    return orjson.dumps(value)
+
+
+async def _configure(conn: Conn) -> None:
+    # orjson for every json/jsonb value on this connection (it also encodes dataclasses).
+    set_json_dumps(_dumps, conn)
+    set_json_loads(orjson.loads, conn)
+
+
+class PostgresStore:
+    """``Store`` and ``Audit`` on PostgreSQL; build it with ``await PostgresStore.open(url)``."""
+
+    def __init__(self, pool: AsyncConnectionPool[Conn], *, clock: Clock = system_clock) -> None:
+        self._pool = pool
+        self._clock = clock
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        clock: Clock = system_clock,
+        max_size: int = 10,
+        connect_timeout: float = 5.0,
+        scripts: Sequence[str] | None = None,
+    ) -> PostgresStore:
+        """Connect, apply missing migrations and return the store; ``StoreUnavailable`` if the
+        server cannot be reached within ``connect_timeout`` seconds."""
+        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+            url,
+            min_size=1,
+            max_size=max_size,
+            timeout=connect_timeout,
+            open=False,
+            configure=_configure,
+            kwargs={"connect_timeout": max(1, round(connect_timeout))},
+            reconnect_timeout=24 * 3600,  # keep trying in the background while the server is away
+        )
+        try:
+            await pool.open(wait=True, timeout=connect_timeout)
+        except (PoolTimeout, psycopg.OperationalError) as exc:
+            await pool.close()
+            raise StoreUnavailable(f"cannot reach PostgreSQL at {_where(url)}: {exc}") from exc
+        store = cls(pool, clock=clock)
+        try:
+            await store.migrate(migrations() if scripts is None else scripts)
+        except BaseException:
+            await pool.close()
+            raise
+        return store
+
+    async def migrate(self, scripts: Sequence[str]) -> int:
+        """Apply the scripts not yet applied, in order, under an advisory lock; the version."""
+        async with self._tx() as conn:
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations"
+                " (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            cur = await conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations")
+            row = await cur.fetchone()
+            version = int(row[0]) if row else 0
+            for number, script in enumerate(scripts[version:], start=version + 1):
+                await conn.execute(script.encode())
+                await conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (number,))
+            return len(scripts)
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[Conn]:
+        """One transaction on a pooled connection: committed on exit, rolled back on error."""
+        try:
+            async with self._pool.connection() as conn:
+                yield conn
+        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+            raise StoreUnavailable(f"PostgreSQL store unavailable: {_first_line(exc)}") from exc
+
+    async def ping(self) -> None:
+        async with self._tx() as conn:
+            await conn.execute("SELECT 1")
+
+    async def insert_event(self, event: Event, raw: RawDelivery) -> InsertResult:
+        now = self._clock()
+        async with self._tx() as conn:
+            cur = await conn.execute(
+                "INSERT INTO events (event_id, execution_id, query_id, event_type, channel, status,"
+                " received_at, available_at, event_json, raw_json)"
+                " VALUES (%s, %s, %s, %s, %s, 'pending', %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (
+                    event.event_id,
+                    event.execution_id,
+                    event.query_id,
+                    event.event_type,
+                    event.channel,
+                    now,
+                    now,
+                    Jsonb(event),
+                    Jsonb(raw),
+                ),
+            )
+            if cur.rowcount == 1:
+                return InsertResult(inserted=True)
+            cur = await conn.execute(
+                "SELECT event_id FROM events WHERE event_id = %s OR execution_id = %s LIMIT 1",
+                (event.event_id, event.execution_id),
+            )
+            found = await cur.fetchone()
+            return InsertResult(inserted=False, existing_id=found[0] if found else None)
+
+    async def acquire(self, event_id: str, *, owner: str, lease: float) -> Leased | None:
+        now = self._clock()
+        async with self._tx() as conn:
+            cur = await conn.execute(
+                "UPDATE events SET status = 'running', attempts = attempts + 1,"
+                " lease_owner = %(owner)s, lease_until = %(until)s WHERE event_id = %(id)s"
+                " AND (status = 'pending' OR (status = 'running' AND lease_until <= %(now)s))"
+                " RETURNING attempts, event_json",
+                {"owner": owner, "until": now + lease, "id": event_id, "now": now},
+            )
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return Leased(
+            event=Event.from_dict(row[1]), attempt=row[0], owner=owner, lease_until=now + lease
+        )
+
+    async def extend(self, event_ids: list[str], *, owner: str, lease: float) -> None:
+        until = self._clock() + lease
+        async with self._tx() as conn:
+            await conn.execute(
+                "UPDATE events SET lease_until = %s WHERE event_id = ANY(%s)"
+                " AND lease_owner = %s AND status = 'running'",
+                (until, event_ids, owner),
+            )
+
+    async def release(self, event_id: str, *, owner: str) -> None:
+        async with self._tx() as conn:
+            await conn.execute(
+                "UPDATE events SET status = 'pending', attempts = greatest(attempts - 1, 0),"
+                " lease_owner = NULL, lease_until = NULL"
+                " WHERE event_id = %s AND lease_owner = %s AND status = 'running'",
+                (event_id, owner),
+            )
+
+    async def pin_decision(self, event_id: str, decision: dict[str, Any]) -> dict[str, Any]:
+        async with self._tx() as conn:
+            cur = await conn.execute(
+                "UPDATE events SET decision_json = coalesce(decision_json, %s)"
+                " WHERE event_id = %s RETURNING decision_json",
+                (Jsonb(decision), event_id),
+            )
+            row = await cur.fetchone()
+        return decision if row is None or row[0] is None else dict(row[0])
+
+    async def pinned_decision(self, event_id: str) -> dict[str, Any] | None:
+        async with self._tx() as conn:
+            cur = await conn.execute(
+                "SELECT decision_json FROM events WHERE event_id = %s", (event_id,)
+            )
+            row = await cur.fetchone()
+        return None if row is None or row[0] is None else dict(row[0])
+
+    async def begin_effect(
+        self, intent: EffectIntent, *, at_least_once: bool = False
+    ) -> EffectState:
+        now = self._clock()
+        async with self._tx() as conn:
+            if intent.budget is not None:
+                # Counting then inserting must not interleave with another worker's: serialize
+                # the route's new effects for the length of this transaction.
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"budget:{intent.route}",)
+                )
+            cur = await conn.execute(
+                "SELECT status, result_json FROM effects WHERE effect_key = %s FOR UPDATE",
+                (intent.effect_key,),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                if intent.budget is not None:
+                    cur = await conn.execute(
+                        "SELECT count(*) FROM effects WHERE route = %s AND created_at > %s",
+                        (intent.route, now - BUDGET_WINDOW),
+                    )
+                    spent = await cur.fetchone()
+                    if spent is not None and spent[0] >= intent.budget:
+                        return EffectState(proceed=False, status="over_budget")
+                cur = await conn.execute(
+                    "INSERT INTO effects (effect_key, event_id, step_id, kind, status, params_json,"
+                    " created_at, updated_at, route) VALUES (%s, %s, %s, %s, 'pending', %s, %s,"
+                    " %s, %s) ON CONFLICT DO NOTHING",
+                    (
+                        intent.effect_key,
+                        intent.event_id,
+                        intent.step_id,
+                        intent.kind,
+                        Jsonb(intent.params),
+                        now,
+                        now,
+                        intent.route,
+                    ),
+                )
+                if cur.rowcount == 1:
+                    return EffectState(proceed=True, status="pending")
+                # Another transaction inserted the key meanwhile: this one must not run it.
+                return EffectState(proceed=False, status="pending")
+            status, result = row[0], row[1]
+            if status == "failed" or (status in ("pending", "unknown") and at_least_once):
+                await conn.execute(
+                    "UPDATE effects SET status = 'pending', tries = tries + 1, updated_at = %s"
+                    " WHERE effect_key = %s",
+                    (now, intent.effect_key),
+                )
+                return EffectState(proceed=True, status="pending")
+            if status == "pending":
+                await conn.execute(
+                    "UPDATE effects SET status = 'unknown', updated_at = %s WHERE effect_key = %s",
+                    (now, intent.effect_key),
+                )
+                return EffectState(proceed=False, status="unknown")
+            return EffectState(proceed=False, status=status, result=result)
+
+    async def finish_effect(
+        self, effect_key: str, *, status: EffectStatus, result: dict[str, Any]
+    ) -> None:
+        now = self._clock()
+        async with self._tx() as conn:
+            await conn.execute(
+                "UPDATE effects SET status = %s, result_json = %s, updated_at = %s"
+                " WHERE effect_key = %s",
+                (status, Jsonb(result), now, effect_key),
+            )
+
+    async def finish(
+        self,
+        run: RunRecord,
+        *,
+        owner: str,
+        retry_at: float | None = None,
+        reason: str | None = None,
+    ) -> bool:
+        now = self._clock()
+        params: dict[str, Any] = {
+            "id": run.event_id,
+            "owner": owner,
+            "now": now,
+            "error": reason or run.error,
+            "retry_at": retry_at if retry_at is not None else now,
+            "attempt": run.attempt,
+        }
+        where = " WHERE event_id = %(id)s AND lease_owner = %(owner)s AND status = 'running'"
+        clear = "lease_owner = NULL, lease_until = NULL, last_error = %(error)s"
+        if run.outcome == "done":
+            move = f"UPDATE events SET status = 'done', finished_at = %(now)s, {clear}{where}"
+        elif run.outcome == "retry":
+            move = (
+                f"UPDATE events SET status = 'pending', available_at = %(retry_at)s, {clear}{where}"
+            )
+        else:
+            move = f"UPDATE events SET status = 'dead', finished_at = %(now)s, {clear}{where}"
+        async with self._tx() as conn:
+            await conn.execute(
+                "INSERT INTO runs (event_id, attempt, outcome, finished_at, record_json)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                (run.event_id, run.attempt, run.outcome, run.finished_at, Jsonb(run)),
+            )
+            cur = await conn.execute(move.encode(), params)
+            if run.outcome == "dead" and cur.rowcount:
+                await conn.execute(
+                    "INSERT INTO dead_letters (event_id, reason, attempts, dead_at)"
+                    " VALUES (%(id)s, %(error)s, %(attempt)s, %(now)s) ON CONFLICT (event_id)"
+                    " DO UPDATE SET reason = excluded.reason, attempts = excluded.attempts,"
+                    " dead_at = excluded.dead_at",
+                    params,
+                )
+        return False  # the queue is elsewhere (Redis): the caller settles the job
+
+    async def redrive(self, event_id: str | None) -> list[str]:
+        now = self._clock()
+        only = " AND event_id = %(id)s" if event_id is not None else ""
+        async with self._tx() as conn:
+            cur = await conn.execute(
+                (
+                    "UPDATE events SET status = 'pending', attempts = 0, available_at = %(now)s,"
+                    f" finished_at = NULL WHERE status = 'dead'{only} RETURNING event_id"
+                ).encode(),
+                {"now": now, "id": event_id},
+            )
+            ids = [r[0] for r in await cur.fetchall()]
+            await conn.execute("DELETE FROM dead_letters WHERE event_id = ANY(%s)", (ids,))
+        return ids
+
+    async def sweepable(self, *, older_than: float, limit: int) -> list[str]:
+        async with self._tx() as conn:
+            cur = await conn.execute(
+                "SELECT event_id FROM events WHERE status IN ('pending', 'running')"
+                " AND available_at <= %(t)s AND (status = 'pending' OR lease_until <= %(t)s)"
+                " ORDER BY available_at LIMIT %(n)s",
+                {"t": older_than, "n": limit},
+            )
+            return [r[0] for r in await cur.fetchall()]
+
+    async def record_rejected(self, reason: str, raw: RawDelivery) -> None:
+        async with self._tx() as conn:
+            await conn.execute(
+                "INSERT INTO rejected (reason, received_at, raw_json) VALUES (%s, %s, %s)",
+                (reason, raw.received_at, Jsonb(raw)),
+            )
+
+    async def set_flag(self, name: str, value: str | None) -> None:
+        async with self._tx() as conn:
+            if value is None:
+                await conn.execute("DELETE FROM flags WHERE name = %s", (name,))
+            else:
+                await conn.execute(
+                    "INSERT INTO flags (name, value, updated_at) VALUES (%s, %s, %s)"
+                    " ON CONFLICT (name) DO UPDATE SET value = excluded.value,"
+                    " updated_at = excluded.updated_at",
+                    (name, value, self._clock()),
+                )
+
+    async def get_flag(self, name: str) -> str | None:
+        async with self._tx() as conn:
+            cur = await conn.execute("SELECT value FROM flags WHERE name = %s", (name,))
+            row = await cur.fetchone()
+        return None if row is None else str(row[0])
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def list_events(
+        self,
+        *,
+        limit: int,
+        status: EventStatus | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[EventSummary]:
+        conditions = ["status = %(status)s"] if status else []
+        conditions += ["received_at >= %(since)s"] if since is not None else []
+        conditions += ["received_at < %(until)s"] if until is not None else []
+        where = " WHERE " + " AND ".join(conditions) if conditions else ""
+        query = (
+            f"SELECT {SUMMARY_COLUMNS} FROM events{where} ORDER BY received_at DESC LIMIT %(limit)s"
+        )
+        async with self._tx() as conn:
+            cur = await conn.execute(
+                query.encode(), {"status": status, "since": since, "until": until, "limit": limit}
+            )
+            return [_summary(r) for r in await cur.fetchall()]
+
+    async def get_event(self, event_id: str) -> EventDetail | None:
+        async with self._tx() as conn:
+            cur = await conn.execute(
+                f"SELECT {SUMMARY_COLUMNS}, event_json, raw_json FROM events WHERE event_id = %s",
+                (event_id,),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                return None
+            cur = await conn.execute(
+                "SELECT record_json FROM runs WHERE event_id = %s ORDER BY run_id", (event_id,)
+            )
+            runs = await cur.fetchall()
+            cur = await conn.execute(
+                "SELECT effect_key, step_id, kind, status, tries, params_json, result_json,"
+                " created_at, updated_at FROM effects WHERE event_id = %s ORDER BY created_at",
+                (event_id,),
+            )
+            effects = await cur.fetchall()
+            cur = await conn.execute(
+                "SELECT reason FROM dead_letters WHERE event_id = %s", (event_id,)
+            )
+            dead = await cur.fetchone()
+        return EventDetail(
+            summary=_summary(row[:10]),
+            event=Event.from_dict(row[10]),
+            raw=RawDelivery(**row[11]),
+            runs=[RunRecord(**r[0]) for r in runs],
+            effects=[_effect(e) for e in effects],
+            dead_reason=dead[0] if dead else None,
+        )
+
+    async def list_dead_letters(self, *, limit: int) -> list[DeadLetterView]:
+        async with self._tx() as conn:
+            cur = await conn.execute(
+                "SELECT event_id, reason, attempts, dead_at FROM dead_letters"
+                " ORDER BY dead_at DESC LIMIT %s",
+                (limit,),
+            )
+            rows = await cur.fetchall()
+        return [
+            DeadLetterView(event_id=r[0], reason=r[1], attempts=r[2], dead_at=r[3]) for r in rows
+        ]
+
+    async def stats(self) -> StoreStats:
+        async with self._tx() as conn:
+            cur = await conn.execute("SELECT status, count(*) FROM events GROUP BY status")
+            counts = {str(r[0]): int(r[1]) for r in await cur.fetchall()}
+            cur = await conn.execute(
+                "SELECT min(received_at) FROM events WHERE status IN ('pending', 'running')"
+            )
+            oldest = await cur.fetchone()
+            cur = await conn.execute("SELECT count(*) FROM rejected")
+            rejected = await cur.fetchone()
+        return StoreStats(
+            counts=counts,
+            oldest_unfinished_at=oldest[0] if oldest else None,
+            rejected=int(rejected[0]) if rejected else 0,
+        )
+
+
+def _summary(row: Sequence[Any]) -> EventSummary:
+    return EventSummary(
+        event_id=row[0],
+        execution_id=row[1],
+        query_id=row[2],
+        event_type=row[3],
+        channel=row[4],
+        status=row[5],
+        attempts=row[6],
+        received_at=row[7],
+        finished_at=row[8],
+        last_error=row[9],
+    )
+
+
+def _effect(row: Sequence[Any]) -> dict[str, Any]:
+    return {
+        "effect_key": row[0],
+        "step_id": row[1],
+        "kind": row[2],
+        "status": row[3],
+        "tries": row[4],
+        "params": row[5],
+        "result": row[6],
+        "created_at": row[7],
+        "updated_at": row[8],
+    }
+
+
+def _where(url: str) -> str:
+    """The server part of a connection URL, never its password."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "(an unparsable URL)"
+    return f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
