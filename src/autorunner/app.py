@@ -10,7 +10,7 @@ import os
 import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import httpx2
 import structlog
@@ -29,7 +29,7 @@ from autorunner.config import Settings, sqlite_path
 from autorunner.context import AutoContext, NoContext
 from autorunner.deciders import Decider
 from autorunner.deciders.rules import RulesDecider
-from autorunner.errors import ConfigError
+from autorunner.errors import ConfigError, StoreUnavailable
 from autorunner.ingest import Ingestor
 from autorunner.ingress import WebhookApp, WebhookConfig, build_app
 from autorunner.metrics import Metrics
@@ -71,6 +71,8 @@ async def open_backends(
     With ``create=False`` (the CLI's inspection commands) a missing database file is a
     ``ConfigError`` rather than a new empty database in the wrong folder.
     """
+    if settings.runner_mode == "cloud":
+        return await open_cloud_backends(settings, clock=clock)
     if settings.store_url.startswith("memory://"):
         return Backends(store=MemoryStore(clock=clock), queue=MemoryQueue(clock=clock))
     path = sqlite_path(settings.store_url)
@@ -91,6 +93,34 @@ async def open_backends(
     return Backends(store=store, queue=queue)
 
 
+async def open_cloud_backends(settings: Settings, *, clock: Clock = system_clock) -> Backends:
+    """PostgreSQL (store, migrated at start) and Redis Streams (queue); one clear line when a
+    service cannot be reached at start. Once open, both ride out outages by themselves."""
+    from autorunner.queue.redis import RedisQueue  # noqa: PLC0415 - cloud mode only
+    from autorunner.store.postgres import PostgresStore  # noqa: PLC0415
+
+    assert settings.database_url is not None  # noqa: S101 - Settings checks it in cloud mode
+    store = await PostgresStore.open(
+        settings.database_url, clock=clock, connect_timeout=settings.store_timeout
+    )
+    try:
+        queue = await RedisQueue.open(
+            settings.queue_url,
+            name=settings.queue_name,
+            clock=clock,
+            connect_timeout=settings.store_timeout,
+        )
+    except BaseException:
+        await store.close()
+        raise
+    return Backends(store=store, queue=queue)
+
+
+Role = Literal["serve", "ingress", "worker"]
+"""What a process runs: everything (``serve``), only the HTTP ingress and streams (``ingress``),
+or only workers and the sweeper, with HTTP for probes and metrics (``worker``)."""
+
+
 @dataclass(kw_only=True)
 class Runtime:
     """Everything one process runs, built from settings."""
@@ -105,6 +135,15 @@ class Runtime:
     http: httpx2.AsyncClient | None = None
     ingestor: Ingestor | None = None
     pipeline: Pipeline | None = None
+    role: Role = "serve"
+
+    @property
+    def runs_workers(self) -> bool:
+        return self.role != "ingress" and self.settings.workers_enabled
+
+    @property
+    def runs_streams(self) -> bool:
+        return self.role != "worker" and self.auto is not None
 
     def reload_policy(self) -> None:
         """Re-read ``RUNNER_POLICY`` (SIGHUP); a bad file is logged and the running policy kept."""
@@ -292,6 +331,7 @@ def build_runtime(
     *,
     adapters: dict[str, Adapter] | None = None,
     clock: Clock = system_clock,
+    role: Role = "serve",
 ) -> Runtime:
     """Wire the pipeline, worker and ASGI app over open backends."""
     metrics = Metrics()
@@ -359,23 +399,45 @@ def build_runtime(
         http=http,
         ingestor=ingestor,
         pipeline=pipeline,
+        role=role,
     )
     runtime.app = build_app(
-        webhook=webhook, metrics=metrics, audit=store, queue=queue, ready=_readiness(runtime)
+        webhook=webhook if role != "worker" else None,
+        metrics=metrics,
+        audit=store,
+        queue=queue,
+        ready=_readiness(runtime),
     )
     return runtime
 
 
 def _readiness(runtime: Runtime) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """Ready when the store and queue answer, the oldest ready job waited at most
+    ``LAG_THRESHOLD`` and (where workers run) the worker's heartbeat is fresh. A cloud ingress
+    needs only the store: it acknowledges what the store holds even while the queue is down
+    (the sweeper queues it later), so it reports the queue and lag without failing on them."""
+
     async def ready() -> dict[str, Any]:
         settings = runtime.settings
         await runtime.backends.store.ping()
-        stats = await runtime.backends.queue.stats()
+        checks: dict[str, Any] = {"role": runtime.role, "store": "ok"}
+        try:
+            stats = await runtime.backends.queue.stats()
+        except StoreUnavailable as exc:
+            if runtime.role != "ingress":
+                raise
+            return {"ok": True, **checks, "queue": f"unavailable: {exc}"}
         lag = stats.oldest_ready_age or 0.0
-        heartbeat = runtime.worker.last_heartbeat
-        checks: dict[str, Any] = {"store": "ok", "queue": "ok", "lag_seconds": round(lag, 3)}
+        checks |= {
+            "queue": "ok",
+            "lag_seconds": round(lag, 3),
+            "lag_threshold_seconds": settings.lag_threshold,
+        }
+        if runtime.role == "ingress":
+            return {"ok": True, **checks}
         ok = lag <= settings.lag_threshold
-        if settings.workers_enabled:
+        if runtime.runs_workers:
+            heartbeat = runtime.worker.last_heartbeat
             age = None if heartbeat is None else runtime.clock() - heartbeat
             checks["worker_heartbeat_age"] = None if age is None else round(age, 3)
             ok = ok and age is not None and age <= max(3 * settings.lease_seconds, 5.0)

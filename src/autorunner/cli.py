@@ -85,6 +85,32 @@ def serve(
         clitools.serve_forever(serving.serve(settings))
 
 
+@cli.command()
+def ingress(
+    port: Annotated[int | None, typer.Option(help="HTTP port (default: PORT or 3000).")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Bind address (default: HOST or 127.0.0.1).")
+    ] = None,
+) -> None:
+    """Cloud mode: webhooks (and STREAM_QUERIES) in, stored in PostgreSQL, queued on Redis."""
+    settings = clitools.settings(port=port, host=host)
+    clitools.serve_forever(serving.serve(settings, role="ingress"))
+
+
+@cli.command()
+def worker(
+    port: Annotated[
+        int | None, typer.Option(help="Port for /healthz, /readyz, /metrics (default: PORT).")
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Bind address (default: HOST or 127.0.0.1).")
+    ] = None,
+) -> None:
+    """Cloud mode: workers and the sweeper; run as many replicas as the load needs."""
+    settings = clitools.settings(port=port, host=host)
+    clitools.serve_forever(serving.serve(settings, role="worker"))
+
+
 @events_cli.command("list")
 def events_list(
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,

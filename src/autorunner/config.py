@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from autorunner.errors import ConfigError
 from autorunner.logs import LogFormat
+
+LOCAL_SCHEMES = ("sqlite://", "memory://")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 class Settings(BaseSettings):
@@ -25,6 +29,9 @@ class Settings(BaseSettings):
         default=None, description="policy file (TOML); built-in default if unset"
     )
     queue_url: str = "sqlite:///autorunner.db"
+    queue_name: str = Field(
+        default="autorunner", min_length=1, description="Redis key prefix of the queue (cloud)"
+    )
     database_url: str | None = Field(
         default=None, description="defaults to QUEUE_URL in local mode"
     )
@@ -108,12 +115,38 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: LogFormat = "auto"
 
-    @field_validator("queue_url", "database_url")
+    @field_validator("queue_url")
     @classmethod
-    def _known_scheme(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("sqlite://", "memory://")):
-            raise ValueError("only sqlite:///PATH and memory:// are supported in this version")
+    def _known_queue(cls, value: str) -> str:
+        if not value.startswith(LOCAL_SCHEMES + REDIS_SCHEMES):
+            raise ValueError(
+                "use sqlite:///PATH or memory:// (local), or redis://HOST:PORT/DB (cloud)"
+            )
         return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(LOCAL_SCHEMES + POSTGRES_SCHEMES):
+            raise ValueError(
+                "use sqlite:///PATH or memory:// (local), or postgresql://USER@HOST:PORT/DB (cloud)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _mode_matches_urls(self) -> Settings:
+        if self.runner_mode == "cloud":
+            if not self.queue_url.startswith(REDIS_SCHEMES):
+                raise ValueError("QUEUE_URL: cloud mode needs redis://HOST:PORT/DB")
+            if self.database_url is None or not self.database_url.startswith(POSTGRES_SCHEMES):
+                raise ValueError("DATABASE_URL: cloud mode needs postgresql://USER@HOST:PORT/DB")
+        elif self.queue_url.startswith(REDIS_SCHEMES) or (self.database_url or "").startswith(
+            POSTGRES_SCHEMES
+        ):
+            raise ValueError(
+                "RUNNER_MODE: Redis and PostgreSQL URLs need RUNNER_MODE=cloud (local mode is SQLite)"
+            )
+        return self
 
     @property
     def store_url(self) -> str:
@@ -144,8 +177,10 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         first = exc.errors()[0]
-        name = str(first["loc"][0]).upper() if first["loc"] else "settings"
-        raise ConfigError(f"invalid {name}: {first['msg']}") from exc
+        message = str(first["msg"]).removeprefix("Value error, ")
+        if not first["loc"]:  # a check across variables names its variable in the message
+            raise ConfigError(f"invalid {message}") from exc
+        raise ConfigError(f"invalid {str(first['loc'][0]).upper()}: {message}") from exc
 
 
 def sqlite_path(url: str) -> str:

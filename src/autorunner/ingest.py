@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from autorunner.errors import StoreUnavailable
 from autorunner.events import Event
 from autorunner.metrics import Metrics
 from autorunner.queue.base import Queue
@@ -29,8 +30,10 @@ class Ingested:
 class Ingestor:
     """Stores an event (atomically unique on event and execution id), then queues it.
 
-    Returns only when both are durable; raises ``StoreUnavailable`` otherwise. If the queue push
-    fails after the store write, the event is still safe: the sweeper re-enqueues it.
+    Returns once the event is durable in the store, and raises ``StoreUnavailable`` when it is
+    not: the store is the source of truth, so an event it holds is acknowledged even when the
+    queue push after it fails (a separate queue, e.g. Redis, being down). Such an event is
+    counted as deferred and the sweeper queues it once the queue is back.
     """
 
     def __init__(self, *, store: Store, queue: Queue, metrics: Metrics) -> None:
@@ -54,7 +57,11 @@ class Ingestor:
                 event_id=event.event_id, duplicate_of=result.existing_id or event.event_id
             )
         if not result.queued:
-            await self._queue.enqueue(event.event_id)
+            try:
+                await self._queue.enqueue(event.event_id)
+            except StoreUnavailable as exc:
+                self._metrics.enqueue_deferred.inc()
+                log.warning("event.enqueue_deferred", event_id=event.event_id, error=str(exc))
         self._enqueued[event.channel].inc()
         log.info(
             "event.accepted",

@@ -200,9 +200,10 @@ Probe = Callable[[], Awaitable[dict[str, Any]]]
 
 
 def build_app(
-    *, webhook: WebhookApp, metrics: Metrics, audit: Audit, queue: Queue, ready: Probe
+    *, webhook: WebhookApp | None, metrics: Metrics, audit: Audit, queue: Queue, ready: Probe
 ) -> ASGIApp:
-    """The whole ASGI app; the webhook path bypasses the router entirely."""
+    """The whole ASGI app; the webhook path bypasses the router entirely. Without ``webhook``
+    (a worker process) only the probes and metrics are served."""
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"ok": True})
@@ -230,7 +231,7 @@ def build_app(
     )
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == WEBHOOK_PATH:
+        if webhook is not None and scope["type"] == "http" and scope["path"] == WEBHOOK_PATH:
             await webhook(scope, receive, send)
         else:
             await router(scope, receive, send)

@@ -35,3 +35,6 @@ def configure(*, level: str = "info", fmt: LogFormat = "auto") -> None:
         logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
+    # The PostgreSQL pool retries connections in the background and says so on every attempt,
+    # in several unstructured lines; our own ``*.unavailable`` lines report an outage instead.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)

@@ -33,6 +33,11 @@ class Metrics:
             "Deliveries answered 503 (store or queue down)",
             registry=r,
         )
+        self.enqueue_deferred = Counter(
+            "autorunner_enqueue_deferred",
+            "Events stored but not queued (queue down); the sweeper queues them later",
+            registry=r,
+        )
         self.processed = Counter(
             "autorunner_jobs_processed", "Events finished", ["outcome"], registry=r
         )

@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 import uvicorn
 
-from autorunner.app import Runtime, build_runtime, open_backends, subscriber
+from autorunner.app import Role, Runtime, build_runtime, open_backends, subscriber
 from autorunner.config import Settings
 from autorunner.errors import AutoError, ConfigError
 from autorunner.sweeper import run_sweeper
@@ -40,7 +40,7 @@ async def running(runtime: Runtime, stop: asyncio.Event) -> AsyncIterator[list[a
     """Start the worker and the sweeper (when enabled); stop and drain them on exit."""
     settings = runtime.settings
     tasks: list[asyncio.Task[Any]] = []
-    if settings.workers_enabled:
+    if runtime.runs_workers:
         tasks.append(asyncio.create_task(runtime.worker.run(stop), name="worker"))
         tasks.append(
             asyncio.create_task(
@@ -58,7 +58,7 @@ async def running(runtime: Runtime, stop: asyncio.Event) -> AsyncIterator[list[a
         )
     tasks += [
         asyncio.create_task(follow(runtime, query_id, stop), name=f"stream-{query_id or 'account'}")
-        for query_id in (settings.streams if runtime.auto is not None else [])
+        for query_id in (settings.streams if runtime.runs_streams else [])
     ]
     try:
         yield tasks
@@ -82,11 +82,18 @@ async def follow(runtime: Runtime, query_id: str | None, stop: asyncio.Event) ->
 async def serve(
     settings: Settings,
     *,
+    role: Role = "serve",
     on_started: Callable[[int], Awaitable[None]] | None = None,
     sock: socket.socket | None = None,
 ) -> None:
-    """``autorunner serve``: ingress + workers + sweeper in one process until SIGINT/SIGTERM."""
-    if settings.auto_secret is None and not settings.auto_allow_unsigned:
+    """``autorunner serve`` (ingress + workers + sweeper in one process), ``ingress`` or
+    ``worker`` (see ``app.Role``), until SIGINT/SIGTERM."""
+    if role != "serve" and settings.runner_mode != "cloud":
+        raise ConfigError(
+            f"`autorunner {role}` is for cloud mode: set RUNNER_MODE=cloud, "
+            "QUEUE_URL=redis://… and DATABASE_URL=postgresql://… (or run `autorunner serve`)"
+        )
+    if role != "worker" and settings.auto_secret is None and not settings.auto_allow_unsigned:
         raise ConfigError(
             "AUTO_SECRET is not set, so every signed webhook would be refused: set it "
             "(comma-separated for rotation) or set AUTO_ALLOW_UNSIGNED=true"
@@ -94,7 +101,7 @@ async def serve(
     sock = sock or listen(settings.host, settings.port)
     port = int(sock.getsockname()[1])
     backends = await open_backends(settings)
-    runtime = build_runtime(settings, backends)
+    runtime = build_runtime(settings, backends, role=role)
     stop = asyncio.Event()
     config = uvicorn.Config(
         runtime.app,
@@ -128,6 +135,7 @@ async def serve(
                 gc.freeze()
                 log.info(
                     "serve.started",
+                    role=role,
                     host=settings.host,
                     port=port,
                     store=_safe_url(settings.store_url),

@@ -188,15 +188,20 @@ class Worker:
             held = list(self._running.values())
             if not held:
                 continue
+            # Each lease on its own: the store's lease is what keeps another worker from
+            # running the event, so a queue outage must not stop it from being extended.
             try:
-                await self._queue.extend([job for job, _ in held], lease=self.config.lease)
                 await self._store.extend(
                     [job.event_id for job, leased in held if leased is not None],
                     owner=self.config.name,
                     lease=self.config.lease,
                 )
             except StoreUnavailable as exc:
-                log.warning("worker.heartbeat_failed", error=str(exc))
+                log.warning("worker.heartbeat_failed", backend="store", error=str(exc))
+            try:
+                await self._queue.extend([job for job, _ in held], lease=self.config.lease)
+            except StoreUnavailable as exc:
+                log.warning("worker.heartbeat_failed", backend="queue", error=str(exc))
 
     async def _drain(self) -> None:
         if not self._running:

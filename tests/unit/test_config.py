@@ -47,10 +47,43 @@ def test_invalid_value_is_one_error_naming_the_variable(monkeypatch: pytest.Monk
         load_settings()
 
 
-def test_unsupported_queue_url_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("QUEUE_URL", "redis://localhost")
-    with pytest.raises(ConfigError, match="QUEUE_URL"):
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"QUEUE_URL": "amqp://localhost"},
+            "invalid QUEUE_URL: use sqlite:///PATH or memory:// (local), or redis://HOST:PORT/DB (cloud)",
+        ),
+        (
+            {"QUEUE_URL": "redis://localhost"},
+            "invalid RUNNER_MODE: Redis and PostgreSQL URLs need RUNNER_MODE=cloud (local mode is SQLite)",
+        ),
+        (
+            {"RUNNER_MODE": "cloud"},
+            "invalid QUEUE_URL: cloud mode needs redis://HOST:PORT/DB",
+        ),
+        (
+            {"RUNNER_MODE": "cloud", "QUEUE_URL": "redis://r:6379/0"},
+            "invalid DATABASE_URL: cloud mode needs postgresql://USER@HOST:PORT/DB",
+        ),
+    ],
+)
+def test_urls_that_do_not_fit_the_mode_are_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as info:
         load_settings()
+    assert str(info.value) == message
+
+
+def test_cloud_mode_takes_redis_and_postgresql_urls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNNER_MODE", "cloud")
+    monkeypatch.setenv("QUEUE_URL", "redis://r:6379/0")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://runner@pg:5432/autorunner")
+    settings = load_settings()
+    assert settings.store_url == "postgresql://runner@pg:5432/autorunner"
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
@@ -89,9 +90,12 @@ class RedisQueue:
         queue = cls(client, name=name, clock=clock)
         try:
             await queue.ping()
-        except StoreUnavailable:
+        except StoreUnavailable as exc:
             await client.aclose()
-            raise
+            where = urlsplit(url)
+            raise StoreUnavailable(
+                f"cannot reach Redis at {where.hostname}:{where.port or 6379}: {exc.__cause__}"
+            ) from exc
         return queue
 
     async def _call(self, step: Callable[[], Awaitable[T]]) -> T:

@@ -85,6 +85,15 @@ class PostgresStore:
     ) -> PostgresStore:
         """Connect, apply missing migrations and return the store; ``StoreUnavailable`` if the
         server cannot be reached within ``connect_timeout`` seconds."""
+        try:  # one plain attempt first, for one clear line when the server is not there
+            probe = await psycopg.AsyncConnection.connect(
+                url, connect_timeout=max(1, round(connect_timeout))
+            )
+        except psycopg.Error as exc:
+            raise StoreUnavailable(
+                f"cannot reach PostgreSQL at {_where(url)}: {_first_line(exc)}"
+            ) from exc
+        await probe.close()
         pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             url,
             min_size=1,
