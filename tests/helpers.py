@@ -100,8 +100,10 @@ def canonical(event_id: str, *, execution_id: str | None = None) -> dict[str, An
     return body
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
+async def eventually(
+    check: Callable[[], Awaitable[bool]], within: float = 10.0, interval: float = 0.01
+) -> None:
     """Poll a condition owned by another task or process until it holds, or fail after ``within``."""
     async with asyncio.timeout(within):
         while not await check():  # noqa: ASYNC110 - the state lives in a store, not in an Event
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(interval)

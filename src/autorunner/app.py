@@ -93,6 +93,26 @@ async def open_backends(
     return Backends(store=store, queue=queue)
 
 
+async def open_backends_patiently(settings: Settings, *, clock: Clock = system_clock) -> Backends:
+    """``open_backends``; in cloud mode waiting up to ``STARTUP_WAIT`` seconds for a store or
+    queue that is not up yet (one warning line per try), so processes may start before their
+    services do. A local SQLite file that cannot be opened fails at once."""
+    if settings.runner_mode != "cloud":
+        return await open_backends(settings, clock=clock)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.startup_wait
+    delay = 0.25
+    while True:
+        try:
+            return await open_backends(settings, clock=clock)
+        except StoreUnavailable as exc:
+            if loop.time() + delay > deadline:
+                raise
+            log.warning("startup.waiting", error=str(exc), retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 async def open_cloud_backends(settings: Settings, *, clock: Clock = system_clock) -> Backends:
     """PostgreSQL (store, migrated at start) and Redis Streams (queue); one clear line when a
     service cannot be reached at start. Once open, both ride out outages by themselves."""

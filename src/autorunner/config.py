@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     auto_signature_tolerance: float = Field(default=300.0, gt=0)
     max_body_bytes: int = Field(default=256 * 1024, gt=0)
     store_timeout: float = Field(default=5.0, gt=0)
+    startup_wait: float = Field(
+        default=60.0, ge=0, description="how long to wait for the store and queue at start"
+    )
 
     worker_concurrency: int = Field(default=32, ge=1)
     workers_enabled: bool = True

@@ -20,7 +20,13 @@ from autorunner.clock import Clock, system_clock
 from autorunner.context import ContextSource, NoContext
 from autorunner.deciders import Decider
 from autorunner.decision import Action, Decision, Denied, Verdict
-from autorunner.errors import InvalidDecision, JobError, PermanentError, TransientError
+from autorunner.errors import (
+    InvalidDecision,
+    JobError,
+    PermanentError,
+    StoreUnavailable,
+    TransientError,
+)
 from autorunner.events import Event
 from autorunner.policy import Policy, Route, build_envelope, check
 from autorunner.store.base import EffectIntent, Leased, RunRecord, Store
@@ -74,7 +80,7 @@ class Pipeline:
         self._clock = clock
 
     async def run(self, leased: Leased) -> Attempt:
-        """Run one attempt; errors become the attempt's ``error``, never escape."""
+        """Run one attempt; errors become the attempt's ``error``, except ``StoreUnavailable``."""
         event = leased.event
         route = self.policy.route_for(event)
         draft = _Draft(started_at=self._clock(), route=route.name)
@@ -87,6 +93,10 @@ class Pipeline:
             error = TransientError(f"timed out after {limit:g}s (route {route.name!r})")
         except JobError as exc:
             error = exc
+        except StoreUnavailable:
+            # Nothing can be recorded now: the worker leaves the job, which comes back when its
+            # lease lapses (an effect begun meanwhile is settled by the ledger on that attempt).
+            raise
         except (
             Exception
         ) as exc:  # a bug or an unexpected library error: retried, then dead-lettered

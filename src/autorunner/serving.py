@@ -19,7 +19,13 @@ from typing import Any
 import structlog
 import uvicorn
 
-from autorunner.app import Role, Runtime, build_runtime, open_backends, subscriber
+from autorunner.app import (
+    Role,
+    Runtime,
+    build_runtime,
+    open_backends_patiently,
+    subscriber,
+)
 from autorunner.config import Settings
 from autorunner.errors import AutoError, ConfigError
 from autorunner.sweeper import run_sweeper
@@ -100,7 +106,7 @@ async def serve(
         )
     sock = sock or listen(settings.host, settings.port)
     port = int(sock.getsockname()[1])
-    backends = await open_backends(settings)
+    backends = await open_backends_patiently(settings)
     runtime = build_runtime(settings, backends, role=role)
     stop = asyncio.Event()
     config = uvicorn.Config(

@@ -79,10 +79,13 @@ class Server:
         return self.process.wait(timeout=30)
 
 
-def start_server(env: dict[str, str], cwd: Path, log_path: Path, *args: str) -> Server:
+def start_server(
+    env: dict[str, str], cwd: Path, log_path: Path, *args: str, command: str = "serve"
+) -> Server:
+    """Start ``autorunner serve`` (or ``ingress``/``worker``) and wait until it listens."""
     with log_path.open("ab") as log:  # the child keeps its own descriptor
         process = subprocess.Popen(
-            [autorunner_exe(), "serve", *args], env=env, cwd=cwd, stdout=log, stderr=log
+            [autorunner_exe(), command, *args], env=env, cwd=cwd, stdout=log, stderr=log
         )
     server = Server(process=process, log_path=log_path)
     deadline = time.monotonic() + 30
@@ -92,7 +95,9 @@ def start_server(env: dict[str, str], cwd: Path, log_path: Path, *args: str) -> 
             server.port = int(started[-1]["port"])
             return server
         if process.poll() is not None:
-            raise AssertionError(f"serve exited with {process.returncode}: {log_path.read_text()}")
+            raise AssertionError(
+                f"{command} exited with {process.returncode}: {log_path.read_text()}"
+            )
         time.sleep(0.05)
     process.kill()
-    raise AssertionError(f"serve did not start: {log_path.read_text()}")
+    raise AssertionError(f"{command} did not start: {log_path.read_text()}")

@@ -42,6 +42,8 @@ from autorunner.store.base import (
 )
 
 BUDGET_WINDOW = 3600.0
+DOWN_WAIT = 0.2
+"""Seconds to wait for a pooled connection while the server is known to be away."""
 MIGRATION_LOCK = 0x6175746F72756E  # "autorun": one key for every autorunner process
 SUMMARY_COLUMNS = (
     "event_id, execution_id, query_id, event_type, channel, status, attempts, received_at, "
@@ -72,6 +74,7 @@ class PostgresStore:
     def __init__(self, pool: AsyncConnectionPool[Conn], *, clock: Clock = system_clock) -> None:
         self._pool = pool
         self._clock = clock
+        self._down = False
 
     @classmethod
     async def open(
@@ -135,12 +138,19 @@ class PostgresStore:
 
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[Conn]:
-        """One transaction on a pooled connection: committed on exit, rolled back on error."""
+        """One transaction on a pooled connection: committed on exit, rolled back on error.
+
+        After a connection failure the store counts as down until a transaction succeeds, and
+        waits at most ``DOWN_WAIT`` for a connection meanwhile: while the server is away, a
+        webhook gets its ``503`` at once instead of after the pool's full timeout.
+        """
         try:
-            async with self._pool.connection() as conn:
+            async with self._pool.connection(timeout=DOWN_WAIT if self._down else None) as conn:
                 yield conn
         except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+            self._down = True
             raise StoreUnavailable(f"PostgreSQL store unavailable: {_first_line(exc)}") from exc
+        self._down = False
 
     async def ping(self) -> None:
         async with self._tx() as conn:

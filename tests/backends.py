@@ -1,0 +1,41 @@
+"""The shared PostgreSQL and Redis services, isolated per test: a fresh schema, a fresh queue
+name. Override the addresses with ``TEST_DATABASE_URL`` and ``TEST_REDIS_URL``."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+from autorunner.clock import Clock, system_clock
+from autorunner.queue.redis import RedisQueue
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@asynccontextmanager
+async def postgres_schema() -> AsyncIterator[str]:
+    """A connection URL whose ``search_path`` is a fresh schema, dropped afterwards."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    async with await psycopg.AsyncConnection.connect(DATABASE_URL, autocommit=True) as conn:
+        await conn.execute(f"CREATE SCHEMA {schema}".encode())
+        try:
+            yield make_conninfo(DATABASE_URL, options=f"-csearch_path={schema}")
+        finally:
+            await conn.execute(f"DROP SCHEMA {schema} CASCADE".encode())
+
+
+@asynccontextmanager
+async def redis_queue(clock: Clock = system_clock) -> AsyncIterator[RedisQueue]:
+    """A queue under a fresh name on the shared Redis, its keys deleted afterwards."""
+    queue = await RedisQueue.open(REDIS_URL, name=f"t-{uuid.uuid4().hex[:12]}", clock=clock)
+    try:
+        yield queue
+    finally:
+        await queue.drop()
+        await queue.close()

@@ -1,0 +1,169 @@
+"""The cloud stack for acceptance tests: private Redis and PostgreSQL, a fake internal API in
+its own process, and ``autorunner ingress``/``worker`` processes started as a user would."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import psycopg
+
+from autorunner.sender import sample_event, send_event
+from tests.acceptance.runner import SECRET, Server, base_env, start_server
+from tests.services import PrivatePostgres, PrivateRedis
+
+POLICY = """
+[default]
+allowed_actions = ["http"]
+[[default.rules]]
+actions = [{ step = "order", kind = "http", params = { endpoint = "orders", body = { event = "${eventId}" } } }]
+"""
+
+
+@dataclass
+class FakeApi:
+    process: subprocess.Popen[bytes]
+    port: int
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        reply = httpx2.get(f"http://127.0.0.1:{self.port}/_counts", timeout=30)
+        data: dict[str, dict[str, int]] = reply.json()
+        return data
+
+
+@contextlib.contextmanager
+def fake_api(tmp_path: Path) -> Iterator[FakeApi]:
+    port_file = tmp_path / "api.port"
+    process = subprocess.Popen([sys.executable, "-m", "tests.fake_api", str(port_file)])
+    try:
+        deadline = time.monotonic() + 30
+        while not port_file.exists() or not port_file.read_text():
+            assert process.poll() is None, "the fake API exited"
+            assert time.monotonic() < deadline, "the fake API did not start"
+            time.sleep(0.05)
+        yield FakeApi(process=process, port=int(port_file.read_text()))
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+
+
+@dataclass
+class Stack:
+    """The services and processes of one cloud deployment on loopback."""
+
+    tmp_path: Path
+    redis: PrivateRedis
+    postgres: PrivatePostgres
+    env: dict[str, str]
+    ingresses: list[Server] = field(default_factory=list)
+    workers: list[Server] = field(default_factory=list)
+    started: int = 0
+
+    def start(self, command: str) -> Server:
+        self.started += 1
+        log = self.tmp_path / f"{command}-{self.started}.log"
+        server = start_server(self.env, self.tmp_path, log, command=command)
+        (self.ingresses if command == "ingress" else self.workers).append(server)
+        return server
+
+    def sql(self, query: str) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.postgres.url) as conn:
+            return conn.execute(query.encode()).fetchall()
+
+    def count(self, query: str) -> int:
+        return int(self.sql(query)[0][0])
+
+    def stop_all(self) -> None:
+        for server in self.ingresses + self.workers:
+            if server.process.poll() is None:
+                server.process.kill()
+                server.process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def cloud_stack(tmp_path: Path, api: FakeApi, **extra: str) -> Iterator[Stack]:
+    redis, postgres = PrivateRedis(), PrivatePostgres()
+    (tmp_path / "policy.toml").write_text(POLICY)
+    try:
+        redis.start()
+        postgres.init()
+        postgres.start()
+        env = base_env(
+            tmp_path / "unused.db",
+            RUNNER_MODE="cloud",
+            QUEUE_URL=redis.url,
+            DATABASE_URL=postgres.url,
+            RUNNER_POLICY=str(tmp_path / "policy.toml"),
+            HTTP_ENDPOINTS=f"orders=http://127.0.0.1:{api.port}/orders",
+            LEASE_SECONDS="2",
+            SWEEP_INTERVAL="1",
+            SWEEP_AFTER="3",
+            STORE_TIMEOUT="2",
+            RETRY_BASE_DELAY="0.05",
+            RETRY_MAX_DELAY="0.5",
+            MAX_ATTEMPTS="30",
+            SHUTDOWN_GRACE="2",
+        )
+        env.update(extra)
+        stack = Stack(tmp_path=tmp_path, redis=redis, postgres=postgres, env=env)
+        try:
+            yield stack
+        finally:
+            stack.stop_all()
+    finally:
+        redis.close()
+        postgres.close()
+
+
+@dataclass
+class Sent:
+    """What the senders saw, per event id."""
+
+    accepted: set[str] = field(default_factory=set)  # 202
+    duplicates: int = 0  # 200
+    refused: list[str] = field(default_factory=list)  # 503 (to be sent again)
+    other: list[tuple[str, int]] = field(default_factory=list)
+
+
+async def deliver(
+    urls: list[str], ids: list[str], sent: Sent, *, concurrency: int, resend_refused: bool = True
+) -> None:
+    """Send each id once (in order, spread over ``urls``); like Auto, send a refused (503) or
+    unanswered delivery again a moment later when ``resend_refused``."""
+    queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
+    for n, event_id in enumerate(ids):
+        queue.put_nowait((n, event_id))
+
+    async def sender(client: httpx2.AsyncClient) -> None:
+        while not queue.empty():
+            n, event_id = queue.get_nowait()
+            url = urls[n % len(urls)]
+            try:
+                reply = await send_event(
+                    client, url, SECRET, sample_event(event_id=event_id), event_id=event_id
+                )
+                status = reply.status
+            except httpx2.TransportError:
+                status = 0
+            if status == 202:
+                sent.accepted.add(event_id)
+            elif status == 200:
+                sent.duplicates += 1
+            elif status in (0, 503):
+                sent.refused.append(event_id)
+                if resend_refused:
+                    await asyncio.sleep(0.05)
+                    queue.put_nowait((n + 1, event_id))
+            else:
+                sent.other.append((event_id, status))
+
+    async with httpx2.AsyncClient(timeout=10) as client:
+        await asyncio.gather(*(sender(client) for _ in range(concurrency)))

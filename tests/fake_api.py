@@ -1,0 +1,66 @@
+"""An internal API honouring ``Idempotency-Key`` like a careful real one, as its own process:
+
+    python -m tests.fake_api PORTFILE
+
+A repeated key gets the first answer back and nothing is performed again; the first call of
+every tenth key fails with 503. ``GET /_counts`` reports calls and performances per key. The
+chosen port is written to PORTFILE once it listens.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+import uvicorn
+
+
+class IdempotentApi:
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.performed: Counter[str] = Counter()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/_counts":
+            body = {"calls": self.calls, "performed": self.performed}
+            await _reply(send, 200, orjson.dumps(body))
+            return
+        more = True
+        while more:
+            more = (await receive()).get("more_body", False)
+        key = dict(scope["headers"]).get(b"idempotency-key", b"").decode()
+        self.calls[key] += 1
+        if key not in self.performed and self.calls[key] == 1 and len(self.calls) % 10 == 0:
+            await _reply(send, 503, b'{"error":"busy"}')
+            return
+        if key not in self.performed:
+            self.performed[key] += 1
+        await _reply(send, 201, orjson.dumps({"order": key}))
+
+
+async def _reply(send: Any, status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def main() -> None:
+    sock = socket.create_server(("127.0.0.1", 0), backlog=2048)
+    Path(sys.argv[1]).write_text(str(sock.getsockname()[1]))
+    config = uvicorn.Config(IdempotentApi(), log_level="warning", http="httptools")
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""Private Redis and PostgreSQL servers for tests that stop and restart them (never the shared
+ones): real binaries on free loopback ports, in throw-away directories."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_port(port: int, *, within: float, process: subprocess.Popen[bytes] | None) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"server on port {port} exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listens on port {port} after {within}s")
+
+
+class PrivateRedis:
+    """``redis-server`` on its own port, keeping nothing on disk (like the shared one)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="autorunner-redis-"))
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(
+            [
+                shutil.which("redis-server") or "redis-server",
+                "--bind", "127.0.0.1",
+                "--port", str(self.port),
+                "--save", "",
+                "--appendonly", "no",
+                "--dir", str(self.dir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        _wait_for_port(self.port, within=10, process=self._process)
+
+    def stop(self) -> None:
+        """Kill it: everything it held is gone, as after a crash of a Redis without persistence."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGKILL)
+            self._process.wait(timeout=10)
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster made by ``initdb`` in a temporary directory (as the ``postgres`` user
+    when the tests run as root, since PostgreSQL refuses to run as root), trust auth."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="autorunner-pg-"))
+        self.data = self.dir / "data"
+        self._as_postgres = os.geteuid() == 0
+        if self._as_postgres:
+            shutil.chown(self.dir, user="postgres", group="postgres")
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str) -> None:
+        command = [*(["runuser", "-u", "postgres", "--"] if self._as_postgres else []), *args]
+        subprocess.run(command, check=True, capture_output=True, timeout=120)
+
+    def init(self) -> None:
+        self._run(
+            _pg_bin("initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
+            "--no-sync", "-E", "UTF8",
+        )  # fmt: skip
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} -c max_connections=200"
+        )
+        self._run(
+            _pg_bin("pg_ctl"), "-D", str(self.data), "-o", options,
+            "-l", str(self.dir / "log"), "-w", "-t", "60", "start",
+        )  # fmt: skip
+        _wait_for_port(self.port, within=30, process=None)
+
+    def stop(self) -> None:
+        self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def close(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _pg_bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or [shutil.which(name) or name]
+    return found[-1]
