@@ -45,6 +45,11 @@ BUDGET_WINDOW = 3600.0
 DOWN_WAIT = 0.2
 """Seconds to wait for a pooled connection while the server is known to be away."""
 MIGRATION_LOCK = 0x6175746F72756E  # "autorun": one key for every autorunner process
+INSERT_EFFECT = (
+    "INSERT INTO effects (effect_key, event_id, step_id, kind, status, params_json, created_at,"
+    " updated_at, route) VALUES (%(key)s, %(event)s, %(step)s, %(kind)s, 'pending', %(params)s,"
+    " %(now)s, %(now)s, %(route)s) ON CONFLICT DO NOTHING"
+)
 SUMMARY_COLUMNS = (
     "event_id, execution_id, query_id, event_type, channel, status, attempts, received_at, "
     "finished_at, last_error"
@@ -104,7 +109,7 @@ class PostgresStore:
             timeout=connect_timeout,
             open=False,
             configure=_configure,
-            kwargs={"connect_timeout": max(1, round(connect_timeout))},
+            kwargs={"connect_timeout": max(1, round(connect_timeout)), "autocommit": True},
             reconnect_timeout=24 * 3600,  # keep trying in the background while the server is away
         )
         try:
@@ -122,7 +127,7 @@ class PostgresStore:
 
     async def migrate(self, scripts: Sequence[str]) -> int:
         """Apply the scripts not yet applied, in order, under an advisory lock; the version."""
-        async with self._tx() as conn:
+        async with self._tx(atomic=True) as conn:
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
             await conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations"
@@ -137,8 +142,10 @@ class PostgresStore:
             return len(scripts)
 
     @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[Conn]:
-        """One transaction on a pooled connection: committed on exit, rolled back on error.
+    async def _tx(self, *, atomic: bool = False) -> AsyncIterator[Conn]:
+        """A pooled connection. Connections are in autocommit mode, so a single statement is
+        one round trip and its own transaction; ``atomic`` wraps several statements in one
+        transaction (committed on exit, rolled back on error).
 
         After a connection failure the store counts as down until a transaction succeeds, and
         waits at most ``DOWN_WAIT`` for a connection meanwhile: while the server is away, a
@@ -146,7 +153,11 @@ class PostgresStore:
         """
         try:
             async with self._pool.connection(timeout=DOWN_WAIT if self._down else None) as conn:
-                yield conn
+                if atomic:
+                    async with conn.transaction():
+                        yield conn
+                else:
+                    yield conn
         except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
             self._down = True
             raise StoreUnavailable(f"PostgreSQL store unavailable: {_first_line(exc)}") from exc
@@ -241,7 +252,29 @@ class PostgresStore:
         self, intent: EffectIntent, *, at_least_once: bool = False
     ) -> EffectState:
         now = self._clock()
-        async with self._tx() as conn:
+        row = {
+            "key": intent.effect_key,
+            "event": intent.event_id,
+            "step": intent.step_id,
+            "kind": intent.kind,
+            "params": Jsonb(intent.params),
+            "now": now,
+            "route": intent.route,
+        }
+        if intent.budget is None:
+            # The usual case, a new key with no budget to count: one statement.
+            async with self._tx() as conn:
+                cur = await conn.execute(INSERT_EFFECT + " RETURNING 1", row)
+                if await cur.fetchone() is not None:
+                    return EffectState(proceed=True, status="pending")
+        return await self._begin_effect_in_tx(intent, row, at_least_once=at_least_once)
+
+    async def _begin_effect_in_tx(
+        self, intent: EffectIntent, row: dict[str, Any], *, at_least_once: bool
+    ) -> EffectState:
+        """A key seen before, or a route with a budget: decided under a row or route lock."""
+        now = row["now"]
+        async with self._tx(atomic=True) as conn:
             if intent.budget is not None:
                 # Counting then inserting must not interleave with another worker's: serialize
                 # the route's new effects for the length of this transaction.
@@ -252,8 +285,8 @@ class PostgresStore:
                 "SELECT status, result_json FROM effects WHERE effect_key = %s FOR UPDATE",
                 (intent.effect_key,),
             )
-            row = await cur.fetchone()
-            if row is None:
+            found = await cur.fetchone()
+            if found is None:
                 if intent.budget is not None:
                     cur = await conn.execute(
                         "SELECT count(*) FROM effects WHERE route = %s AND created_at > %s",
@@ -262,26 +295,12 @@ class PostgresStore:
                     spent = await cur.fetchone()
                     if spent is not None and spent[0] >= intent.budget:
                         return EffectState(proceed=False, status="over_budget")
-                cur = await conn.execute(
-                    "INSERT INTO effects (effect_key, event_id, step_id, kind, status, params_json,"
-                    " created_at, updated_at, route) VALUES (%s, %s, %s, %s, 'pending', %s, %s,"
-                    " %s, %s) ON CONFLICT DO NOTHING",
-                    (
-                        intent.effect_key,
-                        intent.event_id,
-                        intent.step_id,
-                        intent.kind,
-                        Jsonb(intent.params),
-                        now,
-                        now,
-                        intent.route,
-                    ),
-                )
+                cur = await conn.execute(INSERT_EFFECT, row)
                 if cur.rowcount == 1:
                     return EffectState(proceed=True, status="pending")
                 # Another transaction inserted the key meanwhile: this one must not run it.
                 return EffectState(proceed=False, status="pending")
-            status, result = row[0], row[1]
+            status, result = found[0], found[1]
             if status == "failed" or (status in ("pending", "unknown") and at_least_once):
                 await conn.execute(
                     "UPDATE effects SET status = 'pending', tries = tries + 1, updated_at = %s"
@@ -325,37 +344,40 @@ class PostgresStore:
             "retry_at": retry_at if retry_at is not None else now,
             "attempt": run.attempt,
         }
-        where = " WHERE event_id = %(id)s AND lease_owner = %(owner)s AND status = 'running'"
-        clear = "lease_owner = NULL, lease_until = NULL, last_error = %(error)s"
-        if run.outcome == "done":
-            move = f"UPDATE events SET status = 'done', finished_at = %(now)s, {clear}{where}"
-        elif run.outcome == "retry":
-            move = (
-                f"UPDATE events SET status = 'pending', available_at = %(retry_at)s, {clear}{where}"
-            )
-        else:
-            move = f"UPDATE events SET status = 'dead', finished_at = %(now)s, {clear}{where}"
+        params["record"] = Jsonb(run)
+        params["outcome"] = run.outcome
+        params["finished_at"] = run.finished_at
+        status, at = {
+            "done": ("done", "finished_at = %(now)s"),
+            "retry": ("pending", "available_at = %(retry_at)s"),
+            "dead": ("dead", "finished_at = %(now)s"),
+        }[run.outcome]
+        # One statement (data-modifying CTEs run as one atomic unit): the run is appended
+        # whoever finishes, the event moves only for the lease's owner, a dead one is filed.
+        dead = (
+            ", dead AS (INSERT INTO dead_letters (event_id, reason, attempts, dead_at)"
+            " SELECT event_id, %(error)s, %(attempt)s, %(now)s FROM moved"
+            " ON CONFLICT (event_id) DO UPDATE SET reason = excluded.reason,"
+            " attempts = excluded.attempts, dead_at = excluded.dead_at)"
+            if run.outcome == "dead"
+            else ""
+        )
+        query = (
+            f"WITH moved AS (UPDATE events SET status = '{status}', {at}, lease_owner = NULL,"
+            " lease_until = NULL, last_error = %(error)s WHERE event_id = %(id)s"
+            " AND lease_owner = %(owner)s AND status = 'running' RETURNING event_id),"
+            " run AS (INSERT INTO runs (event_id, attempt, outcome, finished_at, record_json)"
+            " VALUES (%(id)s, %(attempt)s, %(outcome)s, %(finished_at)s, %(record)s))"
+            f"{dead} SELECT count(*) FROM moved"
+        )
         async with self._tx() as conn:
-            await conn.execute(
-                "INSERT INTO runs (event_id, attempt, outcome, finished_at, record_json)"
-                " VALUES (%s, %s, %s, %s, %s)",
-                (run.event_id, run.attempt, run.outcome, run.finished_at, Jsonb(run)),
-            )
-            cur = await conn.execute(move.encode(), params)
-            if run.outcome == "dead" and cur.rowcount:
-                await conn.execute(
-                    "INSERT INTO dead_letters (event_id, reason, attempts, dead_at)"
-                    " VALUES (%(id)s, %(error)s, %(attempt)s, %(now)s) ON CONFLICT (event_id)"
-                    " DO UPDATE SET reason = excluded.reason, attempts = excluded.attempts,"
-                    " dead_at = excluded.dead_at",
-                    params,
-                )
+            await conn.execute(query.encode(), params)
         return False  # the queue is elsewhere (Redis): the caller settles the job
 
     async def redrive(self, event_id: str | None) -> list[str]:
         now = self._clock()
         only = " AND event_id = %(id)s" if event_id is not None else ""
-        async with self._tx() as conn:
+        async with self._tx(atomic=True) as conn:
             cur = await conn.execute(
                 (
                     "UPDATE events SET status = 'pending', attempts = 0, available_at = %(now)s,"
@@ -427,7 +449,7 @@ class PostgresStore:
             return [_summary(r) for r in await cur.fetchall()]
 
     async def get_event(self, event_id: str) -> EventDetail | None:
-        async with self._tx() as conn:
+        async with self._tx(atomic=True) as conn:
             cur = await conn.execute(
                 f"SELECT {SUMMARY_COLUMNS}, event_json, raw_json FROM events WHERE event_id = %s",
                 (event_id,),
@@ -471,7 +493,7 @@ class PostgresStore:
         ]
 
     async def stats(self) -> StoreStats:
-        async with self._tx() as conn:
+        async with self._tx(atomic=True) as conn:
             cur = await conn.execute("SELECT status, count(*) FROM events GROUP BY status")
             counts = {str(r[0]): int(r[1]) for r in await cur.fetchall()}
             cur = await conn.execute(
