@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import psycopg
-from psycopg.conninfo import make_conninfo
 
 from autorunner.clock import Clock, system_clock
 from autorunner.queue.redis import RedisQueue
@@ -20,12 +19,13 @@ DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.
 
 @asynccontextmanager
 async def postgres_schema() -> AsyncIterator[str]:
-    """A connection URL whose ``search_path`` is a fresh schema, dropped afterwards."""
+    """A connection URL (usable as ``DATABASE_URL``) whose ``search_path`` is a fresh schema,
+    dropped afterwards."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
     async with await psycopg.AsyncConnection.connect(DATABASE_URL, autocommit=True) as conn:
         await conn.execute(f"CREATE SCHEMA {schema}".encode())
         try:
-            yield make_conninfo(DATABASE_URL, options=f"-csearch_path={schema}")
+            yield f"{DATABASE_URL}?options=-csearch_path%3D{schema}"
         finally:
             await conn.execute(f"DROP SCHEMA {schema} CASCADE".encode())
 

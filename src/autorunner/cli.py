@@ -229,7 +229,7 @@ def dlq_redrive(
 
 @cli.command()
 def status(as_json: clitools.JsonFlag = False) -> None:
-    """Queue depth, oldest pending age, in flight, dead letters."""
+    """Queue depth, oldest pending age against LAG_THRESHOLD, in flight, dead letters."""
     settings = clitools.settings()
 
     async def gather(backends: composition.Backends) -> dict[str, Any]:
@@ -253,6 +253,7 @@ def status(as_json: clitools.JsonFlag = False) -> None:
             "events": s.counts,
             "rejected_deliveries": s.rejected,
             "lag_threshold_seconds": settings.lag_threshold,
+            "lagging": (q.oldest_ready_age or 0.0) > settings.lag_threshold,
         }
 
     data = clitools.run(lambda: clitools.with_backends(settings, gather))

@@ -55,6 +55,7 @@ class RedisQueue:
     ) -> None:
         self._redis = client
         self._clock = clock
+        self.name = name
         tag = f"{{{name}}}"  # one hash slot for every key of this queue
         self.keys = [
             f"{tag}:stream",
