@@ -1,0 +1,52 @@
+"""What the contract suite cannot see of the cloud backends, over the real services: the stream
+does not grow, dead letters are kept for inspection, a queue wiped by a Redis restart works on,
+and many processes may migrate one database at once."""
+
+from __future__ import annotations
+
+import asyncio
+
+import psycopg
+
+from autorunner.store.postgres import PostgresStore, migrations
+from tests.backends import postgres_schema, redis_queue
+
+
+async def test_acknowledged_and_dead_lettered_jobs_leave_the_stream() -> None:
+    async with redis_queue() as queue:
+        for n in range(100):
+            await queue.enqueue(f"e{n}")
+        jobs = await queue.claim("c", limit=100, lease=30, wait=0)
+        for job in jobs[:99]:
+            await queue.ack(job)
+        await queue.dead_letter(jobs[99], reason="gave up after 5 attempts")
+        stream, _, _, entries, deliveries, _, dlq = queue.keys
+        redis = queue._redis
+        assert await redis.xlen(stream) == 0
+        assert await redis.hlen(entries) == await redis.hlen(deliveries) == 0
+        dead = await redis.xrange(dlq)
+        assert [(fields["ev"], fields["reason"]) for _, fields in dead] == [  # type: ignore[index,union-attr]
+            ("e99", "gave up after 5 attempts")
+        ]
+        assert (await queue.stats()).dead == 1
+
+
+async def test_a_queue_wiped_by_a_redis_restart_recreates_its_group_and_works_on() -> None:
+    async with redis_queue() as queue:
+        await queue.enqueue("before")
+        [job] = await queue.claim("c", limit=1, lease=30, wait=0)
+        await queue.drop()  # what a restart of a Redis without persistence leaves
+        await queue.ack(job)  # a receipt from before the restart is harmlessly stale
+        await queue.enqueue("after")
+        assert [j.event_id for j in await queue.claim("c", limit=5, lease=30, wait=0)] == ["after"]
+
+
+async def test_processes_starting_together_apply_the_schema_once() -> None:
+    async with postgres_schema() as url:
+        stores = await asyncio.gather(*(PostgresStore.open(url) for _ in range(6)))
+        for store in stores:
+            await store.close()
+        async with await psycopg.AsyncConnection.connect(url) as conn:
+            cur = await conn.execute("SELECT version FROM schema_migrations ORDER BY version")
+            versions = [row[0] for row in await cur.fetchall()]
+    assert versions == list(range(1, len(migrations()) + 1))
