@@ -22,7 +22,7 @@ from autorunner.adapters.exchange import ExchangeAdapter
 from autorunner.adapters.http import HttpAdapter
 from autorunner.adapters.notify import NotifyAdapter
 from autorunner.adapters.relay import RelayAdapter
-from autorunner.adapters.telegram import TelegramAdapter
+from autorunner.adapters.telegram import Spacer, TelegramAdapter
 from autorunner.auto_client import AutoClient, AutoCredentials
 from autorunner.clock import Clock, system_clock
 from autorunner.config import Settings, sqlite_path
@@ -224,7 +224,9 @@ def http_client() -> httpx2.AsyncClient:
     )
 
 
-def build_adapters(settings: Settings, http: httpx2.AsyncClient) -> dict[str, Adapter]:
+def build_adapters(
+    settings: Settings, http: httpx2.AsyncClient, *, queue: Queue | None = None
+) -> dict[str, Adapter]:
     """``notify`` always; ``http`` and ``telegram`` when their targets are configured."""
     adapters: dict[str, Adapter] = {"notify": NotifyAdapter()}
     if settings.endpoints:
@@ -271,8 +273,22 @@ def build_adapters(settings: Settings, http: httpx2.AsyncClient) -> dict[str, Ad
             parse_mode=settings.telegram_parse_mode,
             delivery=settings.telegram_delivery,
             chat_interval=settings.telegram_chat_interval,
+            spacer=shared_spacer(settings, queue),
         )
     return adapters
+
+
+def shared_spacer(settings: Settings, queue: Queue | None) -> Spacer | None:
+    """Telegram's limits hold per bot, whichever worker sends: on a Redis queue (cloud mode)
+    every process spaces its sends through Redis; otherwise the adapter spaces them itself."""
+    if settings.runner_mode != "cloud":
+        return None
+    from autorunner.queue.redis import RedisQueue  # noqa: PLC0415 - cloud mode only
+    from autorunner.queue.redis_spacer import RedisSpacer  # noqa: PLC0415
+
+    if not isinstance(queue, RedisQueue):
+        return None
+    return RedisSpacer(queue.client, prefix=f"{{{queue.name}}}:spacing")
 
 
 def adapter_kinds(settings: Settings) -> frozenset[str]:
@@ -357,7 +373,9 @@ def build_runtime(
     metrics = Metrics()
     http = http_client()
     auto = build_auto_client(settings, http)
-    chosen = adapters if adapters is not None else build_adapters(settings, http)
+    chosen = (
+        adapters if adapters is not None else build_adapters(settings, http, queue=backends.queue)
+    )
     policy = policy_for(settings)
     store, queue = backends.store, backends.queue
     available = deciders(settings, http, auto)

@@ -5,9 +5,11 @@ and many processes may migrate one database at once."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import psycopg
 
+from autorunner.queue.redis_spacer import RedisSpacer
 from autorunner.store.postgres import PostgresStore, migrations
 from tests.backends import postgres_schema, redis_queue
 
@@ -50,3 +52,18 @@ async def test_processes_starting_together_apply_the_schema_once() -> None:
             cur = await conn.execute("SELECT version FROM schema_migrations ORDER BY version")
             versions = [row[0] for row in await cur.fetchall()]
     assert versions == list(range(1, len(migrations()) + 1))
+
+
+async def test_telegram_spacing_is_shared_by_every_process_through_redis() -> None:
+    async with redis_queue() as queue:
+        # Two workers' spacers on one Redis: each slot for the chat comes one interval after
+        # the last, whichever of them reserved it.
+        workers = [RedisSpacer(queue.client, prefix=f"{{{queue.name}}}:spacing") for _ in "ab"]
+        delays = [await workers[n % 2].reserve("chat:42", 0.5) for n in range(4)]
+        other_chat = await workers[0].reserve("chat:7", 0.5)
+        await queue.client.delete(f"{{{queue.name}}}:spacing:chat:42")
+        await queue.client.delete(f"{{{queue.name}}}:spacing:chat:7")
+    assert delays[0] == 0
+    gaps = [b - a for a, b in itertools.pairwise(delays)]
+    assert all(0.4 < gap <= 0.5 for gap in gaps), gaps
+    assert other_chat == 0

@@ -3,7 +3,9 @@
 Decisions name a chat (``params.chat``) that the operator mapped to an id
 (``TELEGRAM_CHATS="desk=-1001234"``). Text is escaped for the chosen parse mode and cut to
 Telegram's 4,096 characters. Sends are spaced to one a second per chat and thirty a second per
-bot (Telegram's limits, in this process); ``429`` honours ``parameters.retry_after``. The bot
+bot, Telegram's limits, which hold per bot token: across all workers in cloud mode (a
+``Spacer`` on Redis), within the process in local mode; ``429`` honours
+``parameters.retry_after``. The bot
 token is part of the URL, so no error message ever includes the URL.
 
 Telegram has no idempotency key: ``at_most_once`` (default) means a send cut off by a crash is
@@ -13,10 +15,11 @@ marked unknown and not repeated; ``at_least_once`` repeats it (possibly a second
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import time
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import httpx2
 
@@ -26,6 +29,8 @@ from autorunner.errors import PermanentError, TransientError
 from autorunner.events import Event
 
 MAX_TEXT = 4096
+BOT_INTERVAL = 1 / 30
+"""Telegram allows a bot about thirty messages a second overall."""
 ParseMode = Literal["plain", "HTML", "MarkdownV2"]
 _MARKDOWN_V2 = re.compile(r"([_*\[\]()~`>#+\-=|{}.!\\])")
 
@@ -44,19 +49,24 @@ def fit(text: str) -> str:
     return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
 
 
-class _Spacer:
-    """At most one send per ``interval`` for a key, waiting instead of failing."""
+class Spacer(Protocol):
+    """Spaces sends: at most one per ``interval`` seconds for a key, waiting instead of failing."""
 
-    def __init__(self, interval: float) -> None:
-        self._interval = interval
+    async def wait(self, key: str, interval: float) -> None:
+        """Return when a send for ``key`` may go."""
+
+
+class LocalSpacer:
+    """Spacing within this process (local mode: one process sends everything)."""
+
+    def __init__(self) -> None:
         self._next: dict[str, float] = {}
-        self._lock = asyncio.Lock()
 
-    async def wait(self, key: str) -> None:
-        async with self._lock:
-            now = time.monotonic()
-            at = max(self._next.get(key, 0.0), now)
-            self._next[key] = at + self._interval
+    async def wait(self, key: str, interval: float) -> None:
+        # No await between reading and writing ``_next``: atomic on the event loop.
+        now = time.monotonic()
+        at = max(self._next.get(key, 0.0), now)
+        self._next[key] = at + interval
         if at > now:
             await asyncio.sleep(at - now)
 
@@ -76,6 +86,7 @@ class TelegramAdapter:
         parse_mode: ParseMode = "plain",
         delivery: Delivery = "at_most_once",
         chat_interval: float = 1.0,
+        spacer: Spacer | None = None,
     ) -> None:
         self._http = http
         self._token = token
@@ -83,8 +94,9 @@ class TelegramAdapter:
         self._api = api_base.rstrip("/")
         self._mode = parse_mode
         self.delivery: Delivery = delivery
-        self._per_chat = _Spacer(chat_interval)
-        self._per_bot = _Spacer(1 / 30)
+        self._chat_interval = chat_interval
+        self._spacer = spacer or LocalSpacer()
+        self._bot_key = f"bot:{hashlib.sha256(token.encode()).hexdigest()[:12]}"  # not the token
 
     async def execute(self, action: Action, *, effect_key: str, event: Event) -> dict[str, Any]:
         name = str(action.params.get("chat"))
@@ -97,8 +109,8 @@ class TelegramAdapter:
         }
         if self._mode != "plain":
             payload["parse_mode"] = self._mode
-        await self._per_bot.wait("bot")
-        await self._per_chat.wait(chat_id)
+        await self._spacer.wait(self._bot_key, BOT_INTERVAL)
+        await self._spacer.wait(f"{self._bot_key}:chat:{chat_id}", self._chat_interval)
         try:
             response = await self._http.post(
                 f"{self._api}/bot{self._token}/sendMessage", json=payload

@@ -114,6 +114,11 @@ class RedisQueue:
             lambda: script(keys=self.keys, args=[GROUP, repr(self._clock()), *args])
         )
 
+    @property
+    def client(self) -> aioredis.Redis:
+        """The connection pool, for other users of the same Redis (``RedisSpacer``)."""
+        return self._redis
+
     async def ping(self) -> None:
         await self._call(self._redis.ping)
 
