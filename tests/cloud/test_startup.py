@@ -9,25 +9,27 @@ from pathlib import Path
 import pytest
 
 from tests.acceptance.runner import base_env, cli, start_server
+from tests.backends import postgres_schema
 from tests.helpers import eventually
 from tests.services import PrivateRedis, free_port
 
 
-def cloud_env(tmp_path: Path, redis_url: str, **extra: str) -> dict[str, str]:
+def cloud_env(tmp_path: Path, database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
     return base_env(
         tmp_path / "unused.db",
         RUNNER_MODE="cloud",
         QUEUE_URL=redis_url,
-        DATABASE_URL="postgresql://postgres@127.0.0.1:5432/test",
+        DATABASE_URL=database_url,
         QUEUE_NAME=f"startup-{tmp_path.name}",
         **extra,
     )
 
 
-def test_a_queue_that_never_answers_stops_the_worker_with_one_line(tmp_path: Path) -> None:
+async def test_a_queue_that_never_answers_stops_the_worker_with_one_line(tmp_path: Path) -> None:
     port = free_port()
-    env = cloud_env(tmp_path, f"redis://127.0.0.1:{port}/0", STARTUP_WAIT="0.5")
-    result = cli(env, "worker", cwd=tmp_path)
+    async with postgres_schema() as database:
+        env = cloud_env(tmp_path, database, f"redis://127.0.0.1:{port}/0", STARTUP_WAIT="0.5")
+        result = await asyncio.to_thread(cli, env, "worker", cwd=tmp_path)
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"autorunner: error: cannot reach Redis at 127.0.0.1:{port}")
@@ -36,8 +38,8 @@ def test_a_queue_that_never_answers_stops_the_worker_with_one_line(tmp_path: Pat
 @pytest.mark.timeout(120)
 async def test_a_worker_started_before_its_queue_waits_and_then_runs(tmp_path: Path) -> None:
     redis = PrivateRedis()
-    try:
-        env = cloud_env(tmp_path, redis.url, STARTUP_WAIT="60")
+    async with postgres_schema() as database:
+        env = cloud_env(tmp_path, database, redis.url, STARTUP_WAIT="60")
         starting = asyncio.create_task(
             asyncio.to_thread(start_server, env, tmp_path, tmp_path / "w.log", command="worker")
         )
@@ -48,8 +50,9 @@ async def test_a_worker_started_before_its_queue_waits_and_then_runs(tmp_path: P
 
         await eventually(waiting_logged, within=30, interval=0.05)
         redis.start()
-        worker = await asyncio.wait_for(starting, timeout=60)
-        assert worker.process.poll() is None
-        assert worker.terminate() == 0
-    finally:
-        redis.close()
+        try:
+            worker = await asyncio.wait_for(starting, timeout=60)
+            assert worker.process.poll() is None
+            assert worker.terminate() == 0
+        finally:
+            redis.close()

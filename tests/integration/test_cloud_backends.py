@@ -8,7 +8,9 @@ import asyncio
 import itertools
 
 import psycopg
+import pytest
 
+from autorunner.errors import ConfigError
 from autorunner.queue.redis_spacer import RedisSpacer
 from autorunner.store.postgres import PostgresStore, migrations
 from tests.backends import postgres_schema, redis_queue
@@ -52,6 +54,14 @@ async def test_processes_starting_together_apply_the_schema_once() -> None:
             cur = await conn.execute("SELECT version FROM schema_migrations ORDER BY version")
             versions = [row[0] for row in await cur.fetchall()]
     assert versions == list(range(1, len(migrations()) + 1))
+
+
+async def test_a_schema_newer_than_the_code_is_refused_with_one_line() -> None:
+    async with postgres_schema() as url:
+        store = await PostgresStore.open(url)
+        await store.close()
+        with pytest.raises(ConfigError, match="schema is at version 1, newer than this"):
+            await PostgresStore.open(url, scripts=[])
 
 
 async def test_telegram_spacing_is_shared_by_every_process_through_redis() -> None:

@@ -24,7 +24,7 @@ from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from autorunner.clock import Clock, system_clock
-from autorunner.errors import StoreUnavailable
+from autorunner.errors import ConfigError, StoreUnavailable
 from autorunner.events import Event
 from autorunner.store.base import (
     DeadLetterView,
@@ -136,6 +136,11 @@ class PostgresStore:
             cur = await conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations")
             row = await cur.fetchone()
             version = int(row[0]) if row else 0
+            if version > len(scripts):
+                raise ConfigError(
+                    f"the database's schema is at version {version}, newer than this autorunner"
+                    f" knows ({len(scripts)}): run the newer autorunner, or a fresh database"
+                )
             for number, script in enumerate(scripts[version:], start=version + 1):
                 await conn.execute(script.encode())
                 await conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (number,))
