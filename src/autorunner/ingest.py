@@ -56,13 +56,16 @@ class Ingestor:
             return Ingested(
                 event_id=event.event_id, duplicate_of=result.existing_id or event.event_id
             )
-        if not result.queued:
+        queued = result.queued
+        if not queued:
             try:
                 await self._queue.enqueue(event.event_id)
+                queued = True
             except StoreUnavailable as exc:
                 self._metrics.enqueue_deferred.inc()
                 log.warning("event.enqueue_deferred", event_id=event.event_id, error=str(exc))
-        self._enqueued[event.channel].inc()
+        if queued:
+            self._enqueued[event.channel].inc()
         log.info(
             "event.accepted",
             event_id=event.event_id,

@@ -9,11 +9,14 @@ import itertools
 
 import psycopg
 import pytest
+import redis.asyncio as aioredis
 
-from autorunner.errors import ConfigError
+from autorunner.errors import ConfigError, StoreUnavailable
+from autorunner.queue.redis import RedisQueue
 from autorunner.queue.redis_spacer import RedisSpacer
 from autorunner.store.postgres import PostgresStore, migrations
 from tests.backends import postgres_schema, redis_queue
+from tests.services import free_port
 
 
 async def test_acknowledged_and_dead_lettered_jobs_leave_the_stream() -> None:
@@ -77,3 +80,14 @@ async def test_telegram_spacing_is_shared_by_every_process_through_redis() -> No
     gaps = [b - a for a, b in itertools.pairwise(delays)]
     assert all(0.4 < gap <= 0.5 for gap in gaps), gaps
     assert other_chat == 0
+
+
+async def test_enqueue_fails_at_once_for_a_moment_after_redis_went_away() -> None:
+    queue = RedisQueue(aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0"), name="gone")
+    try:
+        with pytest.raises(StoreUnavailable, match="Connect"):
+            await queue.enqueue("e1")
+        with pytest.raises(StoreUnavailable, match="recent connection failure"):
+            await queue.enqueue("e2")  # not tried: an ingress answers its webhook at once
+    finally:
+        await queue.close()

@@ -26,6 +26,7 @@ truth and the sweeper enqueues every unfinished event again. Connection failures
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -43,6 +44,8 @@ from autorunner.queue.base import Job, QueueStats
 
 T = TypeVar("T")
 GROUP = "workers"
+ENQUEUE_PAUSE = 1.0
+"""Seconds ``enqueue`` fails fast after a connection failure."""
 MAX_BLOCK = 1.0
 """Longest single blocking read: bounds how late a lapsed lease is noticed while idle."""
 
@@ -56,6 +59,7 @@ class RedisQueue:
         self._redis = client
         self._clock = clock
         self.name = name
+        self._enqueue_paused_until = 0.0
         tag = f"{{{name}}}"  # one hash slot for every key of this queue
         self.keys = [
             f"{tag}:stream",
@@ -123,7 +127,16 @@ class RedisQueue:
         await self._call(self._redis.ping)
 
     async def enqueue(self, event_id: str, *, delay: float = 0.0) -> None:
-        await self._run(self._enqueue, event_id, repr(self._clock() + delay))
+        """Queue a job; for ``ENQUEUE_PAUSE`` seconds after a connection failure, fail at once
+        without trying: the caller (an ingress answering a webhook) must not wait on a Redis
+        that is away, since the store already holds the event and the sweeper will queue it."""
+        if time.monotonic() < self._enqueue_paused_until:
+            raise StoreUnavailable("Redis queue unavailable (recent connection failure)")
+        try:
+            await self._run(self._enqueue, event_id, repr(self._clock() + delay))
+        except StoreUnavailable:
+            self._enqueue_paused_until = time.monotonic() + ENQUEUE_PAUSE
+            raise
 
     async def claim(self, consumer: str, *, limit: int, lease: float, wait: float) -> list[Job]:
         loop = asyncio.get_running_loop()
