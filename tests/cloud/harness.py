@@ -129,8 +129,9 @@ class Sent:
 
     accepted: set[str] = field(default_factory=set)  # 202
     duplicates: int = 0  # 200
-    refused: list[str] = field(default_factory=list)  # 503 (to be sent again)
+    refused: list[str] = field(default_factory=list)  # 503 or no answer (to be sent again)
     other: list[tuple[str, int]] = field(default_factory=list)
+    answers: dict[str, list[int]] = field(default_factory=dict)  # every status, in order
 
 
 async def deliver(
@@ -153,6 +154,7 @@ async def deliver(
                 status = reply.status
             except httpx2.TransportError:
                 status = 0
+            sent.answers.setdefault(event_id, []).append(status)
             if status == 202:
                 sent.accepted.add(event_id)
             elif status == 200:
