@@ -217,7 +217,7 @@ def build_app(
 
     async def metrics_endpoint(_: Request) -> Response:
         try:
-            metrics.observe_stats(await queue.stats(), await audit.stats())
+            metrics.observe_stats(await queue.stats(), await audit.stats(done=False))
         except StoreUnavailable as exc:
             log.warning("metrics.stats_unavailable", error=str(exc))
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")

@@ -259,6 +259,20 @@ async def test_stats_count_by_status_and_rejected(backends: Backends, clock: Fak
     assert stats.rejected == 1
 
 
+async def test_stats_for_metrics_count_all_but_the_done_events(backends: Backends) -> None:
+    store, _ = backends
+    for event_id in ("e1", "e2", "e3", "e4"):
+        await store.insert_event(make_event(event_id), raw_delivery())
+    for event_id, outcome in (("e2", "done"), ("e3", "dead")):
+        await store.acquire(event_id, owner="w", lease=30)
+        await store.finish(run(event_id, outcome=outcome), owner="w", reason="r")
+    await store.acquire("e4", owner="w", lease=30)
+    stats = await store.stats(done=False)
+    assert stats.counts == {"pending": 1, "running": 1, "dead": 1}
+    await store.redrive("e3")
+    assert (await store.stats(done=False)).counts == {"pending": 2, "running": 1}
+
+
 async def test_list_events_filters_by_status(backends: Backends) -> None:
     store, _ = backends
     await store.insert_event(make_event("e1"), raw_delivery())

@@ -273,8 +273,10 @@ class Audit(Protocol):
     async def list_dead_letters(self, *, limit: int) -> list[DeadLetterView]:
         """Newest first."""
 
-    async def stats(self) -> StoreStats:
-        """Counts for ``status`` and metrics."""
+    async def stats(self, *, done: bool = True) -> StoreStats:
+        """Counts by status for ``status`` and metrics. ``done=False`` leaves out the count of
+        finished events, the one that needs a pass over the whole table: what ``/metrics``
+        asks for on every scrape of every process."""
 
 
 class Backend(Store, Audit, Protocol):

@@ -285,12 +285,14 @@ class MemoryStore:
         self._check()
         return sorted(self._dead.values(), key=lambda d: d.dead_at, reverse=True)[:limit]
 
-    async def stats(self) -> StoreStats:
+    async def stats(self, *, done: bool = True) -> StoreStats:
         self._check()
         counts: dict[str, int] = {}
         oldest: float | None = None
         for row in self._events.values():
             status = row.summary.status
+            if status == "done" and not done:
+                continue
             counts[status] = counts.get(status, 0) + 1
             if status in ("pending", "running"):
                 received = row.summary.received_at

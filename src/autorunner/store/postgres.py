@@ -497,10 +497,20 @@ class PostgresStore:
             DeadLetterView(event_id=r[0], reason=r[1], attempts=r[2], dead_at=r[3]) for r in rows
         ]
 
-    async def stats(self) -> StoreStats:
+    async def stats(self, *, done: bool = True) -> StoreStats:
         async with self._tx(atomic=True) as conn:
-            cur = await conn.execute("SELECT status, count(*) FROM events GROUP BY status")
-            counts = {str(r[0]): int(r[1]) for r in await cur.fetchall()}
+            if done:
+                cur = await conn.execute("SELECT status, count(*) FROM events GROUP BY status")
+                counts = {str(r[0]): int(r[1]) for r in await cur.fetchall()}
+            else:  # the unfinished through their partial index; the dead from their own table
+                cur = await conn.execute(
+                    "SELECT status, count(*) FROM events"
+                    " WHERE status IN ('pending', 'running') GROUP BY status"
+                )
+                counts = {str(r[0]): int(r[1]) for r in await cur.fetchall()}
+                cur = await conn.execute("SELECT count(*) FROM dead_letters")
+                dead = await cur.fetchone()
+                counts |= {"dead": int(dead[0])} if dead and dead[0] else {}
             cur = await conn.execute(
                 "SELECT min(received_at) FROM events WHERE status IN ('pending', 'running')"
             )

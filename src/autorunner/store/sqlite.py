@@ -425,11 +425,21 @@ class SqliteStore:
             DeadLetterView(event_id=r[0], reason=r[1], attempts=r[2], dead_at=r[3]) for r in rows
         ]
 
-    async def stats(self) -> StoreStats:
+    async def stats(self, *, done: bool = True) -> StoreStats:
         def op(conn: sqlite3.Connection) -> StoreStats:
-            counts = dict(
-                conn.execute("SELECT status, count(*) FROM events GROUP BY status").fetchall()
-            )
+            if done:
+                counts = dict(
+                    conn.execute("SELECT status, count(*) FROM events GROUP BY status").fetchall()
+                )
+            else:  # the unfinished through their partial index; the dead from their own table
+                counts = dict(
+                    conn.execute(
+                        "SELECT status, count(*) FROM events"
+                        " WHERE status IN ('pending', 'running') GROUP BY status"
+                    ).fetchall()
+                )
+                dead = conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
+                counts |= {"dead": dead} if dead else {}
             oldest = conn.execute(
                 "SELECT min(received_at) FROM events WHERE status IN ('pending', 'running')"
             ).fetchone()[0]
