@@ -23,6 +23,7 @@ import os
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -58,11 +59,17 @@ def cloud_env(database: str, redis: str, queue: str, port: int, **extra: str) ->
     }
 
 
-def fresh_database(admin_url: str) -> str:
+@contextlib.contextmanager
+def fresh_database(admin_url: str) -> Iterator[str]:
+    """A new database on the server of ``admin_url`` (its URL), dropped afterwards."""
     name = f"bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}".encode())
-    return f"{admin_url.rsplit('/', 1)[0]}/{name}"  # a URL, as DATABASE_URL must be
+    try:
+        yield f"{admin_url.rsplit('/', 1)[0]}/{name}"  # a URL, as DATABASE_URL must be
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)".encode())
 
 
 def count_done(url: str) -> int:
@@ -71,25 +78,23 @@ def count_done(url: str) -> int:
     return int(row[0]) if row else 0
 
 
-def drain_with(workers: int, events: int, database: str, redis: str, log_level: str) -> float:
+def drain_with(workers: int, events: int, admin_url: str, redis: str, log_level: str) -> float:
     """Preload ``events``, start ``workers`` processes, return jobs/s once all are done."""
     queue = f"bench-{uuid.uuid4().hex[:8]}"
-    database = fresh_database(database)
-    settings = Settings(
-        runner_mode="cloud", queue_url=redis, database_url=database, queue_name=queue
-    )
-    asyncio.run(preload(settings, events))
-    cmd = [str(VENV_BIN / "autorunner"), "worker"]
-    ports = [free_port() for _ in range(workers)]
-    with contextlib.ExitStack() as stack:
-        for port in ports:
-            stack.enter_context(
-                server(cmd, port, cloud_env(database, redis, queue, port, LOG_LEVEL=log_level))
-            )
-        started, done_at_start = time.perf_counter(), count_done(database)
-        while (done := count_done(database)) < events:
-            time.sleep(0.05)
-        elapsed = time.perf_counter() - started
+    with fresh_database(admin_url) as database:
+        settings = Settings(
+            runner_mode="cloud", queue_url=redis, database_url=database, queue_name=queue
+        )
+        asyncio.run(preload(settings, events))
+        cmd = [str(VENV_BIN / "autorunner"), "worker"]
+        with contextlib.ExitStack() as processes:
+            for port in [free_port() for _ in range(workers)]:
+                env = cloud_env(database, redis, queue, port, LOG_LEVEL=log_level)
+                processes.enter_context(server(cmd, port, env))
+            started, done_at_start = time.perf_counter(), count_done(database)
+            while (done := count_done(database)) < events:
+                time.sleep(0.05)
+            elapsed = time.perf_counter() - started
     return (done - done_at_start) / elapsed
 
 
@@ -122,6 +127,35 @@ def two_ingresses(
     }
 
 
+def measure_ingress(
+    args: argparse.Namespace,
+    database: str,
+    lines_file: Path,
+    tmp: Path,
+    results: dict[str, dict[str, float]],
+) -> loadgen.Result:
+    """One ingress and two under wrk (into ``results``), then the open loop at half the rate."""
+    ingress = [str(VENV_BIN / "autorunner"), "ingress"]
+    port = free_port()
+    env = cloud_env(database, args.redis, f"bench-{uuid.uuid4().hex[:8]}", port)
+    with server(ingress, port, {**env, "LOG_LEVEL": args.log_level}) as proc:
+        results["cloud ingress, 1 process"] = wrk(port, lines_file, args.duration, args.connections)
+        results["cloud ingress, 1 process"]["rss_mb"] = rss_mb(proc.pid)
+
+    results["cloud ingress, 2 processes"] = two_ingresses(args, database, lines_file, tmp)
+
+    half = results["cloud ingress, 1 process"]["rate"] / 2
+    port = free_port()
+    fresh = signed_lines(int(half * args.duration))
+    env = cloud_env(database, args.redis, f"bench-{uuid.uuid4().hex[:8]}", port)
+    with server(ingress, port, {**env, "LOG_LEVEL": args.log_level}):
+        return asyncio.run(
+            loadgen.run(
+                "127.0.0.1", port, [raw_request(r, port) for r in fresh], rate=half, connections=32
+            )
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -151,26 +185,8 @@ def main() -> None:
         results["bare hello endpoint"] = wrk(port, lines_file, args.duration, args.connections)
         results["bare hello endpoint"]["rss_mb"] = rss_mb(proc.pid)
 
-    ingress = [str(VENV_BIN / "autorunner"), "ingress"]
-    database = fresh_database(args.database)
-    port = free_port()
-    env = cloud_env(database, args.redis, f"bench-{uuid.uuid4().hex[:8]}", port)
-    with server(ingress, port, {**env, "LOG_LEVEL": args.log_level}) as proc:
-        results["cloud ingress, 1 process"] = wrk(port, lines_file, args.duration, args.connections)
-        results["cloud ingress, 1 process"]["rss_mb"] = rss_mb(proc.pid)
-
-    results["cloud ingress, 2 processes"] = two_ingresses(args, database, lines_file, tmp)
-
-    half = results["cloud ingress, 1 process"]["rate"] / 2
-    port = free_port()
-    fresh = signed_lines(int(half * args.duration))
-    env = cloud_env(database, args.redis, f"bench-{uuid.uuid4().hex[:8]}", port)
-    with server(ingress, port, {**env, "LOG_LEVEL": args.log_level}):
-        open_loop = asyncio.run(
-            loadgen.run(
-                "127.0.0.1", port, [raw_request(r, port) for r in fresh], rate=half, connections=32
-            )
-        )
+    with fresh_database(args.database) as database:
+        open_loop = measure_ingress(args, database, lines_file, tmp, results)
 
     scale = scale_out(args)
 
@@ -188,7 +204,8 @@ def main() -> None:
             f"| {f['p99']:.2f} | {f['non2xx']:.0f} | {f['rss_mb']:.0f} |"
         )
     print(
-        f"\nopen loop at {half:,.0f} req/s (half of one ingress's maximum) for "
+        f"\nopen loop at {results['cloud ingress, 1 process']['rate'] / 2:,.0f} req/s (half of "
+        f"one ingress's maximum) for "
         f"{open_loop.elapsed:.1f}s: sent {open_loop.sent:,}, statuses {open_loop.statuses}, "
         f"p50 {open_loop.percentile(50):.2f} ms, p99 {open_loop.percentile(99):.2f} ms"
     )
