@@ -90,6 +90,25 @@ class EffectState:
     result: dict[str, Any] | None = None
 
 
+BUDGET_WINDOW = 3600.0
+"""A route's ``max_effects_per_hour`` counts the effects it began in this many seconds."""
+
+
+def retaken_status(status: EffectStatus, *, at_least_once: bool) -> EffectStatus | None:
+    """The ledger's rule for a key it has seen before: the status to record now, or ``None`` to
+    leave the entry as it is (``done``; ``unknown`` for an at-most-once adapter).
+
+    ``pending`` means perform it again: a known failure, or an outcome a crash left open when
+    the adapter is ``at_least_once``. ``unknown`` marks an open outcome an at-most-once adapter
+    must never resend.
+    """
+    if status == "failed" or (status in ("pending", "unknown") and at_least_once):
+        return "pending"
+    if status == "pending":
+        return "unknown"
+    return None
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RunRecord:
     """Everything one attempt did for one event: the audit and replay record."""

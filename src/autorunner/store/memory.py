@@ -14,6 +14,7 @@ from autorunner.clock import Clock, system_clock
 from autorunner.errors import StoreUnavailable
 from autorunner.events import Event
 from autorunner.store.base import (
+    BUDGET_WINDOW,
     DeadLetterView,
     EffectIntent,
     EffectState,
@@ -26,6 +27,7 @@ from autorunner.store.base import (
     RawDelivery,
     RunRecord,
     StoreStats,
+    retaken_status,
 )
 
 
@@ -127,7 +129,7 @@ class MemoryStore:
                 spent = sum(
                     1
                     for e in self._effects.values()
-                    if e["route"] == intent.route and e["created_at"] > now - 3600.0
+                    if e["route"] == intent.route and e["created_at"] > now - BUDGET_WINDOW
                 )
                 if spent >= intent.budget:
                     return EffectState(proceed=False, status="over_budget")
@@ -146,13 +148,11 @@ class MemoryStore:
             }
             return EffectState(proceed=True, status="pending")
         status = entry["status"]
-        if status == "failed" or (status in ("pending", "unknown") and at_least_once):
-            entry.update(status="pending", tries=entry["tries"] + 1, updated_at=now)
-            return EffectState(proceed=True, status="pending")
-        if status == "pending":
-            entry.update(status="unknown", updated_at=now)
-            return EffectState(proceed=False, status="unknown")
-        return EffectState(proceed=False, status=status, result=copy.deepcopy(entry["result"]))
+        retaken = retaken_status(status, at_least_once=at_least_once)
+        if retaken is None:
+            return EffectState(proceed=False, status=status, result=copy.deepcopy(entry["result"]))
+        entry.update(status=retaken, tries=entry["tries"] + (retaken == "pending"), updated_at=now)
+        return EffectState(proceed=retaken == "pending", status=retaken)
 
     async def finish_effect(
         self, effect_key: str, *, status: EffectStatus, result: dict[str, Any]

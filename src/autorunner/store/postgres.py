@@ -27,6 +27,7 @@ from autorunner.clock import Clock, system_clock
 from autorunner.errors import ConfigError, StoreUnavailable
 from autorunner.events import Event
 from autorunner.store.base import (
+    BUDGET_WINDOW,
     DeadLetterView,
     EffectIntent,
     EffectState,
@@ -39,9 +40,15 @@ from autorunner.store.base import (
     RawDelivery,
     RunRecord,
     StoreStats,
+    retaken_status,
+)
+from autorunner.store.sql import (
+    EFFECT_COLUMNS,
+    SUMMARY_COLUMNS,
+    effect_from_row,
+    summary_from_row,
 )
 
-BUDGET_WINDOW = 3600.0
 DOWN_WAIT = 0.2
 """Seconds to wait for a pooled connection while the server is known to be away."""
 MIGRATION_LOCK = 0x6175746F72756E  # "autorun": one key for every autorunner process
@@ -49,10 +56,6 @@ INSERT_EFFECT = (
     "INSERT INTO effects (effect_key, event_id, step_id, kind, status, params_json, created_at,"
     " updated_at, route) VALUES (%(key)s, %(event)s, %(step)s, %(kind)s, 'pending', %(params)s,"
     " %(now)s, %(now)s, %(route)s) ON CONFLICT DO NOTHING"
-)
-SUMMARY_COLUMNS = (
-    "event_id, execution_id, query_id, event_type, channel, status, attempts, received_at, "
-    "finished_at, last_error"
 )
 Conn = psycopg.AsyncConnection[TupleRow]
 
@@ -305,21 +308,16 @@ class PostgresStore:
                     return EffectState(proceed=True, status="pending")
                 # Another transaction inserted the key meanwhile: this one must not run it.
                 return EffectState(proceed=False, status="pending")
-            status, result = found[0], found[1]
-            if status == "failed" or (status in ("pending", "unknown") and at_least_once):
-                await conn.execute(
-                    "UPDATE effects SET status = 'pending', tries = tries + 1, updated_at = %s"
-                    " WHERE effect_key = %s",
-                    (now, intent.effect_key),
-                )
-                return EffectState(proceed=True, status="pending")
-            if status == "pending":
-                await conn.execute(
-                    "UPDATE effects SET status = 'unknown', updated_at = %s WHERE effect_key = %s",
-                    (now, intent.effect_key),
-                )
-                return EffectState(proceed=False, status="unknown")
-            return EffectState(proceed=False, status=status, result=result)
+            status = found[0]
+            retaken = retaken_status(status, at_least_once=at_least_once)
+            if retaken is None:
+                return EffectState(proceed=False, status=status, result=found[1])
+            await conn.execute(
+                "UPDATE effects SET status = %s, tries = tries + %s, updated_at = %s"
+                " WHERE effect_key = %s",
+                (retaken, int(retaken == "pending"), now, intent.effect_key),
+            )
+            return EffectState(proceed=retaken == "pending", status=retaken)
 
     async def finish_effect(
         self, effect_key: str, *, status: EffectStatus, result: dict[str, Any]
@@ -451,7 +449,7 @@ class PostgresStore:
             cur = await conn.execute(
                 query.encode(), {"status": status, "since": since, "until": until, "limit": limit}
             )
-            return [_summary(r) for r in await cur.fetchall()]
+            return [summary_from_row(r) for r in await cur.fetchall()]
 
     async def get_event(self, event_id: str) -> EventDetail | None:
         async with self._tx(atomic=True) as conn:
@@ -467,8 +465,7 @@ class PostgresStore:
             )
             runs = await cur.fetchall()
             cur = await conn.execute(
-                "SELECT effect_key, step_id, kind, status, tries, params_json, result_json,"
-                " created_at, updated_at FROM effects WHERE event_id = %s ORDER BY created_at",
+                f"SELECT {EFFECT_COLUMNS} FROM effects WHERE event_id = %s ORDER BY created_at",
                 (event_id,),
             )
             effects = await cur.fetchall()
@@ -477,11 +474,11 @@ class PostgresStore:
             )
             dead = await cur.fetchone()
         return EventDetail(
-            summary=_summary(row[:10]),
+            summary=summary_from_row(row[:10]),
             event=Event.from_dict(row[10]),
             raw=RawDelivery(**row[11]),
             runs=[RunRecord(**r[0]) for r in runs],
-            effects=[_effect(e) for e in effects],
+            effects=[effect_from_row(e, lambda value: value) for e in effects],
             dead_reason=dead[0] if dead else None,
         )
 
@@ -522,35 +519,6 @@ class PostgresStore:
             oldest_unfinished_at=oldest[0] if oldest else None,
             rejected=int(rejected[0]) if rejected else 0,
         )
-
-
-def _summary(row: Sequence[Any]) -> EventSummary:
-    return EventSummary(
-        event_id=row[0],
-        execution_id=row[1],
-        query_id=row[2],
-        event_type=row[3],
-        channel=row[4],
-        status=row[5],
-        attempts=row[6],
-        received_at=row[7],
-        finished_at=row[8],
-        last_error=row[9],
-    )
-
-
-def _effect(row: Sequence[Any]) -> dict[str, Any]:
-    return {
-        "effect_key": row[0],
-        "step_id": row[1],
-        "kind": row[2],
-        "status": row[3],
-        "tries": row[4],
-        "params": row[5],
-        "result": row[6],
-        "created_at": row[7],
-        "updated_at": row[8],
-    }
 
 
 def _where(url: str) -> str:

@@ -12,6 +12,7 @@ from autorunner.clock import Clock, system_clock
 from autorunner.events import Event
 from autorunner.sqlitedb import SqliteDatabase
 from autorunner.store.base import (
+    BUDGET_WINDOW,
     DeadLetterView,
     EffectIntent,
     EffectState,
@@ -25,21 +26,20 @@ from autorunner.store.base import (
     RawDelivery,
     RunRecord,
     StoreStats,
+    retaken_status,
 )
-
-SUMMARY_COLUMNS = (
-    "event_id, execution_id, query_id, event_type, channel, status, attempts, received_at, "
-    "finished_at, last_error"
+from autorunner.store.sql import (
+    EFFECT_COLUMNS,
+    SUMMARY_COLUMNS,
+    effect_from_row,
+    summary_from_row,
 )
-
 
 MIGRATION_2 = (
     "CREATE TABLE flags (name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at REAL NOT NULL)"
 )
 MIGRATION_3 = "ALTER TABLE effects ADD COLUMN route TEXT;\nCREATE INDEX effects_route ON effects (route, created_at)"
 MIGRATION_4 = "ALTER TABLE events ADD COLUMN decision_json TEXT"
-BUDGET_WINDOW = 3600.0
-"""A route's ``max_effects_per_hour`` counts the effects it began in this many seconds."""
 
 
 def migrations() -> list[str]:
@@ -213,21 +213,17 @@ class SqliteStore:
                     ),
                 )
                 return EffectState(proceed=True, status="pending")
-            status, result = row[0], orjson.loads(row[1]) if row[1] else None
-            if status == "failed" or (status in ("pending", "unknown") and at_least_once):
-                conn.execute(
-                    "UPDATE effects SET status = 'pending', tries = tries + 1, updated_at = ?"
-                    " WHERE effect_key = ?",
-                    (now, intent.effect_key),
-                )
-                return EffectState(proceed=True, status="pending")
-            if status == "pending":
-                conn.execute(
-                    "UPDATE effects SET status = 'unknown', updated_at = ? WHERE effect_key = ?",
-                    (now, intent.effect_key),
-                )
-                return EffectState(proceed=False, status="unknown")
-            return EffectState(proceed=False, status=status, result=result)
+            status = row[0]
+            retaken = retaken_status(status, at_least_once=at_least_once)
+            if retaken is None:
+                result = orjson.loads(row[1]) if row[1] else None
+                return EffectState(proceed=False, status=status, result=result)
+            conn.execute(
+                "UPDATE effects SET status = ?, tries = tries + ?, updated_at = ?"
+                " WHERE effect_key = ?",
+                (retaken, int(retaken == "pending"), now, intent.effect_key),
+            )
+            return EffectState(proceed=retaken == "pending", status=retaken)
 
         return await self.db.write(op)
 
@@ -381,7 +377,7 @@ class SqliteStore:
                 args,
             ).fetchall()
         )
-        return [_summary(r) for r in rows]
+        return [summary_from_row(r) for r in rows]
 
     async def get_event(self, event_id: str) -> EventDetail | None:
         def op(conn: sqlite3.Connection) -> EventDetail | None:
@@ -395,19 +391,18 @@ class SqliteStore:
                 "SELECT record_json FROM runs WHERE event_id = ? ORDER BY run_id", (event_id,)
             ).fetchall()
             effects = conn.execute(
-                "SELECT effect_key, step_id, kind, status, tries, params_json, result_json,"
-                " created_at, updated_at FROM effects WHERE event_id = ? ORDER BY created_at",
+                f"SELECT {EFFECT_COLUMNS} FROM effects WHERE event_id = ? ORDER BY created_at",
                 (event_id,),
             ).fetchall()
             dead = conn.execute(
                 "SELECT reason FROM dead_letters WHERE event_id = ?", (event_id,)
             ).fetchone()
             return EventDetail(
-                summary=_summary(row[:10]),
+                summary=summary_from_row(row[:10]),
                 event=Event.from_dict(orjson.loads(row[10])),
                 raw=RawDelivery(**orjson.loads(row[11])),
                 runs=[RunRecord(**orjson.loads(r[0])) for r in runs],
-                effects=[_effect(e) for e in effects],
+                effects=[effect_from_row(e, orjson.loads) for e in effects],
                 dead_reason=dead[0] if dead else None,
             )
 
@@ -447,32 +442,3 @@ class SqliteStore:
             return StoreStats(counts=counts, oldest_unfinished_at=oldest, rejected=rejected)
 
         return await self.db.read(op)
-
-
-def _summary(row: tuple[Any, ...]) -> EventSummary:
-    return EventSummary(
-        event_id=row[0],
-        execution_id=row[1],
-        query_id=row[2],
-        event_type=row[3],
-        channel=row[4],
-        status=row[5],
-        attempts=row[6],
-        received_at=row[7],
-        finished_at=row[8],
-        last_error=row[9],
-    )
-
-
-def _effect(row: tuple[Any, ...]) -> dict[str, Any]:
-    return {
-        "effect_key": row[0],
-        "step_id": row[1],
-        "kind": row[2],
-        "status": row[3],
-        "tries": row[4],
-        "params": orjson.loads(row[5]),
-        "result": orjson.loads(row[6]) if row[6] else None,
-        "created_at": row[7],
-        "updated_at": row[8],
-    }

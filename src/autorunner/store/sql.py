@@ -1,0 +1,48 @@
+"""What the SQL stores (SQLite, PostgreSQL) share: the columns they select and how a row of
+them becomes a value."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from autorunner.store.base import EventSummary
+
+SUMMARY_COLUMNS = (
+    "event_id, execution_id, query_id, event_type, channel, status, attempts, received_at, "
+    "finished_at, last_error"
+)
+EFFECT_COLUMNS = (
+    "effect_key, step_id, kind, status, tries, params_json, result_json, created_at, updated_at"
+)
+
+
+def summary_from_row(row: Sequence[Any]) -> EventSummary:
+    """A row of ``SUMMARY_COLUMNS``."""
+    return EventSummary(
+        event_id=row[0],
+        execution_id=row[1],
+        query_id=row[2],
+        event_type=row[3],
+        channel=row[4],
+        status=row[5],
+        attempts=row[6],
+        received_at=row[7],
+        finished_at=row[8],
+        last_error=row[9],
+    )
+
+
+def effect_from_row(row: Sequence[Any], decode: Callable[[Any], Any]) -> dict[str, Any]:
+    """A row of ``EFFECT_COLUMNS``; ``decode`` turns a stored JSON value into Python."""
+    return {
+        "effect_key": row[0],
+        "step_id": row[1],
+        "kind": row[2],
+        "status": row[3],
+        "tries": row[4],
+        "params": decode(row[5]),
+        "result": None if row[6] is None else decode(row[6]),
+        "created_at": row[7],
+        "updated_at": row[8],
+    }
