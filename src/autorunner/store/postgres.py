@@ -3,29 +3,21 @@
 Every invariant is one atomic statement or one transaction: insert-if-new on ``event_id`` and
 ``execution_id`` by unique constraints (``ON CONFLICT DO NOTHING``), leases by a conditional
 ``UPDATE … RETURNING`` (the row lock makes two claimers of one event impossible), a route's
-hourly budget counted under a transaction-scoped advisory lock on the route. The schema is
-applied at start by versioned scripts under an advisory lock, so many processes may start at
-once. Any connection failure — the server down, restarting, or the pool exhausted past its
-timeout — is ``StoreUnavailable``; the pool replaces broken connections, so the store recovers
-by itself when the server returns.
+hourly budget counted under a transaction-scoped advisory lock on the route. The connection
+pool, the versioned migrations and what a connection failure means are ``postgresdb``'s.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
-import orjson
-import psycopg
-from psycopg.rows import TupleRow
-from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg.types.json import Jsonb
 
 from autorunner.clock import Clock, system_clock
-from autorunner.errors import ConfigError, StoreUnavailable
 from autorunner.events import Event
+from autorunner.postgresdb import PostgresDatabase
 from autorunner.store.base import (
     BUDGET_WINDOW,
     DeadLetterView,
@@ -49,15 +41,11 @@ from autorunner.store.sql import (
     summary_from_row,
 )
 
-DOWN_WAIT = 0.2
-"""Seconds to wait for a pooled connection while the server is known to be away."""
-MIGRATION_LOCK = 0x6175746F72756E  # "autorun": one key for every autorunner process
 INSERT_EFFECT = (
     "INSERT INTO effects (effect_key, event_id, step_id, kind, status, params_json, created_at,"
     " updated_at, route) VALUES (%(key)s, %(event)s, %(step)s, %(kind)s, 'pending', %(params)s,"
     " %(now)s, %(now)s, %(route)s) ON CONFLICT DO NOTHING"
 )
-Conn = psycopg.AsyncConnection[TupleRow]
 
 
 def migrations() -> list[str]:
@@ -66,23 +54,13 @@ def migrations() -> list[str]:
     return [text]
 
 
-def _dumps(value: Any) -> bytes:
-    return orjson.dumps(value)
-
-
-async def _configure(conn: Conn) -> None:
-    # orjson for every json/jsonb value on this connection (it also encodes dataclasses).
-    set_json_dumps(_dumps, conn)
-    set_json_loads(orjson.loads, conn)
-
-
 class PostgresStore:
     """``Store`` and ``Audit`` on PostgreSQL; build it with ``await PostgresStore.open(url)``."""
 
-    def __init__(self, pool: AsyncConnectionPool[Conn], *, clock: Clock = system_clock) -> None:
-        self._pool = pool
+    def __init__(self, db: PostgresDatabase, *, clock: Clock = system_clock) -> None:
+        self.db = db
+        self._tx = db.tx
         self._clock = clock
-        self._down = False
 
     @classmethod
     async def open(
@@ -90,86 +68,18 @@ class PostgresStore:
         url: str,
         *,
         clock: Clock = system_clock,
-        max_size: int = 10,
         connect_timeout: float = 5.0,
         scripts: Sequence[str] | None = None,
     ) -> PostgresStore:
         """Connect, apply missing migrations and return the store; ``StoreUnavailable`` if the
         server cannot be reached within ``connect_timeout`` seconds."""
-        try:  # one plain attempt first, for one clear line when the server is not there
-            probe = await psycopg.AsyncConnection.connect(
-                url, connect_timeout=max(1, round(connect_timeout))
-            )
-        except psycopg.Error as exc:
-            raise StoreUnavailable(
-                f"cannot reach PostgreSQL at {_where(url)}: {_first_line(exc)}"
-            ) from exc
-        await probe.close()
-        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
-            url,
-            min_size=1,
-            max_size=max_size,
-            timeout=connect_timeout,
-            open=False,
-            configure=_configure,
-            kwargs={"connect_timeout": max(1, round(connect_timeout)), "autocommit": True},
-            reconnect_timeout=24 * 3600,  # keep trying in the background while the server is away
-        )
+        db = await PostgresDatabase.open(url, connect_timeout=connect_timeout)
         try:
-            await pool.open(wait=True, timeout=connect_timeout)
-        except (PoolTimeout, psycopg.OperationalError) as exc:
-            await pool.close()
-            raise StoreUnavailable(f"cannot reach PostgreSQL at {_where(url)}: {exc}") from exc
-        store = cls(pool, clock=clock)
-        try:
-            await store.migrate(migrations() if scripts is None else scripts)
+            await db.migrate(migrations() if scripts is None else scripts)
         except BaseException:
-            await pool.close()
+            await db.close()
             raise
-        return store
-
-    async def migrate(self, scripts: Sequence[str]) -> int:
-        """Apply the scripts not yet applied, in order, under an advisory lock; the version."""
-        async with self._tx(atomic=True) as conn:
-            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-            await conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations"
-                " (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-            )
-            cur = await conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations")
-            row = await cur.fetchone()
-            version = int(row[0]) if row else 0
-            if version > len(scripts):
-                raise ConfigError(
-                    f"the database's schema is at version {version}, newer than this autorunner"
-                    f" knows ({len(scripts)}): run the newer autorunner, or a fresh database"
-                )
-            for number, script in enumerate(scripts[version:], start=version + 1):
-                await conn.execute(script.encode())
-                await conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (number,))
-            return len(scripts)
-
-    @asynccontextmanager
-    async def _tx(self, *, atomic: bool = False) -> AsyncIterator[Conn]:
-        """A pooled connection. Connections are in autocommit mode, so a single statement is
-        one round trip and its own transaction; ``atomic`` wraps several statements in one
-        transaction (committed on exit, rolled back on error).
-
-        After a connection failure the store counts as down until a transaction succeeds, and
-        waits at most ``DOWN_WAIT`` for a connection meanwhile: while the server is away, a
-        webhook gets its ``503`` at once instead of after the pool's full timeout.
-        """
-        try:
-            async with self._pool.connection(timeout=DOWN_WAIT if self._down else None) as conn:
-                if atomic:
-                    async with conn.transaction():
-                        yield conn
-                else:
-                    yield conn
-        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
-            self._down = True
-            raise StoreUnavailable(f"PostgreSQL store unavailable: {_first_line(exc)}") from exc
-        self._down = False
+        return cls(db, clock=clock)
 
     async def ping(self) -> None:
         async with self._tx() as conn:
@@ -428,7 +338,7 @@ class PostgresStore:
         return None if row is None else str(row[0])
 
     async def close(self) -> None:
-        await self._pool.close()
+        await self.db.close()
 
     async def list_events(
         self,
@@ -519,16 +429,3 @@ class PostgresStore:
             oldest_unfinished_at=oldest[0] if oldest else None,
             rejected=int(rejected[0]) if rejected else 0,
         )
-
-
-def _where(url: str) -> str:
-    """The server part of a connection URL, never its password."""
-    try:
-        info = psycopg.conninfo.conninfo_to_dict(url)
-    except psycopg.ProgrammingError:
-        return "(an unparsable URL)"
-    return f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
