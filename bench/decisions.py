@@ -23,7 +23,7 @@ from tests.helpers import make_event, raw_delivery
 
 from autorunner import logs
 from autorunner.adapters.notify import NotifyAdapter
-from autorunner.app import open_backends
+from autorunner.backends import open_backends
 from autorunner.deciders.rules import RulesDecider, decide
 from autorunner.decision import Action
 from autorunner.events import Event

@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from autorunner import logs
-from autorunner.app import build_runtime, open_backends
+from autorunner.app import build_runtime
+from autorunner.backends import open_backends
 from autorunner.config import Settings
 from autorunner.events import Event
 from autorunner.store.base import RawDelivery

@@ -13,8 +13,8 @@ import httpx2
 import orjson
 import typer
 
-from autorunner import app as composition
 from autorunner import cli_auto, clitools, serving
+from autorunner.backends import Backends
 from autorunner.errors import AutorunnerError, ConfigError
 from autorunner.sender import sample_event, send_event
 from autorunner.store.base import EventStatus
@@ -212,7 +212,7 @@ def dlq_redrive(
         raise clitools.Failure("give exactly one of EVENT_ID or --all")
     settings = clitools.settings()
 
-    async def redrive(backends: composition.Backends) -> list[str]:
+    async def redrive(backends: Backends) -> list[str]:
         ids = await backends.store.redrive(None if redrive_all else event_id)
         for i in ids:
             await backends.queue.enqueue(i)
@@ -232,7 +232,7 @@ def status(as_json: clitools.JsonFlag = False) -> None:
     """Queue depth, oldest pending age against LAG_THRESHOLD, in flight, dead letters."""
     settings = clitools.settings()
 
-    async def gather(backends: composition.Backends) -> dict[str, Any]:
+    async def gather(backends: Backends) -> dict[str, Any]:
         q = await backends.queue.stats()
         s = await backends.store.stats()
         oldest = (

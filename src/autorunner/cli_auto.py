@@ -20,6 +20,7 @@ import typer
 from autorunner import app as composition
 from autorunner import clitools, serving
 from autorunner.auto_client import AutoClient
+from autorunner.backends import Backends, open_backends
 from autorunner.config import Settings
 from autorunner.policy import Policy
 
@@ -174,7 +175,7 @@ def stream(
 
 async def _stream(settings: Settings, targets: list[str | None]) -> None:
     """Follow every target until each ends; the first refusal becomes the command's error."""
-    backends = await composition.open_backends(settings)
+    backends = await open_backends(settings)
     runtime = composition.build_runtime(settings, backends)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -310,7 +311,7 @@ def replay_command(
         )
     kinds = composition.adapter_kinds(settings)
 
-    async def one(backends: composition.Backends) -> Any:
+    async def one(backends: Backends) -> Any:
         assert event_id is not None  # noqa: S101 - checked above
         detail = await backends.store.get_event(event_id)
         if detail is None:
@@ -331,7 +332,7 @@ def replay_command(
 
     window = (_instant(since or "0"), _instant(until) if until else None)
 
-    async def many(backends: composition.Backends) -> dict[str, Any]:
+    async def many(backends: Backends) -> dict[str, Any]:
         events = await backends.store.list_events(limit=limit, since=window[0], until=window[1])
         results = []
         with _progress(len(events), enabled=not as_json) as advance:

@@ -11,8 +11,8 @@ from typing import Annotated, Any, TypeVar
 import orjson
 import typer
 
-from autorunner import app as composition
 from autorunner import logs
+from autorunner.backends import Backends, open_backends
 from autorunner.config import Settings, load_settings
 
 T = TypeVar("T")
@@ -45,10 +45,8 @@ def run(fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
     return asyncio.run(fn())
 
 
-async def with_backends(
-    settings: Settings, fn: Callable[[composition.Backends], Awaitable[T]]
-) -> T:
-    backends = await composition.open_backends(settings, create=False)
+async def with_backends(settings: Settings, fn: Callable[[Backends], Awaitable[T]]) -> T:
+    backends = await open_backends(settings, create=False)
     try:
         return await fn(backends)
     finally:

@@ -19,13 +19,8 @@ from typing import Any
 import structlog
 import uvicorn
 
-from autorunner.app import (
-    Role,
-    Runtime,
-    build_runtime,
-    open_backends_patiently,
-    subscriber,
-)
+from autorunner.app import Role, Runtime, build_runtime, subscriber
+from autorunner.backends import open_backends_patiently
 from autorunner.config import Settings
 from autorunner.errors import AutoError, ConfigError
 from autorunner.sweeper import run_sweeper

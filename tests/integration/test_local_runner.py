@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autorunner.app import Backends, Runtime, build_runtime, open_backends
+from autorunner.app import Runtime, build_runtime
+from autorunner.backends import Backends, open_backends
 from autorunner.config import Settings
 from autorunner.decision import Action
 from autorunner.errors import TransientError

@@ -13,8 +13,8 @@ import httpx2
 import orjson
 import pytest
 
-from autorunner.app import Backends, open_backends
 from autorunner.auto_client import AutoClient, AutoCredentials
+from autorunner.backends import Backends, open_backends
 from autorunner.config import Settings
 from autorunner.errors import AutoAuthError
 from autorunner.ingest import Ingestor

@@ -15,7 +15,8 @@ import httpx2
 import orjson
 import pytest
 
-from autorunner.app import Runtime, build_runtime, open_backends
+from autorunner.app import Runtime, build_runtime
+from autorunner.backends import open_backends
 from autorunner.config import Settings
 from autorunner.events import normalize_sse
 from autorunner.ingest import Ingestor
