@@ -38,6 +38,7 @@ from autorunner.store.sql import (
     EFFECT_COLUMNS,
     SUMMARY_COLUMNS,
     effect_from_row,
+    finish_params,
     summary_from_row,
 )
 
@@ -249,17 +250,12 @@ class PostgresStore:
         reason: str | None = None,
     ) -> bool:
         now = self._clock()
-        params: dict[str, Any] = {
-            "id": run.event_id,
-            "owner": owner,
-            "now": now,
-            "error": reason or run.error,
-            "retry_at": retry_at if retry_at is not None else now,
-            "attempt": run.attempt,
+        params = {
+            **finish_params(run, owner=owner, now=now, retry_at=retry_at, reason=reason),
+            "record": Jsonb(run),
+            "outcome": run.outcome,
+            "finished_at": run.finished_at,
         }
-        params["record"] = Jsonb(run)
-        params["outcome"] = run.outcome
-        params["finished_at"] = run.finished_at
         status, at = {
             "done": ("done", "finished_at = %(now)s"),
             "retry": ("pending", "available_at = %(retry_at)s"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from autorunner.store.base import EventSummary
+from autorunner.store.base import EventSummary, RunRecord
 
 SUMMARY_COLUMNS = (
     "event_id, execution_id, query_id, event_type, channel, status, attempts, received_at, "
@@ -45,4 +45,18 @@ def effect_from_row(row: Sequence[Any], decode: Callable[[Any], Any]) -> dict[st
         "result": None if row[6] is None else decode(row[6]),
         "created_at": row[7],
         "updated_at": row[8],
+    }
+
+
+def finish_params(
+    run: RunRecord, *, owner: str, now: float, retry_at: float | None, reason: str | None
+) -> dict[str, Any]:
+    """The named parameters of both SQL stores' ``finish`` statements."""
+    return {
+        "id": run.event_id,
+        "owner": owner,
+        "now": now,
+        "error": reason or run.error,
+        "retry_at": retry_at if retry_at is not None else now,
+        "attempt": run.attempt,
     }

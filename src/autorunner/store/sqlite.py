@@ -32,6 +32,7 @@ from autorunner.store.sql import (
     EFFECT_COLUMNS,
     SUMMARY_COLUMNS,
     effect_from_row,
+    finish_params,
     summary_from_row,
 )
 
@@ -247,14 +248,7 @@ class SqliteStore:
         reason: str | None = None,
     ) -> bool:
         now = self._clock()
-        params: dict[str, Any] = {
-            "id": run.event_id,
-            "owner": owner,
-            "now": now,
-            "error": reason or run.error,
-            "retry_at": retry_at if retry_at is not None else now,
-            "attempt": run.attempt,
-        }
+        params = finish_params(run, owner=owner, now=now, retry_at=retry_at, reason=reason)
 
         def op(conn: sqlite3.Connection) -> bool:
             conn.execute(
