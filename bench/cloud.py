@@ -36,6 +36,7 @@ from bench.ingest import (
     SECRET,
     VENV_BIN,
     free_port,
+    hello_command,
     raw_request,
     rss_mb,
     server,
@@ -92,6 +93,11 @@ def drain_with(workers: int, events: int, admin_url: str, redis: str, log_level:
                 env = cloud_env(database, redis, queue, port, LOG_LEVEL=log_level)
                 processes.enter_context(server(cmd, port, env))
             started, done_at_start = time.perf_counter(), count_done(database)
+            if done_at_start > events // 2:
+                raise SystemExit(
+                    f"bench.cloud: {done_at_start} of {events} jobs were done before every worker "
+                    "listened; use more --events"
+                )
             while (done := count_done(database)) < events:
                 time.sleep(0.05)
             elapsed = time.perf_counter() - started
@@ -178,10 +184,7 @@ def main() -> None:
     results: dict[str, dict[str, float]] = {}
 
     port = free_port()
-    hello = [str(VENV_BIN / "uvicorn"), "bench.hello:app", "--port", str(port)]
-    hello += ["--http", "httptools", "--loop", "uvloop", "--no-access-log", "--log-level"]
-    hello += ["warning", "--no-proxy-headers", "--no-server-header"]
-    with server(hello, port, dict(os.environ)) as proc:
+    with server(hello_command(port), port, dict(os.environ)) as proc:
         results["bare hello endpoint"] = wrk(port, lines_file, args.duration, args.connections)
         results["bare hello endpoint"]["rss_mb"] = rss_mb(proc.pid)
 

@@ -117,6 +117,25 @@ def wrk(port: int, lines_file: Path, duration: int, connections: int) -> dict[st
     return figures
 
 
+def hello_command(port: int) -> list[str]:
+    """The bare endpoint (``bench/hello.py``) on uvicorn with httptools + uvloop: the ceiling."""
+    return [
+        str(VENV_BIN / "uvicorn"),
+        "bench.hello:app",
+        "--port",
+        str(port),
+        "--http",
+        "httptools",
+        "--loop",
+        "uvloop",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--no-proxy-headers",
+        "--no-server-header",
+    ]
+
+
 def serve_cmd() -> list[str]:
     return [str(VENV_BIN / "autorunner"), "serve"]
 
@@ -150,22 +169,7 @@ def main() -> None:
     results: dict[str, dict[str, float]] = {}
 
     port = free_port()
-    hello_cmd = [
-        str(VENV_BIN / "uvicorn"),
-        "bench.hello:app",
-        "--port",
-        str(port),
-        "--http",
-        "httptools",
-        "--loop",
-        "uvloop",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-        "--no-proxy-headers",
-        "--no-server-header",
-    ]
-    with server(hello_cmd, port, dict(os.environ)) as proc:
+    with server(hello_command(port), port, dict(os.environ)) as proc:
         results["bare hello endpoint"] = wrk(port, lines_file, args.duration, args.connections)
         results["bare hello endpoint"]["rss_mb"] = rss_mb(proc.pid)
 

@@ -1,14 +1,16 @@
-"""An internal API honouring ``Idempotency-Key`` like a careful real one, as its own process:
+"""An internal API honouring ``Idempotency-Key`` like a careful real one, served in a test's
+own process or, for the cloud tests, as a process of its own:
 
     python -m tests.fake_api PORTFILE
 
 A repeated key gets the first answer back and nothing is performed again; the first call of
-every tenth key fails with 503. ``GET /_counts`` reports calls and performances per key. The
-chosen port is written to PORTFILE once it listens.
+every ``fail_every``-th key fails with 503. ``GET /_counts`` reports calls and performances per
+key. The chosen port is written to PORTFILE once it listens.
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import sys
 from collections import Counter
@@ -20,31 +22,38 @@ import uvicorn
 
 
 class IdempotentApi:
-    def __init__(self) -> None:
+    """The ASGI app; ``delay`` seconds per call let a kill land in the middle of some."""
+
+    def __init__(self, *, fail_every: int = 10, delay: float = 0.0) -> None:
         self.calls: Counter[str] = Counter()
         self.performed: Counter[str] = Counter()
+        self._fail_every = fail_every
+        self._delay = delay
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
         if scope["path"] == "/_counts":
             body = {"calls": self.calls, "performed": self.performed}
-            await _reply(send, 200, orjson.dumps(body))
+            await reply(send, 200, orjson.dumps(body))
             return
         more = True
         while more:
             more = (await receive()).get("more_body", False)
         key = dict(scope["headers"]).get(b"idempotency-key", b"").decode()
         self.calls[key] += 1
-        if key not in self.performed and self.calls[key] == 1 and len(self.calls) % 10 == 0:
-            await _reply(send, 503, b'{"error":"busy"}')
+        if self._delay:
+            await asyncio.sleep(self._delay)
+        first_call = key not in self.performed and self.calls[key] == 1
+        if first_call and len(self.calls) % self._fail_every == 0:
+            await reply(send, 503, b'{"error":"busy"}')
             return
         if key not in self.performed:
             self.performed[key] += 1
-        await _reply(send, 201, orjson.dumps({"order": key}))
+        await reply(send, 201, orjson.dumps({"order": key}))
 
 
-async def _reply(send: Any, status: int, body: bytes) -> None:
+async def reply(send: Any, status: int, body: bytes) -> None:
     await send(
         {
             "type": "http.response.start",

@@ -18,6 +18,7 @@ import pytest
 
 from autorunner.sender import sample_event, send_event
 from tests.acceptance.runner import SECRET, base_env, start_server
+from tests.fake_api import IdempotentApi, reply
 from tests.fake_http import serving
 from tests.fake_llm import FakeModel
 from tests.helpers import eventually
@@ -62,32 +63,6 @@ def fickle_answer(event_id: str, n: int) -> dict[str, Any] | None:
     }
 
 
-class IdempotentApi:
-    """An internal API that honours Idempotency-Key like a careful real one: a repeated key gets
-    the first answer back and nothing is performed again. The first call of every third key fails
-    with 503, and each call takes a moment, so a kill lands in the middle of some."""
-
-    def __init__(self) -> None:
-        self.performed: Counter[str] = Counter()
-        self.calls: Counter[str] = Counter()
-        self._answers: dict[str, bytes] = {}
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        await receive()
-        key = dict(scope["headers"]).get(b"idempotency-key", b"").decode()
-        self.calls[key] += 1
-        await asyncio.sleep(0.02)
-        if key not in self._answers and self.calls[key] == 1 and len(self.calls) % 3 == 0:
-            await _reply(send, 503, b'{"error":"busy"}')
-            return
-        if key not in self._answers:
-            self.performed[key] += 1
-            self._answers[key] = orjson.dumps({"order": f"o-{len(self._answers)}"})
-        await _reply(send, 201, self._answers[key])
-
-
 class TelegramBot:
     """The Bot API's sendMessage: every accepted message is delivered, no idempotency."""
 
@@ -100,20 +75,9 @@ class TelegramBot:
         body = (await receive())["body"]
         await asyncio.sleep(0.02)
         self.messages.append(orjson.loads(body)["text"])
-        await _reply(
+        await reply(
             send, 200, orjson.dumps({"ok": True, "result": {"message_id": len(self.messages)}})
         )
-
-
-async def _reply(send: Any, status: int, body: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json")],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 def ledger(db: Path) -> dict[str, str]:
@@ -134,7 +98,11 @@ def finished(db: Path) -> int:
 async def test_each_effect_reaches_the_api_and_telegram_at_most_once_across_a_sigkill(
     tmp_path: Path, decider: str
 ) -> None:
-    api, bot, model = IdempotentApi(), TelegramBot(), FakeModel(fickle_answer)
+    api, bot, model = (
+        IdempotentApi(fail_every=3, delay=0.02),
+        TelegramBot(),
+        FakeModel(fickle_answer),
+    )
     (tmp_path / "policy.toml").write_text(RULES_POLICY if decider == "rules" else LLM_POLICY)
     db = tmp_path / "runner.db"
     async with (

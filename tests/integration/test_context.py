@@ -48,6 +48,12 @@ async def pipeline_for(server: ScriptedServer) -> AsyncIterator[tuple[Pipeline, 
         )
 
 
+def active_query(*executions: dict[str, str]) -> Reply:
+    """Auto's poll answer for an active ``q-1`` with these executions."""
+    listed = [{"queryId": "q-1", **execution} for execution in executions]
+    return Reply(200, {"queryId": "q-1", "status": "active", "executions": listed})
+
+
 async def run_one(pipeline: Pipeline, store: MemoryStore, event_id: str = "e1") -> Attempt:
     event = make_event(event_id, execution_id=f"ex-{event_id[1:]}", query_id="q-1")
     await store.insert_event(event, raw_delivery())
@@ -58,20 +64,7 @@ async def run_one(pipeline: Pipeline, store: MemoryStore, event_id: str = "e1") 
 
 async def test_llm_execution_brings_the_latest_session_output_into_the_run_record() -> None:
     server = ScriptedServer()
-    server.on(
-        "GET",
-        POLL,
-        Reply(
-            200,
-            {
-                "queryId": "q-1",
-                "status": "active",
-                "executions": [
-                    {"id": "ex-1", "queryId": "q-1", "type": "llm", "status": "success"}
-                ],
-            },
-        ),
-    )
+    server.on("GET", POLL, active_query({"id": "ex-1", "type": "llm", "status": "success"}))
     server.on(
         "GET",
         f"{POLL}/sessions",
@@ -139,7 +132,7 @@ async def test_failed_fetch_is_a_transient_error_and_nothing_is_executed() -> No
 
 async def test_events_of_one_query_share_a_poll_within_the_cache_window() -> None:
     server = ScriptedServer()
-    server.on("GET", POLL, Reply(200, {"queryId": "q-1", "status": "active", "executions": []}))
+    server.on("GET", POLL, active_query())
     async with pipeline_for(server) as (pipeline, store):
         for n in range(3):
             event = make_event(f"e{n}", execution_id=f"ex-{n}", query_id="q-1")
@@ -152,18 +145,7 @@ async def test_events_of_one_query_share_a_poll_within_the_cache_window() -> Non
 
 async def test_a_route_fetches_only_the_context_it_names() -> None:
     server = ScriptedServer()
-    server.on(
-        "GET",
-        POLL,
-        Reply(
-            200,
-            {
-                "queryId": "q-1",
-                "status": "active",
-                "executions": [{"id": "ex-1", "queryId": "q-1", "type": "llm"}],
-            },
-        ),
-    )
+    server.on("GET", POLL, active_query({"id": "ex-1", "type": "llm"}))
     server.on("GET", f"{POLL}/sessions", Reply(200, {"sessions": []}))
     async with pipeline_for(server) as (pipeline, store):
         route = pipeline.policy.default
