@@ -123,15 +123,36 @@ def cloud_stack(tmp_path: Path, api: FakeApi, **extra: str) -> Iterator[Stack]:
         postgres.close()
 
 
+REFUSED = (0, 503)  # 503, or no answer at all
+
+
 @dataclass
 class Sent:
-    """What the senders saw, per event id."""
+    """What the senders saw: every answer per event id, in order."""
 
-    accepted: set[str] = field(default_factory=set)  # 202
-    duplicates: int = 0  # 200
-    refused: list[str] = field(default_factory=list)  # 503 or no answer (to be sent again)
-    other: list[tuple[str, int]] = field(default_factory=list)
-    answers: dict[str, list[int]] = field(default_factory=dict)  # every status, in order
+    answers: dict[str, list[int]] = field(default_factory=dict)
+
+    @property
+    def accepted(self) -> set[str]:
+        return {event_id for event_id, got in self.answers.items() if 202 in got}
+
+    @property
+    def duplicates(self) -> int:
+        return sum(got.count(200) for got in self.answers.values())
+
+    @property
+    def refused(self) -> list[str]:
+        """One entry per refusal (an event refused twice is listed twice)."""
+        return [e for e, got in self.answers.items() for status in got if status in REFUSED]
+
+    @property
+    def other(self) -> list[tuple[str, int]]:
+        return [
+            (e, status)
+            for e, got in self.answers.items()
+            for status in got
+            if status not in (200, 202, *REFUSED)
+        ]
 
 
 async def deliver(
@@ -155,17 +176,9 @@ async def deliver(
             except httpx2.TransportError:
                 status = 0
             sent.answers.setdefault(event_id, []).append(status)
-            if status == 202:
-                sent.accepted.add(event_id)
-            elif status == 200:
-                sent.duplicates += 1
-            elif status in (0, 503):
-                sent.refused.append(event_id)
-                if resend_refused:
-                    await asyncio.sleep(0.05)
-                    queue.put_nowait((n + 1, event_id))
-            else:
-                sent.other.append((event_id, status))
+            if status in REFUSED and resend_refused:
+                await asyncio.sleep(0.05)
+                queue.put_nowait((n + 1, event_id))
 
     async with httpx2.AsyncClient(timeout=10) as client:
         await asyncio.gather(*(sender(client) for _ in range(concurrency)))

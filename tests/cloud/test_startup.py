@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import httpx2
 import pytest
 
 from tests.acceptance.runner import base_env, cli, start_server
@@ -52,7 +53,10 @@ async def test_a_worker_started_before_its_queue_waits_and_then_runs(tmp_path: P
         redis.start()
         try:
             worker = await asyncio.wait_for(starting, timeout=60)
-            assert worker.process.poll() is None
+            base = worker.url.removesuffix("/webhooks/auto")
+            async with httpx2.AsyncClient(timeout=10) as client:
+                ready = (await client.get(f"{base}/readyz")).json()
+            assert (ready["ok"], ready["queue"], ready["role"]) == (True, "ok", "worker")
             assert worker.terminate() == 0
         finally:
             redis.close()
