@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import sqlite3
 import subprocess
 import time
@@ -22,17 +21,12 @@ import pytest
 
 from tests.acceptance.runner import Server, autorunner_exe, base_env, start_server
 from tests.helpers import eventually
+from tests.services import free_port
 
 TOTAL = 1000
 BATCH = 50
 DROPS = 6
 SECRET = "sim-webhook-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
