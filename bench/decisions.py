@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import make_event, raw_delivery
+from tests.helpers import kinds, make_event, raw_delivery
 
 from autorunner import logs
 from autorunner.adapters.notify import NotifyAdapter
@@ -110,7 +110,7 @@ async def replay_rate(events: int) -> float:
     for summary in summaries:
         detail = await backends.store.get_event(summary.event_id)
         assert detail is not None
-        result = await replay(detail, stricter, deciders, known_kinds=frozenset({"notify"}))
+        result = await replay(detail, stricter, deciders, valuers=kinds("notify"))
         changes += result.change != "unchanged"
     elapsed = time.perf_counter() - started
     await backends.close()

@@ -5,15 +5,42 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from autorunner.events import Event
+from autorunner.notional import Valuer, http_valuer, moves_no_money, order_notional
 from autorunner.store.base import RawDelivery
+
+VALUERS: dict[str, Valuer] = {
+    "notify": moves_no_money,
+    "telegram": moves_no_money,
+    "relay": moves_no_money,
+    "exchange": order_notional,
+    "http": http_valuer({"orders": "notional_usd", "tickets": None}),
+}
+"""Every adapter kind's valuation, as the composition root builds them (``http``: endpoint
+``orders`` carries ``body.notional_usd``; ``tickets`` moves no money)."""
+
+
+def readme_policy() -> str:
+    """The TOML example of the README's Policy section, as a new user would copy it."""
+    readme = Path(__file__).parents[1] / "README.md"
+    section = readme.read_text().split("## Policy", 1)[1]
+    block = re.search(r"```toml\n(.*?)```", section, re.DOTALL)
+    assert block is not None, "the README's Policy section has no TOML example"
+    return block.group(1)
+
+
+def kinds(*names: str) -> dict[str, Valuer]:
+    """The valuers of a configuration with adapters for ``names`` only."""
+    return {name: VALUERS[name] for name in names}
 
 
 @dataclass

@@ -144,6 +144,7 @@ def build_adapters(
         adapters["http"] = HttpAdapter(
             http=http,
             endpoints=settings.endpoints,
+            notional_paths=settings.notional_paths,
             timeout=settings.http_adapter_timeout,
             secret=secret.get_secret_value() if secret else None,
         )
@@ -199,20 +200,6 @@ def shared_spacer(settings: Settings, queue: Queue | None) -> Spacer | None:
     if not isinstance(queue, RedisQueue):
         return None
     return RedisSpacer(queue.client, prefix=f"{{{queue.name}}}:spacing")
-
-
-def adapter_kinds(settings: Settings) -> frozenset[str]:
-    """The kinds of action this configuration can execute (what a verdict may allow)."""
-    kinds = {"notify"}
-    if settings.endpoints:
-        kinds.add("http")
-    if settings.relays:
-        kinds.add("relay")
-    if settings.exchange_enabled:
-        kinds.add("exchange")
-    if settings.telegram_bot_token is not None and settings.chats:
-        kinds.add("telegram")
-    return frozenset(kinds)
 
 
 def deciders(

@@ -19,6 +19,7 @@ import typer
 
 from autorunner import app as composition
 from autorunner import clitools, serving
+from autorunner.adapters.base import valuers
 from autorunner.auto_client import AutoClient
 from autorunner.backends import Backends, open_backends
 from autorunner.config import Settings
@@ -309,14 +310,15 @@ def replay_command(
             routes=tuple(dataclasses.replace(r, decider=decider) for r in chosen.routes),
             default=dataclasses.replace(chosen.default, decider=decider),
         )
-    kinds = composition.adapter_kinds(settings)
 
     async def one(backends: Backends) -> Any:
         assert event_id is not None  # noqa: S101 - checked above
         detail = await backends.store.get_event(event_id)
         if detail is None:
             raise clitools.Failure(f"no event with id {event_id!r}")
-        return await replay(detail, chosen, deciders, known_kinds=kinds)
+        async with composition.http_client() as http:
+            kinds = valuers(composition.build_adapters(settings, http))
+            return await replay(detail, chosen, deciders, valuers=kinds)
 
     if event_id is not None:
         result = clitools.run(lambda: clitools.with_backends(settings, one))
@@ -335,11 +337,13 @@ def replay_command(
     async def many(backends: Backends) -> dict[str, Any]:
         events = await backends.store.list_events(limit=limit, since=window[0], until=window[1])
         results = []
+        async with composition.http_client() as http:
+            kinds = valuers(composition.build_adapters(settings, http))
         with _progress(len(events), enabled=not as_json) as advance:
             for summary in reversed(events):
                 detail = await backends.store.get_event(summary.event_id)
                 if detail is not None:
-                    results.append(await replay(detail, chosen, deciders, known_kinds=kinds))
+                    results.append(await replay(detail, chosen, deciders, valuers=kinds))
                 advance()
         counts = {
             c: sum(r.change == c for r in results)

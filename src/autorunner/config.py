@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     reconcile_interval: float = Field(default=300.0, gt=0)
 
     http_endpoints: str = Field(default="", description="name=url, comma-separated")
+    http_notional: str = Field(
+        default="",
+        description="name=path of each endpoint's USD amount in the body (- for none), comma-separated",
+    )
     http_adapter_secret: SecretStr | None = None
     http_adapter_timeout: float = Field(default=10.0, gt=0)
     relay_targets: str = Field(default="", description="name=url, comma-separated")
@@ -158,6 +162,17 @@ class Settings(BaseSettings):
     @property
     def endpoints(self) -> dict[str, str]:
         return _pairs(self.http_endpoints, "HTTP_ENDPOINTS")
+
+    @property
+    def notional_paths(self) -> dict[str, str | None]:
+        """Where each ``http`` endpoint's amount lives in its body; ``None``: it moves no money."""
+        paths = _pairs(self.http_notional, "HTTP_NOTIONAL")
+        unknown = sorted(set(paths) - set(self.endpoints))
+        if unknown:
+            raise ConfigError(
+                f"invalid HTTP_NOTIONAL: {', '.join(map(repr, unknown))} is not an endpoint of HTTP_ENDPOINTS"
+            )
+        return {name: None if path == "-" else path for name, path in paths.items()}
 
     @property
     def relays(self) -> dict[str, str]:

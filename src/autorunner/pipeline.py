@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from autorunner.adapters.base import Adapter
+from autorunner.adapters.base import Adapter, valuers
 from autorunner.clock import Clock, system_clock
 from autorunner.context import ContextSource, NoContext
 from autorunner.deciders import Decider
@@ -73,7 +73,7 @@ class Pipeline:
         self.policy = policy
         self._deciders = deciders
         self._adapters = adapters
-        self._kinds = frozenset(adapters)
+        self._valuers = valuers(adapters)
         self._context = context or NoContext()
         self._pause: tuple[float, str | None] = (float("-inf"), None)
         self._pause_ttl = pause_check_seconds
@@ -134,7 +134,7 @@ class Pipeline:
                 return
             decision = found
             mark = time.perf_counter()
-        verdict = check(decision, route, policy_hash=self.policy.hash, known_kinds=self._kinds)
+        verdict = check(decision, route, policy_hash=self.policy.hash, valuers=self._valuers)
         if pinned is None and verdict.allowed:
             mine = decision.to_dict()
             pinned = await self._store.pin_decision(event.event_id, mine)
@@ -143,7 +143,7 @@ class Pipeline:
             else:  # an earlier attempt reached its effects first: act on its decision
                 decision = Decision.from_dict(pinned)
                 verdict = check(
-                    decision, route, policy_hash=self.policy.hash, known_kinds=self._kinds
+                    decision, route, policy_hash=self.policy.hash, valuers=self._valuers
                 )
         draft.decision = {**decision.to_dict(), "policy_hash": self.policy.hash}
         if pinned is not None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import math
 import string
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -18,6 +18,7 @@ import orjson
 
 from autorunner.decision import Action, Decision, Denied, Verdict
 from autorunner.events import Event
+from autorunner.notional import Valuer, over_cap
 
 RiskMode = Literal["conservative", "balanced", "aggressive"]
 
@@ -129,9 +130,11 @@ def build_envelope(event: Event, route: Route) -> dict[str, Any]:
 
 
 def check(
-    decision: Decision, route: Route, *, policy_hash: str, known_kinds: frozenset[str]
+    decision: Decision, route: Route, *, policy_hash: str, valuers: Mapping[str, Valuer]
 ) -> Verdict:
-    """Allow each proposed action only if the route allows its kind and an adapter exists for it."""
+    """Allow each proposed action only if the route allows its kind, an adapter exists for it
+    (``valuers`` holds one valuer per configured adapter kind) and its notional keeps within the
+    route's cap by that kind's contract (``notional``): fail closed when it cannot be told."""
     allowed: list[Action] = []
     denied: list[Denied] = []
     seen: set[str] = set()
@@ -145,9 +148,13 @@ def check(
                     reason=f"action {action.kind!r} not allowed by route {route.name!r}",
                 )
             )
-        elif action.kind not in known_kinds:
+        elif action.kind not in valuers:
             denied.append(Denied(action=action, reason=f"no adapter for action {action.kind!r}"))
-        elif (reason := _over_notional(action, route.constraints.max_notional_usd)) is not None:
+        elif (
+            reason := over_cap(
+                valuers[action.kind](action.params), route.constraints.max_notional_usd
+            )
+        ) is not None:
             denied.append(Denied(action=action, reason=reason))
         elif action.params.get("mode") == "live" and not route.constraints.live_trading:
             denied.append(
@@ -159,23 +166,6 @@ def check(
             allowed.append(action)
         seen.add(action.step_id)
     return Verdict(allowed=tuple(allowed), denied=tuple(denied), policy_hash=policy_hash)
-
-
-def _over_notional(action: Action, cap: float | None) -> str | None:
-    """Why an action's ``notional_usd`` breaks the route's cap (unreadable amounts are denied too)."""
-    if "notional_usd" not in action.params:
-        return None
-    value = action.params["notional_usd"]
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        return f"notional_usd {value!r} is not a non-negative number"
-    if cap is not None and value > cap:
-        return f"notional {value:g} USD exceeds the route's cap of {cap:g} USD"
-    return None
 
 
 TEMPLATE_FIELDS = ("eventId", "queryId", "executionId", "route", "objective")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from autorunner.deciders import Decider
+from autorunner.notional import Valuer
 from autorunner.policy import Policy, build_envelope, check
 from autorunner.store.base import EventDetail
 
@@ -43,7 +44,7 @@ async def replay(
     policy: Policy,
     deciders: Mapping[str, Decider],
     *,
-    known_kinds: frozenset[str],
+    valuers: Mapping[str, Valuer],
 ) -> Replayed:
     """Decide ``detail``'s event again under ``policy`` (dry-run) and compare verdicts."""
     event = detail.event
@@ -60,7 +61,7 @@ async def replay(
         }
     else:
         decision = await decider.decide(envelope, context, route=route)
-        after = check(decision, route, policy_hash=policy.hash, known_kinds=known_kinds).to_dict()
+        after = check(decision, route, policy_hash=policy.hash, valuers=valuers).to_dict()
     before = last.verdict if last else None
     return Replayed(
         event_id=event.event_id,

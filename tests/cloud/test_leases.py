@@ -13,6 +13,7 @@ from autorunner.deciders.rules import RulesDecider
 from autorunner.decision import Action
 from autorunner.events import Event
 from autorunner.metrics import Metrics
+from autorunner.notional import moves_no_money
 from autorunner.pipeline import Pipeline
 from autorunner.policy import default_policy
 from autorunner.store.postgres import PostgresStore
@@ -29,6 +30,7 @@ class SlowNotify:
 
     kind = "notify"
     delivery: Delivery = "at_most_once"
+    notional = staticmethod(moves_no_money)
 
     def __init__(self) -> None:
         self.calls: list[str] = []

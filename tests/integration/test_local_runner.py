@@ -16,6 +16,7 @@ from autorunner.config import Settings
 from autorunner.decision import Action
 from autorunner.errors import TransientError
 from autorunner.events import Event
+from autorunner.notional import moves_no_money
 from autorunner.serving import running
 from autorunner.store.base import EventStatus
 from autorunner.sweeper import sweep_once
@@ -28,6 +29,7 @@ class FlakyNotify:
 
     kind: str = "notify"
     delivery: str = "at_most_once"
+    notional = staticmethod(moves_no_money)
     failing: bool = True
     calls: list[str] = field(default_factory=list)
 

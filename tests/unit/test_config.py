@@ -109,3 +109,17 @@ def test_database_url_defaults_to_the_queue_url() -> None:
         Settings(queue_url="sqlite:///q.db", database_url="sqlite:///s.db").store_url
         == "sqlite:///s.db"
     )
+
+
+def test_http_notional_names_each_endpoints_amount_path_or_none() -> None:
+    settings = Settings(
+        http_endpoints="orders=http://a/o,tickets=http://a/t,plain=http://a/p",
+        http_notional="orders=order.usd,tickets=-",
+    )
+    assert settings.notional_paths == {"orders": "order.usd", "tickets": None}
+
+
+def test_http_notional_for_an_endpoint_that_does_not_exist_is_one_line() -> None:
+    settings = Settings(http_endpoints="orders=http://a/o", http_notional="ordres=usd")
+    with pytest.raises(ConfigError, match=r"^invalid HTTP_NOTIONAL: 'ordres' is not an endpoint"):
+        _ = settings.notional_paths

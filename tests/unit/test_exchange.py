@@ -10,7 +10,7 @@ from autorunner.adapters.exchange import ExchangeAdapter, client_order_id
 from autorunner.decision import Action, Decision
 from autorunner.errors import PermanentError
 from autorunner.policy import Constraints, Route, check
-from tests.helpers import make_event
+from tests.helpers import kinds, make_event
 
 EVENT = make_event("e1")
 
@@ -81,7 +81,7 @@ def test_a_live_order_is_denied_unless_the_route_allows_live_trading() -> None:
     paper_order = Decision(
         actions=(order(notional_usd=10),), rationale="r", decider="llm", version="v"
     )
-    kinds = frozenset({"exchange"})
+    kinds_ = kinds("exchange")
     paper_only = Route(name="r", objective="o", allowed_actions=("exchange",))
     live = Route(
         name="r",
@@ -90,10 +90,10 @@ def test_a_live_order_is_denied_unless_the_route_allows_live_trading() -> None:
         constraints=Constraints(live_trading=True),
     )
     assert [
-        d.reason for d in check(live_order, paper_only, policy_hash="h", known_kinds=kinds).denied
+        d.reason for d in check(live_order, paper_only, policy_hash="h", valuers=kinds_).denied
     ] == ["live trading is not enabled for route 'r'"]
     assert (
-        check(paper_order, paper_only, policy_hash="h", known_kinds=kinds).allowed
+        check(paper_order, paper_only, policy_hash="h", valuers=kinds_).allowed
         == paper_order.actions
     )
-    assert check(live_order, live, policy_hash="h", known_kinds=kinds).allowed == live_order.actions
+    assert check(live_order, live, policy_hash="h", valuers=kinds_).allowed == live_order.actions

@@ -5,16 +5,20 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httpx2
 import pytest
 from pydantic_ai.messages import ModelMessage, ModelResponse, ToolCallPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.models.test import TestModel
 
 from autorunner.adapters.base import Delivery
+from autorunner.adapters.exchange import ExchangeAdapter
+from autorunner.adapters.http import HttpAdapter
 from autorunner.deciders.llm import LlmDecider
 from autorunner.decision import Action
 from autorunner.errors import InvalidDecision
 from autorunner.events import Event
+from autorunner.notional import moves_no_money
 from autorunner.pipeline import Pipeline
 from autorunner.policy import Constraints, Policy, Route, build_envelope
 from autorunner.store.memory import MemoryStore
@@ -23,7 +27,7 @@ from tests.helpers import make_event, raw_delivery
 ROUTE = Route(
     name="desk",
     objective="Decide",
-    allowed_actions=("notify",),
+    allowed_actions=("notify", "exchange", "http"),
     decider="llm",
     constraints=Constraints(max_notional_usd=100, max_execution_seconds=0.3, max_attempts=1),
 )
@@ -79,6 +83,7 @@ async def test_pydantic_ai_test_model_runs_offline_and_its_output_becomes_the_de
 class Recording:
     kind = "notify"
     delivery: Delivery = "at_most_once"
+    notional = staticmethod(moves_no_money)
 
     def __init__(self) -> None:
         self.calls: list[str] = []
@@ -91,16 +96,22 @@ class Recording:
 async def run_with(model: FunctionModel) -> tuple[dict[str, Any], Recording]:
     store = MemoryStore()
     adapter = Recording()
-    pipeline = Pipeline(
-        store=store,
-        policy=Policy(routes=(), default=ROUTE),
-        deciders={"llm": LlmDecider(model, label="function:test")},
-        adapters={"notify": adapter},
-    )
-    await store.insert_event(make_event("e1"), raw_delivery())
-    leased = await store.acquire("e1", owner="w", lease=30)
-    assert leased is not None
-    attempt = await pipeline.run(leased)
+    async with httpx2.AsyncClient() as http:
+        pipeline = Pipeline(
+            store=store,
+            policy=Policy(routes=(), default=ROUTE),
+            deciders={"llm": LlmDecider(model, label="function:test")},
+            adapters={
+                "notify": adapter,
+                "exchange": ExchangeAdapter(),
+                # Nothing listens there: a call the verdict let through would fail the run.
+                "http": HttpAdapter(http=http, endpoints={"orders": "http://127.0.0.1:9/orders"}),
+            },
+        )
+        await store.insert_event(make_event("e1"), raw_delivery())
+        leased = await store.acquire("e1", owner="w", lease=30)
+        assert leased is not None
+        attempt = await pipeline.run(leased)
     return attempt.record.to_dict() | {"error": attempt.error}, adapter
 
 
@@ -111,8 +122,12 @@ async def test_an_action_outside_the_allowed_ones_or_over_the_cap_is_denied_and_
         answering(
             {
                 "actions": [
-                    {"step_id": "buy", "kind": "exchange", "params": {"notional_usd": 50}},
-                    {"step_id": "big", "kind": "notify", "params": {"notional_usd": 1000}},
+                    {"step_id": "tell", "kind": "telegram", "params": {"chat": "desk"}},
+                    {
+                        "step_id": "big",
+                        "kind": "exchange",
+                        "params": {"symbol": "BTC/USDT", "side": "buy", "amount": 1, "price": 1000},
+                    },
                 ],
                 "rationale": "yolo",
             }
@@ -121,10 +136,43 @@ async def test_an_action_outside_the_allowed_ones_or_over_the_cap_is_denied_and_
     assert adapter.calls == []
     assert record["effects"] == []
     assert [d["reason"] for d in record["verdict"]["denied"]] == [
-        "action 'exchange' not allowed by route 'desk'",
+        "action 'telegram' not allowed by route 'desk'",
         "notional 1000 USD exceeds the route's cap of 100 USD",
     ]
     assert record["decision"]["trace"]["raw_output"]["rationale"] == "yolo"
+
+
+async def test_a_model_that_forgets_the_canonical_amount_field_is_denied_not_executed() -> None:
+    record, _ = await run_with(
+        answering(
+            {
+                "actions": [
+                    {
+                        "step_id": "order",
+                        "kind": "http",
+                        "params": {"endpoint": "orders", "body": {"amount_usd": 100_000}},
+                    },
+                    {
+                        "step_id": "beside",
+                        "kind": "http",
+                        "params": {"endpoint": "orders", "notional_usd": 50, "body": {}},
+                    },
+                    {
+                        "step_id": "buy",
+                        "kind": "exchange",
+                        "params": {"symbol": "BTC/USDT", "side": "buy", "amount": 10},
+                    },
+                ],
+                "rationale": "size it big",
+            }
+        )
+    )
+    assert record["effects"] == []
+    assert record["verdict"]["allowed"] == []
+    reasons = [d["reason"] for d in record["verdict"]["denied"]]
+    assert reasons[0].startswith("notional cannot be determined (endpoint 'orders' carries")
+    assert reasons[1].startswith("http action has unknown param(s) 'notional_usd'")
+    assert reasons[2].startswith("notional cannot be determined (a market order without a price)")
 
 
 async def test_an_invalid_model_answer_is_a_denied_verdict_not_an_effect() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from autorunner.deciders.rules import decide_default
 from autorunner.decision import Action, Decision
 from autorunner.policy import Constraints, Policy, Route, build_envelope, check, default_policy
-from tests.helpers import make_event
+from tests.helpers import kinds, make_event
 
 NOTIFY_ONLY = Route(name="r", objective="o", allowed_actions=("notify",))
 
@@ -34,7 +34,7 @@ def test_actions_outside_the_route_are_denied_with_a_reason() -> None:
         decision(Action(step_id="a", kind="notify"), Action(step_id="b", kind="exchange")),
         NOTIFY_ONLY,
         policy_hash="h",
-        known_kinds=frozenset({"notify", "exchange"}),
+        valuers=kinds("notify", "exchange"),
     )
     assert [a.step_id for a in verdict.allowed] == ["a"]
     assert [(d.action.step_id, d.reason) for d in verdict.denied] == [
@@ -52,7 +52,7 @@ def test_actions_without_an_adapter_or_with_a_repeated_step_are_denied() -> None
         ),
         route,
         policy_hash="h",
-        known_kinds=frozenset({"notify"}),
+        valuers=kinds("notify"),
     )
     assert [a.step_id for a in verdict.allowed] == ["n"]
     assert [d.reason for d in verdict.denied] == [

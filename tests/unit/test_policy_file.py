@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 
 from autorunner.deciders.rules import decide
-from autorunner.decision import Action, Decision
 from autorunner.errors import ConfigError
-from autorunner.policy import build_envelope, check
+from autorunner.policy import build_envelope
 from autorunner.policy_file import load_policy
 from tests.helpers import make_event
 
@@ -101,26 +100,6 @@ def test_policy_hash_changes_with_the_file(tmp_path: Path) -> None:
     first = load_policy(write(tmp_path, GOOD)).hash
     second = load_policy(write(tmp_path, GOOD.replace("max_attempts = 3", "max_attempts = 4"))).hash
     assert first != second
-
-
-def test_notional_above_the_route_cap_is_denied_with_its_reason(tmp_path: Path) -> None:
-    route = load_policy(write(tmp_path, GOOD)).routes[0]
-    big = Decision(
-        actions=(
-            Action(step_id="a", kind="exchange", params={"notional_usd": 501}),
-            Action(step_id="b", kind="exchange", params={"notional_usd": 500}),
-            Action(step_id="c", kind="exchange", params={"notional_usd": "lots"}),
-        ),
-        rationale="r",
-        decider="llm",
-        version="v",
-    )
-    verdict = check(big, route, policy_hash="h", known_kinds=frozenset({"exchange"}))
-    assert [a.step_id for a in verdict.allowed] == ["b"]
-    assert [d.reason for d in verdict.denied] == [
-        "notional 501 USD exceeds the route's cap of 500 USD",
-        "notional_usd 'lots' is not a non-negative number",
-    ]
 
 
 @pytest.mark.parametrize(

@@ -15,9 +15,9 @@ from autorunner.policy import (
 from autorunner.replay import classify, replay
 from autorunner.store.base import RunRecord
 from autorunner.store.memory import MemoryStore
-from tests.helpers import make_event, raw_delivery
+from tests.helpers import kinds, make_event, raw_delivery
 
-KINDS = frozenset({"notify"})
+KINDS = kinds("notify")
 
 
 async def recorded(store: MemoryStore, event_id: str, symbol: str, policy: Policy) -> None:
@@ -27,7 +27,7 @@ async def recorded(store: MemoryStore, event_id: str, symbol: str, policy: Polic
     assert leased is not None
     route = policy.route_for(event)
     envelope = build_envelope(event, route)
-    verdict = check(decide(envelope, route), route, policy_hash=policy.hash, known_kinds=KINDS)
+    verdict = check(decide(envelope, route), route, policy_hash=policy.hash, valuers=KINDS)
     run = RunRecord(
         event_id=event_id,
         attempt=1,
@@ -53,7 +53,7 @@ async def test_a_stricter_policy_reports_exactly_the_events_whose_verdict_change
         detail = await store.get_event(f"e{n}")
         assert detail is not None
         results[f"e{n}"] = (
-            await replay(detail, stricter, {"rules": RulesDecider()}, known_kinds=KINDS)
+            await replay(detail, stricter, {"rules": RulesDecider()}, valuers=KINDS)
         ).change
     assert results == {
         "e0": "newly_denied",
@@ -86,7 +86,7 @@ async def test_changed_parameters_are_a_change_and_new_actions_are_newly_allowed
         ),
     )
     changed = await replay(
-        detail, Policy(routes=(), default=louder), {"rules": RulesDecider()}, known_kinds=KINDS
+        detail, Policy(routes=(), default=louder), {"rules": RulesDecider()}, valuers=KINDS
     )
     assert changed.change == "changed"
     more = Route(
@@ -104,7 +104,7 @@ async def test_changed_parameters_are_a_change_and_new_actions_are_newly_allowed
     )
     assert (
         await replay(
-            detail, Policy(routes=(), default=more), {"rules": RulesDecider()}, known_kinds=KINDS
+            detail, Policy(routes=(), default=more), {"rules": RulesDecider()}, valuers=KINDS
         )
     ).change == "newly_allowed"
 

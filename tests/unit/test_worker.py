@@ -17,6 +17,7 @@ from autorunner.decision import Action, Decision
 from autorunner.errors import PermanentError, TransientError
 from autorunner.events import Event
 from autorunner.metrics import Metrics
+from autorunner.notional import moves_no_money
 from autorunner.pipeline import Pipeline
 from autorunner.policy import Constraints, Policy, Route, default_policy
 from autorunner.queue.memory import MemoryQueue
@@ -33,6 +34,7 @@ class ScriptedAdapter:
 
     kind: str = "notify"
     delivery: Delivery = "at_most_once"
+    notional = staticmethod(moves_no_money)
     failures: list[Exception] = field(default_factory=list)
     block: asyncio.Event | None = None
     calls: list[tuple[str, float]] = field(default_factory=list)

@@ -2,11 +2,14 @@
 
 Raise ``TransientError`` for failures worth retrying and ``PermanentError`` for the rest.
 ``delivery`` says what the ledger does with an effect a crash left half-done: ``at_most_once``
-marks it unknown and never resends it; ``at_least_once`` performs it again.
+marks it unknown and never resends it; ``at_least_once`` performs it again. ``notional`` values
+an action by the kind's contract (``autorunner.notional``), so the policy can cap it before any
+effect.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
 import httpx2
@@ -14,6 +17,7 @@ import httpx2
 from autorunner.decision import Action
 from autorunner.errors import PermanentError, TransientError
 from autorunner.events import Event
+from autorunner.notional import Notional, Valuer
 
 Delivery = Literal["at_most_once", "at_least_once"]
 
@@ -26,6 +30,14 @@ class Adapter(Protocol):
 
     async def execute(self, action: Action, *, effect_key: str, event: Event) -> dict[str, Any]:
         """Perform ``action``; return a JSON-able result for the ledger."""
+
+    def notional(self, params: Mapping[str, Any]) -> Notional:
+        """How much money an action with these ``params`` moves (``None``: none)."""
+
+
+def valuers(adapters: Mapping[str, Adapter]) -> dict[str, Valuer]:
+    """The kinds a verdict may allow, each with its valuation (``policy.check``)."""
+    return {kind: adapter.notional for kind, adapter in adapters.items()}
 
 
 async def post(

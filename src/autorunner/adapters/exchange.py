@@ -2,7 +2,8 @@
 
 ``params``: ``symbol`` (``"BTC/USDT"``), ``side`` (``buy``/``sell``), ``type`` (``market``/
 ``limit``), ``amount`` (base units) or ``notional_usd`` with ``price`` (or ``reference_price``),
-and ``mode`` (``paper`` unless ``live``). Two gates stand before a live order: the route must
+and ``mode`` (``paper`` unless ``live``) — nothing else (``notional.parse_order``, which the
+policy's cap reads too). Two gates stand before a live order: the route must
 allow it (``constraints.live_trading = true``, checked by the verdict) and the operator must have
 enabled it (``EXCHANGE_LIVE=true`` with credentials). A paper order is recorded with a simulated
 fill at the given price; nothing leaves the process.
@@ -19,13 +20,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib
-import math
+from collections.abc import Mapping
 from typing import Any
 
 from autorunner.adapters.base import Delivery
 from autorunner.decision import Action
 from autorunner.errors import PermanentError, TransientError
 from autorunner.events import Event
+from autorunner.notional import Malformed, Notional, order_notional, parse_order
 
 
 def client_order_id(effect_key: str) -> str:
@@ -69,41 +71,29 @@ class ExchangeAdapter:
             raise PermanentError("live trading is not enabled by the operator (EXCHANGE_LIVE=true)")
         return {"mode": "live", **order, "exchange_order": await self._place(order)}
 
-    def _order(self, params: dict[str, Any]) -> dict[str, Any]:
-        symbol, side, kind = params.get("symbol"), params.get("side"), params.get("type", "market")
-        if not isinstance(symbol, str) or "/" not in symbol:
-            raise PermanentError(f"exchange order needs a symbol like 'BTC/USDT', got {symbol!r}")
-        if side not in ("buy", "sell") or kind not in ("market", "limit"):
+    def notional(self, params: Mapping[str, Any]) -> Notional:
+        return order_notional(params)
+
+    def _order(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        order = parse_order(params)
+        if isinstance(order, Malformed):
+            raise PermanentError(order.reason)
+        if order.notional_usd is None:
             raise PermanentError(
-                f"exchange order needs side buy|sell and type market|limit, got {side!r}/{kind!r}"
+                f"exchange order has no known notional ({order.unvalued}): give a price"
+                " (or reference_price) on a USD-quoted pair"
             )
-        price = _number(params.get("price", params.get("reference_price")))
-        amount = _number(params.get("amount"))
-        notional = _number(params.get("notional_usd"))
-        if amount is None and notional is not None and price:
-            amount = notional / price
-        if amount is None or amount <= 0:
+        if order.notional_usd > self._cap:
             raise PermanentError(
-                "exchange order needs a positive amount, or notional_usd with a price"
+                f"order notional {order.notional_usd:g} USD exceeds the adapter cap {self._cap:g} USD"
             )
-        value = notional if notional is not None else (amount * price if price else None)
-        if value is None:
-            raise PermanentError(
-                "exchange order needs a price (or reference_price) to check its notional"
-            )
-        if value > self._cap:
-            raise PermanentError(
-                f"order notional {value:g} USD exceeds the adapter cap {self._cap:g} USD"
-            )
-        if kind == "limit" and not price:
-            raise PermanentError("a limit order needs a price")
         return {
-            "symbol": symbol,
-            "side": side,
-            "type": kind,
-            "amount": amount,
-            "price": price,
-            "notional_usd": value,
+            "symbol": order.symbol,
+            "side": order.side,
+            "type": order.type,
+            "amount": order.amount,
+            "price": order.price,
+            "notional_usd": order.notional_usd,
         }
 
     async def _place(self, order: dict[str, Any]) -> dict[str, Any]:
@@ -134,12 +124,6 @@ class ExchangeAdapter:
                 {"apiKey": self._api_key, "secret": self._secret}
             )
         return self._client
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return float(value)
 
 
 def _translate(exc: Exception) -> Exception:

@@ -7,6 +7,10 @@ carries ``Idempotency-Key: <effect key>`` and, with ``HTTP_ADAPTER_SECRET``, an 
     X-Autorunner-Timestamp: <unix seconds>
     X-Autorunner-Signature: v1=hex(HMAC_SHA256(secret, timestamp + "." + effect_key + "." + body))
 
+The amount an endpoint moves is read from one place in the body, ``notional_usd`` unless the
+operator names another path for it (``HTTP_NOTIONAL="orders=order.usd,tickets=-"``; ``-``: the
+endpoint moves no money), so a route's ``max_notional_usd`` can cap it (``autorunner.notional``).
+
 Timeouts, network errors, ``429`` and ``5xx`` are retryable; other ``4xx`` are permanent. The
 receiver de-duplicates on the key, so a call cut off by a crash is safely sent again
 (``at_least_once``).
@@ -27,6 +31,7 @@ from autorunner.adapters.base import Delivery, post
 from autorunner.decision import Action
 from autorunner.errors import PermanentError
 from autorunner.events import Event
+from autorunner.notional import DEFAULT_HTTP_PATH, Notional, http_valuer
 
 
 def sign_body(secret: str, *, timestamp: str, effect_key: str, body: bytes) -> str:
@@ -48,11 +53,17 @@ class HttpAdapter:
         endpoints: Mapping[str, str],
         secret: str | None = None,
         timeout: float = 10.0,
+        notional_paths: Mapping[str, str | None] | None = None,
     ) -> None:
         self._http = http
         self._endpoints = dict(endpoints)
+        paths = notional_paths or {}
+        self._valuer = http_valuer({n: paths.get(n, DEFAULT_HTTP_PATH) for n in self._endpoints})
         self._secret = secret
         self._timeout = timeout
+
+    def notional(self, params: Mapping[str, Any]) -> Notional:
+        return self._valuer(params)
 
     async def execute(self, action: Action, *, effect_key: str, event: Event) -> dict[str, Any]:
         name = action.params.get("endpoint")

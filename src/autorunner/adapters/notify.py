@@ -9,6 +9,7 @@ import structlog
 from autorunner.adapters.base import Delivery
 from autorunner.decision import Action
 from autorunner.events import Event
+from autorunner.notional import moves_no_money
 
 log = structlog.get_logger("autorunner.notify")
 
@@ -17,6 +18,7 @@ class NotifyAdapter:
     """Announce an action's ``text``; the line carries the effect key for audits."""
 
     kind = "notify"
+    notional = staticmethod(moves_no_money)
     delivery: Delivery = "at_most_once"
 
     async def execute(self, action: Action, *, effect_key: str, event: Event) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from autorunner.adapters.base import Delivery, post
 from autorunner.decision import Action
 from autorunner.errors import PermanentError
 from autorunner.events import Event
+from autorunner.notional import moves_no_money
 from autorunner.signatures import sign_standard
 
 
@@ -45,6 +46,7 @@ class RelayAdapter:
     """POSTs the canonical event to ``targets[params.target]``."""
 
     kind = "relay"
+    notional = staticmethod(moves_no_money)
     delivery: Delivery = "at_least_once"
 
     def __init__(

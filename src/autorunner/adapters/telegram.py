@@ -27,6 +27,7 @@ from autorunner.adapters.base import Delivery
 from autorunner.decision import Action
 from autorunner.errors import PermanentError, TransientError
 from autorunner.events import Event
+from autorunner.notional import moves_no_money
 
 MAX_TEXT = 4096
 BOT_INTERVAL = 1 / 30
@@ -75,6 +76,7 @@ class TelegramAdapter:
     """Sends ``params.text`` to ``chats[params.chat]``."""
 
     kind = "telegram"
+    notional = staticmethod(moves_no_money)
 
     def __init__(
         self,

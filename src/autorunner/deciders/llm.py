@@ -39,8 +39,11 @@ INSTRUCTIONS = """\
 You decide what an automated trading-operations runner does about one trigger from Elfa Auto.
 You receive the instruction envelope (objective, allowedActions, constraints, trigger) and the
 context fetched for it. Propose zero or more actions. Use only kinds listed in allowedActions:
-anything else is refused. Respect every constraint (riskMode, maxNotionalUsd: give an order's
-size as params.notional_usd). Give each action a short unique step_id. Explain briefly why.
+anything else is refused. Respect every constraint (riskMode, maxNotionalUsd). An amount counts
+only where its kind carries it, and an order whose amount cannot be read is refused: an exchange
+order gives symbol (a USD-quoted pair like BTC/USDT), side, type, amount and price; an http call
+gives endpoint and a body with the order's USD value as body.notional_usd. Give each action a
+short unique step_id. Explain briefly why.
 """
 
 
