@@ -299,6 +299,7 @@ def build_runtime(
             concurrency=settings.worker_concurrency,
             lease=settings.lease_seconds,
             grace=settings.shutdown_grace,
+            pause_poll=max(settings.pause_check_seconds, 0.2),
             retry=RetryPolicy(
                 max_attempts=settings.max_attempts,
                 base_delay=settings.retry_base_delay,

@@ -7,17 +7,16 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, TypeVar, cast
+from typing import Annotated, Any, TypeVar
 
 import httpx2
 import orjson
 import typer
 
-from autorunner import cli_auto, clitools, serving
+from autorunner import cli_auto, cli_effects, cli_events, clitools, operations, serving
 from autorunner.backends import Backends
 from autorunner.errors import AutorunnerError, ConfigError
 from autorunner.sender import sample_event, send_event
-from autorunner.store.base import EventStatus
 
 T = TypeVar("T")
 
@@ -27,9 +26,9 @@ cli = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-events_cli = typer.Typer(help="Inspect stored events and their runs.", no_args_is_help=True)
 dlq_cli = typer.Typer(help="Inspect and redrive dead letters.", no_args_is_help=True)
-cli.add_typer(events_cli, name="events")
+cli.add_typer(cli_events.events_cli, name="events")
+cli.add_typer(cli_effects.effects_cli, name="effects")
 cli.add_typer(dlq_cli, name="dlq")
 cli.add_typer(cli_auto.queries_cli, name="queries")
 cli.command("stream")(cli_auto.stream)
@@ -44,9 +43,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = cli(args=list(argv) if argv is not None else None, standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)
-    except (clitools.Failure, AutorunnerError) as exc:
+    except (clitools.Failure, clitools.UsageError, AutorunnerError) as exc:
         print(f"autorunner: error: {exc}", file=sys.stderr)
-        sys.exit(2 if isinstance(exc, ConfigError) else 1)
+        sys.exit(2 if isinstance(exc, ConfigError | clitools.UsageError) else 1)
     except typer.Abort:
         print("autorunner: aborted", file=sys.stderr)
         sys.exit(130)
@@ -111,76 +110,6 @@ def worker(
     clitools.serve_forever(serving.serve(settings, role="worker"))
 
 
-@events_cli.command("list")
-def events_list(
-    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
-    status: Annotated[str | None, typer.Option(help="pending, running, done or dead.")] = None,
-    as_json: clitools.JsonFlag = False,
-) -> None:
-    """List stored events, newest first."""
-    if status not in (None, "pending", "running", "done", "dead"):
-        raise clitools.Failure(f"unknown status {status!r}: use pending, running, done or dead")
-    settings = clitools.settings()
-    wanted = cast(EventStatus | None, status)
-    rows = clitools.run(
-        lambda: clitools.with_backends(
-            settings, lambda b: b.store.list_events(limit=limit, status=wanted)
-        )
-    )
-    if as_json:
-        clitools.print_json([r.to_dict() for r in rows])
-        return
-    clitools.table(
-        "events",
-        ["event id", "status", "attempts", "type", "channel", "received", "error"],
-        [
-            [
-                r.event_id,
-                r.status,
-                str(r.attempts),
-                r.event_type,
-                r.channel,
-                clitools.when(r.received_at),
-                r.last_error or "",
-            ]
-            for r in rows
-        ],
-    )
-
-
-@events_cli.command("show")
-def events_show(event_id: str, as_json: clitools.JsonFlag = False) -> None:
-    """Show one event's whole record: delivery, event, runs, effects."""
-    settings = clitools.settings()
-    detail = clitools.run(
-        lambda: clitools.with_backends(settings, lambda b: b.store.get_event(event_id))
-    )
-    if detail is None:
-        raise clitools.Failure(f"no event with id {event_id!r}")
-    data = detail.to_dict()
-    if as_json:
-        clitools.print_json(data)
-        return
-    s = detail.summary
-    print(
-        f"event {s.event_id}  status={s.status} attempts={s.attempts} type={s.event_type} channel={s.channel}"
-    )
-    print(
-        f"  received {clitools.when(s.received_at)}  finished {clitools.when(s.finished_at)}  execution {s.execution_id or '-'}"
-    )
-    if detail.dead_reason:
-        print(f"  dead letter: {detail.dead_reason}")
-    for run in detail.runs:
-        decision = run.decision or {}
-        print(
-            f"  attempt {run.attempt}: {run.outcome}  route={run.route}  decider={decision.get('version')}  error={run.error or '-'}"
-        )
-    for effect in detail.effects:
-        print(
-            f"  effect {effect['effect_key']}: {effect['status']} (tries {effect['tries']})  result={effect['result']}"
-        )
-
-
 @dlq_cli.command("list")
 def dlq_list(
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
@@ -209,18 +138,13 @@ def dlq_redrive(
 ) -> None:
     """Send dead-lettered events back to the queue with a fresh attempt count."""
     if (event_id is None) == (not redrive_all):
-        raise clitools.Failure("give exactly one of EVENT_ID or --all")
+        raise clitools.UsageError("give exactly one of EVENT_ID or --all")
     settings = clitools.settings()
-
-    async def redrive(backends: Backends) -> list[str]:
-        ids = await backends.store.redrive(None if redrive_all else event_id)
-        for i in ids:
-            await backends.queue.enqueue(i)
-        return ids
-
-    ids = clitools.run(lambda: clitools.with_backends(settings, redrive))
-    if event_id is not None and not ids:
-        raise clitools.Failure(f"no dead letter with id {event_id!r}")
+    ids = clitools.run(
+        lambda: clitools.with_backends(
+            settings, lambda b: operations.redrive(b, None if redrive_all else event_id)
+        )
+    )
     if as_json:
         clitools.print_json({"redriven": ids})
     else:
@@ -269,21 +193,18 @@ def pause(
         str, typer.Option(help="Why; shown in every denied verdict.")
     ] = "paused by an operator",
 ) -> None:
-    """Kill switch: deny every action of every runner on this store (within a second) until resume."""
+    """Kill switch: no effect begins on any runner of this store (within PAUSE_CHECK_SECONDS);
+    events wait, nothing is denied, and they run after resume."""
     settings = clitools.settings()
-    clitools.run(
-        lambda: clitools.with_backends(settings, lambda b: b.store.set_flag("paused", reason))
-    )
-    print(f"paused: {reason}")
+    clitools.run(lambda: clitools.with_backends(settings, lambda b: operations.pause(b, reason)))
+    print(f"paused: {reason} (events wait; autorunner resume runs them)")
 
 
 @cli.command()
 def resume() -> None:
-    """Lift the kill switch; events decided while paused stay denied (redrive or replay them)."""
+    """Lift the kill switch: the events that waited run now."""
     settings = clitools.settings()
-    clitools.run(
-        lambda: clitools.with_backends(settings, lambda b: b.store.set_flag("paused", None))
-    )
+    clitools.run(lambda: clitools.with_backends(settings, operations.resume))
     print("resumed")
 
 

@@ -6,8 +6,10 @@
     ├── InvalidDecision          a decider's output failed its schema (-> a denied verdict)
     ├── SignatureError           a delivery is not authentic (-> 401); ``reason`` is a stable code
     ├── StoreUnavailable         the store or queue cannot take or give data right now (-> 503)
+    ├── OperationRefused         an operator's request cannot be carried out as asked
     ├── JobError                 raised inside a job; decides retry vs dead letter
     │   ├── TransientError       worth retrying later (timeouts, 5xx, rate limits)
+    │   │   └── DeliveryUnknown  the request may have reached the remote, no answer came
     │   └── PermanentError       will fail the same way again (4xx, invalid action)
     └── AutoError                Elfa Auto answered with an error (``status``, ``detail``)
         ├── AutoAuthError        401/403: the message names the credential to check (permanent)
@@ -57,6 +59,11 @@ class StoreUnavailable(AutorunnerError):
     """The store or the queue could not complete an operation; callers answer 503 or retry."""
 
 
+class OperationRefused(AutorunnerError):
+    """An operator asked for something that does not apply (no such event, an effect that is
+    not unknown, a rerun of an event still running); the message says what is the case."""
+
+
 class JobError(AutorunnerError):
     """An error raised while running a job."""
 
@@ -67,6 +74,12 @@ class TransientError(JobError):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class DeliveryUnknown(TransientError):
+    """An adapter's request left and may have reached the remote, but no answer came (a read
+    timeout, a dropped connection): an at-most-once effect becomes ``unknown``, an at-least-once
+    one is retried."""
 
 
 class PermanentError(JobError):

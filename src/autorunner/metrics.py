@@ -78,6 +78,12 @@ class Metrics:
         self.dead_letters = Gauge(
             "autorunner_dead_letters", "Events in the dead letters", registry=r
         )
+        self.effects_unknown = Gauge(
+            "autorunner_effects_unknown",
+            "Effects whose request may have reached the remote with no known outcome:"
+            " each waits for an operator (autorunner effects resolve)",
+            registry=r,
+        )
         self.rejected_stored = Gauge(
             "autorunner_rejected_stored", "Authentic deliveries kept as rejected", registry=r
         )
@@ -88,6 +94,7 @@ class Metrics:
         self.oldest_pending.set(queue.oldest_ready_age or 0.0)
         self.dead_letters.set(store.counts.get("dead", 0))
         self.rejected_stored.set(store.rejected)
+        self.effects_unknown.set(store.unknown_effects)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -19,8 +19,9 @@ from autorunner.adapters.base import Adapter, valuers
 from autorunner.clock import Clock, system_clock
 from autorunner.context import ContextSource, NoContext
 from autorunner.deciders import Decider
-from autorunner.decision import Action, Decision, Denied, Verdict
+from autorunner.decision import Action, Decision
 from autorunner.errors import (
+    DeliveryUnknown,
     InvalidDecision,
     JobError,
     PermanentError,
@@ -29,18 +30,27 @@ from autorunner.errors import (
 )
 from autorunner.events import Event
 from autorunner.policy import Policy, Route, build_envelope, check
-from autorunner.store.base import EffectIntent, Leased, RunRecord, Store
+from autorunner.store.base import EffectIntent, Leased, RunRecord, Store, effect_key
 
 log = structlog.get_logger("autorunner.pipeline")
 
 
 @dataclass(kw_only=True, slots=True)
 class Attempt:
-    """What one run of the pipeline did; ``error`` is None when every allowed effect succeeded."""
+    """What one run of the pipeline did; ``error`` is None when every allowed effect succeeded.
+
+    ``held`` (the operator's reason) when the runner was paused before an effect: the attempt
+    does not count, the event waits and runs on after ``resume``.
+    """
 
     record: RunRecord
     error: JobError | None
     max_attempts: int
+    held: str | None = None
+
+
+class Held(Exception):
+    """The kill switch is on: no effect may begin now (raised inside the pipeline only)."""
 
 
 @dataclass(kw_only=True, slots=True)
@@ -78,6 +88,8 @@ class Pipeline:
         self._pause: tuple[float, str | None] = (float("-inf"), None)
         self._pause_ttl = pause_check_seconds
         self._clock = clock
+        self._closing = False
+        self._sending: set[asyncio.Task[Any] | None] = set()
 
     async def run(self, leased: Leased) -> Attempt:
         """Run one attempt; errors become the attempt's ``error``, except ``StoreUnavailable``."""
@@ -86,9 +98,12 @@ class Pipeline:
         draft = _Draft(started_at=self._clock(), route=route.name)
         limit = route.constraints.max_execution_seconds
         error: JobError | None = None
+        held: str | None = None
         try:
             async with asyncio.timeout(limit):
                 await self._steps(leased, route, draft)
+        except Held as exc:
+            held = str(exc)
         except TimeoutError:
             error = TransientError(f"timed out after {limit:g}s (route {route.name!r})")
         except JobError as exc:
@@ -117,15 +132,18 @@ class Pipeline:
             timings_ms=draft.timings_ms,
             error=None if error is None else f"{type(error).__name__}: {error}",
         )
-        return Attempt(record=record, error=error, max_attempts=route.constraints.max_attempts)
+        return Attempt(
+            record=record, error=error, max_attempts=route.constraints.max_attempts, held=held
+        )
 
     async def _steps(self, leased: Leased, route: Route, draft: _Draft) -> None:
         event = leased.event
         mark = time.perf_counter()
         draft.envelope = build_envelope(event, route)
-        # A retry acts on the decision its effects began under, never on a new one (see
-        # ``Store.pin_decision``); this also spares the model a second call.
-        pinned = await self._store.pinned_decision(event.event_id) if leased.attempt > 1 else None
+        # A retry, a takeover, a resend or a resume acts on the decision its effects began
+        # under, never on a new one (``Store.pin_decision``, read with the lease); this also
+        # spares the model a second call.
+        pinned = leased.pinned
         if pinned is not None:
             decision = Decision.from_dict(pinned)
         else:
@@ -148,19 +166,12 @@ class Pipeline:
         draft.decision = {**decision.to_dict(), "policy_hash": self.policy.hash}
         if pinned is not None:
             draft.decision["reused"] = True
-        if verdict.allowed and (reason := await self._paused()) is not None:
-            verdict = Verdict(
-                allowed=(),
-                denied=verdict.denied
-                + tuple(
-                    Denied(action=a, reason=f"runner paused: {reason}") for a in verdict.allowed
-                ),
-                policy_hash=verdict.policy_hash,
-            )
         draft.verdict = verdict.to_dict()
         mark = _lap(draft, "verdict", mark)
         for action in verdict.allowed:
-            effect = await self._effect(event, action, route)
+            if (reason := await self.paused()) is not None:
+                raise Held(reason)
+            effect = await self._effect(leased, action, route)
             draft.effects.append(effect)
             if effect["status"] == "over_budget":
                 reason = f"route {route.name!r} spent its budget of {route.constraints.max_effects_per_hour} effects an hour"
@@ -202,7 +213,7 @@ class Pipeline:
         finally:
             _lap(draft, "decide", mark)
 
-    async def _paused(self) -> str | None:
+    async def paused(self) -> str | None:
         """The kill switch's reason when set (``autorunner pause``), read at most every
         ``pause_check_seconds``: the switch takes effect within that time."""
         checked_at, reason = self._pause
@@ -212,9 +223,14 @@ class Pipeline:
             self._pause = (now, reason)
         return reason
 
-    async def _effect(self, event: Event, action: Action, route: Route) -> dict[str, Any]:
+    async def _effect(self, leased: Leased, action: Action, route: Route) -> dict[str, Any]:
+        event = leased.event
         adapter = self._adapters[action.kind]
-        key = f"{event.event_id}:{action.step_id}"
+        key = effect_key(event.event_id, action.step_id, leased.generation)
+        at_least_once = adapter.delivery == "at_least_once"
+        # Only an at-most-once adapter that waits before sending needs the ledger to mark the
+        # moment its request leaves; for the others beginning is that moment (adapters.base).
+        staged = adapter.waits_to_send and not at_least_once
         intent = EffectIntent(
             effect_key=key,
             event_id=event.event_id,
@@ -224,9 +240,7 @@ class Pipeline:
             route=route.name,
             budget=route.constraints.max_effects_per_hour,
         )
-        state = await self._store.begin_effect(
-            intent, at_least_once=adapter.delivery == "at_least_once"
-        )
+        state = await self._store.begin_effect(intent, at_least_once=at_least_once, staged=staged)
         entry: dict[str, Any] = {
             "effect_key": key,
             "kind": action.kind,
@@ -235,13 +249,41 @@ class Pipeline:
         if not state.proceed:
             log.info("effect.skipped", event_id=event.event_id, effect_key=key, status=state.status)
             return {**entry, "status": state.status, "skipped": True, "result": state.result}
+        task = asyncio.current_task()
+
+        async def sending() -> None:
+            if self._closing:  # a stop reached this effect before its request left
+                raise asyncio.CancelledError
+            if staged:
+                await self._store.effect_sending(key)
+            self._sending.add(task)
+
         try:
-            result = await adapter.execute(action, effect_key=key, event=event)
+            result = await adapter.execute(action, effect_key=key, event=event, sending=sending)
+        except DeliveryUnknown as exc:
+            if at_least_once:
+                await self._store.finish_effect(key, status="failed", result={"error": str(exc)})
+                raise
+            # It may have been delivered: never resent by itself (``effects resolve`` settles it).
+            await self._store.finish_effect(key, status="unknown", result={"error": str(exc)})
+            log.warning("effect.unknown", event_id=event.event_id, effect_key=key, error=str(exc))
+            return {**entry, "status": "unknown", "skipped": False, "result": {"error": str(exc)}}
         except JobError as exc:
             await self._store.finish_effect(key, status="failed", result={"error": str(exc)})
             raise
+        finally:
+            self._sending.discard(task)
         await self._store.finish_effect(key, status="done", result=result)
         return {**entry, "status": "done", "skipped": False, "result": result}
+
+    def close(self) -> None:
+        """From now on no request leaves: an effect reaching its ``sending`` moment is cancelled
+        instead (and stays ``planned``); requests already in flight finish."""
+        self._closing = True
+
+    def is_sending(self, task: asyncio.Task[Any]) -> bool:
+        """Whether ``task`` has a request in flight (cancelling it would make it unknown)."""
+        return task in self._sending
 
 
 def _lap(draft: _Draft, name: str, mark: float) -> float:

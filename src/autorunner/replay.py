@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from autorunner.deciders import Decider
+from autorunner.decision import Decision
 from autorunner.notional import Valuer
 from autorunner.policy import Policy, build_envelope, check
 from autorunner.store.base import EventDetail
@@ -39,6 +40,42 @@ class Replayed:
         }
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Redecided:
+    """A stored event decided again: its route, the decision (``None`` when the route's decider
+    is not configured) and the verdict on it."""
+
+    route: str
+    decision: Decision | None
+    verdict: dict[str, Any]
+
+
+async def redecide(
+    detail: EventDetail,
+    policy: Policy,
+    deciders: Mapping[str, Decider],
+    *,
+    valuers: Mapping[str, Valuer],
+) -> Redecided:
+    """Decide ``detail``'s event under ``policy`` with the context its last run recorded."""
+    event = detail.event
+    route = policy.route_for(event)
+    last = detail.runs[-1] if detail.runs else None
+    envelope = build_envelope(event, route)
+    context = (last.context if last else None) or {}
+    decider = deciders.get(route.decider)
+    if decider is None:
+        verdict: dict[str, Any] = {
+            "allowed": [],
+            "denied": [],
+            "error": f"no decider {route.decider!r}",
+        }
+        return Redecided(route=route.name, decision=None, verdict=verdict)
+    decision = await decider.decide(envelope, context, route=route)
+    verdict = check(decision, route, policy_hash=policy.hash, valuers=valuers).to_dict()
+    return Redecided(route=route.name, decision=decision, verdict=verdict)
+
+
 async def replay(
     detail: EventDetail,
     policy: Policy,
@@ -47,28 +84,15 @@ async def replay(
     valuers: Mapping[str, Valuer],
 ) -> Replayed:
     """Decide ``detail``'s event again under ``policy`` (dry-run) and compare verdicts."""
-    event = detail.event
-    route = policy.route_for(event)
+    again = await redecide(detail, policy, deciders, valuers=valuers)
     last = detail.runs[-1] if detail.runs else None
-    envelope = build_envelope(event, route)
-    context = (last.context if last else None) or {}
-    decider = deciders.get(route.decider)
-    if decider is None:
-        after: dict[str, Any] = {
-            "allowed": [],
-            "denied": [],
-            "error": f"no decider {route.decider!r}",
-        }
-    else:
-        decision = await decider.decide(envelope, context, route=route)
-        after = check(decision, route, policy_hash=policy.hash, valuers=valuers).to_dict()
     before = last.verdict if last else None
     return Replayed(
-        event_id=event.event_id,
-        route=route.name,
-        change=classify(before, after),
+        event_id=detail.event.event_id,
+        route=again.route,
+        change=classify(before, again.verdict),
         before=before,
-        after=after,
+        after=again.verdict,
     )
 
 

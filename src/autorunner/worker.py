@@ -38,6 +38,9 @@ class WorkerConfig:
     grace: float = 10.0
     retry: retry.RetryPolicy = field(default_factory=retry.RetryPolicy)
     unavailable_backoff: float = 1.0
+    pause_poll: float = 1.0
+    """While paused: how often to look whether the runner was resumed (and how long a job
+    held by the pause waits before it is claimable again)."""
 
 
 class Worker:
@@ -63,6 +66,7 @@ class Worker:
         self._rand = rand
         self._running: dict[asyncio.Task[None], tuple[Job, Leased | None]] = {}
         self.last_heartbeat: float | None = None
+        self._paused = False
 
     @property
     def in_flight(self) -> int:
@@ -88,6 +92,10 @@ class Worker:
                 await asyncio.wait(list(self._running), return_when=asyncio.FIRST_COMPLETED)
                 continue
             try:
+                if await self._paused_now():
+                    # Paused: events wait in the queue, untouched, until ``resume``.
+                    await sleep_unless(stop, cfg.pause_poll)
+                    continue
                 jobs = await self._queue.claim(
                     cfg.name, limit=free, lease=cfg.lease, wait=cfg.claim_wait
                 )
@@ -99,6 +107,17 @@ class Worker:
                 task = asyncio.create_task(self._handle(job), name=f"job-{job.event_id}")
                 self._running[task] = (job, None)
                 task.add_done_callback(self._forget)
+
+    async def _paused_now(self) -> bool:
+        """Whether the kill switch is on; logs each change once."""
+        reason = await self._pipeline.paused()
+        if (reason is not None) != self._paused:
+            self._paused = reason is not None
+            if self._paused:
+                log.warning("worker.paused", reason=reason)
+            else:
+                log.info("worker.resumed")
+        return self._paused
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._running.pop(task, None)
@@ -133,6 +152,12 @@ class Worker:
         event_id = job.event_id
         for effect in attempt.record.effects:
             self._metrics.effects.labels(effect["kind"], effect["status"]).inc()
+        if attempt.held is not None:
+            # Paused before an effect: not an attempt; the event waits for ``resume``.
+            await self._give_back(job, leased, delay=self.config.pause_poll)
+            self._metrics.processed.labels("held").inc()
+            log.info("job.held", event_id=event_id, reason=attempt.held)
+            return
         if attempt.error is None:
             if not await self._store.finish(attempt.record, owner=leased.owner):
                 await self._queue.ack(job)
@@ -174,10 +199,10 @@ class Worker:
                 "job.dead_letter", event_id=event_id, attempt=leased.attempt, reason=ruling.reason
             )
 
-    async def _give_back(self, job: Job, leased: Leased) -> None:
+    async def _give_back(self, job: Job, leased: Leased, *, delay: float = 0.0) -> None:
         with contextlib.suppress(StoreUnavailable):
             await self._store.release(job.event_id, owner=leased.owner)
-            await self._queue.retry(job, delay=0.0)
+            await self._queue.retry(job, delay=delay)
             log.info("job.released", event_id=job.event_id)
 
     async def _heartbeat(self) -> None:
@@ -209,7 +234,11 @@ class Worker:
         tasks = list(self._running)
         log.info("worker.draining", in_flight=len(tasks), grace=self.config.grace)
         _, pending = await asyncio.wait(tasks, timeout=self.config.grace)
+        # Past the grace no request may leave; one already in flight finishes (cancelling it
+        # would leave its effect unknown), the rest are cancelled and their leases given back.
+        self._pipeline.close()
         for task in pending:
-            task.cancel()
+            if not self._pipeline.is_sending(task):
+                task.cancel()
         if pending:
             await asyncio.wait(pending)

@@ -225,26 +225,3 @@ async def test_demo_runs_a_simulated_auto_and_each_trigger_runs_once(tmp_path: P
     lines = server.log_lines()
     assert sum(line.get("event") == "effect.notify" for line in lines) == 3
     assert sum(line.get("event") == "event.duplicate" for line in lines) >= 1
-
-
-def test_pause_stops_effects_across_processes_and_resume_lifts_it(tmp_path: Path) -> None:
-    env = base_env(tmp_path / "runner.db", PAUSE_CHECK_SECONDS="0")
-    server = start_server(env, tmp_path, tmp_path / "serve.log")
-    try:
-        paused = cli(env, "pause", "--reason", "maintenance", cwd=tmp_path)
-        assert paused.stdout.strip() == "paused: maintenance"
-        assert (
-            json.loads(cli(env, "status", "--json", cwd=tmp_path).stdout)["paused"] == "maintenance"
-        )
-        cli(env, "send-test-event", server.url, "--event-id", "while-paused", cwd=tmp_path)
-        shown = wait_done(env, tmp_path, "while-paused")
-        assert shown["effects"] == []
-        assert shown["runs"][0]["verdict"]["denied"][0]["reason"] == "runner paused: maintenance"
-        assert cli(env, "resume", cwd=tmp_path).stdout.strip() == "resumed"
-        assert json.loads(cli(env, "status", "--json", cwd=tmp_path).stdout)["paused"] is None
-        cli(env, "send-test-event", server.url, "--event-id", "after-resume", cwd=tmp_path)
-        assert [e["status"] for e in wait_done(env, tmp_path, "after-resume")["effects"]] == [
-            "done"
-        ]
-    finally:
-        assert server.terminate() == 0

@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
-import orjson
 import pytest
 
 from autorunner.sender import sample_event, send_event
 from tests.acceptance.runner import SECRET, base_env, start_server
-from tests.fake_api import IdempotentApi, reply
+from tests.fake_api import IdempotentApi
 from tests.fake_http import serving
 from tests.fake_llm import FakeModel
+from tests.fake_telegram import TelegramBot
 from tests.helpers import eventually
 
 EVENTS = 120
@@ -61,23 +61,6 @@ def fickle_answer(event_id: str, n: int) -> dict[str, Any] | None:
         ],
         "rationale": "trigger seen",
     }
-
-
-class TelegramBot:
-    """The Bot API's sendMessage: every accepted message is delivered, no idempotency."""
-
-    def __init__(self) -> None:
-        self.messages: list[str] = []
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        body = (await receive())["body"]
-        await asyncio.sleep(0.02)
-        self.messages.append(orjson.loads(body)["text"])
-        await reply(
-            send, 200, orjson.dumps({"ok": True, "result": {"message_id": len(self.messages)}})
-        )
 
 
 def ledger(db: Path) -> dict[str, str]:

@@ -8,7 +8,7 @@ import asyncio
 import time
 from typing import Any
 
-from autorunner.adapters.base import Delivery
+from autorunner.adapters.base import Delivery, Sending
 from autorunner.deciders.rules import RulesDecider
 from autorunner.decision import Action
 from autorunner.events import Event
@@ -31,11 +31,14 @@ class SlowNotify:
     kind = "notify"
     delivery: Delivery = "at_most_once"
     notional = staticmethod(moves_no_money)
+    waits_to_send = False
 
     def __init__(self) -> None:
         self.calls: list[str] = []
 
-    async def execute(self, action: Action, *, effect_key: str, event: Event) -> dict[str, Any]:
+    async def execute(
+        self, action: Action, *, effect_key: str, event: Event, sending: Sending
+    ) -> dict[str, Any]:
         self.calls.append(effect_key)
         await asyncio.sleep(JOB_SECONDS)  # the job's own length: what the leases must outlast
         return {"ok": True}

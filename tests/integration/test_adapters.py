@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from autorunner import signatures
+from autorunner.adapters.base import already_sending
 from autorunner.adapters.http import HttpAdapter
 from autorunner.adapters.relay import RelayAdapter
 from autorunner.adapters.telegram import MAX_TEXT, ParseMode, TelegramAdapter, escape
@@ -56,7 +57,9 @@ async def test_http_calls_carry_the_effect_key_and_a_verifiable_signature() -> N
     server = ScriptedServer()
     server.on("POST", "/orders", Reply(201, {"id": "o-1"}))
     async with http_adapter(server) as adapter:
-        result = await adapter.execute(ORDER, effect_key="evt-1:order", event=EVENT)
+        result = await adapter.execute(
+            ORDER, effect_key="evt-1:order", event=EVENT, sending=already_sending
+        )
     assert result == {"status": 201, "endpoint": "orders", "response": {"id": "o-1"}}
     [request] = server.requests
     assert request.headers["idempotency-key"] == "evt-1:order"
@@ -85,7 +88,7 @@ async def test_http_5xx_and_429_are_retryable_other_4xx_permanent(
     server.on("POST", "/orders", Reply(status, {"error": "x"}, {"retry-after": "7"}))
     async with http_adapter(server) as adapter:
         with pytest.raises(error) as info:
-            await adapter.execute(ORDER, effect_key="k", event=EVENT)
+            await adapter.execute(ORDER, effect_key="k", event=EVENT, sending=already_sending)
     if isinstance(info.value, TransientError):
         assert info.value.retry_after == 7
 
@@ -97,6 +100,7 @@ async def test_http_endpoint_must_be_configured_never_a_url_from_the_decision() 
                 Action(step_id="x", kind="http", params={"endpoint": "http://evil/"}),
                 effect_key="k",
                 event=EVENT,
+                sending=already_sending,
             )
 
 
@@ -122,6 +126,7 @@ async def test_http_timeout_is_retryable() -> None:
                     Action(step_id="x", kind="http", params={"endpoint": "slow"}),
                     effect_key="k",
                     event=EVENT,
+                    sending=already_sending,
                 )
     finally:
         server.close()
@@ -138,6 +143,7 @@ async def test_telegram_sends_to_the_named_chat_and_returns_the_message_id() -> 
             Action(step_id="t", kind="telegram", params={"chat": "desk", "text": "hi"}),
             effect_key="k",
             event=EVENT,
+            sending=already_sending,
         )
     assert result == {"chat": "desk", "message_id": 42}
     assert orjson.loads(server.requests[0].body) == {"chat_id": "-100200", "text": "hi"}
@@ -164,6 +170,7 @@ async def test_telegram_429_honours_retry_after_and_never_leaks_the_token() -> N
                 Action(step_id="t", kind="telegram", params={"chat": "desk", "text": "hi"}),
                 effect_key="k",
                 event=EVENT,
+                sending=already_sending,
             )
     assert info.value.retry_after == 3
     assert TOKEN not in str(info.value)
@@ -182,12 +189,14 @@ async def test_telegram_bad_chat_is_permanent_and_long_text_is_cut_and_escaped()
                 Action(step_id="t", kind="telegram", params={"chat": "desk", "text": "a_b" * 3000}),
                 effect_key="k",
                 event=EVENT,
+                sending=already_sending,
             )
         with pytest.raises(PermanentError, match="not configured"):
             await adapter.execute(
                 Action(step_id="t", kind="telegram", params={"chat": "@someone", "text": "x"}),
                 effect_key="k",
                 event=EVENT,
+                sending=already_sending,
             )
     sent = orjson.loads(server.requests[0].body)
     assert len(sent["text"]) == MAX_TEXT
@@ -215,6 +224,7 @@ async def test_relay_forwards_the_canonical_event_signed_per_standard_webhooks()
             Action(step_id="fwd", kind="relay", params={"target": "desk"}),
             effect_key="evt-9:fwd",
             event=event,
+            sending=already_sending,
         )
     assert result == {"status": 204, "target": "desk"}
     [request] = server.requests
@@ -242,4 +252,5 @@ async def test_relay_target_must_be_configured() -> None:
                 Action(step_id="f", kind="relay", params={"target": "x"}),
                 effect_key="k",
                 event=EVENT,
+                sending=already_sending,
             )

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autorunner.adapters.base import Sending
 from autorunner.app import Runtime, build_runtime
 from autorunner.backends import Backends, open_backends
 from autorunner.config import Settings
@@ -30,10 +31,13 @@ class FlakyNotify:
     kind: str = "notify"
     delivery: str = "at_most_once"
     notional = staticmethod(moves_no_money)
+    waits_to_send = False
     failing: bool = True
     calls: list[str] = field(default_factory=list)
 
-    async def execute(self, action: Action, *, effect_key: str, event: Event) -> dict[str, Any]:
+    async def execute(
+        self, action: Action, *, effect_key: str, event: Event, sending: Sending
+    ) -> dict[str, Any]:
         self.calls.append(effect_key)
         if self.failing:
             raise TransientError("HTTP 503 from downstream")

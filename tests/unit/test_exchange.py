@@ -6,6 +6,7 @@ import importlib.util
 
 import pytest
 
+from autorunner.adapters.base import already_sending
 from autorunner.adapters.exchange import ExchangeAdapter, client_order_id
 from autorunner.decision import Action, Decision
 from autorunner.errors import PermanentError
@@ -27,7 +28,9 @@ def order(**params: object) -> Action:
 
 async def test_paper_order_is_recorded_with_a_simulated_fill_and_a_stable_client_id() -> None:
     adapter = ExchangeAdapter(max_notional_usd=500)
-    result = await adapter.execute(order(notional_usd=250), effect_key="e1:buy", event=EVENT)
+    result = await adapter.execute(
+        order(notional_usd=250), effect_key="e1:buy", event=EVENT, sending=already_sending
+    )
     assert result["mode"] == "paper"
     assert result["amount"] == pytest.approx(0.005)
     assert result["fill"] == {"amount": pytest.approx(0.005), "price": 50_000.0, "simulated": True}
@@ -39,7 +42,9 @@ async def test_paper_order_is_recorded_with_a_simulated_fill_and_a_stable_client
 async def test_the_adapters_own_cap_holds_whatever_the_policy_said() -> None:
     adapter = ExchangeAdapter(max_notional_usd=100)
     with pytest.raises(PermanentError, match="exceeds the adapter cap"):
-        await adapter.execute(order(amount=1.0), effect_key="k", event=EVENT)
+        await adapter.execute(
+            order(amount=1.0), effect_key="k", event=EVENT, sending=already_sending
+        )
 
 
 @pytest.mark.parametrize(
@@ -56,14 +61,20 @@ async def test_the_adapters_own_cap_holds_whatever_the_policy_said() -> None:
 async def test_malformed_orders_are_permanent_errors(params: dict[str, object]) -> None:
     with pytest.raises(PermanentError):
         await ExchangeAdapter().execute(
-            order(**{"notional_usd": 10, **params}), effect_key="k", event=EVENT
+            order(**{"notional_usd": 10, **params}),
+            effect_key="k",
+            event=EVENT,
+            sending=already_sending,
         )
 
 
 async def test_live_needs_the_operator_switch() -> None:
     with pytest.raises(PermanentError, match="EXCHANGE_LIVE"):
         await ExchangeAdapter().execute(
-            order(notional_usd=10, mode="live"), effect_key="k", event=EVENT
+            order(notional_usd=10, mode="live"),
+            effect_key="k",
+            event=EVENT,
+            sending=already_sending,
         )
 
 
@@ -71,7 +82,12 @@ async def test_live_needs_the_operator_switch() -> None:
 async def test_live_without_ccxt_says_how_to_install_it() -> None:
     adapter = ExchangeAdapter(live_enabled=True, api_key="k", secret="s")
     with pytest.raises(PermanentError, match=r"autorunner\[exchange\]"):
-        await adapter.execute(order(notional_usd=10, mode="live"), effect_key="k", event=EVENT)
+        await adapter.execute(
+            order(notional_usd=10, mode="live"),
+            effect_key="k",
+            event=EVENT,
+            sending=already_sending,
+        )
 
 
 def test_a_live_order_is_denied_unless_the_route_allows_live_trading() -> None:

@@ -11,7 +11,7 @@ from pydantic_ai.messages import ModelMessage, ModelResponse, ToolCallPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.models.test import TestModel
 
-from autorunner.adapters.base import Delivery
+from autorunner.adapters.base import Delivery, Sending
 from autorunner.adapters.exchange import ExchangeAdapter
 from autorunner.adapters.http import HttpAdapter
 from autorunner.deciders.llm import LlmDecider
@@ -84,11 +84,14 @@ class Recording:
     kind = "notify"
     delivery: Delivery = "at_most_once"
     notional = staticmethod(moves_no_money)
+    waits_to_send = False
 
     def __init__(self) -> None:
         self.calls: list[str] = []
 
-    async def execute(self, action: Action, *, effect_key: str, event: Event) -> dict[str, Any]:
+    async def execute(
+        self, action: Action, *, effect_key: str, event: Event, sending: Sending
+    ) -> dict[str, Any]:
         self.calls.append(effect_key)
         return {}
 

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from autorunner.adapters.base import Adapter, Delivery
+from autorunner.adapters.base import Adapter, Delivery, Sending
 from autorunner.deciders import Decider
 from autorunner.deciders.rules import RulesDecider
 from autorunner.decision import Action, Decision
@@ -35,12 +35,15 @@ class ScriptedAdapter:
     kind: str = "notify"
     delivery: Delivery = "at_most_once"
     notional = staticmethod(moves_no_money)
+    waits_to_send = False
     failures: list[Exception] = field(default_factory=list)
     block: asyncio.Event | None = None
     calls: list[tuple[str, float]] = field(default_factory=list)
     called: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def execute(self, action: Action, *, effect_key: str, event: Event) -> dict[str, Any]:
+    async def execute(
+        self, action: Action, *, effect_key: str, event: Event, sending: Sending
+    ) -> dict[str, Any]:
         self.calls.append((effect_key, time.monotonic()))
         self.called.set()
         if self.block is not None:
@@ -350,23 +353,67 @@ async def _is(r: Rig, event_id: str, status: EventStatus) -> bool:
     return await r.status_of(event_id) == status
 
 
-async def test_the_kill_switch_denies_every_action_with_its_reason_until_resumed() -> None:
+class FlagCountingStore(MemoryStore):
+    """The in-memory store, counting how often the kill switch is read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flag_reads = 0
+
+    async def get_flag(self, name: str) -> str | None:
+        self.flag_reads += 1
+        return await super().get_flag(name)
+
+
+async def test_paused_events_wait_untouched_and_run_once_after_resume() -> None:
     notify = ScriptedAdapter()
-    store = MemoryStore()
+    store = FlagCountingStore()
     await store.set_flag("paused", "desk is offline")
     async with rig({"notify": notify}, store=store) as r:
         await r.submit("e1")
-        await eventually(lambda: _is(r, "e1", "done"))
+        seen = store.flag_reads
+        await eventually(lambda: _flag_read_since(store, seen, 3))
+        assert (await r.status_of("e1"), notify.calls) == ("pending", [])
         await store.set_flag("paused", None)
-        await r.submit("e2")
-        await eventually(lambda: _is(r, "e2", "done"))
-    assert [key for key, _ in notify.calls] == ["e2:notify"]
+        await eventually(lambda: _is(r, "e1", "done"))
+    assert [key for key, _ in notify.calls] == ["e1:notify"]
     detail = await store.get_event("e1")
     assert detail is not None
-    verdict = detail.runs[0].verdict
-    assert verdict is not None
-    assert verdict["allowed"] == []
-    assert [d["reason"] for d in verdict["denied"]] == ["runner paused: desk is offline"]
+    assert [(run.attempt, run.outcome) for run in detail.runs] == [(1, "done")]
+
+
+async def test_the_kill_switch_stops_a_running_event_before_its_next_effect() -> None:
+    first = ScriptedAdapter(block=asyncio.Event())
+    second = ScriptedAdapter(kind="relay")
+    store = MemoryStore()
+    both = Route(name="d", objective="o", allowed_actions=("notify", "relay"))
+    async with rig(
+        {"notify": first, "relay": second},
+        store=store,
+        decider=TwoStepDecider(),
+        policy=Policy(routes=(), default=both),
+    ) as r:
+        await r.submit("e1")
+        await first.called.wait()
+        await store.set_flag("paused", "stop now")
+        assert first.block is not None
+        first.block.set()
+        await eventually(lambda: _is(r, "e1", "pending"))
+        assert second.calls == []
+        await store.set_flag("paused", None)
+        await eventually(lambda: _is(r, "e1", "done"))
+    assert [key for key, _ in first.calls] == ["e1:first"]
+    assert [key for key, _ in second.calls] == ["e1:second"]
+    detail = await store.get_event("e1")
+    assert detail is not None
+    assert [e["status"] for e in detail.effects] == ["done", "done"]
+    [run] = detail.runs
+    assert run.decision is not None
+    assert run.decision["reused"] is True
+
+
+async def _flag_read_since(store: FlagCountingStore, seen: int, more: int) -> bool:
+    return store.flag_reads >= seen + more
 
 
 async def test_a_routes_hourly_budget_denies_effects_past_it_with_the_reason() -> None:

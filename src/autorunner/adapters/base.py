@@ -2,14 +2,21 @@
 
 Raise ``TransientError`` for failures worth retrying and ``PermanentError`` for the rest.
 ``delivery`` says what the ledger does with an effect a crash left half-done: ``at_most_once``
-marks it unknown and never resends it; ``at_least_once`` performs it again. ``notional`` values
+marks it unknown and never resends it; ``at_least_once`` performs it again.
+
+The boundary: an effect is half-done only once its request may have reached the remote. An
+adapter that may wait before sending (for a rate-limit slot) says so with ``waits_to_send`` and
+awaits ``sending()`` at the moment its request leaves; until then a cancel or a crash leaves
+the effect ``planned``, and it is performed normally on the next attempt. For every other
+adapter the boundary is the call of ``execute``. Every adapter awaits ``sending()`` right before
+its request, so the boundary reads in its code. ``notional`` values
 an action by the kind's contract (``autorunner.notional``), so the policy can cap it before any
 effect.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal, Protocol
 
 import httpx2
@@ -22,13 +29,24 @@ from autorunner.notional import Notional, Valuer
 Delivery = Literal["at_most_once", "at_least_once"]
 
 
+Sending = Callable[[], Awaitable[None]]
+"""Awaited by an adapter right before its request leaves the process (see the docstring)."""
+
+
+async def already_sending() -> None:
+    """The ``sending`` of an effect whose boundary is the call of ``execute``."""
+
+
 class Adapter(Protocol):
     """One kind of effect."""
 
     kind: str
     delivery: Delivery
+    waits_to_send: bool
 
-    async def execute(self, action: Action, *, effect_key: str, event: Event) -> dict[str, Any]:
+    async def execute(
+        self, action: Action, *, effect_key: str, event: Event, sending: Sending
+    ) -> dict[str, Any]:
         """Perform ``action``; return a JSON-able result for the ledger."""
 
     def notional(self, params: Mapping[str, Any]) -> Notional:

@@ -23,7 +23,7 @@ import importlib
 from collections.abc import Mapping
 from typing import Any
 
-from autorunner.adapters.base import Delivery
+from autorunner.adapters.base import Delivery, Sending
 from autorunner.decision import Action
 from autorunner.errors import PermanentError, TransientError
 from autorunner.events import Event
@@ -39,6 +39,7 @@ class ExchangeAdapter:
     """Places (or in paper mode, records) one order per effect."""
 
     kind = "exchange"
+    waits_to_send = False
     delivery: Delivery = "at_least_once"
 
     def __init__(
@@ -58,10 +59,13 @@ class ExchangeAdapter:
         self._client: Any = None
         self._signed = asyncio.Lock()
 
-    async def execute(self, action: Action, *, effect_key: str, event: Event) -> dict[str, Any]:
+    async def execute(
+        self, action: Action, *, effect_key: str, event: Event, sending: Sending
+    ) -> dict[str, Any]:
         order = self._order(action.params)
         order["client_order_id"] = client_order_id(effect_key)
         if action.params.get("mode", "paper") != "live":
+            await sending()  # paper: recorded here, nothing leaves the process
             return {
                 "mode": "paper",
                 **order,
@@ -69,7 +73,7 @@ class ExchangeAdapter:
             }
         if not self._live:
             raise PermanentError("live trading is not enabled by the operator (EXCHANGE_LIVE=true)")
-        return {"mode": "live", **order, "exchange_order": await self._place(order)}
+        return {"mode": "live", **order, "exchange_order": await self._place(order, sending)}
 
     def notional(self, params: Mapping[str, Any]) -> Notional:
         return order_notional(params)
@@ -96,9 +100,10 @@ class ExchangeAdapter:
             "notional_usd": order.notional_usd,
         }
 
-    async def _place(self, order: dict[str, Any]) -> dict[str, Any]:
+    async def _place(self, order: dict[str, Any], sending: Sending) -> dict[str, Any]:
         client = self._connect()
         async with self._signed:
+            await sending()
             try:
                 placed = await client.create_order(
                     order["symbol"],

@@ -27,7 +27,7 @@ from typing import Any
 import httpx2
 import orjson
 
-from autorunner.adapters.base import Delivery, post
+from autorunner.adapters.base import Delivery, Sending, post
 from autorunner.decision import Action
 from autorunner.errors import PermanentError
 from autorunner.events import Event
@@ -44,6 +44,7 @@ class HttpAdapter:
     """POSTs ``params.body`` (JSON) to ``endpoints[params.endpoint]``."""
 
     kind = "http"
+    waits_to_send = False
     delivery: Delivery = "at_least_once"
 
     def __init__(
@@ -65,7 +66,9 @@ class HttpAdapter:
     def notional(self, params: Mapping[str, Any]) -> Notional:
         return self._valuer(params)
 
-    async def execute(self, action: Action, *, effect_key: str, event: Event) -> dict[str, Any]:
+    async def execute(
+        self, action: Action, *, effect_key: str, event: Event, sending: Sending
+    ) -> dict[str, Any]:
         name = action.params.get("endpoint")
         url = self._endpoints.get(str(name))
         if url is None:
@@ -78,6 +81,7 @@ class HttpAdapter:
             headers["x-autorunner-signature"] = sign_body(
                 self._secret, timestamp=ts, effect_key=effect_key, body=body
             )
+        await sending()
         response = await post(
             self._http,
             url,

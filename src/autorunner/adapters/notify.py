@@ -6,7 +6,7 @@ from typing import Any
 
 import structlog
 
-from autorunner.adapters.base import Delivery
+from autorunner.adapters.base import Delivery, Sending
 from autorunner.decision import Action
 from autorunner.events import Event
 from autorunner.notional import moves_no_money
@@ -18,11 +18,15 @@ class NotifyAdapter:
     """Announce an action's ``text``; the line carries the effect key for audits."""
 
     kind = "notify"
+    waits_to_send = False
     notional = staticmethod(moves_no_money)
     delivery: Delivery = "at_most_once"
 
-    async def execute(self, action: Action, *, effect_key: str, event: Event) -> dict[str, Any]:
+    async def execute(
+        self, action: Action, *, effect_key: str, event: Event, sending: Sending
+    ) -> dict[str, Any]:
         text = str(action.params.get("text", ""))
+        await sending()
         log.info(
             "effect.notify", event_id=effect_key.rsplit(":", 1)[0], effect_key=effect_key, text=text
         )

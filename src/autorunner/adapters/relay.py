@@ -16,7 +16,7 @@ from typing import Any
 import httpx2
 import orjson
 
-from autorunner.adapters.base import Delivery, post
+from autorunner.adapters.base import Delivery, Sending, post
 from autorunner.decision import Action
 from autorunner.errors import PermanentError
 from autorunner.events import Event
@@ -46,6 +46,7 @@ class RelayAdapter:
     """POSTs the canonical event to ``targets[params.target]``."""
 
     kind = "relay"
+    waits_to_send = False
     notional = staticmethod(moves_no_money)
     delivery: Delivery = "at_least_once"
 
@@ -62,7 +63,9 @@ class RelayAdapter:
         self._secret = secret
         self._timeout = timeout
 
-    async def execute(self, action: Action, *, effect_key: str, event: Event) -> dict[str, Any]:
+    async def execute(
+        self, action: Action, *, effect_key: str, event: Event, sending: Sending
+    ) -> dict[str, Any]:
         name = action.params.get("target")
         url = self._targets.get(str(name))
         if url is None:
@@ -77,6 +80,7 @@ class RelayAdapter:
                 self._secret, msg_id=effect_key, timestamp=ts, body=body
             ),
         }
+        await sending()
         response = await post(
             self._http,
             url,

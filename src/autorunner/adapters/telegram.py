@@ -23,9 +23,9 @@ from typing import Any, Literal, Protocol
 
 import httpx2
 
-from autorunner.adapters.base import Delivery
+from autorunner.adapters.base import Delivery, Sending
 from autorunner.decision import Action
-from autorunner.errors import PermanentError, TransientError
+from autorunner.errors import DeliveryUnknown, PermanentError, TransientError
 from autorunner.events import Event
 from autorunner.notional import moves_no_money
 
@@ -76,6 +76,7 @@ class TelegramAdapter:
     """Sends ``params.text`` to ``chats[params.chat]``."""
 
     kind = "telegram"
+    waits_to_send = True
     notional = staticmethod(moves_no_money)
 
     def __init__(
@@ -100,7 +101,9 @@ class TelegramAdapter:
         self._spacer = spacer or LocalSpacer()
         self._bot_key = f"bot:{hashlib.sha256(token.encode()).hexdigest()[:12]}"  # not the token
 
-    async def execute(self, action: Action, *, effect_key: str, event: Event) -> dict[str, Any]:
+    async def execute(
+        self, action: Action, *, effect_key: str, event: Event, sending: Sending
+    ) -> dict[str, Any]:
         name = str(action.params.get("chat"))
         chat_id = self._chats.get(name)
         if chat_id is None:
@@ -113,12 +116,15 @@ class TelegramAdapter:
             payload["parse_mode"] = self._mode
         await self._spacer.wait(self._bot_key, BOT_INTERVAL)
         await self._spacer.wait(f"{self._bot_key}:chat:{chat_id}", self._chat_interval)
+        await sending()  # the slot is ours: from here the message may reach Telegram
         try:
             response = await self._http.post(
                 f"{self._api}/bot{self._token}/sendMessage", json=payload
             )
-        except httpx2.TransportError as exc:
+        except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout) as exc:
             raise TransientError(f"telegram unreachable ({type(exc).__name__})") from exc
+        except httpx2.TransportError as exc:  # sent, but no answer: it may have been delivered
+            raise DeliveryUnknown(f"telegram did not answer ({type(exc).__name__})") from exc
         try:
             data = response.json()
         except ValueError:

@@ -10,9 +10,17 @@ Two narrow Protocols, implemented together by each backend (memory, sqlite; post
 Event lifecycle: ``pending`` → (acquire) ``running`` → ``done`` | ``pending`` (retry at a time) |
 ``dead``; ``redrive`` moves ``dead`` back to ``pending``.
 
-Effect ledger, one row per effect key ``"{event_id}:{step_id}"``: ``pending`` (intent recorded,
-outcome not yet known) → ``done`` | ``failed`` (known not to have happened; may run again) |
-``unknown`` (a crash left it pending and the adapter is at-most-once: it is never resent).
+Effect ledger, one row per effect key (``"{event_id}:{step_id}"``, and ``~{n}`` after it from
+the second decision generation on, ``autorunner events rerun``):
+
+* ``planned`` — intent recorded (and counted in the route's budget); the request has not left
+  the process. An adapter that waits before sending (Telegram's send slots) begins here and marks
+  the moment its request leaves with ``effect_sending``. A crash or a cancel here is harmless:
+  the next attempt performs the effect normally, whatever the adapter's delivery.
+* ``pending`` — the request may have reached the remote; its outcome is not known yet.
+* ``done`` | ``failed`` (known not to have happened; may run again).
+* ``unknown`` — a crash left it ``pending`` and the adapter is at-most-once: never resent by
+  itself. Only an operator settles it (``resolve_effect``: it was sent, or send it again).
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from typing import Any, Literal, Protocol
 from autorunner.events import Event
 
 EventStatus = Literal["pending", "running", "done", "dead"]
-EffectStatus = Literal["pending", "done", "failed", "unknown", "over_budget"]
+EffectStatus = Literal["planned", "pending", "done", "failed", "unknown", "over_budget"]
 Outcome = Literal["done", "retry", "dead"]
 
 
@@ -54,12 +62,53 @@ class InsertResult:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Leased:
-    """An event this worker now holds; ``attempt`` is 1 on the first run."""
+    """An event this worker now holds; ``attempt`` is 1 on the first run.
+
+    ``pinned`` is the decision an earlier attempt of this generation pinned (``pin_decision``),
+    read in the statement that took the lease; ``generation`` numbers the event's decisions
+    (1, then one more per ``rerun``) and is part of its effect keys from 2 on.
+    """
 
     event: Event
     attempt: int
     owner: str
     lease_until: float
+    generation: int = 1
+    pinned: dict[str, Any] | None = None
+
+
+def effect_key(event_id: str, step_id: str, generation: int = 1) -> str:
+    """``"{event_id}:{step_id}"``, with ``~{generation}`` from the second generation on. Step ids
+    hold neither ``:`` nor ``~``, so keys of different events or generations never collide."""
+    key = f"{event_id}:{step_id}"
+    return key if generation == 1 else f"{key}~{generation}"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Operation:
+    """An operator's deliberate act, kept in the store's journal: who, when, what, on what."""
+
+    at: float
+    actor: str
+    action: str
+    event_id: str | None = None
+    """The event acted on; ``None`` for acts on the whole runner (pause, resume)."""
+    target: str | None = None
+    """A narrower target within the event, e.g. an effect key."""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Resolved:
+    """What ``resolve_effect`` found: the effect's event and its status before; ``reopened``
+    when the event was finished and now waits to run the effect again."""
+
+    event_id: str
+    status: EffectStatus
+    reopened: bool = False
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -94,19 +143,37 @@ BUDGET_WINDOW = 3600.0
 """A route's ``max_effects_per_hour`` counts the effects it began in this many seconds."""
 
 
-def retaken_status(status: EffectStatus, *, at_least_once: bool) -> EffectStatus | None:
+def retaken_status(
+    status: EffectStatus, *, at_least_once: bool, staged: bool = False
+) -> EffectStatus | None:
     """The ledger's rule for a key it has seen before: the status to record now, or ``None`` to
     leave the entry as it is (``done``; ``unknown`` for an at-most-once adapter).
 
-    ``pending`` means perform it again: a known failure, or an outcome a crash left open when
-    the adapter is ``at_least_once``. ``unknown`` marks an open outcome an at-most-once adapter
-    must never resend.
+    Perform it again (``planned`` when ``staged``, else ``pending``) after a known failure, when
+    the request never left (``planned``), or when an outcome a crash left open belongs to an
+    ``at_least_once`` adapter. ``unknown`` marks an open outcome an at-most-once adapter must
+    never resend.
     """
-    if status == "failed" or (status in ("pending", "unknown") and at_least_once):
-        return "pending"
+    if status in ("failed", "planned") or (status in ("pending", "unknown") and at_least_once):
+        return "planned" if staged else "pending"
     if status == "pending":
         return "unknown"
     return None
+
+
+def entry_status(staged: bool) -> EffectStatus:
+    """A new ledger entry's status: ``planned`` when the adapter marks its sending itself."""
+    return "planned" if staged else "pending"
+
+
+def resolution(operation: Operation) -> dict[str, Any]:
+    """The result recorded for an ``unknown`` effect an operator declares sent."""
+    return {"resolved": "sent", "by": operation.actor, "at": operation.at, **operation.detail}
+
+
+def proceeds(status: EffectStatus | None) -> bool:
+    """Whether a ledger status returned by ``begin_effect`` means "perform it now"."""
+    return status in ("planned", "pending")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -146,6 +213,10 @@ class EventSummary:
     received_at: float
     finished_at: float | None
     last_error: str | None
+    route: str | None = None
+    """The route of the last finished attempt."""
+    effects: dict[str, int] = field(default_factory=dict)
+    """How many of the event's effects are in each ledger status."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -161,15 +232,19 @@ class EventDetail:
     runs: list[RunRecord]
     effects: list[dict[str, Any]]
     dead_reason: str | None
+    generation: int = 1
+    operations: list[Operation] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             **self.summary.to_dict(),
+            "generation": self.generation,
             "event": self.event.to_dict(),
             "raw": self.raw.to_dict(),
             "runs": [r.to_dict() for r in self.runs],
             "effects": self.effects,
             "dead_reason": self.dead_reason,
+            "operations": [o.to_dict() for o in self.operations],
         }
 
 
@@ -188,11 +263,13 @@ class DeadLetterView:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class StoreStats:
-    """Counts by status and the receive time of the oldest unfinished event."""
+    """Counts by status, the receive time of the oldest unfinished event, and the effects whose
+    outcome is ``unknown`` (each needs an operator)."""
 
     counts: dict[str, int]
     oldest_unfinished_at: float | None
     rejected: int
+    unknown_effects: int = 0
 
 
 class Store(Protocol):
@@ -225,13 +302,18 @@ class Store(Protocol):
         """The decision ``pin_decision`` kept for the event, ``None`` when there is none."""
 
     async def begin_effect(
-        self, intent: EffectIntent, *, at_least_once: bool = False
+        self, intent: EffectIntent, *, at_least_once: bool = False, staged: bool = False
     ) -> EffectState:
         """Record the intent to perform an effect, or report that it must not run again.
 
-        A ``pending`` row left by a crash becomes ``unknown`` (not resent) unless the adapter is
-        ``at_least_once``, in which case it is performed again.
+        The intent is ``pending`` (the request leaves at once), or ``planned`` when ``staged``
+        (the adapter marks the moment with ``effect_sending``). A ``planned`` row is performed
+        again; a ``pending`` row left by a crash becomes ``unknown`` (not resent) unless the
+        adapter is ``at_least_once``, in which case it is performed again.
         """
+
+    async def effect_sending(self, effect_key: str) -> None:
+        """A ``planned`` effect's request is leaving: from now on it may reach the remote."""
 
     async def finish_effect(
         self, effect_key: str, *, status: EffectStatus, result: dict[str, Any]
@@ -256,6 +338,25 @@ class Store(Protocol):
 
     async def redrive(self, event_id: str | None) -> list[str]:
         """Move one dead event (or all when ``None``) back to ``pending`` with a fresh attempt count."""
+
+    async def resolve_effect(
+        self, effect_key: str, *, resend: bool, operation: Operation
+    ) -> Resolved | None:
+        """An operator settles an ``unknown`` effect: it was sent (``done``), or it must be sent
+        again (``planned``, and its event, if finished, back to ``pending`` on the same pinned
+        decision). Journals ``operation``. ``None`` for no such key; an effect that is not
+        ``unknown`` is left as it is (``Resolved.status`` says what it is)."""
+
+    async def rerun(
+        self, event_id: str, *, operation: Operation, decision: dict[str, Any] | None = None
+    ) -> int | None:
+        """Start a new decision generation of a finished (``done`` or ``dead``) event: unpinned,
+        or pinned to ``decision``, back to ``pending`` with a fresh attempt count. Journals
+        ``operation``; returns the new generation, ``None`` when the event is missing or not
+        finished."""
+
+    async def record_operation(self, operation: Operation) -> None:
+        """Journal an operator's act that changes no event (pause, resume)."""
 
     async def sweepable(self, *, older_than: float, limit: int) -> list[str]:
         """Unfinished, unleased events due before ``older_than``: candidates to re-enqueue."""
@@ -283,6 +384,8 @@ class Audit(Protocol):
         status: EventStatus | None = None,
         since: float | None = None,
         until: float | None = None,
+        query_id: str | None = None,
+        route: str | None = None,
     ) -> list[EventSummary]:
         """Newest first; ``since``/``until`` bound the receive time (inclusive, exclusive)."""
 
@@ -291,6 +394,14 @@ class Audit(Protocol):
 
     async def list_dead_letters(self, *, limit: int) -> list[DeadLetterView]:
         """Newest first."""
+
+    async def list_effects(
+        self, *, limit: int, status: EffectStatus | None = None
+    ) -> list[dict[str, Any]]:
+        """Ledger entries, most recently changed first, with their ``event_id``."""
+
+    async def list_operations(self, *, limit: int, event_id: str | None = None) -> list[Operation]:
+        """The operators' journal, newest first; ``event_id`` narrows it to one event."""
 
     async def stats(self, *, done: bool = True) -> StoreStats:
         """Counts by status for ``status`` and metrics. ``done=False`` leaves out the count of

@@ -7,6 +7,7 @@ as the backends' single statements are.
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -24,9 +25,14 @@ from autorunner.store.base import (
     EventSummary,
     InsertResult,
     Leased,
+    Operation,
     RawDelivery,
+    Resolved,
     RunRecord,
     StoreStats,
+    entry_status,
+    proceeds,
+    resolution,
     retaken_status,
 )
 
@@ -39,6 +45,7 @@ class _Row:
     available_at: float
     lease_owner: str | None = None
     lease_until: float | None = None
+    generation: int = 1
 
 
 class MemoryStore:
@@ -55,6 +62,7 @@ class MemoryStore:
         self.available = True
         self._flags: dict[str, str] = {}
         self._decisions: dict[str, dict[str, Any]] = {}
+        self._operations: list[Operation] = []
 
     def _check(self) -> None:
         if not self.available:
@@ -100,7 +108,15 @@ class MemoryStore:
         attempts = row.summary.attempts + 1
         row.summary = replace(row.summary, status="running", attempts=attempts)
         row.lease_owner, row.lease_until = owner, now + lease
-        return Leased(event=row.event, attempt=attempts, owner=owner, lease_until=now + lease)
+        pinned = self._decisions.get(event_id)
+        return Leased(
+            event=row.event,
+            attempt=attempts,
+            owner=owner,
+            lease_until=now + lease,
+            generation=row.generation,
+            pinned=copy.deepcopy(pinned) if pinned is not None else None,
+        )
 
     async def extend(self, event_ids: list[str], *, owner: str, lease: float) -> None:
         self._check()
@@ -119,7 +135,7 @@ class MemoryStore:
             row.lease_owner = row.lease_until = None
 
     async def begin_effect(
-        self, intent: EffectIntent, *, at_least_once: bool = False
+        self, intent: EffectIntent, *, at_least_once: bool = False, staged: bool = False
     ) -> EffectState:
         self._check()
         now = self._clock()
@@ -139,20 +155,26 @@ class MemoryStore:
                 "event_id": intent.event_id,
                 "step_id": intent.step_id,
                 "kind": intent.kind,
-                "status": "pending",
+                "status": entry_status(staged),
                 "tries": 1,
                 "params": copy.deepcopy(intent.params),
                 "result": None,
                 "created_at": now,
                 "updated_at": now,
             }
-            return EffectState(proceed=True, status="pending")
+            return EffectState(proceed=True, status=entry_status(staged))
         status = entry["status"]
-        retaken = retaken_status(status, at_least_once=at_least_once)
+        retaken = retaken_status(status, at_least_once=at_least_once, staged=staged)
         if retaken is None:
             return EffectState(proceed=False, status=status, result=copy.deepcopy(entry["result"]))
-        entry.update(status=retaken, tries=entry["tries"] + (retaken == "pending"), updated_at=now)
-        return EffectState(proceed=retaken == "pending", status=retaken)
+        entry.update(status=retaken, tries=entry["tries"] + proceeds(retaken), updated_at=now)
+        return EffectState(proceed=proceeds(retaken), status=retaken)
+
+    async def effect_sending(self, effect_key: str) -> None:
+        self._check()
+        entry = self._effects.get(effect_key)
+        if entry is not None and entry["status"] == "planned":
+            entry.update(status="pending", updated_at=self._clock())
 
     async def finish_effect(
         self, effect_key: str, *, status: EffectStatus, result: dict[str, Any]
@@ -178,6 +200,8 @@ class MemoryStore:
             return False
         error = reason or run.error
         row.lease_owner = row.lease_until = None
+        if run.route is not None:
+            row.summary = replace(row.summary, route=run.route)
         if run.outcome == "done":
             row.summary = replace(row.summary, status="done", finished_at=now, last_error=error)
         elif run.outcome == "retry":
@@ -202,6 +226,69 @@ class MemoryStore:
                 self._dead.pop(i, None)
                 moved.append(i)
         return moved
+
+    async def resolve_effect(
+        self, effect_key: str, *, resend: bool, operation: Operation
+    ) -> Resolved | None:
+        self._check()
+        entry = self._effects.get(effect_key)
+        if entry is None:
+            return None
+        event_id, status = entry["event_id"], entry["status"]
+        if status != "unknown":
+            return Resolved(event_id=event_id, status=status)
+        now = self._clock()
+        self._operations.append(operation)
+        if not resend:
+            entry.update(status="done", result=resolution(operation), updated_at=now)
+            return Resolved(event_id=event_id, status=status)
+        entry.update(status="planned", updated_at=now)
+        row = self._events.get(event_id)
+        reopened = row is not None and row.summary.status in ("done", "dead")
+        if row is not None and reopened:
+            self._reopen(row, now)
+        return Resolved(event_id=event_id, status=status, reopened=reopened)
+
+    async def rerun(
+        self, event_id: str, *, operation: Operation, decision: dict[str, Any] | None = None
+    ) -> int | None:
+        self._check()
+        row = self._events.get(event_id)
+        if row is None or row.summary.status not in ("done", "dead"):
+            return None
+        row.generation += 1
+        row.summary = replace(row.summary, attempts=0)
+        self._reopen(row, self._clock())
+        self._decisions.pop(event_id, None)
+        if decision is not None:
+            self._decisions[event_id] = copy.deepcopy(decision)
+        self._operations.append(operation)
+        return row.generation
+
+    def _reopen(self, row: _Row, now: float) -> None:
+        row.summary = replace(row.summary, status="pending", finished_at=None)
+        row.available_at = now
+        self._dead.pop(row.summary.event_id, None)
+
+    async def record_operation(self, operation: Operation) -> None:
+        self._check()
+        self._operations.append(operation)
+
+    async def list_operations(self, *, limit: int, event_id: str | None = None) -> list[Operation]:
+        self._check()
+        found = [o for o in self._operations if event_id is None or o.event_id == event_id]
+        return sorted(found, key=lambda o: o.at, reverse=True)[:limit]
+
+    async def list_effects(
+        self, *, limit: int, status: EffectStatus | None = None
+    ) -> list[dict[str, Any]]:
+        self._check()
+        found = [
+            {k: copy.deepcopy(v) for k, v in e.items() if k != "route"}
+            for e in self._effects.values()
+            if status is None or e["status"] == status
+        ]
+        return sorted(found, key=lambda e: e["updated_at"], reverse=True)[:limit]
 
     async def sweepable(self, *, older_than: float, limit: int) -> list[str]:
         self._check()
@@ -250,16 +337,27 @@ class MemoryStore:
         status: EventStatus | None = None,
         since: float | None = None,
         until: float | None = None,
+        query_id: str | None = None,
+        route: str | None = None,
     ) -> list[EventSummary]:
         self._check()
         rows = [
-            r.summary
+            self._summary(r)
             for r in self._events.values()
             if (status is None or r.summary.status == status)
             and (since is None or r.summary.received_at >= since)
             and (until is None or r.summary.received_at < until)
+            and (query_id is None or r.summary.query_id == query_id)
+            and (route is None or r.summary.route == route)
         ]
         return sorted(rows, key=lambda s: s.received_at, reverse=True)[:limit]
+
+    def _summary(self, row: _Row) -> EventSummary:
+        """The row's summary with its effects counted by status."""
+        statuses = [
+            e["status"] for e in self._effects.values() if e["event_id"] == row.event.event_id
+        ]
+        return replace(row.summary, effects=dict(Counter(statuses)))
 
     async def get_event(self, event_id: str) -> EventDetail | None:
         self._check()
@@ -273,12 +371,14 @@ class MemoryStore:
             effect.pop("route")
         dead = self._dead.get(event_id)
         return EventDetail(
-            summary=row.summary,
+            summary=self._summary(row),
             event=row.event,
             raw=row.raw,
             runs=runs,
             effects=effects,
             dead_reason=dead.reason if dead else None,
+            generation=row.generation,
+            operations=[o for o in self._operations if o.event_id == event_id],
         )
 
     async def list_dead_letters(self, *, limit: int) -> list[DeadLetterView]:
@@ -297,4 +397,10 @@ class MemoryStore:
             if status in ("pending", "running"):
                 received = row.summary.received_at
                 oldest = received if oldest is None else min(oldest, received)
-        return StoreStats(counts=counts, oldest_unfinished_at=oldest, rejected=len(self._rejected))
+        unknown = sum(e["status"] == "unknown" for e in self._effects.values())
+        return StoreStats(
+            counts=counts,
+            oldest_unfinished_at=oldest,
+            rejected=len(self._rejected),
+            unknown_effects=unknown,
+        )

@@ -17,7 +17,7 @@ from psycopg.types.json import Jsonb
 
 from autorunner.clock import Clock, system_clock
 from autorunner.events import Event
-from autorunner.postgresdb import PostgresDatabase
+from autorunner.postgresdb import Conn, PostgresDatabase
 from autorunner.store.base import (
     BUDGET_WINDOW,
     DeadLetterView,
@@ -29,30 +29,49 @@ from autorunner.store.base import (
     EventSummary,
     InsertResult,
     Leased,
+    Operation,
     RawDelivery,
+    Resolved,
     RunRecord,
     StoreStats,
+    entry_status,
+    proceeds,
+    resolution,
     retaken_status,
 )
 from autorunner.store.sql import (
     EFFECT_COLUMNS,
-    SUMMARY_COLUMNS,
+    OPERATION_COLUMNS,
     effect_from_row,
+    event_filters,
     finish_params,
+    operation_from_row,
+    summary_columns,
     summary_from_row,
 )
 
 INSERT_EFFECT = (
     "INSERT INTO effects (effect_key, event_id, step_id, kind, status, params_json, created_at,"
-    " updated_at, route) VALUES (%(key)s, %(event)s, %(step)s, %(kind)s, 'pending', %(params)s,"
+    " updated_at, route) VALUES (%(key)s, %(event)s, %(step)s, %(kind)s, %(status)s, %(params)s,"
     " %(now)s, %(now)s, %(route)s) ON CONFLICT DO NOTHING"
 )
+SUMMARY_COLUMNS = summary_columns("string_agg")
+MIGRATION_2 = """ALTER TABLE events ADD COLUMN generation integer NOT NULL DEFAULT 1;
+CREATE TABLE operations (id bigserial PRIMARY KEY, at double precision NOT NULL,
+    actor text NOT NULL, action text NOT NULL, event_id text, target text,
+    detail_json jsonb NOT NULL);
+CREATE INDEX operations_event ON operations (event_id, id);
+CREATE INDEX effects_open ON effects (status) WHERE status IN ('planned', 'pending', 'unknown');
+ALTER TABLE events ADD COLUMN route text;
+CREATE INDEX events_route ON events (route, received_at);
+CREATE INDEX events_query ON events (query_id, received_at);
+"""
 
 
 def migrations() -> list[str]:
     """The versioned schema scripts, oldest first."""
     text = resources.files("autorunner.store").joinpath("postgres_schema.sql").read_text()
-    return [text]
+    return [text, MIGRATION_2]
 
 
 class PostgresStore:
@@ -121,14 +140,19 @@ class PostgresStore:
                 "UPDATE events SET status = 'running', attempts = attempts + 1,"
                 " lease_owner = %(owner)s, lease_until = %(until)s WHERE event_id = %(id)s"
                 " AND (status = 'pending' OR (status = 'running' AND lease_until <= %(now)s))"
-                " RETURNING attempts, event_json",
+                " RETURNING attempts, event_json, generation, decision_json",
                 {"owner": owner, "until": now + lease, "id": event_id, "now": now},
             )
             row = await cur.fetchone()
         if row is None:
             return None
         return Leased(
-            event=Event.from_dict(row[1]), attempt=row[0], owner=owner, lease_until=now + lease
+            event=Event.from_dict(row[1]),
+            attempt=row[0],
+            owner=owner,
+            lease_until=now + lease,
+            generation=row[2],
+            pinned=row[3],
         )
 
     async def extend(self, event_ids: list[str], *, owner: str, lease: float) -> None:
@@ -168,7 +192,7 @@ class PostgresStore:
         return None if row is None or row[0] is None else dict(row[0])
 
     async def begin_effect(
-        self, intent: EffectIntent, *, at_least_once: bool = False
+        self, intent: EffectIntent, *, at_least_once: bool = False, staged: bool = False
     ) -> EffectState:
         now = self._clock()
         row = {
@@ -176,6 +200,7 @@ class PostgresStore:
             "event": intent.event_id,
             "step": intent.step_id,
             "kind": intent.kind,
+            "status": entry_status(staged),
             "params": Jsonb(intent.params),
             "now": now,
             "route": intent.route,
@@ -185,11 +210,21 @@ class PostgresStore:
             async with self._tx() as conn:
                 cur = await conn.execute(INSERT_EFFECT + " RETURNING 1", row)
                 if await cur.fetchone() is not None:
-                    return EffectState(proceed=True, status="pending")
-        return await self._begin_effect_in_tx(intent, row, at_least_once=at_least_once)
+                    return EffectState(proceed=True, status=entry_status(staged))
+        return await self._begin_effect_in_tx(
+            intent, row, at_least_once=at_least_once, staged=staged
+        )
+
+    async def effect_sending(self, effect_key: str) -> None:
+        async with self._tx() as conn:
+            await conn.execute(
+                "UPDATE effects SET status = 'pending', updated_at = %s"
+                " WHERE effect_key = %s AND status = 'planned'",
+                (self._clock(), effect_key),
+            )
 
     async def _begin_effect_in_tx(
-        self, intent: EffectIntent, row: dict[str, Any], *, at_least_once: bool
+        self, intent: EffectIntent, row: dict[str, Any], *, at_least_once: bool, staged: bool
     ) -> EffectState:
         """A key seen before, or a route with a budget: decided under a row or route lock."""
         now = row["now"]
@@ -216,19 +251,19 @@ class PostgresStore:
                         return EffectState(proceed=False, status="over_budget")
                 cur = await conn.execute(INSERT_EFFECT, row)
                 if cur.rowcount == 1:
-                    return EffectState(proceed=True, status="pending")
+                    return EffectState(proceed=True, status=row["status"])
                 # Another transaction inserted the key meanwhile: this one must not run it.
                 return EffectState(proceed=False, status="pending")
             status = found[0]
-            retaken = retaken_status(status, at_least_once=at_least_once)
+            retaken = retaken_status(status, at_least_once=at_least_once, staged=staged)
             if retaken is None:
                 return EffectState(proceed=False, status=status, result=found[1])
             await conn.execute(
                 "UPDATE effects SET status = %s, tries = tries + %s, updated_at = %s"
                 " WHERE effect_key = %s",
-                (retaken, int(retaken == "pending"), now, intent.effect_key),
+                (retaken, int(proceeds(retaken)), now, intent.effect_key),
             )
-            return EffectState(proceed=retaken == "pending", status=retaken)
+            return EffectState(proceed=proceeds(retaken), status=retaken)
 
     async def finish_effect(
         self, effect_key: str, *, status: EffectStatus, result: dict[str, Any]
@@ -273,7 +308,8 @@ class PostgresStore:
         )
         query = (
             f"WITH moved AS (UPDATE events SET status = '{status}', {at}, lease_owner = NULL,"
-            " lease_until = NULL, last_error = %(error)s WHERE event_id = %(id)s"
+            " lease_until = NULL, last_error = %(error)s, route = coalesce(%(route)s, route)"
+            " WHERE event_id = %(id)s"
             " AND lease_owner = %(owner)s AND status = 'running' RETURNING event_id),"
             " run AS (INSERT INTO runs (event_id, attempt, outcome, finished_at, record_json)"
             " VALUES (%(id)s, %(attempt)s, %(outcome)s, %(finished_at)s, %(record)s))"
@@ -297,6 +333,114 @@ class PostgresStore:
             ids = [r[0] for r in await cur.fetchall()]
             await conn.execute("DELETE FROM dead_letters WHERE event_id = ANY(%s)", (ids,))
         return ids
+
+    async def resolve_effect(
+        self, effect_key: str, *, resend: bool, operation: Operation
+    ) -> Resolved | None:
+        async with self._tx(atomic=True) as conn:
+            cur = await conn.execute(
+                "SELECT event_id, status FROM effects WHERE effect_key = %s FOR UPDATE",
+                (effect_key,),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                return None
+            event_id, status = row
+            if status != "unknown":
+                return Resolved(event_id=event_id, status=status)
+            await self._journal(conn, operation)
+            if not resend:
+                await conn.execute(
+                    "UPDATE effects SET status = 'done', result_json = %s, updated_at = %s"
+                    " WHERE effect_key = %s",
+                    (Jsonb(resolution(operation)), operation.at, effect_key),
+                )
+                return Resolved(event_id=event_id, status=status)
+            await conn.execute(
+                "UPDATE effects SET status = 'planned', updated_at = %s WHERE effect_key = %s",
+                (operation.at, effect_key),
+            )
+            reopened = await self._reopen(conn, event_id, operation.at, "") is not None
+        return Resolved(event_id=event_id, status=status, reopened=reopened)
+
+    async def rerun(
+        self, event_id: str, *, operation: Operation, decision: dict[str, Any] | None = None
+    ) -> int | None:
+        also = ", attempts = 0, generation = generation + 1, decision_json = %(decision)s"
+        async with self._tx(atomic=True) as conn:
+            generation = await self._reopen(
+                conn,
+                event_id,
+                operation.at,
+                also,
+                {"decision": None if decision is None else Jsonb(decision)},
+            )
+            if generation is not None:
+                await self._journal(conn, operation)
+        return generation
+
+    @staticmethod
+    async def _reopen(
+        conn: Conn, event_id: str, now: float, also: str, args: dict[str, Any] | None = None
+    ) -> int | None:
+        """A finished event back to ``pending`` (``also`` sets more columns); its generation,
+        ``None`` when it is not finished."""
+        cur = await conn.execute(
+            (
+                "UPDATE events SET status = 'pending', available_at = %(now)s,"
+                f" finished_at = NULL{also} WHERE event_id = %(id)s"
+                " AND status IN ('done', 'dead') RETURNING generation"
+            ).encode(),
+            {"now": now, "id": event_id, **(args or {})},
+        )
+        row = await cur.fetchone()
+        if row is None:
+            return None
+        await conn.execute("DELETE FROM dead_letters WHERE event_id = %s", (event_id,))
+        return int(row[0])
+
+    @staticmethod
+    async def _journal(conn: Conn, operation: Operation) -> None:
+        await conn.execute(
+            "INSERT INTO operations (at, actor, action, event_id, target, detail_json)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            (
+                operation.at,
+                operation.actor,
+                operation.action,
+                operation.event_id,
+                operation.target,
+                Jsonb(operation.detail),
+            ),
+        )
+
+    async def record_operation(self, operation: Operation) -> None:
+        async with self._tx() as conn:
+            await self._journal(conn, operation)
+
+    async def list_operations(self, *, limit: int, event_id: str | None = None) -> list[Operation]:
+        where = " WHERE event_id = %(event)s" if event_id is not None else ""
+        async with self._tx() as conn:
+            cur = await conn.execute(
+                f"SELECT {OPERATION_COLUMNS} FROM operations{where} ORDER BY id DESC LIMIT %(n)s".encode(),
+                {"event": event_id, "n": limit},
+            )
+            return [operation_from_row(r, lambda v: v) for r in await cur.fetchall()]
+
+    async def list_effects(
+        self, *, limit: int, status: EffectStatus | None = None
+    ) -> list[dict[str, Any]]:
+        where = " WHERE status = %(status)s" if status is not None else ""
+        async with self._tx() as conn:
+            cur = await conn.execute(
+                (
+                    f"SELECT {EFFECT_COLUMNS}, event_id FROM effects{where}"
+                    " ORDER BY updated_at DESC LIMIT %(n)s"
+                ).encode(),
+                {"status": status, "n": limit},
+            )
+            rows = await cur.fetchall()
+        return [effect_from_row(r, lambda v: v) | {"event_id": r[-1]} for r in rows]
 
     async def sweepable(self, *, older_than: float, limit: int) -> list[str]:
         async with self._tx() as conn:
@@ -343,24 +487,29 @@ class PostgresStore:
         status: EventStatus | None = None,
         since: float | None = None,
         until: float | None = None,
+        query_id: str | None = None,
+        route: str | None = None,
     ) -> list[EventSummary]:
-        conditions = ["status = %(status)s"] if status else []
-        conditions += ["received_at >= %(since)s"] if since is not None else []
-        conditions += ["received_at < %(until)s"] if until is not None else []
-        where = " WHERE " + " AND ".join(conditions) if conditions else ""
+        filters = {
+            "status": status,
+            "since": since,
+            "until": until,
+            "query_id": query_id,
+            "route": route,
+        }
+        where = event_filters(lambda name: f"%({name})s", filters)
         query = (
             f"SELECT {SUMMARY_COLUMNS} FROM events{where} ORDER BY received_at DESC LIMIT %(limit)s"
         )
         async with self._tx() as conn:
-            cur = await conn.execute(
-                query.encode(), {"status": status, "since": since, "until": until, "limit": limit}
-            )
+            cur = await conn.execute(query.encode(), {**filters, "limit": limit})
             return [summary_from_row(r) for r in await cur.fetchall()]
 
     async def get_event(self, event_id: str) -> EventDetail | None:
         async with self._tx(atomic=True) as conn:
             cur = await conn.execute(
-                f"SELECT {SUMMARY_COLUMNS}, event_json, raw_json FROM events WHERE event_id = %s",
+                f"SELECT event_json, raw_json, generation, {SUMMARY_COLUMNS} FROM events"
+                " WHERE event_id = %s",
                 (event_id,),
             )
             row = await cur.fetchone()
@@ -379,13 +528,20 @@ class PostgresStore:
                 "SELECT reason FROM dead_letters WHERE event_id = %s", (event_id,)
             )
             dead = await cur.fetchone()
+            cur = await conn.execute(
+                f"SELECT {OPERATION_COLUMNS} FROM operations WHERE event_id = %s ORDER BY id",
+                (event_id,),
+            )
+            operations = await cur.fetchall()
         return EventDetail(
-            summary=summary_from_row(row[:10]),
-            event=Event.from_dict(row[10]),
-            raw=RawDelivery(**row[11]),
+            summary=summary_from_row(row[3:]),
+            event=Event.from_dict(row[0]),
+            raw=RawDelivery(**row[1]),
             runs=[RunRecord(**r[0]) for r in runs],
             effects=[effect_from_row(e, lambda value: value) for e in effects],
             dead_reason=dead[0] if dead else None,
+            generation=row[2],
+            operations=[operation_from_row(o, lambda v: v) for o in operations],
         )
 
     async def list_dead_letters(self, *, limit: int) -> list[DeadLetterView]:
@@ -420,8 +576,11 @@ class PostgresStore:
             oldest = await cur.fetchone()
             cur = await conn.execute("SELECT count(*) FROM rejected")
             rejected = await cur.fetchone()
+            cur = await conn.execute("SELECT count(*) FROM effects WHERE status = 'unknown'")
+            unknown = await cur.fetchone()
         return StoreStats(
             counts=counts,
             oldest_unfinished_at=oldest[0] if oldest else None,
             rejected=int(rejected[0]) if rejected else 0,
+            unknown_effects=int(unknown[0]) if unknown else 0,
         )

@@ -3,18 +3,45 @@ them becomes a value."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from autorunner.store.base import EventSummary, RunRecord
+from autorunner.store.base import EventSummary, Operation, RunRecord
 
-SUMMARY_COLUMNS = (
-    "event_id, execution_id, query_id, event_type, channel, status, attempts, received_at, "
-    "finished_at, last_error"
-)
+
+def summary_columns(concat: str) -> str:
+    """The columns ``summary_from_row`` reads; ``concat`` is the dialect's string aggregate
+    (``group_concat`` or ``string_agg``), which gathers the event's effect statuses."""
+    return (
+        "event_id, execution_id, query_id, event_type, channel, status, attempts, received_at,"
+        f" finished_at, last_error, route, (SELECT {concat}(status, ',') FROM effects"
+        " WHERE effects.event_id = events.event_id)"
+    )
+
+
+_FILTERS = {
+    "status": "status = ",
+    "since": "received_at >= ",
+    "until": "received_at < ",
+    "query_id": "query_id = ",
+    "route": "route = ",
+}
+
+
+def event_filters(style: Callable[[str], str], filters: Mapping[str, object]) -> str:
+    """The ``WHERE`` clause of ``list_events`` for the given (not ``None``) ``filters``;
+    ``style`` turns a parameter name into the dialect's placeholder."""
+    conditions = [
+        f"{_FILTERS[name]}{style(name)}" for name, value in filters.items() if value is not None
+    ]
+    return " WHERE " + " AND ".join(conditions) if conditions else ""
+
+
 EFFECT_COLUMNS = (
     "effect_key, step_id, kind, status, tries, params_json, result_json, created_at, updated_at"
 )
+OPERATION_COLUMNS = "at, actor, action, event_id, target, detail_json"
 
 
 def summary_from_row(row: Sequence[Any]) -> EventSummary:
@@ -30,6 +57,8 @@ def summary_from_row(row: Sequence[Any]) -> EventSummary:
         received_at=row[7],
         finished_at=row[8],
         last_error=row[9],
+        route=row[10],
+        effects=dict(Counter(row[11].split(","))) if row[11] else {},
     )
 
 
@@ -59,4 +88,17 @@ def finish_params(
         "error": reason or run.error,
         "retry_at": retry_at if retry_at is not None else now,
         "attempt": run.attempt,
+        "route": run.route,
     }
+
+
+def operation_from_row(row: Sequence[Any], decode: Callable[[Any], Any]) -> Operation:
+    """A row of ``OPERATION_COLUMNS``."""
+    return Operation(
+        at=row[0],
+        actor=row[1],
+        action=row[2],
+        event_id=row[3],
+        target=row[4],
+        detail=decode(row[5]),
+    )

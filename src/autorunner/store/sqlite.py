@@ -22,31 +22,48 @@ from autorunner.store.base import (
     EventSummary,
     InsertResult,
     Leased,
+    Operation,
     Outcome,
     RawDelivery,
+    Resolved,
     RunRecord,
     StoreStats,
+    entry_status,
+    proceeds,
+    resolution,
     retaken_status,
 )
 from autorunner.store.sql import (
     EFFECT_COLUMNS,
-    SUMMARY_COLUMNS,
+    OPERATION_COLUMNS,
     effect_from_row,
+    event_filters,
     finish_params,
+    operation_from_row,
+    summary_columns,
     summary_from_row,
 )
 
+SUMMARY_COLUMNS = summary_columns("group_concat")
 MIGRATION_2 = (
     "CREATE TABLE flags (name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at REAL NOT NULL)"
 )
 MIGRATION_3 = "ALTER TABLE effects ADD COLUMN route TEXT;\nCREATE INDEX effects_route ON effects (route, created_at)"
 MIGRATION_4 = "ALTER TABLE events ADD COLUMN decision_json TEXT"
+MIGRATION_5 = """ALTER TABLE events ADD COLUMN generation INTEGER NOT NULL DEFAULT 1;
+CREATE TABLE operations (id INTEGER PRIMARY KEY, at REAL NOT NULL, actor TEXT NOT NULL,
+    action TEXT NOT NULL, event_id TEXT, target TEXT, detail_json TEXT NOT NULL);
+CREATE INDEX operations_event ON operations (event_id, id);
+CREATE INDEX effects_open ON effects (status) WHERE status IN ('planned', 'pending', 'unknown');
+ALTER TABLE events ADD COLUMN route TEXT;
+CREATE INDEX events_route ON events (route, received_at);
+CREATE INDEX events_query ON events (query_id, received_at)"""
 
 
 def migrations() -> list[str]:
     """The versioned schema scripts, oldest first (``PRAGMA user_version`` counts them)."""
     text = resources.files("autorunner.store").joinpath("sqlite_schema.sql").read_text()
-    return [text, MIGRATION_2, MIGRATION_3, MIGRATION_4]
+    return [text, MIGRATION_2, MIGRATION_3, MIGRATION_4, MIGRATION_5]
 
 
 def _dumps(value: Any) -> str:
@@ -131,13 +148,19 @@ class SqliteStore:
                 "UPDATE events SET status = 'running', attempts = attempts + 1,"
                 " lease_owner = ?, lease_until = ?"
                 " WHERE event_id = ? AND (status = 'pending' OR (status = 'running' AND lease_until <= ?))"
-                " RETURNING attempts, event_json",
+                " RETURNING attempts, event_json, generation, decision_json",
                 (owner, now + lease, event_id, now),
             ).fetchone()
             if row is None:
                 return None
-            event = Event.from_dict(orjson.loads(row[1]))
-            return Leased(event=event, attempt=row[0], owner=owner, lease_until=now + lease)
+            return Leased(
+                event=Event.from_dict(orjson.loads(row[1])),
+                attempt=row[0],
+                owner=owner,
+                lease_until=now + lease,
+                generation=row[2],
+                pinned=None if row[3] is None else orjson.loads(row[3]),
+            )
 
         return await self.db.write(op)
 
@@ -183,7 +206,7 @@ class SqliteStore:
         return None if row is None or row[0] is None else orjson.loads(row[0])
 
     async def begin_effect(
-        self, intent: EffectIntent, *, at_least_once: bool = False
+        self, intent: EffectIntent, *, at_least_once: bool = False, staged: bool = False
     ) -> EffectState:
         now = self._clock()
 
@@ -201,32 +224,43 @@ class SqliteStore:
                         return EffectState(proceed=False, status="over_budget")
                 conn.execute(
                     "INSERT INTO effects (effect_key, event_id, step_id, kind, status, params_json,"
-                    " created_at, updated_at, route) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
+                    " created_at, updated_at, route) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         intent.effect_key,
                         intent.event_id,
                         intent.step_id,
                         intent.kind,
+                        entry_status(staged),
                         _dumps(intent.params),
                         now,
                         now,
                         intent.route,
                     ),
                 )
-                return EffectState(proceed=True, status="pending")
+                return EffectState(proceed=True, status=entry_status(staged))
             status = row[0]
-            retaken = retaken_status(status, at_least_once=at_least_once)
+            retaken = retaken_status(status, at_least_once=at_least_once, staged=staged)
             if retaken is None:
                 result = orjson.loads(row[1]) if row[1] else None
                 return EffectState(proceed=False, status=status, result=result)
             conn.execute(
                 "UPDATE effects SET status = ?, tries = tries + ?, updated_at = ?"
                 " WHERE effect_key = ?",
-                (retaken, int(retaken == "pending"), now, intent.effect_key),
+                (retaken, int(proceeds(retaken)), now, intent.effect_key),
             )
-            return EffectState(proceed=retaken == "pending", status=retaken)
+            return EffectState(proceed=proceeds(retaken), status=retaken)
 
         return await self.db.write(op)
+
+    async def effect_sending(self, effect_key: str) -> None:
+        now = self._clock()
+        await self.db.write(
+            lambda conn: conn.execute(
+                "UPDATE effects SET status = 'pending', updated_at = ?"
+                " WHERE effect_key = ? AND status = 'planned'",
+                (now, effect_key),
+            )
+        )
 
     async def finish_effect(
         self, effect_key: str, *, status: EffectStatus, result: dict[str, Any]
@@ -257,7 +291,10 @@ class SqliteStore:
                 (run.event_id, run.attempt, run.outcome, run.finished_at, _dumps(run)),
             )
             where = " WHERE event_id = :id AND lease_owner = :owner AND status = 'running'"
-            clear = "lease_owner = NULL, lease_until = NULL, last_error = :error"
+            clear = (
+                "lease_owner = NULL, lease_until = NULL, last_error = :error,"
+                " route = coalesce(:route, route)"
+            )
             if run.outcome == "done":
                 cur = conn.execute(
                     f"UPDATE events SET status = 'done', finished_at = :now, {clear}{where}", params
@@ -309,6 +346,120 @@ class SqliteStore:
 
         return await self.db.write(op)
 
+    async def resolve_effect(
+        self, effect_key: str, *, resend: bool, operation: Operation
+    ) -> Resolved | None:
+        def op(conn: sqlite3.Connection) -> Resolved | None:
+            row = conn.execute(
+                "SELECT event_id, status FROM effects WHERE effect_key = ?", (effect_key,)
+            ).fetchone()
+            if row is None:
+                return None
+            event_id, status = row
+            if status != "unknown":
+                return Resolved(event_id=event_id, status=status)
+            self._journal(conn, operation)
+            if not resend:
+                conn.execute(
+                    "UPDATE effects SET status = 'done', result_json = ?, updated_at = ?"
+                    " WHERE effect_key = ?",
+                    (_dumps(resolution(operation)), operation.at, effect_key),
+                )
+                return Resolved(event_id=event_id, status=status)
+            conn.execute(
+                "UPDATE effects SET status = 'planned', updated_at = ? WHERE effect_key = ?",
+                (operation.at, effect_key),
+            )
+            reopened = self._reopen(conn, event_id, operation.at, "")
+            return Resolved(event_id=event_id, status=status, reopened=reopened)
+
+        return await self.db.write(op)
+
+    async def rerun(
+        self, event_id: str, *, operation: Operation, decision: dict[str, Any] | None = None
+    ) -> int | None:
+        pinned = None if decision is None else _dumps(decision)
+
+        def op(conn: sqlite3.Connection) -> int | None:
+            if not self._reopen(
+                conn,
+                event_id,
+                operation.at,
+                ", attempts = 0, generation = generation + 1, decision_json = ?",
+                (pinned,),
+            ):
+                return None
+            self._journal(conn, operation)
+            row = conn.execute(
+                "SELECT generation FROM events WHERE event_id = ?", (event_id,)
+            ).fetchone()
+            return int(row[0])
+
+        return await self.db.write(op)
+
+    def _reopen(
+        self,
+        conn: sqlite3.Connection,
+        event_id: str,
+        now: float,
+        also: str,
+        args: tuple[Any, ...] = (),
+    ) -> bool:
+        """A finished event back to ``pending`` (``also`` sets more columns), queued in the
+        same transaction when the queue shares the file; False when it is not finished."""
+        cur = conn.execute(
+            f"UPDATE events SET status = 'pending', available_at = ?, finished_at = NULL{also}"
+            " WHERE event_id = ? AND status IN ('done', 'dead')",
+            (now, *args, event_id),
+        )
+        if not cur.rowcount:
+            return False
+        conn.execute("DELETE FROM dead_letters WHERE event_id = ?", (event_id,))
+        if self._outbox is not None:
+            self._outbox.enqueue_in(conn, event_id, now)
+        return True
+
+    @staticmethod
+    def _journal(conn: sqlite3.Connection, operation: Operation) -> None:
+        conn.execute(
+            "INSERT INTO operations (at, actor, action, event_id, target, detail_json)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                operation.at,
+                operation.actor,
+                operation.action,
+                operation.event_id,
+                operation.target,
+                _dumps(operation.detail),
+            ),
+        )
+
+    async def record_operation(self, operation: Operation) -> None:
+        await self.db.write(lambda conn: self._journal(conn, operation))
+
+    async def list_operations(self, *, limit: int, event_id: str | None = None) -> list[Operation]:
+        where = " WHERE event_id = :event" if event_id is not None else ""
+        rows = await self.db.read(
+            lambda conn: conn.execute(
+                f"SELECT {OPERATION_COLUMNS} FROM operations{where} ORDER BY id DESC LIMIT :n",
+                {"event": event_id, "n": limit},
+            ).fetchall()
+        )
+        return [operation_from_row(r, orjson.loads) for r in rows]
+
+    async def list_effects(
+        self, *, limit: int, status: EffectStatus | None = None
+    ) -> list[dict[str, Any]]:
+        where = " WHERE status = :status" if status is not None else ""
+        rows = await self.db.read(
+            lambda conn: conn.execute(
+                f"SELECT {EFFECT_COLUMNS}, event_id FROM effects{where}"
+                " ORDER BY updated_at DESC LIMIT :n",
+                {"status": status, "n": limit},
+            ).fetchall()
+        )
+        return [effect_from_row(r, orjson.loads) | {"event_id": r[-1]} for r in rows]
+
     async def sweepable(self, *, older_than: float, limit: int) -> list[str]:
         rows = await self.db.read(
             lambda conn: conn.execute(
@@ -359,12 +510,18 @@ class SqliteStore:
         status: EventStatus | None = None,
         since: float | None = None,
         until: float | None = None,
+        query_id: str | None = None,
+        route: str | None = None,
     ) -> list[EventSummary]:
-        conditions = ["status = :status"] if status else []
-        conditions += ["received_at >= :since"] if since is not None else []
-        conditions += ["received_at < :until"] if until is not None else []
-        where = " WHERE " + " AND ".join(conditions) if conditions else ""
-        args = {"status": status, "since": since, "until": until, "limit": limit}
+        filters = {
+            "status": status,
+            "since": since,
+            "until": until,
+            "query_id": query_id,
+            "route": route,
+        }
+        where = event_filters(lambda name: f":{name}", filters)
+        args = {**filters, "limit": limit}
         rows = await self.db.read(
             lambda conn: conn.execute(
                 f"SELECT {SUMMARY_COLUMNS} FROM events{where} ORDER BY received_at DESC LIMIT :limit",
@@ -376,7 +533,8 @@ class SqliteStore:
     async def get_event(self, event_id: str) -> EventDetail | None:
         def op(conn: sqlite3.Connection) -> EventDetail | None:
             row = conn.execute(
-                f"SELECT {SUMMARY_COLUMNS}, event_json, raw_json FROM events WHERE event_id = ?",
+                f"SELECT event_json, raw_json, generation, {SUMMARY_COLUMNS} FROM events"
+                " WHERE event_id = ?",
                 (event_id,),
             ).fetchone()
             if row is None:
@@ -391,13 +549,19 @@ class SqliteStore:
             dead = conn.execute(
                 "SELECT reason FROM dead_letters WHERE event_id = ?", (event_id,)
             ).fetchone()
+            operations = conn.execute(
+                f"SELECT {OPERATION_COLUMNS} FROM operations WHERE event_id = ? ORDER BY id",
+                (event_id,),
+            ).fetchall()
             return EventDetail(
-                summary=summary_from_row(row[:10]),
-                event=Event.from_dict(orjson.loads(row[10])),
-                raw=RawDelivery(**orjson.loads(row[11])),
+                summary=summary_from_row(row[3:]),
+                event=Event.from_dict(orjson.loads(row[0])),
+                raw=RawDelivery(**orjson.loads(row[1])),
                 runs=[RunRecord(**orjson.loads(r[0])) for r in runs],
                 effects=[effect_from_row(e, orjson.loads) for e in effects],
                 dead_reason=dead[0] if dead else None,
+                generation=row[2],
+                operations=[operation_from_row(o, orjson.loads) for o in operations],
             )
 
         return await self.db.read(op)
@@ -433,6 +597,14 @@ class SqliteStore:
                 "SELECT min(received_at) FROM events WHERE status IN ('pending', 'running')"
             ).fetchone()[0]
             rejected = conn.execute("SELECT count(*) FROM rejected").fetchone()[0]
-            return StoreStats(counts=counts, oldest_unfinished_at=oldest, rejected=rejected)
+            unknown = conn.execute(
+                "SELECT count(*) FROM effects WHERE status = 'unknown'"
+            ).fetchone()[0]
+            return StoreStats(
+                counts=counts,
+                oldest_unfinished_at=oldest,
+                rejected=rejected,
+                unknown_effects=unknown,
+            )
 
         return await self.db.read(op)

@@ -1,0 +1,202 @@
+"""``autorunner events …``: list, show and rerun stored events."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any, cast
+
+import typer
+
+from autorunner import app as composition
+from autorunner import clitools, operations, views
+from autorunner.adapters.base import valuers
+from autorunner.backends import Backends
+from autorunner.config import Settings
+from autorunner.policy import Policy
+from autorunner.replay import Redecided, redecide
+from autorunner.store.base import EventDetail, EventStatus, EventSummary
+
+events_cli = typer.Typer(
+    help="Inspect stored events, their runs, and rerun them.", no_args_is_help=True
+)
+
+STATUSES = ("pending", "running", "done", "dead")
+Since = Annotated[
+    str | None, typer.Option(help="Received since: 1h, 30m, 2d, ISO 8601 or epoch seconds.")
+]
+Until = Annotated[str | None, typer.Option(help="…and before (same forms; default: now).")]
+
+
+@events_cli.command("list")
+def events_list(
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+    status: Annotated[str | None, typer.Option(help="pending, running, done or dead.")] = None,
+    query: Annotated[str | None, typer.Option("--query", help="Only this query's events.")] = None,
+    route: Annotated[str | None, typer.Option(help="Only events decided on this route.")] = None,
+    since: Since = None,
+    until: Until = None,
+    as_json: clitools.JsonFlag = False,
+) -> None:
+    """List stored events, newest first: status, route, effects, channel."""
+    if status not in (None, *STATUSES):
+        raise clitools.UsageError(f"unknown status {status!r}: use {', '.join(STATUSES)}")
+    start, end = clitools.window(since, until)
+    count = clitools.limit(limit)
+    settings = clitools.settings()
+    rows = clitools.run(
+        lambda: clitools.with_backends(
+            settings,
+            lambda b: b.store.list_events(
+                limit=count,
+                status=cast(EventStatus | None, status),
+                since=start,
+                until=end,
+                query_id=query,
+                route=route,
+            ),
+        )
+    )
+    if as_json:
+        clitools.print_json([r.to_dict() for r in rows])
+    elif not rows:
+        print("no events")
+    else:
+        clitools.lines(views.event_rows(rows))
+
+
+@events_cli.command("show")
+def events_show(
+    event_id: Annotated[
+        str, typer.Argument(help="Any id of the event: stored, delivery or execution.")
+    ],
+    as_json: clitools.JsonFlag = False,
+) -> None:
+    """Show one event's whole story: delivery, decision, verdict, effects, runs, operators."""
+    settings = clitools.settings()
+    detail = clitools.run(lambda: clitools.with_backends(settings, lambda b: find(b, event_id)))
+    if as_json:
+        clitools.print_json(detail.to_dict())
+    else:
+        clitools.lines(views.event_detail(detail))
+
+
+async def find(backends: Backends, any_id: str) -> EventDetail:
+    """The event a user names by any id they hold; one clear line when there is none."""
+    detail = await backends.store.get_event(any_id)
+    if detail is None:
+        raise clitools.Failure(f"no event with id {any_id!r}")
+    return detail
+
+
+@events_cli.command("rerun")
+def events_rerun(
+    event_id: Annotated[str | None, typer.Argument(help="One finished event to run again.")] = None,
+    since: Since = None,
+    until: Until = None,
+    route: Annotated[str | None, typer.Option(help="Only events decided on this route.")] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option(help="Decide under this policy file now (default: the workers decide)."),
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many events.")] = 1000,
+    note: Annotated[str | None, typer.Option(help="Why, for the journal.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    as_json: clitools.JsonFlag = False,
+) -> None:
+    """Decide finished events again and EXECUTE what is allowed (a new decision generation).
+
+    Shows what each event would get first and asks before anything runs. Effect keys of the
+    new generation cannot collide with the earlier ones', so every allowed effect happens again.
+    """
+    if (event_id is None) == (since is None):
+        raise clitools.UsageError("give exactly one of EVENT_ID or --since")
+    start, end = clitools.window(since, until)
+    count = clitools.limit(limit)
+    settings = clitools.settings()
+    chosen = composition.policy_for(settings, str(policy) if policy else None)
+
+    async def preview(backends: Backends) -> list[tuple[EventDetail, Redecided]]:
+        if event_id is not None:
+            details = [await find(backends, event_id)]
+        else:
+            found = await backends.store.list_events(
+                limit=count, since=start, until=end, route=route
+            )
+            details = [
+                d
+                for s in reversed(found)
+                if s.status in ("done", "dead")
+                and (d := await backends.store.get_event(s.event_id)) is not None
+            ]
+        return [(d, await _redecide(settings, chosen, d)) for d in details]
+
+    planned = clitools.run(lambda: clitools.with_backends(settings, preview))
+    unfinished = [d.summary for d, _ in planned if d.summary.status not in ("done", "dead")]
+    if unfinished:
+        raise clitools.Failure(_unfinished(unfinished[0]))
+    if not planned:
+        raise clitools.Failure("no finished events match: nothing to rerun")
+    if not as_json:
+        clitools.lines(_preview_lines(planned, chosen, decided_now=policy is not None))
+    if not yes:
+        if not sys.stdin.isatty():
+            raise clitools.UsageError(
+                f"rerun executes effects again ({len(planned)} event(s)): pass --yes to confirm"
+            )
+        typer.confirm(f"Run {len(planned)} event(s) again and execute what is allowed?", abort=True)
+
+    async def execute(backends: Backends) -> list[dict[str, Any]]:
+        done = []
+        for detail, again in planned:
+            pinned = again.decision.to_dict() if policy is not None and again.decision else None
+            generation = await operations.rerun(
+                backends,
+                detail.summary.event_id,
+                decision=pinned,
+                policy_hash=chosen.hash if policy is not None else None,
+                note=note,
+            )
+            done.append({"event_id": detail.summary.event_id, "generation": generation})
+        return done
+
+    started = clitools.run(lambda: clitools.with_backends(settings, execute))
+    if as_json:
+        clitools.print_json({"rerun": started, "policy_hash": chosen.hash})
+    else:
+        print(f"rerun {len(started)} event(s): the workers run them now (events show ID to follow)")
+
+
+async def _redecide(settings: Settings, policy: Policy, detail: EventDetail) -> Redecided:
+    async with composition.http_client() as http:
+        kinds = valuers(composition.build_adapters(settings, http))
+        return await redecide(detail, policy, composition.deciders(settings), valuers=kinds)
+
+
+def _unfinished(summary: EventSummary) -> str:
+    return (
+        f"event {summary.event_id!r} is {summary.status}: only finished events (done, dead) can be"
+        " rerun"
+    )
+
+
+def _preview_lines(
+    planned: list[tuple[EventDetail, Redecided]], policy: Policy, *, decided_now: bool
+) -> list[str]:
+    how = (
+        f"decided now under {policy.hash}; the workers still check their own policy's limits"
+        if decided_now
+        else f"as the policy in force ({policy.hash}) would decide with the recorded context;"
+        " the workers decide afresh"
+    )
+    lines = [f"{len(planned)} event(s) to run again, {how}:"]
+    for detail, again in planned:
+        allowed = ", ".join(f"{a['step_id']} ({a['kind']})" for a in again.verdict["allowed"])
+        denied = "; ".join(
+            f"{d['action']['step_id']}: {d['reason']}" for d in again.verdict["denied"]
+        )
+        lines.append(
+            f"  {detail.summary.event_id} (generation {detail.generation + 1}, route {again.route}):"
+            f" would do {allowed or 'nothing'}{'; denied ' + denied if denied else ''}"
+        )
+    return lines

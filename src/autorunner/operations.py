@@ -1,0 +1,125 @@
+"""What operators do to a running system, in one place: the CLI calls these (and the console
+will). Every act that changes what runs is journaled in the store with who did it and when.
+
+    pause / resume      the kill switch: events wait (nothing is denied) until resumed
+    resolve_effect      settle an ``unknown`` effect: it was sent, or send it again
+    rerun               a new decision generation of a finished event, executed on purpose
+    redrive             dead letters back to the queue on the decision they had
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket
+from typing import Any
+
+from autorunner.backends import Backends
+from autorunner.clock import Clock, system_clock
+from autorunner.errors import OperationRefused
+from autorunner.store.base import Operation, Resolved
+
+
+def actor() -> str:
+    """Who is acting: the OS user at this host (recorded with every operation)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def _operation(
+    action: str,
+    *,
+    clock: Clock,
+    event_id: str | None = None,
+    target: str | None = None,
+    **detail: Any,
+) -> Operation:
+    return Operation(
+        at=clock(),
+        actor=actor(),
+        action=action,
+        event_id=event_id,
+        target=target,
+        detail={k: v for k, v in detail.items() if v is not None},
+    )
+
+
+async def pause(backends: Backends, reason: str, *, clock: Clock = system_clock) -> None:
+    """Set the kill switch: no effect begins anywhere until ``resume``; events wait."""
+    await backends.store.set_flag("paused", reason)
+    await backends.store.record_operation(_operation("pause", clock=clock, reason=reason))
+
+
+async def resume(backends: Backends, *, clock: Clock = system_clock) -> None:
+    """Lift the kill switch; the events that waited run."""
+    await backends.store.set_flag("paused", None)
+    await backends.store.record_operation(_operation("resume", clock=clock))
+
+
+async def resolve_effect(
+    backends: Backends,
+    effect_key: str,
+    *,
+    resend: bool,
+    note: str | None = None,
+    clock: Clock = system_clock,
+) -> Resolved:
+    """Settle an ``unknown`` effect as sent, or send it again (its event runs once more on its
+    pinned decision, every other effect skipped as done)."""
+    operation = _operation(
+        "effects.resolve",
+        clock=clock,
+        event_id=effect_key.rsplit(":", 1)[0],
+        target=effect_key,
+        resolution="resend" if resend else "sent",
+        note=note,
+    )
+    resolved = await backends.store.resolve_effect(effect_key, resend=resend, operation=operation)
+    if resolved is None:
+        raise OperationRefused(f"no effect with key {effect_key!r}")
+    if resolved.status != "unknown":
+        raise OperationRefused(
+            f"effect {effect_key!r} is {resolved.status}, not unknown: nothing to resolve"
+        )
+    if resolved.reopened:
+        await backends.queue.enqueue(resolved.event_id)
+    return resolved
+
+
+async def rerun(
+    backends: Backends,
+    event_id: str,
+    *,
+    decision: dict[str, Any] | None = None,
+    policy_hash: str | None = None,
+    note: str | None = None,
+    clock: Clock = system_clock,
+) -> int:
+    """Decide a finished event again and execute what is allowed: a new generation whose effect
+    keys cannot collide with the earlier ones'. With ``decision`` (made under another policy,
+    ``policy_hash``) the workers act on it, still checked against their own policy's limits."""
+    operation = _operation(
+        "events.rerun", clock=clock, event_id=event_id, policy_hash=policy_hash, note=note
+    )
+    generation = await backends.store.rerun(event_id, operation=operation, decision=decision)
+    if generation is None:
+        detail = await backends.store.get_event(event_id)
+        if detail is None:
+            raise OperationRefused(f"no event with id {event_id!r}")
+        raise OperationRefused(
+            f"event {event_id!r} is {detail.summary.status}: only finished events (done, dead) can be rerun"
+        )
+    await backends.queue.enqueue(event_id)
+    return generation
+
+
+async def redrive(backends: Backends, event_id: str | None) -> list[str]:
+    """Dead letters (one, or all with ``None``) back to the queue, on the decision they had."""
+    ids = await backends.store.redrive(event_id)
+    for found in ids:
+        await backends.queue.enqueue(found)
+    if event_id is not None and not ids:
+        raise OperationRefused(f"no dead letter with id {event_id!r}")
+    return ids

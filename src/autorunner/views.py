@@ -1,0 +1,200 @@
+"""What people read: events, effects and status as plain lines (pure).
+
+No Python reprs, no ids cut short: a value is text, a number or compact JSON; long free text
+(an adapter's result, an error) is shortened with ``…`` and is whole in ``--json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from autorunner.store.base import EventDetail, EventSummary, Operation, RunRecord
+
+UNKNOWN_HINT = "may have been sent; settle it: autorunner effects resolve {key} --sent | --resend"
+EFFECT_ORDER = ("done", "planned", "pending", "unknown", "failed")
+
+
+def when(ts: float | None) -> str:
+    """A UTC time to the second, ``-`` for none."""
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def ago(seconds: float | None) -> str:
+    """``12s``, ``4m10s``, ``3h05m``, ``2d04h``; ``-`` for none."""
+    if seconds is None:
+        return "-"
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def text(value: Any, limit: int = 160) -> str:
+    """A value as one line: strings as they are, everything else as compact JSON."""
+    shown = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+    shown = " ".join(shown.split())
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+
+
+def columns(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """Aligned columns; nothing is truncated, the last column runs on."""
+    table = [list(header), *(list(r) for r in rows)]
+    widths = [max(len(r[i]) for r in table) for i in range(len(header) - 1)]
+    return [
+        "  ".join([*(cell.ljust(w) for cell, w in zip(r, widths, strict=False)), r[-1]]).rstrip()
+        for r in table
+    ]
+
+
+def effects_summary(counts: Mapping[str, int]) -> str:
+    """``2 done, 1 unknown``; ``-`` when the event has none."""
+    order = [s for s in EFFECT_ORDER if s in counts] + sorted(set(counts) - set(EFFECT_ORDER))
+    return ", ".join(f"{counts[s]} {s}" for s in order) or "-"
+
+
+def event_rows(events: Iterable[EventSummary]) -> list[str]:
+    """``events list``."""
+    return columns(
+        ["EVENT ID", "STATUS", "ROUTE", "EFFECTS", "RECEIVED (UTC)", "CHANNEL", "QUERY", "ERROR"],
+        (
+            [
+                e.event_id,
+                e.status if e.attempts <= 1 else f"{e.status} ({e.attempts} attempts)",
+                e.route or "-",
+                effects_summary(e.effects),
+                when(e.received_at),
+                e.channel,
+                e.query_id or "-",
+                text(e.last_error, 120) if e.last_error else "",
+            ]
+            for e in events
+        ),
+    )
+
+
+def event_detail(detail: EventDetail) -> list[str]:
+    """``events show``: what arrived, how it was decided, what happened, who intervened."""
+    s, e = detail.summary, detail.event
+    lines = [
+        f"event {s.event_id}: {s.status}  (attempts {s.attempts}, decision generation {detail.generation})",
+        f"  received   {when(s.received_at)} UTC by {s.channel}; finished {when(s.finished_at)}",
+        f"  query      {e.query_id or '-'}   execution {e.execution_id or '-'}",
+        f"  trigger    {e.event_type}, status {e.status or '-'}, symbol {e.symbol or '-'}",
+    ]
+    if e.title or e.body:
+        lines.append(f"  text       {text(e.title or '')}{' — ' + text(e.body) if e.body else ''}")
+    if detail.dead_reason:
+        lines.append(f"  DEAD       {text(detail.dead_reason)}")
+    last = next((r for r in reversed(detail.runs) if r.verdict is not None), None)
+    if last is not None:
+        lines += decision_lines(last)
+    lines += effect_lines(detail.effects)
+    lines += run_lines(detail.runs)
+    lines += operation_lines(detail.operations)
+    return lines
+
+
+def decision_lines(run: RunRecord) -> list[str]:
+    """The route, decision, rationale and verdict of one run."""
+    decision, verdict = run.decision or {}, run.verdict or {}
+    who = decision.get("version") or decision.get("decider") or "-"
+    lines = [
+        f"  route      {run.route or '-'}   policy {decision.get('policy_hash', '-')}",
+        f"  decided by {who}{' (pinned decision reused)' if decision.get('reused') else ''}",
+    ]
+    if decision.get("invalid"):
+        lines.append(f"  INVALID    {text(decision['invalid'])}")
+    if decision.get("rationale"):
+        lines.append(f"  rationale  {text(decision['rationale'], 300)}")
+    usage = (decision.get("trace") or {}).get("usage")
+    if usage:
+        lines.append(
+            f"  model      {usage.get('requests')} request(s),"
+            f" {usage.get('input_tokens')} tokens in, {usage.get('output_tokens')} out"
+        )
+    allowed = verdict.get("allowed", [])
+    lines.append(
+        "  allowed    "
+        + (
+            ", ".join(
+                f"{a['step_id']} ({a['kind']}) {text(a.get('params', {}), 100)}" for a in allowed
+            )
+            or "nothing"
+        )
+    )
+    lines += [
+        f"  denied     {d['action']['step_id']} ({d['action']['kind']}): {d['reason']}"
+        for d in verdict.get("denied", [])
+    ]
+    return lines
+
+
+def effect_lines(effects: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Each effect with its ledger status; an ``unknown`` one says what to do about it."""
+    if not effects:
+        return ["  effects    none"]
+    lines = []
+    for n, effect in enumerate(effects):
+        head = "  effects    " if n == 0 else "             "
+        status = str(effect["status"])
+        line = f"{head}{effect['effect_key']}  {effect['kind']}  {status.upper() if status == 'unknown' else status}  tries {effect['tries']}"
+        if status == "unknown":
+            line += "  — " + UNKNOWN_HINT.format(key=effect["effect_key"])
+        elif effect.get("result") is not None:
+            line += f"  {text(effect['result'], 100)}"
+        lines.append(line)
+    return lines
+
+
+def run_lines(runs: Sequence[RunRecord]) -> list[str]:
+    """One line per attempt: outcome, time taken, error."""
+    lines = []
+    for n, run in enumerate(runs):
+        head = "  runs       " if n == 0 else "             "
+        took = round((run.finished_at - run.started_at) * 1000, 1)
+        line = f"{head}#{run.attempt} {run.outcome} in {took} ms"
+        if run.retry_delay is not None:
+            line += f", retry in {run.retry_delay:g}s"
+        if run.error:
+            line += f": {text(run.error, 200)}"
+        lines.append(line)
+    return lines
+
+
+def operation_lines(operations: Sequence[Operation]) -> list[str]:
+    """What operators did to the event."""
+    lines = []
+    for n, op in enumerate(operations):
+        head = "  operator   " if n == 0 else "             "
+        target = f" {op.target}" if op.target else ""
+        detail = f" {text(op.detail, 120)}" if op.detail else ""
+        lines.append(f"{head}{when(op.at)} UTC {op.actor}: {op.action}{target}{detail}")
+    return lines
+
+
+def effect_rows(effects: Iterable[Mapping[str, Any]]) -> list[str]:
+    """``effects list``."""
+    return columns(
+        ["EFFECT KEY", "KIND", "STATUS", "TRIES", "UPDATED (UTC)", "RESULT"],
+        (
+            [
+                str(e["effect_key"]),
+                str(e["kind"]),
+                str(e["status"]),
+                str(e["tries"]),
+                when(e["updated_at"]),
+                "" if e.get("result") is None else text(e["result"], 100),
+            ]
+            for e in effects
+        ),
+    )
