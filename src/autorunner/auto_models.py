@@ -38,6 +38,10 @@ class QueryStatus(_Tolerant):
 
     query_id: str | None = Field(default=None, validation_alias=AliasChoices("queryId", "id"))
     status: str | None = None
+    title: str | None = None
+    description: str | None = None
+    query: dict[str, Any] | None = None
+    """The query's definition (conditions, actions), where Auto includes it."""
     credits: float | None = None
     latest_evaluation: dict[str, Any] | None = Field(
         default=None, validation_alias="latestEvaluation"

@@ -18,7 +18,7 @@ import orjson
 import typer
 
 from autorunner import app as composition
-from autorunner import clitools, serving
+from autorunner import cli_events, clitools, serving
 from autorunner.adapters.base import valuers
 from autorunner.auto_client import AutoClient
 from autorunner.backends import Backends, open_backends
@@ -313,9 +313,7 @@ def replay_command(
 
     async def one(backends: Backends) -> Any:
         assert event_id is not None  # noqa: S101 - checked above
-        detail = await backends.store.get_event(event_id)
-        if detail is None:
-            raise clitools.Failure(f"no event with id {event_id!r}")
+        detail = await cli_events.find(backends, event_id)
         async with composition.http_client() as http:
             kinds = valuers(composition.build_adapters(settings, http))
             return await replay(detail, chosen, deciders, valuers=kinds)

@@ -83,7 +83,8 @@ def events_show(
 
 async def find(backends: Backends, any_id: str) -> EventDetail:
     """The event a user names by any id they hold; one clear line when there is none."""
-    detail = await backends.store.get_event(any_id)
+    found = await backends.store.find_event(any_id)
+    detail = None if found is None else await backends.store.get_event(found)
     if detail is None:
         raise clitools.Failure(f"no event with id {any_id!r}")
     return detail

@@ -25,12 +25,19 @@ CONTEXT_PARTS = frozenset({"query", "llm_session"})
 class ContextSource(Protocol):
     """Fetches what a decider may need to know about an event."""
 
+    async def query(self, event: Event) -> dict[str, Any] | None:
+        """Auto's record of the event's query (title, description, definition), whichever
+        channel delivered the event; ``None`` when it cannot be known (``facts.resolve``)."""
+
     async def fetch(self, event: Event, wants: Collection[str] = CONTEXT_PARTS) -> dict[str, Any]:
         """A JSON-able mapping of the parts in ``wants``; empty when there is nothing to fetch."""
 
 
 class NoContext:
     """Used when no Elfa credentials are configured: decisions see only the event."""
+
+    async def query(self, event: Event) -> dict[str, Any] | None:
+        return None
 
     async def fetch(self, event: Event, wants: Collection[str] = CONTEXT_PARTS) -> dict[str, Any]:
         return {}
@@ -64,8 +71,19 @@ class AutoContext:
             self._polls[query_id] = cached
         return await asyncio.shield(cached[1])
 
+    async def query(self, event: Event) -> dict[str, Any] | None:
+        """The query's record from the shared poll; ``None`` for a query Auto no longer has."""
+        if event.query_id is None:
+            return None
+        try:
+            status = await self._poll(event.query_id)
+        except AutoNotFound:
+            return None
+        return status.model_dump(mode="json", exclude={"executions", "latest_evaluation"})
+
     async def fetch(self, event: Event, wants: Collection[str] = CONTEXT_PARTS) -> dict[str, Any]:
-        """The parts the route asked for; a route asking for nothing costs no request."""
+        """The parts the route asked for; a route asking for nothing costs no request beyond
+        the poll ``query`` shares."""
         if event.query_id is None or not wants:
             return {}
         try:

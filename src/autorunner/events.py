@@ -3,10 +3,14 @@
 Webhook bodies (auto-contract §3) come in two shapes, SSE frames (§4) in three; all become one
 ``Event``. Nothing here does I/O, and nothing here raises anything but ``InvalidEvent``.
 
-Identity: ``event_id`` is the delivery's id (header or frame id), else the payload's own id, else
-a deterministic fallback computed by the caller from the signed content. ``execution_id`` is the
-one id proven stable across channels (webhook, SSE, poll) and is kept whenever present, so the
-store can de-duplicate one execution arriving under several event ids.
+Identity does not depend on the channel that won: ``event_id`` is the execution id when the
+delivery names one (the one id proven stable across webhook, SSE and poll), else the payload's
+own id (a notification's ``id`` is the same in its webhook and its stream frame), else the
+delivery's id (header or frame id), else a deterministic fallback computed by the caller from
+the signed content. The delivery's own id is kept as ``delivery_id``, so a user holding it finds
+the event. The trigger's kind is canonical too: every trigger is ``query.triggered`` with status
+``triggered``, whichever channel carried it (a polled execution's own ``success``/``failed`` is
+the execution's outcome, kept in the payload, not the trigger's status).
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ class Event:
     priority: str | None = None
     occurred_at: str | None = None
     payload: dict[str, Any] = field(default_factory=dict)
+    delivery_id: str | None = None
+    """The id the delivery itself carried (``X-Auto-Event-Id``, the SSE frame id), when it
+    differs from ``event_id``."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form (the store's codec); ``payload`` is shared, not copied."""
@@ -52,8 +59,21 @@ class Event:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Event:
-        """Inverse of ``to_dict``."""
+        """Inverse of ``to_dict`` (also of older records without ``delivery_id``)."""
         return cls(**data)
+
+
+TRIGGERED = "triggered"
+TRIGGER_TYPE = "query.triggered"
+
+
+def _identity(
+    *, execution_id: str | None, own_id: str | None, delivery_id: str | None, fallback: Fallback
+) -> tuple[str, str | None]:
+    """``(event_id, delivery_id)``: see the module docstring; the delivery id is kept only when
+    it is not the event id itself."""
+    event_id = execution_id or own_id or delivery_id or _resolve(fallback)
+    return event_id, (delivery_id if delivery_id != event_id else None)
 
 
 _EVENT_FIELDS = tuple(f.name for f in fields(Event))
@@ -158,16 +178,24 @@ def _from_canonical(
 ) -> Event:
     trigger = _obj(p.get("trigger"))
     data = _obj(p.get("data"))
+    execution_id = (
+        _id(p.get("executionId")) or _id(trigger.get("executionId")) or _id(data.get("executionId"))
+    )
+    event_id, delivered = _identity(
+        execution_id=execution_id,
+        own_id=_id(p.get("eventId")),
+        delivery_id=_id(delivery_id),
+        fallback=fallback_id,
+    )
     return Event(
-        event_id=_id(delivery_id) or _id(p.get("eventId")) or _resolve(fallback_id),
+        event_id=event_id,
+        delivery_id=delivered,
         channel=channel,
         shape="canonical",
-        event_type=_str(p.get("eventType")) or "query.triggered",
-        execution_id=_id(p.get("executionId"))
-        or _id(trigger.get("executionId"))
-        or _id(data.get("executionId")),
+        event_type=_str(p.get("eventType")) or TRIGGER_TYPE,
+        execution_id=execution_id,
         query_id=_id(p.get("queryId")) or _id(data.get("queryId")),
-        status=_str(p.get("status")) or "triggered",
+        status=_str(p.get("status")) or TRIGGERED,
         title=_str(p.get("title")) or _str(trigger.get("reason")),
         body=_str(p.get("body")) or _str(trigger.get("reason")),
         symbol=_str(trigger.get("symbol")) or _str(p.get("symbol")),
@@ -181,15 +209,24 @@ def _from_notification(
     p: dict[str, Any], *, delivery_id: str | None, fallback_id: Fallback, channel: Channel
 ) -> Event:
     data = _obj(p.get("data"))
+    execution_id = _id(data.get("executionId")) or _id(p.get("executionId"))
+    event_id, delivered = _identity(
+        execution_id=execution_id,
+        own_id=_id(p.get("id")),
+        delivery_id=_id(delivery_id),
+        fallback=fallback_id,
+    )
+    status = _str(data.get("status")) or TRIGGERED
     return Event(
-        event_id=_id(delivery_id) or _id(p.get("id")) or _resolve(fallback_id),
+        event_id=event_id,
+        delivery_id=delivered,
         channel=channel,
         shape="notification",
-        event_type=_str(p.get("type")) or "notification",
-        execution_id=_id(data.get("executionId")) or _id(p.get("executionId")),
+        event_type=TRIGGER_TYPE if status == TRIGGERED else f"query.{status}",
+        execution_id=execution_id,
         query_id=_id(data.get("queryId")) or _id(p.get("queryId")),
-        status=_str(data.get("status")) or "triggered",
-        title=_str(p.get("title")),
+        status=status,
+        title=_str(data.get("queryTitle")) or _str(p.get("title")),
         body=_str(p.get("body")),
         symbol=_str(data.get("symbol")),
         priority=_str(p.get("priority")),
@@ -201,15 +238,24 @@ def _from_notification(
 def _from_sse_notification(
     p: dict[str, Any], *, delivery_id: str | None, fallback_id: Fallback, channel: Channel
 ) -> Event:
+    execution_id = _id(p.get("executionId"))
+    event_id, delivered = _identity(
+        execution_id=execution_id,
+        own_id=None,
+        delivery_id=_id(delivery_id),
+        fallback=fallback_id,
+    )
+    status = _str(p.get("status")) or TRIGGERED
     return Event(
-        event_id=_id(delivery_id) or _id(p.get("executionId")) or _resolve(fallback_id),
+        event_id=event_id,
+        delivery_id=delivered,
         channel=channel,
         shape="sse-notification",
-        event_type="notification",
-        execution_id=_id(p.get("executionId")),
+        event_type=TRIGGER_TYPE if status == TRIGGERED else f"query.{status}",
+        execution_id=execution_id,
         query_id=_id(p.get("queryId")),
-        status=_str(p.get("status")),
-        title=_str(p.get("title")),
+        status=status,
+        title=_str(p.get("queryTitle")) or _str(p.get("title")),
         body=_str(p.get("body")) or _str(p.get("message")),
         symbol=_str(p.get("symbol")),
         priority=_str(p.get("priority")),
@@ -265,17 +311,15 @@ def normalize_execution(execution: dict[str, Any], *, query_id: str | None) -> E
     execution_id = _id(execution.get("id")) or _id(execution.get("executionId"))
     if execution_id is None:
         raise InvalidEvent("execution without an id")
-    error = _obj(execution.get("error"))
     return Event(
         event_id=execution_id,
         channel="poll",
         shape="canonical",
-        event_type="query.triggered",
+        event_type=TRIGGER_TYPE,
         execution_id=execution_id,
         query_id=_id(execution.get("queryId")) or _id(execution.get("query_id")) or query_id,
-        status=_str(execution.get("status")) or "triggered",
-        title=_str(execution.get("type")),
-        body=_str(error.get("message")),
+        status=TRIGGERED,
+        symbol=_str(execution.get("symbol")),
         occurred_at=_time(execution.get("createdAt")) or _time(execution.get("created_at")),
         payload=execution,
     )

@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 
+from autorunner import facts
 from autorunner.adapters.base import Adapter, valuers
 from autorunner.clock import Clock, system_clock
 from autorunner.context import ContextSource, NoContext
@@ -94,14 +95,21 @@ class Pipeline:
     async def run(self, leased: Leased) -> Attempt:
         """Run one attempt; errors become the attempt's ``error``, except ``StoreUnavailable``."""
         event = leased.event
-        route = self.policy.route_for(event)
+        route = self.policy.default
         draft = _Draft(started_at=self._clock(), route=route.name)
         limit = route.constraints.max_execution_seconds
         error: JobError | None = None
         held: str | None = None
         try:
+            # The facts come first: the route is chosen on them, whatever channel won.
             async with asyncio.timeout(limit):
-                await self._steps(leased, route, draft)
+                mark = time.perf_counter()
+                event = facts.resolve(event, await self._context.query(event))
+                _lap(draft, "facts", mark)
+            route = self.policy.route_for(event)
+            draft.route, limit = route.name, route.constraints.max_execution_seconds
+            async with asyncio.timeout(limit):
+                await self._steps(leased, event, route, draft)
         except Held as exc:
             held = str(exc)
         except TimeoutError:
@@ -136,8 +144,7 @@ class Pipeline:
             record=record, error=error, max_attempts=route.constraints.max_attempts, held=held
         )
 
-    async def _steps(self, leased: Leased, route: Route, draft: _Draft) -> None:
-        event = leased.event
+    async def _steps(self, leased: Leased, event: Event, route: Route, draft: _Draft) -> None:
         mark = time.perf_counter()
         draft.envelope = build_envelope(event, route)
         # A retry, a takeover, a resend or a resume acts on the decision its effects began
@@ -171,7 +178,7 @@ class Pipeline:
         for action in verdict.allowed:
             if (reason := await self.paused()) is not None:
                 raise Held(reason)
-            effect = await self._effect(leased, action, route)
+            effect = await self._effect(leased, event, action, route)
             draft.effects.append(effect)
             if effect["status"] == "over_budget":
                 reason = f"route {route.name!r} spent its budget of {route.constraints.max_effects_per_hour} effects an hour"
@@ -223,8 +230,9 @@ class Pipeline:
             self._pause = (now, reason)
         return reason
 
-    async def _effect(self, leased: Leased, action: Action, route: Route) -> dict[str, Any]:
-        event = leased.event
+    async def _effect(
+        self, leased: Leased, event: Event, action: Action, route: Route
+    ) -> dict[str, Any]:
         adapter = self._adapters[action.kind]
         key = effect_key(event.event_id, action.step_id, leased.generation)
         at_least_once = adapter.delivery == "at_least_once"

@@ -103,7 +103,10 @@ def default_policy(*, max_execution_seconds: float = 30.0, max_attempts: int = 5
 
 
 def build_envelope(event: Event, route: Route) -> dict[str, Any]:
-    """The structured instruction of Elfa's runner guide, extended with the trigger's facts."""
+    """The structured instruction of Elfa's runner guide, extended with the trigger's facts.
+
+    Nothing in it depends on the channel that delivered the event (``facts``): one execution
+    gets one envelope, and so one decision, by webhook, stream or poll."""
     return {
         "route": route.name,
         "eventId": event.event_id,
@@ -124,7 +127,6 @@ def build_envelope(event: Event, route: Route) -> dict[str, Any]:
             "body": event.body,
             "symbol": event.symbol,
             "occurredAt": event.occurred_at,
-            "channel": event.channel,
         },
     }
 

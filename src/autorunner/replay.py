@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from autorunner import facts
 from autorunner.deciders import Decider
 from autorunner.decision import Decision
 from autorunner.notional import Valuer
@@ -58,9 +59,9 @@ async def redecide(
     valuers: Mapping[str, Valuer],
 ) -> Redecided:
     """Decide ``detail``'s event under ``policy`` with the context its last run recorded."""
-    event = detail.event
-    route = policy.route_for(event)
     last = detail.runs[-1] if detail.runs else None
+    event = facts.from_envelope(detail.event, last.envelope if last else None)
+    route = policy.route_for(event)
     envelope = build_envelope(event, route)
     context = (last.context if last else None) or {}
     decider = deciders.get(route.decider)

@@ -1,7 +1,11 @@
-"""What the simulator sends, as bytes (pure): stream frames in versions A, B and C, webhook bodies.
+"""What the simulator sends, as bytes (pure): stream frames in versions A, B and C, and webhook
+bodies in both documented shapes.
 
 Kept apart from the simulator's routes so the wire formats of auto-contract §3 and §4 read in
-one place.
+one place. Like Auto, each carries different texts for one execution: the canonical body and
+frame A the trigger's reason, a notification (webhook or frame B) its own title and body, frame
+C the alert title with the query's title beside it. The simulator also names the execution in
+every one of them (a documented notification body names only the query).
 """
 
 from __future__ import annotations
@@ -9,51 +13,53 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
 
 FrameVersion = Literal["A", "B", "C"]
+WebhookShape = Literal["canonical", "notification"]
 
 
-def stream_frame(
-    version: FrameVersion, *, query_id: str, title: str, execution: dict[str, Any]
-) -> bytes:
-    """One SSE frame announcing ``execution``, in the given frame version."""
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Firing:
+    """One trigger of a query, as every channel describes it."""
+
+    query_id: str
+    title: str
+    """The query's title."""
+    text: str
+    """What the alert says (the trigger's reason)."""
+    execution: dict[str, Any]
+    symbol: str | None = None
+
+
+def stream_frame(version: FrameVersion, firing: Firing) -> bytes:
+    """One SSE frame announcing ``firing``, in the given frame version."""
+    execution = firing.execution
     if version == "A":
-        data: dict[str, Any] = {
-            "version": "1.0",
-            "eventType": "query.triggered",
-            "eventId": f"evt_{execution['id']}",
-            "timestamp": execution["createdAt"],
-            "queryId": query_id,
-            "channel": "sse",
-            "executionId": execution["id"],
-            "trigger": {"reason": title},
-        }
+        data = canonical_body(firing, channel="sse")
         head = f"event: query.triggered\nid: {data['eventId']}\n"
     elif version == "B":
         number = random.randint(1, 2**31)  # noqa: S311 - an id, not a secret
-        data = {
-            "id": number,
-            "type": "athena_query_notify_only",
-            "title": title,
-            "body": title,
-            "data": {"queryId": query_id, "executionId": execution["id"]},
-            "createdAt": execution["createdAt"],
-        }
+        data = notification_body(firing, number)
         head = f"event: notification:new\nid: {number}\n"
     else:
         data = {
             "status": "triggered",
-            "title": title,
-            "body": title,
-            "queryId": query_id,
+            "title": "Auto Plan Alert",
+            "body": firing.text,
+            "message": firing.text,
+            "queryId": firing.query_id,
+            "queryTitle": firing.title,
             "executionId": execution["id"],
             "triggerTime": execution["createdAt"],
             "conditionsMet": 1,
             "timestamp": int(time.time() * 1000),
         }
+        if firing.symbol:
+            data["symbol"] = firing.symbol
         head = f"event: notification\nid: {uuid.uuid4()}\n"
     return head.encode() + b"data: " + orjson.dumps(data) + b"\n\n"
 
@@ -64,21 +70,46 @@ def end_frame(*, query_id: str, status: str) -> bytes:
     return b"event: end\ndata: " + data + b"\n\n"
 
 
-def webhook_body(*, query_id: str, title: str, execution: dict[str, Any]) -> tuple[str, bytes]:
-    """The event id and canonical (1.0) body of the webhook announcing ``execution``."""
-    event_id = f"evt_{execution['id']}"
-    body = orjson.dumps(
-        {
-            "version": "1.0",
-            "eventType": "query.triggered",
-            "eventId": event_id,
-            "timestamp": execution["createdAt"],
-            "queryId": query_id,
-            "channel": "webhook",
-            "executionId": execution["id"],
-            "trigger": {"reason": title},
-            "evaluation": {"triggered": True},
-            "action": {"type": "webhook"},
-        }
-    )
-    return event_id, body
+def webhook_body(shape: WebhookShape, firing: Firing) -> tuple[str, bytes]:
+    """The ``X-Auto-Event-Id`` and body of the webhook announcing ``firing``."""
+    if shape == "notification":
+        number = random.randint(1, 2**31)  # noqa: S311 - an id, not a secret
+        return str(number), orjson.dumps(notification_body(firing, number))
+    body = canonical_body(firing, channel="webhook")
+    return str(body["eventId"]), orjson.dumps(body)
+
+
+def canonical_body(firing: Firing, *, channel: str) -> dict[str, Any]:
+    """The canonical (1.0) event."""
+    trigger: dict[str, Any] = {"reason": firing.text}
+    if firing.symbol:
+        trigger["symbol"] = firing.symbol
+    return {
+        "version": "1.0",
+        "eventType": "query.triggered",
+        "eventId": f"evt_{firing.execution['id']}",
+        "timestamp": firing.execution["createdAt"],
+        "queryId": firing.query_id,
+        "channel": channel,
+        "executionId": firing.execution["id"],
+        "trigger": trigger,
+        "evaluation": {"triggered": True},
+        "action": {"type": "webhook"},
+    }
+
+
+def notification_body(firing: Firing, number: int) -> dict[str, Any]:
+    """The notification shape (webhook body and frame B)."""
+    data: dict[str, Any] = {"queryId": firing.query_id, "executionId": firing.execution["id"]}
+    if firing.symbol:
+        data["symbol"] = firing.symbol
+    return {
+        "id": number,
+        "type": "athena_query_notify_only",
+        "category": "alerts",
+        "title": f"Query triggered: {firing.title}",
+        "body": firing.text,
+        "data": data,
+        "priority": "high",
+        "createdAt": firing.execution["createdAt"],
+    }

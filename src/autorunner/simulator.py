@@ -29,7 +29,14 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 
 from autorunner.signatures import sign_auto_request, sign_elfa
-from autorunner.sim_frames import FrameVersion, end_frame, stream_frame, webhook_body
+from autorunner.sim_frames import (
+    Firing,
+    FrameVersion,
+    WebhookShape,
+    end_frame,
+    stream_frame,
+    webhook_body,
+)
 
 log = structlog.get_logger("autorunner.simulator")
 
@@ -72,6 +79,7 @@ class SimConfig:
     hmac_secret: str | None = None
     webhook_secret: str = "sim-webhook-secret"
     frame_version: FrameVersion = "C"
+    webhook_shape: WebhookShape = "canonical"
     keepalive: float = 15.0
 
 
@@ -209,6 +217,9 @@ class Simulator:
             {
                 "queryId": query.id,
                 "status": query.status,
+                "title": query.body.get("title"),
+                "description": query.body.get("description"),
+                "query": query.body.get("query"),
                 "credits": 0,
                 "latestEvaluation": {
                     "evaluatedAt": _now_iso(),
@@ -363,7 +374,11 @@ class Simulator:
     # -- triggering ----------------------------------------------------------------------------
 
     def trigger(
-        self, query: SimQuery, *, channels: frozenset[str] = frozenset({"webhook", "sse"})
+        self,
+        query: SimQuery,
+        *,
+        channels: frozenset[str] = frozenset({"webhook", "sse"}),
+        symbol: str | None = None,
     ) -> dict[str, Any]:
         """Fire one trigger: an execution, a webhook delivery and a stream frame."""
         kind = "llm" if query.action.get("type") == "llm" else "notification"
@@ -374,13 +389,13 @@ class Simulator:
             "status": "success",
             "createdAt": _now_iso(),
         }
+        if symbol:
+            execution["symbol"] = symbol
         query.executions.append(execution)
         self.stats["triggers"] += 1
+        firing = self.firing(query, execution)
         if "sse" in channels:
-            title = query.body.get("title") or "Auto Plan Alert"
-            frame = stream_frame(
-                self.config.frame_version, query_id=query.id, title=title, execution=execution
-            )
+            frame = stream_frame(self.config.frame_version, firing)
             for key in (query.id, None):
                 for queue in list(self.streams.get(key, set())):
                     queue.put_nowait(frame)
@@ -389,15 +404,25 @@ class Simulator:
         if "webhook" in channels and query.action.get("type") == "webhook" and url:
             copies = 2 if random.random() < self.faults.duplicate_webhooks else 1
             for _ in range(copies):
-                self._spawn(self._deliver(query, execution, url))
+                self._spawn(self._deliver(query, firing, url))
         return execution
 
-    async def _deliver(self, query: SimQuery, execution: dict[str, Any], url: str) -> None:
+    @staticmethod
+    def firing(query: SimQuery, execution: dict[str, Any]) -> Firing:
+        """How every channel describes ``execution`` of ``query``."""
+        title = str(query.body.get("title") or "Auto query")
+        return Firing(
+            query_id=query.id,
+            title=title,
+            text=str(query.body.get("description") or f"{title}: conditions met"),
+            execution=execution,
+            symbol=execution.get("symbol"),
+        )
+
+    async def _deliver(self, query: SimQuery, firing: Firing, url: str) -> None:
         if self.faults.reorder_webhooks:
             await asyncio.sleep(random.random() * 0.2)
-        event_id, body = webhook_body(
-            query_id=query.id, title=query.body.get("title") or "triggered", execution=execution
-        )
+        event_id, body = webhook_body(self.config.webhook_shape, firing)
         secret = query.action.get("params", {}).get("signingSecret") or self.config.webhook_secret
         for attempt in range(6):
             ts = str(int(time.time()))
@@ -439,8 +464,10 @@ class Simulator:
         if query is None:
             return JSONResponse({"error": "query not found"}, 404)
         channels = frozenset(body.get("channels") or ("webhook", "sse"))
+        symbol = body.get("symbol")
         executions = [
-            self.trigger(query, channels=channels) for _ in range(int(body.get("count", 1)))
+            self.trigger(query, channels=channels, symbol=str(symbol) if symbol else None)
+            for _ in range(int(body.get("count", 1)))
         ]
         if body.get("terminal"):
             query.status = str(body["terminal"])

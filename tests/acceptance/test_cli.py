@@ -66,13 +66,16 @@ def test_send_test_event_then_events_list_show_and_status(
     assert duplicate.returncode == 0
     assert json.loads(duplicate.stdout)["response"]["duplicate"] is True
 
+    # The execution is the event's identity; every id a delivery carried finds it.
     detail = wait_done(env, tmp_path, "cli-1")
-    assert [e["effect_key"] for e in detail["effects"]] == ["cli-1:notify"]
+    assert detail["event_id"] == "x-1"
+    assert [e["effect_key"] for e in detail["effects"]] == ["x-1:notify"]
+    assert wait_done(env, tmp_path, "cli-2")["event_id"] == "x-1"
 
     listed = cli(env, "events", "list", "--json", cwd=tmp_path)
-    assert [e["event_id"] for e in json.loads(listed.stdout)] == ["cli-1"]
+    assert [e["event_id"] for e in json.loads(listed.stdout)] == ["x-1"]
     table = cli(env, "events", "list", cwd=tmp_path)
-    assert "cli-1" in table.stdout
+    assert "x-1" in table.stdout
 
     status = json.loads(cli(env, "status", "--json", cwd=tmp_path).stdout)
     assert status["events"] == {"done": 1}
@@ -80,7 +83,7 @@ def test_send_test_event_then_events_list_show_and_status(
 
     assert json.loads(cli(env, "dlq", "list", "--json", cwd=tmp_path).stdout) == []
     notified = [line for line in server.log_lines() if line.get("event") == "effect.notify"]
-    assert [line["event_id"] for line in notified] == ["cli-1"]
+    assert [line["event_id"] for line in notified] == ["x-1"]
 
 
 def test_secrets_never_appear_in_logs(

@@ -622,3 +622,16 @@ async def test_list_events_filters_by_query_and_route_and_counts_effects(
     [desk] = await store.list_events(limit=10, route="desk")
     assert (desk.event_id, desk.route, desk.effects) == ("e1", "desk", {"pending": 1, "done": 1})
     assert (await store.list_events(limit=10, query_id="q-b"))[0].effects == {}
+
+
+async def test_an_event_is_found_by_any_id_it_arrived_under(backends: Backends) -> None:
+    store, _ = backends
+    first = make_event("exec-7", execution_id="exec-7", delivery_id="evt_hook_7")
+    await store.insert_event(first, raw_delivery())
+    late = make_event("exec-7", execution_id="exec-7", channel="sse", delivery_id="frame-uuid")
+    assert (await store.insert_event(late, raw_delivery())).existing_id == "exec-7"
+    other_id = make_event("notif-99", execution_id="exec-7", channel="sse")
+    assert (await store.insert_event(other_id, raw_delivery())).existing_id == "exec-7"
+    for held in ("exec-7", "evt_hook_7", "frame-uuid", "notif-99"):
+        assert await store.find_event(held) == "exec-7"
+    assert await store.find_event("nothing") is None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import orjson
+
 from autorunner.sqlitedb import SqliteDatabase
 from autorunner.store import sqlite as sqlite_store
 from autorunner.store.base import EffectIntent
@@ -15,14 +17,24 @@ async def test_a_version_1_database_is_upgraded_with_its_events_kept(tmp_path: P
     path = str(tmp_path / "old.db")
     old = SqliteDatabase(path, migrations=sqlite_store.migrations()[:1])
     await old.open()
-    await sqlite_store.SqliteStore(old).insert_event(make_event("kept"), raw_delivery())
     await old.close()
+    version_1_event = {k: v for k, v in make_event("kept").to_dict().items() if k != "delivery_id"}
+    with sqlite3.connect(path) as conn:  # a row as version 1 wrote it
+        conn.execute(
+            "INSERT INTO events (event_id, event_type, channel, status, received_at, available_at,"
+            " event_json, raw_json) VALUES ('kept', 'query.triggered', 'webhook', 'pending', 1, 1,"
+            " ?, ?)",
+            (orjson.dumps(version_1_event).decode(), orjson.dumps(raw_delivery()).decode()),
+        )
 
     db = SqliteDatabase(path, migrations=sqlite_store.migrations())
     await db.open()
     store = sqlite_store.SqliteStore(db)
     try:
         assert [e.event_id for e in await store.list_events(limit=5)] == ["kept"]
+        leased = await store.acquire("kept", owner="w", lease=30)
+        assert leased is not None
+        assert (leased.event, leased.generation) == (make_event("kept"), 1)
         await store.set_flag("paused", "x")
         intent = EffectIntent(
             effect_key="kept:n",

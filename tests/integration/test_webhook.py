@@ -96,8 +96,10 @@ async def test_same_execution_under_another_event_id_is_a_duplicate(client: Clie
     assert (await client.send(canonical("evt-webhook", execution_id="exec-1"))).status_code == 202
     again = await client.send(canonical("evt-other", execution_id="exec-1"))
     assert again.status_code == 200
-    assert again.json()["duplicateOf"] == "evt-webhook"
-    assert await client.stored_ids() == ["evt-webhook"]
+    assert again.json()["duplicateOf"] == "exec-1"  # an execution is stored under its own id
+    assert await client.stored_ids() == ["exec-1"]
+    store = client.runtime.backends.store
+    assert [await store.find_event(i) for i in ("evt-webhook", "evt-other")] == ["exec-1"] * 2
 
 
 async def test_sse_frame_of_an_execution_already_received_by_webhook_is_a_duplicate(
@@ -116,8 +118,9 @@ async def test_sse_frame_of_an_execution_already_received_by_webhook_is_a_duplic
     result = await ingestor.ingest(
         event, RawDelivery(received_at=time.time(), headers={}, body=frame)
     )
-    assert result.duplicate_of == "evt-webhook"
-    assert await client.stored_ids() == ["evt-webhook"]
+    assert result.duplicate_of == "exec-7"
+    assert await client.stored_ids() == ["exec-7"]
+    assert await runtime.backends.store.find_event("sse-uuid-1") == "exec-7"
 
 
 @pytest.mark.parametrize(

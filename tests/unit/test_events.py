@@ -39,7 +39,8 @@ def test_canonical_body_keeps_ids_symbol_and_time() -> None:
         canonical("evt_01J", execution_id="ex-1"), delivery_id=None, fallback_id="fb"
     )
     assert event.shape == "canonical"
-    assert (event.event_id, event.execution_id, event.query_id) == ("evt_01J", "ex-1", "q_123")
+    # The execution id is the event's identity: the same whichever channel carries it.
+    assert (event.event_id, event.execution_id, event.query_id) == ("ex-1", "ex-1", "q_123")
     assert (event.event_type, event.symbol, event.occurred_at) == (
         "query.triggered",
         "BTC",
@@ -48,9 +49,17 @@ def test_canonical_body_keeps_ids_symbol_and_time() -> None:
     assert event.channel == "webhook"
 
 
-def test_delivery_header_id_wins_over_the_body_id() -> None:
+def test_the_body_id_wins_over_the_delivery_header_id_which_is_kept() -> None:
     event = normalize_webhook(canonical("evt_body"), delivery_id="evt_header", fallback_id="fb")
-    assert event.event_id == "evt_header"
+    assert (event.event_id, event.delivery_id) == ("evt_body", "evt_header")
+    same = normalize_webhook(canonical("evt_body"), delivery_id="evt_body", fallback_id="fb")
+    assert (same.event_id, same.delivery_id) == ("evt_body", None)
+
+
+def test_the_delivery_id_is_the_event_id_when_the_body_names_none() -> None:
+    body = {"eventType": "query.triggered", "queryId": "q"}
+    event = normalize_webhook(body, delivery_id="evt_header", fallback_id="fb")
+    assert (event.event_id, event.delivery_id) == ("evt_header", None)
 
 
 def test_execution_id_is_found_in_trigger_context() -> None:
@@ -80,8 +89,10 @@ def test_the_real_production_sse_frame_normalizes() -> None:
     assert event is not None
     assert event.shape == "sse-notification"
     assert event.channel == "sse"
-    assert event.event_id == "2dda077f-acdf-4024-996c-2fff40c5a642"
+    assert event.event_id == "354df2b8-913d-4c26-afce-9a80bb0955d0"
+    assert event.delivery_id == "2dda077f-acdf-4024-996c-2fff40c5a642"
     assert event.execution_id == "354df2b8-913d-4c26-afce-9a80bb0955d0"
+    assert event.title == "SSE capture: BTC price probe"  # the query's title, not the alert's
     assert event.query_id == "359cd110-9cb6-4be6-ac16-99401d13d998"
     assert (event.status, event.occurred_at) == ("triggered", "2026-05-13T06:56:57.792Z")
 

@@ -163,7 +163,7 @@ async def test_event_runs_once_with_one_notify_effect_and_a_full_run_record() ->
     assert run.verdict is not None
     assert run.verdict["denied"] == []
     assert [(e["effect_key"], e["status"]) for e in run.effects] == [("e1:notify", "done")]
-    assert set(run.timings_ms) == {"context", "decide", "verdict", "effects"}
+    assert set(run.timings_ms) == {"facts", "context", "decide", "verdict", "effects"}
 
 
 async def test_transient_failures_retry_with_growing_delays_then_dead_letter_and_redrive_completes() -> (

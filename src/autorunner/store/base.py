@@ -161,6 +161,11 @@ def retaken_status(
     return None
 
 
+def aliases(event: Event, existing_id: str) -> list[str]:
+    """The ids a duplicate delivery of ``existing_id`` carried that do not name it already."""
+    return sorted({i for i in (event.event_id, event.delivery_id) if i and i != existing_id})
+
+
 def entry_status(staged: bool) -> EffectStatus:
     """A new ledger entry's status: ``planned`` when the adapter marks its sending itself."""
     return "planned" if staged else "pending"
@@ -391,6 +396,10 @@ class Audit(Protocol):
 
     async def get_event(self, event_id: str) -> EventDetail | None:
         """The whole record of one event."""
+
+    async def find_event(self, any_id: str) -> str | None:
+        """The stored id of the event a user names by any id they hold: its stored id, its
+        execution id, the id its first delivery carried, or that of a duplicate delivery."""
 
     async def list_dead_letters(self, *, limit: int) -> list[DeadLetterView]:
         """Newest first."""

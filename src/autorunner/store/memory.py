@@ -30,6 +30,7 @@ from autorunner.store.base import (
     Resolved,
     RunRecord,
     StoreStats,
+    aliases,
     entry_status,
     proceeds,
     resolution,
@@ -63,6 +64,7 @@ class MemoryStore:
         self._flags: dict[str, str] = {}
         self._decisions: dict[str, dict[str, Any]] = {}
         self._operations: list[Operation] = []
+        self._aliases: dict[str, str] = {}
 
     def _check(self) -> None:
         if not self.available:
@@ -73,10 +75,15 @@ class MemoryStore:
 
     async def insert_event(self, event: Event, raw: RawDelivery) -> InsertResult:
         self._check()
-        if event.event_id in self._events:
-            return InsertResult(inserted=False, existing_id=event.event_id)
-        if event.execution_id is not None and event.execution_id in self._by_execution:
-            return InsertResult(inserted=False, existing_id=self._by_execution[event.execution_id])
+        existing = (
+            event.event_id
+            if event.event_id in self._events
+            else self._by_execution.get(event.execution_id or "")
+        )
+        if existing is not None:
+            for alias in aliases(event, existing):
+                self._aliases.setdefault(alias, existing)
+            return InsertResult(inserted=False, existing_id=existing)
         now = self._clock()
         summary = EventSummary(
             event_id=event.event_id,
@@ -380,6 +387,15 @@ class MemoryStore:
             generation=row.generation,
             operations=[o for o in self._operations if o.event_id == event_id],
         )
+
+    async def find_event(self, any_id: str) -> str | None:
+        self._check()
+        if any_id in self._events:
+            return any_id
+        for row in self._events.values():
+            if any_id in (row.event.execution_id, row.event.delivery_id):
+                return row.event.event_id
+        return self._aliases.get(any_id)
 
     async def list_dead_letters(self, *, limit: int) -> list[DeadLetterView]:
         self._check()

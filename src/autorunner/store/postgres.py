@@ -66,12 +66,22 @@ ALTER TABLE events ADD COLUMN route text;
 CREATE INDEX events_route ON events (route, received_at);
 CREATE INDEX events_query ON events (query_id, received_at);
 """
+MIGRATION_3 = """ALTER TABLE events ADD COLUMN delivery_id text;
+CREATE INDEX events_delivery ON events (delivery_id) WHERE delivery_id IS NOT NULL;
+CREATE TABLE aliases (alias text PRIMARY KEY, event_id text NOT NULL);
+"""
+FIND_EVENT = (
+    "SELECT event_id FROM events WHERE event_id = %(id)s"
+    " UNION ALL SELECT event_id FROM events WHERE execution_id = %(id)s"
+    " UNION ALL SELECT event_id FROM events WHERE delivery_id = %(id)s"
+    " UNION ALL SELECT event_id FROM aliases WHERE alias = %(id)s LIMIT 1"
+)
 
 
 def migrations() -> list[str]:
     """The versioned schema scripts, oldest first."""
     text = resources.files("autorunner.store").joinpath("postgres_schema.sql").read_text()
-    return [text, MIGRATION_2]
+    return [text, MIGRATION_2, MIGRATION_3]
 
 
 class PostgresStore:
@@ -109,12 +119,13 @@ class PostgresStore:
         now = self._clock()
         async with self._tx() as conn:
             cur = await conn.execute(
-                "INSERT INTO events (event_id, execution_id, query_id, event_type, channel, status,"
-                " received_at, available_at, event_json, raw_json)"
-                " VALUES (%s, %s, %s, %s, %s, 'pending', %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                "INSERT INTO events (event_id, execution_id, delivery_id, query_id, event_type,"
+                " channel, status, received_at, available_at, event_json, raw_json)"
+                " VALUES (%s, %s, %s, %s, %s, %s, 'pending', %s, %s, %s, %s) ON CONFLICT DO NOTHING",
                 (
                     event.event_id,
                     event.execution_id,
+                    event.delivery_id,
                     event.query_id,
                     event.event_type,
                     event.channel,
@@ -126,9 +137,18 @@ class PostgresStore:
             )
             if cur.rowcount == 1:
                 return InsertResult(inserted=True)
+            # One statement: find the stored event and keep the ids this duplicate carried.
             cur = await conn.execute(
-                "SELECT event_id FROM events WHERE event_id = %s OR execution_id = %s LIMIT 1",
-                (event.event_id, event.execution_id),
+                "WITH found AS (SELECT event_id FROM events WHERE event_id = %(id)s"
+                " OR execution_id = %(execution)s LIMIT 1),"
+                " kept AS (INSERT INTO aliases (alias, event_id) SELECT a, found.event_id"
+                " FROM found, unnest(%(aliases)s::text[]) AS a WHERE a <> found.event_id"
+                " ON CONFLICT DO NOTHING) SELECT event_id FROM found",
+                {
+                    "id": event.event_id,
+                    "execution": event.execution_id,
+                    "aliases": [i for i in (event.event_id, event.delivery_id) if i],
+                },
             )
             found = await cur.fetchone()
             return InsertResult(inserted=False, existing_id=found[0] if found else None)
@@ -543,6 +563,12 @@ class PostgresStore:
             generation=row[2],
             operations=[operation_from_row(o, lambda v: v) for o in operations],
         )
+
+    async def find_event(self, any_id: str) -> str | None:
+        async with self._tx() as conn:
+            cur = await conn.execute(FIND_EVENT, {"id": any_id})
+            row = await cur.fetchone()
+        return None if row is None else str(row[0])
 
     async def list_dead_letters(self, *, limit: int) -> list[DeadLetterView]:
         async with self._tx() as conn:

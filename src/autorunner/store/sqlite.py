@@ -28,6 +28,7 @@ from autorunner.store.base import (
     Resolved,
     RunRecord,
     StoreStats,
+    aliases,
     entry_status,
     proceeds,
     resolution,
@@ -58,12 +59,21 @@ CREATE INDEX effects_open ON effects (status) WHERE status IN ('planned', 'pendi
 ALTER TABLE events ADD COLUMN route TEXT;
 CREATE INDEX events_route ON events (route, received_at);
 CREATE INDEX events_query ON events (query_id, received_at)"""
+MIGRATION_6 = """ALTER TABLE events ADD COLUMN delivery_id TEXT;
+CREATE INDEX events_delivery ON events (delivery_id) WHERE delivery_id IS NOT NULL;
+CREATE TABLE aliases (alias TEXT PRIMARY KEY, event_id TEXT NOT NULL)"""
+FIND_EVENT = (
+    "SELECT event_id FROM events WHERE event_id = :id"
+    " UNION ALL SELECT event_id FROM events WHERE execution_id = :id"
+    " UNION ALL SELECT event_id FROM events WHERE delivery_id = :id"
+    " UNION ALL SELECT event_id FROM aliases WHERE alias = :id LIMIT 1"
+)
 
 
 def migrations() -> list[str]:
     """The versioned schema scripts, oldest first (``PRAGMA user_version`` counts them)."""
     text = resources.files("autorunner.store").joinpath("sqlite_schema.sql").read_text()
-    return [text, MIGRATION_2, MIGRATION_3, MIGRATION_4, MIGRATION_5]
+    return [text, MIGRATION_2, MIGRATION_3, MIGRATION_4, MIGRATION_5, MIGRATION_6]
 
 
 def _dumps(value: Any) -> str:
@@ -112,6 +122,7 @@ class SqliteStore:
         row = (
             event.event_id,
             event.execution_id,
+            event.delivery_id,
             event.query_id,
             event.event_type,
             event.channel,
@@ -123,9 +134,9 @@ class SqliteStore:
 
         def op(conn: sqlite3.Connection) -> InsertResult:
             cur = conn.execute(
-                "INSERT INTO events (event_id, execution_id, query_id, event_type, channel, status,"
-                " received_at, available_at, event_json, raw_json)"
-                " VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                "INSERT INTO events (event_id, execution_id, delivery_id, query_id, event_type,"
+                " channel, status, received_at, available_at, event_json, raw_json)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 row,
             )
             if cur.rowcount == 1:
@@ -136,7 +147,13 @@ class SqliteStore:
                 "SELECT event_id FROM events WHERE event_id = ? OR execution_id = ?",
                 (event.event_id, event.execution_id),
             ).fetchone()
-            return InsertResult(inserted=False, existing_id=found[0] if found else None)
+            if found is None:
+                return InsertResult(inserted=False)
+            conn.executemany(
+                "INSERT OR IGNORE INTO aliases (alias, event_id) VALUES (?, ?)",
+                [(alias, found[0]) for alias in aliases(event, found[0])],
+            )
+            return InsertResult(inserted=False, existing_id=found[0])
 
         return await self.db.write(op)
 
@@ -565,6 +582,10 @@ class SqliteStore:
             )
 
         return await self.db.read(op)
+
+    async def find_event(self, any_id: str) -> str | None:
+        row = await self.db.read(lambda conn: conn.execute(FIND_EVENT, {"id": any_id}).fetchone())
+        return None if row is None else str(row[0])
 
     async def list_dead_letters(self, *, limit: int) -> list[DeadLetterView]:
         rows = await self.db.read(
