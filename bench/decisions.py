@@ -46,7 +46,7 @@ RULES = Route(
                 ActionTemplate(
                     step="notify",
                     kind="notify",
-                    params={"text": "BTC ${title} for ${queryId}", "tags": ["${symbol}"]},
+                    params={"text": "BTC ${title} for ${query_id}", "tags": ["${symbol}"]},
                 ),
             )
         ),

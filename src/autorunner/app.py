@@ -88,6 +88,8 @@ class Runtime:
             return
         self.pipeline.policy = policy
         log.info("policy.reloaded", policy_hash=policy.hash, routes=len(policy.routes))
+        for warning in policy_warnings(policy, self.pipeline.adapters):
+            log.warning("policy.warning", warning=warning)
 
     async def aclose(self) -> None:
         """Close the HTTP client and the backends."""
@@ -249,6 +251,28 @@ def check_deciders(policy: Policy, available: Mapping[str, Decider]) -> None:
             )
 
 
+def policy_warnings(policy: Policy, adapters: Mapping[str, Adapter]) -> list[str]:
+    """What a policy's author should hear at start-up: the loader's warnings, and each allowed
+    kind this configuration has no adapter for (its actions will be denied)."""
+    found = list(policy.warnings)
+    for route in (*policy.routes, policy.default):
+        found += [
+            f"route {route.name!r} allows {kind!r}, but no {kind} adapter is configured"
+            f" ({ADAPTER_SETTINGS.get(kind, '')}): its actions will be denied"
+            for kind in route.allowed_actions
+            if kind not in adapters
+        ]
+    return found
+
+
+ADAPTER_SETTINGS = {
+    "http": "set HTTP_ENDPOINTS",
+    "telegram": "set TELEGRAM_BOT_TOKEN and TELEGRAM_CHATS",
+    "relay": "set RELAY_TARGETS and RELAY_SECRET",
+    "exchange": "set EXCHANGE_ENABLED=true",
+}
+
+
 def policy_for(settings: Settings, path: str | None = None) -> Policy:
     """``path``, else ``RUNNER_POLICY``, else the built-in policy."""
     return policy_from_settings(
@@ -277,6 +301,8 @@ def build_runtime(
     store, queue = backends.store, backends.queue
     available = deciders(settings, http, auto)
     check_deciders(policy, available)
+    for warning in policy_warnings(policy, chosen):
+        log.warning("policy.warning", warning=warning)
     pipeline = Pipeline(
         store=store,
         policy=policy,

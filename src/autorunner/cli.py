@@ -13,7 +13,15 @@ import httpx2
 import orjson
 import typer
 
-from autorunner import cli_auto, cli_effects, cli_events, clitools, operations, serving
+from autorunner import (
+    cli_auto,
+    cli_effects,
+    cli_events,
+    cli_policy,
+    clitools,
+    operations,
+    serving,
+)
 from autorunner.backends import Backends
 from autorunner.errors import AutorunnerError, ConfigError
 from autorunner.sender import sample_event, send_event
@@ -29,6 +37,7 @@ cli = typer.Typer(
 dlq_cli = typer.Typer(help="Inspect and redrive dead letters.", no_args_is_help=True)
 cli.add_typer(cli_events.events_cli, name="events")
 cli.add_typer(cli_effects.effects_cli, name="effects")
+cli.add_typer(cli_policy.policy_cli, name="policy")
 cli.add_typer(dlq_cli, name="dlq")
 cli.add_typer(cli_auto.queries_cli, name="queries")
 cli.command("stream")(cli_auto.stream)

@@ -83,7 +83,7 @@ class Pipeline:
         self._store = store
         self.policy = policy
         self._deciders = deciders
-        self._adapters = adapters
+        self.adapters = adapters
         self._valuers = valuers(adapters)
         self._context = context or NoContext()
         self._pause: tuple[float, str | None] = (float("-inf"), None)
@@ -233,7 +233,7 @@ class Pipeline:
     async def _effect(
         self, leased: Leased, event: Event, action: Action, route: Route
     ) -> dict[str, Any]:
-        adapter = self._adapters[action.kind]
+        adapter = self.adapters[action.kind]
         key = effect_key(event.event_id, action.step_id, leased.generation)
         at_least_once = adapter.delivery == "at_least_once"
         # Only an at-most-once adapter that waits before sending needs the ledger to mark the

@@ -72,15 +72,18 @@ class Route:
 
 @dataclass(frozen=True, kw_only=True)
 class Policy:
-    """Routes in order; the first match wins, ``default`` otherwise."""
+    """Routes in order; the first match wins, ``default`` otherwise. ``warnings`` are what the
+    file's loader noticed but accepted (an old spelling of a field), one line each."""
 
     routes: tuple[Route, ...]
     default: Route
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @functools.cached_property
     def hash(self) -> str:
         """Content hash stored with every decision, so a run names the policy it ran under."""
-        text = orjson.dumps(asdict(self), option=orjson.OPT_SORT_KEYS)
+        content = {"routes": [asdict(r) for r in self.routes], "default": asdict(self.default)}
+        text = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
         return "sha256:" + hashlib.sha256(text).hexdigest()[:16]
 
     def route_for(self, event: Event) -> Route:
@@ -170,14 +173,38 @@ def check(
     return Verdict(allowed=tuple(allowed), denied=tuple(denied), policy_hash=policy_hash)
 
 
-TEMPLATE_FIELDS = ("eventId", "queryId", "executionId", "route", "objective")
-"""Envelope fields a template may use, besides every field of ``trigger`` (title, body, symbol…)."""
+EVENT_FIELDS = (
+    "event_id",
+    "query_id",
+    "execution_id",
+    "event_type",
+    "status",
+    "title",
+    "body",
+    "symbol",
+    "occurred_at",
+)
+"""The event's fields, named the same in ``match``, in a rule's ``when`` and in templates."""
+TEMPLATE_FIELDS = (*EVENT_FIELDS, "route", "objective")
+"""What a ``${name}`` placeholder may name: the event's fields and the route's."""
 
 
 def template_values(envelope: dict[str, Any]) -> dict[str, str]:
-    """The flat ``${name}`` namespace of a template: envelope ids and the trigger's fields."""
-    values = {name: envelope.get(name) for name in TEMPLATE_FIELDS}
-    values.update(envelope.get("trigger") or {})
+    """The flat namespace of ``when`` and ``${name}`` templates, read from the envelope."""
+    trigger = envelope.get("trigger") or {}
+    values = {
+        "event_id": envelope.get("eventId"),
+        "query_id": envelope.get("queryId"),
+        "execution_id": envelope.get("executionId"),
+        "event_type": trigger.get("eventType"),
+        "status": trigger.get("status"),
+        "title": trigger.get("title"),
+        "body": trigger.get("body"),
+        "symbol": trigger.get("symbol"),
+        "occurred_at": trigger.get("occurredAt"),
+        "route": envelope.get("route"),
+        "objective": envelope.get("objective"),
+    }
     return {k: "" if v is None else str(v) for k, v in values.items()}
 
 

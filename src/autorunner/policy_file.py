@@ -12,7 +12,7 @@ Shape (every table optional except what a route needs)::
 
     [[routes]]
     name = "btc"
-    match = { symbol = "BTC" }     # event fields: query_id, event_type, channel, symbol, status, …
+    match = { symbol = "BTC" }     # event fields: query_id, event_type, symbol, status, … (policy.EVENT_FIELDS)
     objective = "Tell the desk about BTC"
     allowed_actions = ["notify"]
     constraints = { max_execution_seconds = 20, max_attempts = 3, risk_mode = "conservative" }
@@ -24,20 +24,70 @@ Shape (every table optional except what a route needs)::
 
 Templates use ``${name}`` placeholders (``string.Template``: no expressions, no attribute access)
 over the trigger's fields; see ``policy.TEMPLATE_FIELDS``.
+
+Nothing fails silently: ``match``, ``when`` and templates name the event's fields in one spelling
+(snake_case, ``policy.EVENT_FIELDS``); the older camelCase names (``eventId``, ``eventType``…)
+are accepted with a warning naming the new one, anything else is a load error naming the field
+and the names there are. So are an unknown action kind and a route matching on the channel,
+which would make one execution's decision depend on how it arrived.
 """
 
 from __future__ import annotations
 
+import string
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from autorunner.adapters import KINDS
 from autorunner.errors import ConfigError
-from autorunner.policy import ActionTemplate, Constraints, Policy, Route, Rule, default_policy
+from autorunner.policy import (
+    EVENT_FIELDS,
+    TEMPLATE_FIELDS,
+    ActionTemplate,
+    Constraints,
+    Policy,
+    Route,
+    Rule,
+    default_policy,
+)
 
 KNOWN_DECIDERS = frozenset({"rules", "llm"})
+LEGACY_NAMES = {
+    "eventId": "event_id",
+    "queryId": "query_id",
+    "executionId": "execution_id",
+    "eventType": "event_type",
+    "occurredAt": "occurred_at",
+}
+"""The camelCase names of earlier versions (the envelope's), accepted with a warning."""
+DELIVERY_FIELDS = frozenset({"channel", "shape", "delivery_id", "payload", "priority"})
+"""How an event arrived, not what it says: a decision may not depend on it."""
+
+
+def field_problem(name: str) -> str | None:
+    """Why ``name`` cannot be matched on, or ``None`` when it is an event field."""
+    if name in EVENT_FIELDS:
+        return None
+    if name in DELIVERY_FIELDS:
+        return (
+            f"{name!r} says how an event arrived, not what it says: a route cannot depend on it"
+            " (one execution gets one decision whichever channel delivers it)"
+        )
+    return f"{name!r} is not an event field (use one of {', '.join(EVENT_FIELDS)})"
+
+
+def placeholder_problem(template: str) -> str | None:
+    """Why a template string cannot be filled, or ``None``."""
+    parsed = string.Template(template)
+    if not parsed.is_valid():
+        return f"{template!r} is not a valid template (write $$ for a literal $)"
+    unknown = [n for n in parsed.get_identifiers() if n not in TEMPLATE_FIELDS]
+    if unknown:
+        return f"unknown placeholder ${{{unknown[0]}}} (use one of {', '.join(TEMPLATE_FIELDS)})"
+    return None
 
 
 class _Strict(BaseModel):
@@ -63,6 +113,17 @@ class RuleModel(_Strict):
     when: dict[str, str] = Field(default_factory=dict)
     actions: list[ActionModel] = Field(default_factory=list)
 
+    @model_validator(mode="after")
+    def _known_names(self) -> RuleModel:
+        for name in self.when:
+            if (problem := field_problem(name)) is not None:
+                raise ValueError(f"when: {problem}")
+        for n, action in enumerate(self.actions):
+            for where, text in _strings(action.params, f"actions.{n}.params"):
+                if (problem := placeholder_problem(text)) is not None:
+                    raise ValueError(f"{where}: {problem}")
+        return self
+
 
 class RouteModel(_Strict):
     name: str = Field(default="default", min_length=1)
@@ -78,6 +139,14 @@ class RouteModel(_Strict):
     def _consistent(self) -> RouteModel:
         if self.decider not in KNOWN_DECIDERS:
             raise ValueError(f"decider {self.decider!r} is not one of {sorted(KNOWN_DECIDERS)}")
+        for kind in self.allowed_actions:
+            if kind not in KINDS:
+                raise ValueError(
+                    f"allowed_actions: unknown action kind {kind!r} (kinds: {', '.join(KINDS)})"
+                )
+        for name in self.match:
+            if (problem := field_problem(name)) is not None:
+                raise ValueError(f"match: {problem}")
         for n, rule in enumerate(self.rules, start=1):
             for action in rule.actions:
                 if action.kind not in self.allowed_actions:
@@ -109,11 +178,70 @@ def load_policy(path: str | Path) -> Policy:
         raise ConfigError(f"{path}: cannot read the policy file: {exc.strerror or exc}") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    warnings = [f"{path}: {w}" for w in modernize(raw)]
     try:
         model = PolicyModel.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{path}: {_describe(exc, raw)}") from exc
-    return Policy(routes=tuple(_route(r) for r in model.routes), default=_route(model.default))
+    return Policy(
+        routes=tuple(_route(r) for r in model.routes),
+        default=_route(model.default),
+        warnings=tuple(warnings),
+    )
+
+
+def modernize(raw: dict[str, Any]) -> list[str]:
+    """Rename the old camelCase field names in ``raw`` (in place); one warning line for each."""
+    warnings: list[str] = []
+    found = raw.get("routes")
+    routes: list[Any] = found if isinstance(found, list) else []
+    entries = [("default route", raw.get("default"))] + [
+        (f"route {r.get('name', f'#{n + 1}')!r}" if isinstance(r, dict) else "", r)
+        for n, r in enumerate(routes)
+    ]
+    for where, route in entries:
+        if not isinstance(route, dict):
+            continue
+        tables = [("match", route)] + [
+            ("when", rule) for rule in route.get("rules") or [] if isinstance(rule, dict)
+        ]
+        for key, holder in tables:
+            names = holder.get(key)
+            if isinstance(names, dict):
+                for old in [n for n in names if n in LEGACY_NAMES]:
+                    names[LEGACY_NAMES[old]] = names.pop(old)
+                    warnings.append(f"{where}: {key}.{old} is now {LEGACY_NAMES[old]}")
+        for rule in route.get("rules") or []:
+            for action in (rule.get("actions") or []) if isinstance(rule, dict) else []:
+                if isinstance(action, dict) and "params" in action:
+                    action["params"] = _rename_placeholders(action["params"], where, warnings)
+    return warnings
+
+
+def _rename_placeholders(value: Any, where: str, warnings: list[str]) -> Any:
+    if isinstance(value, str):
+        for old, new in LEGACY_NAMES.items():
+            for form in (f"${{{old}}}", f"${old}"):
+                if form in value:
+                    value = value.replace(form, f"${{{new}}}")
+                    warnings.append(f"{where}: placeholder {form} is now ${{{new}}}")
+        return value
+    if isinstance(value, dict):
+        return {k: _rename_placeholders(v, where, warnings) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rename_placeholders(v, where, warnings) for v in value]
+    return value
+
+
+def _strings(value: Any, where: str) -> list[tuple[str, str]]:
+    """Every string inside ``value``, with its dotted place."""
+    if isinstance(value, str):
+        return [(where, value)]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in _strings(v, f"{where}.{k}")]
+    if isinstance(value, list):
+        return [s for n, v in enumerate(value) for s in _strings(v, f"{where}.{n}")]
+    return []
 
 
 def policy_from_settings(

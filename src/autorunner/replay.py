@@ -14,6 +14,7 @@ from typing import Any, Literal
 from autorunner import facts
 from autorunner.deciders import Decider
 from autorunner.decision import Decision
+from autorunner.events import Event
 from autorunner.notional import Valuer
 from autorunner.policy import Policy, build_envelope, check
 from autorunner.store.base import EventDetail
@@ -43,12 +44,37 @@ class Replayed:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Redecided:
-    """A stored event decided again: its route, the decision (``None`` when the route's decider
-    is not configured) and the verdict on it."""
+    """An event decided in dry-run: its route and envelope, the decision (``None`` when the
+    route's decider is not configured) and the verdict on it."""
 
     route: str
+    envelope: dict[str, Any]
     decision: Decision | None
     verdict: dict[str, Any]
+
+
+async def decide_event(
+    event: Event,
+    context: dict[str, Any],
+    policy: Policy,
+    deciders: Mapping[str, Decider],
+    *,
+    valuers: Mapping[str, Valuer],
+) -> Redecided:
+    """Route, envelope, decision and verdict for ``event`` under ``policy``; no effect."""
+    route = policy.route_for(event)
+    envelope = build_envelope(event, route)
+    decider = deciders.get(route.decider)
+    if decider is None:
+        verdict: dict[str, Any] = {
+            "allowed": [],
+            "denied": [],
+            "error": f"no decider {route.decider!r}",
+        }
+        return Redecided(route=route.name, envelope=envelope, decision=None, verdict=verdict)
+    decision = await decider.decide(envelope, context, route=route)
+    verdict = check(decision, route, policy_hash=policy.hash, valuers=valuers).to_dict()
+    return Redecided(route=route.name, envelope=envelope, decision=decision, verdict=verdict)
 
 
 async def redecide(
@@ -58,23 +84,12 @@ async def redecide(
     *,
     valuers: Mapping[str, Valuer],
 ) -> Redecided:
-    """Decide ``detail``'s event under ``policy`` with the context its last run recorded."""
+    """Decide ``detail``'s event under ``policy`` on the facts and context its last run
+    recorded."""
     last = detail.runs[-1] if detail.runs else None
     event = facts.from_envelope(detail.event, last.envelope if last else None)
-    route = policy.route_for(event)
-    envelope = build_envelope(event, route)
     context = (last.context if last else None) or {}
-    decider = deciders.get(route.decider)
-    if decider is None:
-        verdict: dict[str, Any] = {
-            "allowed": [],
-            "denied": [],
-            "error": f"no decider {route.decider!r}",
-        }
-        return Redecided(route=route.name, decision=None, verdict=verdict)
-    decision = await decider.decide(envelope, context, route=route)
-    verdict = check(decision, route, policy_hash=policy.hash, valuers=valuers).to_dict()
-    return Redecided(route=route.name, decision=decision, verdict=verdict)
+    return await decide_event(event, context, policy, deciders, valuers=valuers)
 
 
 async def replay(

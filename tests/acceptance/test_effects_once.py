@@ -29,8 +29,8 @@ RULES_POLICY = """
 allowed_actions = ["telegram", "http"]
 [[default.rules]]
 actions = [
-  { step = "tell", kind = "telegram", params = { chat = "desk", text = "E ${eventId}" } },
-  { step = "order", kind = "http", params = { endpoint = "orders", body = { event = "${eventId}" } } },
+  { step = "tell", kind = "telegram", params = { chat = "desk", text = "E ${event_id}" } },
+  { step = "order", kind = "http", params = { endpoint = "orders", body = { event = "${event_id}" } } },
 ]
 """
 LLM_POLICY = """

@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 from tests.acceptance.runner import Server, base_env, cli, start_server
-from tests.helpers import eventually
+from tests.helpers import eventually, readme_policy
 
 POLICY = """
 [default]
@@ -173,3 +173,88 @@ def test_replay_names_the_deciders_it_has_when_asked_for_another(tmp_path: Path)
     )
     ok = cli(env, "replay", "--since", "0", "--decider", "rules", "--json", cwd=tmp_path)
     assert json.loads(ok.stdout)["events"] == 0
+
+
+def test_policy_check_accepts_old_names_with_warnings_and_refuses_a_typo(tmp_path: Path) -> None:
+    env = base_env(tmp_path / "x.db")
+    (tmp_path / "old.toml").write_text(
+        POLICY.replace("${title}", "${eventId}").replace('"notify"]', '"notify", "telegram"]')
+    )
+    checked = cli(env, "policy", "check", "old.toml", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    lines = checked.stdout.splitlines()
+    assert lines[0].startswith("old.toml: ok, 0 route(s) and the default, policy sha256:")
+    assert lines[1:] == [
+        "warning: old.toml: default route: placeholder ${eventId} is now ${event_id}",
+        "warning: route 'default' allows 'telegram', but no telegram adapter is configured"
+        " (set TELEGRAM_BOT_TOKEN and TELEGRAM_CHATS): its actions will be denied",
+    ]
+    (tmp_path / "typo.toml").write_text(POLICY.replace("${title}", "${titel}"))
+    typo = cli(env, "policy", "check", "typo.toml", cwd=tmp_path)
+    assert typo.returncode == 2
+    assert typo.stderr.startswith(
+        "autorunner: error: typo.toml: default route: rules.0: actions.0.params.text:"
+        " unknown placeholder ${titel}"
+    )
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_policy_test_shows_route_rule_and_verdict_of_a_body_without_running_it(
+    tmp_path: Path,
+) -> None:
+    env = base_env(tmp_path / "x.db", HTTP_ENDPOINTS="orders=http://127.0.0.1:9/orders")
+    (tmp_path / "readme.toml").write_text(readme_policy())
+    (tmp_path / "body.json").write_text(
+        json.dumps(
+            {
+                "eventType": "query.triggered",
+                "eventId": "t-1",
+                "queryId": "q",
+                "trigger": {"symbol": "BTC", "reason": "BTC up"},
+            }
+        )
+    )
+    shown = cli(env, "policy", "test", "readme.toml", "--body", "body.json", "--json", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    result = json.loads(shown.stdout)
+    assert result["route"] == "btc"
+    assert result["decision"]["rationale"] == "rule 1 of route 'btc'"
+    assert [a["step_id"] for a in result["verdict"]["allowed"]] == ["order"]
+    assert [d["reason"] for d in result["verdict"]["denied"]] == [
+        "no adapter for action 'telegram'"
+    ]
+    human = cli(env, "policy", "test", "readme.toml", "--body", "body.json", cwd=tmp_path).stdout
+    assert "route      btc" in human
+    assert "denied     tell (telegram): no adapter for action 'telegram'" in human
+    assert not (tmp_path / "x.db").exists()
+
+
+async def test_policy_test_of_a_stored_event_uses_what_its_run_recorded(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(POLICY)
+    env = base_env(tmp_path / "runner.db", RUNNER_POLICY=str(policy))
+    server = start_server(env, tmp_path, tmp_path / "serve.log")
+    try:
+        assert (
+            cli(env, "send-test-event", server.url, "--event-id", "s-1", cwd=tmp_path).returncode
+            == 0
+        )
+        await eventually(lambda: notified(server, "VERSION-A"))
+    finally:
+        assert server.terminate() == 0
+    (tmp_path / "b.toml").write_text(POLICY.replace("VERSION-A", "VERSION-B"))
+    shown = cli(env, "policy", "test", "b.toml", "--event", "s-1", "--json", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    [action] = json.loads(shown.stdout)["decision"]["actions"]
+    assert action["params"]["text"] == "VERSION-B BTC price alert"
+    assert _counts(tmp_path / "runner.db") == (1, 1)  # nothing new ran or was recorded
+
+
+def test_serve_warns_at_start_of_an_allowed_kind_without_an_adapter(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(POLICY.replace('"notify"]', '"notify", "http"]'))
+    env = base_env(tmp_path / "runner.db", RUNNER_POLICY=str(policy))
+    server = start_server(env, tmp_path, tmp_path / "serve.log")
+    assert server.terminate() == 0
+    [warning] = [line for line in server.log_lines() if line.get("event") == "policy.warning"]
+    assert warning["warning"].startswith("route 'default' allows 'http', but no http adapter")

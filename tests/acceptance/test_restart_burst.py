@@ -26,7 +26,7 @@ POLICY = """
 [default]
 allowed_actions = ["telegram"]
 [[default.rules]]
-actions = [{ step = "tell", kind = "telegram", params = { chat = "desk", text = "E ${eventId}" } }]
+actions = [{ step = "tell", kind = "telegram", params = { chat = "desk", text = "E ${event_id}" } }]
 """
 
 

@@ -18,7 +18,7 @@ POLICY = """
 [default]
 allowed_actions = ["http"]
 [[default.rules]]
-actions = [{ step = "order", kind = "http", params = { endpoint = "orders", body = { event = "${eventId}" } } }]
+actions = [{ step = "order", kind = "http", params = { endpoint = "orders", body = { event = "${event_id}" } } }]
 """
 
 

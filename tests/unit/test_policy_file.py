@@ -32,7 +32,7 @@ actions = []
 
 [[routes.rules]]
 actions = [
-  { step = "tell", kind = "notify", params = { text = "BTC: ${title} (${queryId}) ${unknown}" } },
+  { step = "tell", kind = "notify", params = { text = "BTC: ${title} (${query_id}) $$5" } },
   { step = "buy", kind = "exchange", params = { symbol = "BTC/USDT", notional_usd = 100, tags = ["${symbol}"] } },
 ]
 """
@@ -81,7 +81,7 @@ def test_rules_render_templates_safely_and_the_first_match_decides(tmp_path: Pat
         ("tell", "notify"),
         ("buy", "exchange"),
     ]
-    assert decision.actions[0].params["text"] == "BTC: BTC > 100k (q-1) ${unknown}"
+    assert decision.actions[0].params["text"] == "BTC: BTC > 100k (q-1) $5"
     assert decision.actions[1].params["tags"] == ["BTC"]
     assert decision.rationale == "rule 2 of route 'btc'"
     stopped = build_envelope(make_event(symbol="BTC", status="stopped"), route)
@@ -89,11 +89,74 @@ def test_rules_render_templates_safely_and_the_first_match_decides(tmp_path: Pat
 
 
 def test_templates_cannot_reach_attributes_or_evaluate(tmp_path: Path) -> None:
-    text = GOOD.replace("BTC: ${title}", "${title.__class__} {0.__class__} ${__import__('os')}")
-    route = load_policy(write(tmp_path, text)).routes[0]
+    text = GOOD.replace("BTC: ${title}", "${title.__class__} ${__import__('os')}")
+    assert "is not a valid template (write $$ for a literal $)" in error_of(tmp_path, text)
+    braces = GOOD.replace("BTC: ${title}", "{0.__class__} {title}")
+    route = load_policy(write(tmp_path, braces)).routes[0]
     envelope = build_envelope(make_event(symbol="BTC", title="T"), route)
-    rendered = decide(envelope, route).actions[0].params["text"]
-    assert rendered.startswith("${title.__class__} {0.__class__} ${__import__('os')}")
+    assert decide(envelope, route).actions[0].params["text"].startswith("{0.__class__} {title}")
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            ("${title}", "${titel}"),
+            "route 'btc': rules.1: actions.0.params.text: unknown placeholder ${titel} (use one of"
+            " event_id, query_id, execution_id, event_type, status, title, body, symbol,"
+            " occurred_at, route, objective)",
+        ),
+        (
+            ('match = { symbol = "BTC" }', 'match = { symbl = "BTC" }'),
+            "route 'btc': match: 'symbl' is not an event field (use one of event_id, query_id,",
+        ),
+        (
+            ('when = { status = "stopped" }', 'when = { stauts = "stopped" }'),
+            "route 'btc': rules.0: when: 'stauts' is not an event field",
+        ),
+        (
+            ('match = { symbol = "BTC" }', 'match = { channel = "sse" }'),
+            "route 'btc': match: 'channel' says how an event arrived, not what it says",
+        ),
+        (
+            ('allowed_actions = ["notify"]', 'allowed_actions = ["notfy"]'),
+            "default route: allowed_actions: unknown action kind 'notfy' (kinds: exchange, http,"
+            " notify, relay, telegram)",
+        ),
+    ],
+)
+def test_a_name_that_would_never_match_or_fill_is_a_load_error(
+    tmp_path: Path, change: tuple[str, str], expected: str
+) -> None:
+    assert change[0] in GOOD
+    assert expected in error_of(tmp_path, GOOD.replace(*change))
+
+
+def test_the_old_camelcase_names_still_work_with_a_warning_naming_the_new_ones(
+    tmp_path: Path,
+) -> None:
+    old = GOOD.replace("${query_id}", "${queryId}").replace(
+        'when = { status = "stopped" }', 'when = { eventType = "query.stopped" }'
+    )
+    policy = load_policy(write(tmp_path, old))
+    route = policy.routes[0]
+    assert route.rules[0].when == {"event_type": "query.stopped"}
+    assert route.rules[1].actions[0].params["text"] == "BTC: ${title} (${query_id}) $$5"
+    assert [w.split(": ", 1)[1] for w in policy.warnings] == [
+        "route 'btc': when.eventType is now event_type",
+        "route 'btc': placeholder ${queryId} is now ${query_id}",
+    ]
+    assert (
+        policy.hash
+        == load_policy(
+            write(
+                tmp_path,
+                GOOD.replace(
+                    'when = { status = "stopped" }', 'when = { event_type = "query.stopped" }'
+                ),
+            )
+        ).hash
+    )
 
 
 def test_policy_hash_changes_with_the_file(tmp_path: Path) -> None:
