@@ -326,6 +326,7 @@ def build_runtime(
             lease=settings.lease_seconds,
             grace=settings.shutdown_grace,
             pause_poll=max(settings.pause_check_seconds, 0.2),
+            role=role,
             retry=RetryPolicy(
                 max_attempts=settings.max_attempts,
                 base_delay=settings.retry_base_delay,

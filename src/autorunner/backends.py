@@ -44,7 +44,7 @@ async def open_backends(
     ``ConfigError`` rather than a new empty database in the wrong folder.
     """
     if settings.runner_mode == "cloud":
-        return await open_cloud_backends(settings, clock=clock)
+        return await open_cloud_backends(settings, clock=clock, migrate=create)
     if settings.store_url.startswith("memory://"):
         return Backends(store=MemoryStore(clock=clock), queue=MemoryQueue(clock=clock))
     path = sqlite_path(settings.store_url)
@@ -57,6 +57,7 @@ async def open_backends(
         migrations=sqlite_store.migrations(),
         synchronous=settings.sqlite_synchronous,
         busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        migrate=create,
     )
     await db.open()
     queue = SqliteQueue(db, clock=clock)
@@ -85,15 +86,21 @@ async def open_backends_patiently(settings: Settings, *, clock: Clock = system_c
             delay = min(delay * 2, 5.0)
 
 
-async def open_cloud_backends(settings: Settings, *, clock: Clock = system_clock) -> Backends:
-    """PostgreSQL (store, migrated at start) and Redis Streams (queue); one clear line when a
-    service cannot be reached at start. Once open, both ride out outages by themselves."""
+async def open_cloud_backends(
+    settings: Settings, *, clock: Clock = system_clock, migrate: bool = True
+) -> Backends:
+    """PostgreSQL (store, migrated at start unless ``migrate`` is False: the inspection
+    commands change nothing) and Redis Streams (queue); one clear line when a service cannot be
+    reached at start. Once open, both ride out outages by themselves."""
     from autorunner.queue.redis import RedisQueue  # noqa: PLC0415 - cloud mode only
     from autorunner.store.postgres import PostgresStore  # noqa: PLC0415
 
     assert settings.database_url is not None  # noqa: S101 - Settings checks it in cloud mode
     store = await PostgresStore.open(
-        settings.database_url, clock=clock, connect_timeout=settings.store_timeout
+        settings.database_url,
+        clock=clock,
+        connect_timeout=settings.store_timeout,
+        migrate=migrate,
     )
     try:
         queue = await RedisQueue.open(

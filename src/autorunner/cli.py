@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import sys
-import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,8 +21,8 @@ from autorunner import (
     clitools,
     operations,
     serving,
+    views,
 )
-from autorunner.backends import Backends
 from autorunner.errors import AutorunnerError, ConfigError
 from autorunner.sender import sample_event, send_event
 
@@ -31,14 +31,34 @@ T = TypeVar("T")
 cli = typer.Typer(
     help="autorunner: the agent runner for Elfa Auto.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"autorunner {importlib.metadata.version('autorunner')}")
+        raise typer.Exit
+
+
+@cli.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """autorunner: the agent runner for Elfa Auto."""
+
+
 dlq_cli = typer.Typer(help="Inspect and redrive dead letters.", no_args_is_help=True)
 cli.add_typer(cli_events.events_cli, name="events")
 cli.add_typer(cli_effects.effects_cli, name="effects")
 cli.add_typer(cli_policy.policy_cli, name="policy")
 cli.add_typer(dlq_cli, name="dlq")
+rejected_cli = typer.Typer(help="Authentic deliveries kept as rejected.", no_args_is_help=True)
+cli.add_typer(rejected_cli, name="rejected")
 cli.add_typer(cli_auto.queries_cli, name="queries")
 cli.command("stream")(cli_auto.stream)
 cli.add_typer(cli_auto.simulate_cli, name="simulate")
@@ -162,38 +182,35 @@ def dlq_redrive(
 
 @cli.command()
 def status(as_json: clitools.JsonFlag = False) -> None:
-    """Queue depth, oldest pending age against LAG_THRESHOLD, in flight, dead letters."""
+    """Workers and their heartbeats, the queue against LAG_THRESHOLD, events, and what needs a
+    person; reads the store and queue, changes nothing."""
     settings = clitools.settings()
-
-    async def gather(backends: Backends) -> dict[str, Any]:
-        q = await backends.queue.stats()
-        s = await backends.store.stats()
-        oldest = (
-            None
-            if s.oldest_unfinished_at is None
-            else round(time.time() - s.oldest_unfinished_at, 3)
-        )
-        return {
-            "queue_depth": q.depth,
-            "ready": q.ready,
-            "in_flight": q.in_flight,
-            "oldest_pending_age_seconds": None
-            if q.oldest_ready_age is None
-            else round(q.oldest_ready_age, 3),
-            "oldest_unfinished_event_age_seconds": oldest,
-            "dead_letters": s.counts.get("dead", 0),
-            "paused": await backends.store.get_flag("paused"),
-            "events": s.counts,
-            "rejected_deliveries": s.rejected,
-            "lag_threshold_seconds": settings.lag_threshold,
-            "lagging": (q.oldest_ready_age or 0.0) > settings.lag_threshold,
-        }
-
-    data = clitools.run(lambda: clitools.with_backends(settings, gather))
+    data = clitools.run(
+        lambda: clitools.with_backends(settings, lambda b: operations.status(b, settings))
+    )
     if as_json:
         clitools.print_json(data)
-        return
-    clitools.table("status", ["metric", "value"], [[k, str(v)] for k, v in data.items()])
+    else:
+        clitools.lines(views.status_lines(data))
+
+
+@rejected_cli.command("list")
+def rejected_list(
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+    as_json: clitools.JsonFlag = False,
+) -> None:
+    """Authentic deliveries that could not be read as an event, kept for inspection."""
+    count = clitools.limit(limit)
+    settings = clitools.settings()
+    rows = clitools.run(
+        lambda: clitools.with_backends(settings, lambda b: b.store.list_rejected(limit=count))
+    )
+    if as_json:
+        clitools.print_json([r.to_dict() for r in rows])
+    elif not rows:
+        print("no rejected deliveries")
+    else:
+        clitools.lines(views.rejected_rows(rows))
 
 
 @cli.command()

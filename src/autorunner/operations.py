@@ -5,6 +5,7 @@ will). Every act that changes what runs is journaled in the store with who did i
     resolve_effect      settle an ``unknown`` effect: it was sent, or send it again
     rerun               a new decision generation of a finished event, executed on purpose
     redrive             dead letters back to the queue on the decision they had
+    status              what runs, what waits, what needs a person
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from autorunner.backends import Backends
 from autorunner.clock import Clock, system_clock
+from autorunner.config import Settings
 from autorunner.errors import OperationRefused
 from autorunner.store.base import Operation, Resolved
 
@@ -123,3 +125,46 @@ async def redrive(backends: Backends, event_id: str | None) -> list[str]:
     if event_id is not None and not ids:
         raise OperationRefused(f"no dead letter with id {event_id!r}")
     return ids
+
+
+async def status(
+    backends: Backends, settings: Settings, *, clock: Clock = system_clock
+) -> dict[str, Any]:
+    """Workers and their heartbeats, the queue against ``LAG_THRESHOLD``, events by status,
+    and everything that needs a person (dead letters, unknown effects, lapsed leases)."""
+    now = clock()
+    queue = await backends.queue.stats()
+    store = await backends.store.stats()
+    stale_after = max(3 * settings.lease_seconds, 5.0)
+    workers = [
+        {
+            "name": w.name,
+            "role": w.role,
+            "heartbeat_age_seconds": round(now - w.heartbeat_at, 3),
+            "up_seconds": round(now - w.started_at, 3),
+            "in_flight": w.in_flight,
+            "alive": now - w.heartbeat_at <= stale_after,
+        }
+        for w in await backends.store.list_workers()
+    ]
+    oldest = store.oldest_unfinished_at
+    return {
+        "mode": settings.runner_mode,
+        "paused": await backends.store.get_flag("paused"),
+        "workers": workers,
+        "queue_depth": queue.depth,
+        "ready": queue.ready,
+        "in_flight": queue.in_flight,
+        "oldest_pending_age_seconds": None
+        if queue.oldest_ready_age is None
+        else round(queue.oldest_ready_age, 3),
+        "lag_threshold_seconds": settings.lag_threshold,
+        "lagging": (queue.oldest_ready_age or 0.0) > settings.lag_threshold,
+        "oldest_unfinished_event_age_seconds": None if oldest is None else round(now - oldest, 3),
+        "events": store.counts,
+        "dead_letters": store.counts.get("dead", 0),
+        "duplicates": store.duplicates,
+        "lapsed_leases": store.lapsed_leases,
+        "unknown_effects": store.unknown_effects,
+        "rejected_deliveries": store.rejected,
+    }

@@ -95,6 +95,29 @@ class PostgresDatabase:
                 await conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (number,))
             return len(scripts)
 
+    async def require(self, version: int) -> None:
+        """Check, changing nothing, that the schema is at ``version``; ``ConfigError`` if not."""
+        async with self.tx() as conn:
+            cur = await conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
+            row = await cur.fetchone()
+            found = 0
+            if row and row[0]:
+                cur = await conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations")
+                row = await cur.fetchone()
+                found = int(row[0]) if row else 0
+        if found == version:
+            return
+        if found == 0:
+            raise ConfigError(
+                "no autorunner schema in this database yet: start `autorunner ingress` or"
+                " `autorunner worker` once (they create it), or check DATABASE_URL"
+            )
+        newer = "newer than this autorunner" if found > version else "older than this autorunner"
+        raise ConfigError(
+            f"the database's schema is at version {found}, {newer} (version {version}): run"
+            " the `autorunner ingress` or `worker` of the same version first"
+        )
+
     @asynccontextmanager
     async def tx(self, *, atomic: bool = False) -> AsyncIterator[Conn]:
         """A pooled connection; ``atomic`` wraps its statements in one transaction (committed

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from autorunner.errors import StoreUnavailable
+from autorunner.errors import ConfigError, StoreUnavailable
 
 T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], Any]
@@ -48,9 +48,11 @@ class SqliteDatabase:
         synchronous: Synchronous = "FULL",
         busy_timeout_ms: int = 5000,
         max_batch: int = 1000,
+        migrate: bool = True,
     ) -> None:
         self.path = path
         self._migrations = tuple(migrations)
+        self._migrate_on_open = migrate
         self._synchronous = synchronous
         self._busy_timeout_ms = busy_timeout_ms
         self._max_batch = max_batch
@@ -60,11 +62,22 @@ class SqliteDatabase:
         self._closed = False
 
     async def open(self) -> None:
-        """Create the file if needed, apply migrations and start the threads."""
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        """Create the file if needed, apply migrations and start the threads. The folder must
+        exist (a typo in QUEUE_URL is an error, not a new directory). Without ``migrate`` (the
+        inspection commands) nothing is changed: a schema older or newer than the code is a
+        ``ConfigError``."""
+        folder = Path(self.path).parent
+        if self.path != ":memory:" and not await asyncio.to_thread(folder.is_dir):
+            raise ConfigError(
+                f"cannot create the SQLite database {self.path}: the folder {folder} does not"
+                " exist (check QUEUE_URL / DATABASE_URL)"
+            )
         self._start("writer", self._write_loop)
-        await self.write(self._migrate)
+        try:
+            await self.write(self._migrate if self._migrate_on_open else self._require)
+        except BaseException:
+            await self.close()
+            raise
         self._start("reader", self._read_loop)  # after the writer has set WAL mode and the schema
 
     def _start(self, name: str, target: Callable[[], None]) -> None:
@@ -108,8 +121,23 @@ class SqliteDatabase:
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         return conn
 
+    def _require(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        wanted = len(self._migrations)
+        if version != wanted:
+            side = "older" if version < wanted else "newer"
+            raise ConfigError(
+                f"{self.path} has schema version {version}, {side} than this autorunner"
+                f" ({wanted}): run `autorunner serve` of this version on it first"
+            )
+
     def _migrate(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(self._migrations):
+            raise ConfigError(
+                f"{self.path} has schema version {version}, newer than this autorunner"
+                f" ({len(self._migrations)}): run the newer autorunner"
+            )
         for number, script in enumerate(self._migrations[version:], start=version + 1):
             for statement in script.split(";\n"):
                 if statement.strip():

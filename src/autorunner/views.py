@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from autorunner.store.base import EventDetail, EventSummary, Operation, RunRecord
+from autorunner.store.base import EventDetail, EventSummary, Operation, RejectedView, RunRecord
 
 UNKNOWN_HINT = "may have been sent; settle it: autorunner effects resolve {key} --sent | --resend"
 EFFECT_ORDER = ("done", "planned", "pending", "unknown", "failed")
@@ -197,4 +197,69 @@ def effect_rows(effects: Iterable[Mapping[str, Any]]) -> list[str]:
             ]
             for e in effects
         ),
+    )
+
+
+def status_lines(status: Mapping[str, Any]) -> list[str]:
+    """``autorunner status`` for a person: what runs, what waits, what needs a person."""
+    workers = status["workers"]
+    alive = [w for w in workers if w["alive"]]
+    lines = [f"autorunner ({status['mode']} mode)"]
+    if status["paused"]:
+        lines.append(
+            f"  PAUSED       {status['paused']}: no effect begins; events wait (autorunner resume)"
+        )
+    lines.append(
+        f"  workers      {len(alive)} alive"
+        + (f", {len(workers) - len(alive)} silent" if len(workers) > len(alive) else "")
+    )
+    lines += [
+        f"               {w['name']} ({w['role']}): heartbeat {ago(w['heartbeat_age_seconds'])} ago,"
+        f" up {ago(w['up_seconds'])}, {w['in_flight']} in flight"
+        + ("" if w["alive"] else "  — SILENT: died or stalled?")
+        for w in workers
+    ]
+    lag = status["oldest_pending_age_seconds"]
+    lines.append(
+        f"  queue        {status['queue_depth']} waiting ({status['ready']} ready),"
+        f" {status['in_flight']} in flight; oldest ready {ago(lag)}"
+        f" ({'LAGGING' if status['lagging'] else 'within'} the {status['lag_threshold_seconds']:g}s"
+        " threshold)"
+    )
+    counts = status["events"]
+    lines.append(
+        "  events       "
+        + (
+            ", ".join(
+                f"{counts[k]} {k}" for k in ("done", "pending", "running", "dead") if k in counts
+            )
+            or "none"
+        )
+        + f"; {status['duplicates']} duplicate deliveries recognised"
+    )
+    if status["lapsed_leases"]:
+        lines.append(
+            f"  leases       {status['lapsed_leases']} lapsed: their worker died or stalled; the"
+            " sweeper brings them back"
+        )
+    if status["dead_letters"]:
+        lines.append(f"  dead         {status['dead_letters']}: autorunner dlq list")
+    if status["unknown_effects"]:
+        lines.append(
+            f"  UNKNOWN      {status['unknown_effects']} effect(s) may have been sent:"
+            " autorunner effects list --status unknown"
+        )
+    if status["rejected_deliveries"]:
+        lines.append(
+            f"  rejected     {status['rejected_deliveries']} authentic deliveries kept:"
+            " autorunner rejected list"
+        )
+    return lines
+
+
+def rejected_rows(rejected: Iterable[RejectedView]) -> list[str]:
+    """``rejected list``."""
+    return columns(
+        ["ID", "RECEIVED (UTC)", "REASON", "BODY"],
+        ([str(r.id), when(r.received_at), r.reason, text(r.body, 120)] for r in rejected),
     )

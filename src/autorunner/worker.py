@@ -22,7 +22,7 @@ from autorunner.errors import PermanentError, StoreUnavailable, TransientError
 from autorunner.metrics import Metrics
 from autorunner.pipeline import Attempt, Pipeline
 from autorunner.queue.base import Job, Queue
-from autorunner.store.base import Leased, Store
+from autorunner.store.base import Leased, Store, WorkerBeat
 
 log = structlog.get_logger("autorunner.worker")
 
@@ -38,6 +38,8 @@ class WorkerConfig:
     grace: float = 10.0
     retry: retry.RetryPolicy = field(default_factory=retry.RetryPolicy)
     unavailable_backoff: float = 1.0
+    role: str = "worker"
+    """What the process runs (``serve`` or ``worker``), as ``status`` lists it."""
     pause_poll: float = 1.0
     """While paused: how often to look whether the runner was resumed (and how long a job
     held by the pause waits before it is claimable again)."""
@@ -67,6 +69,7 @@ class Worker:
         self._running: dict[asyncio.Task[None], tuple[Job, Leased | None]] = {}
         self.last_heartbeat: float | None = None
         self._paused = False
+        self._started = self._clock()
 
     @property
     def in_flight(self) -> int:
@@ -74,6 +77,8 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, then shut down gracefully."""
+        self._started = self._clock()
+        await self._beat()
         heartbeat = asyncio.create_task(self._heartbeat(), name="worker-heartbeat")
         try:
             await self._claim_loop(stop)
@@ -82,6 +87,22 @@ class Worker:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
+            with contextlib.suppress(StoreUnavailable):
+                await self._store.forget_worker(self.config.name)
+
+    async def _beat(self) -> None:
+        """Tell the store this worker lives (``autorunner status`` lists it)."""
+        beat = WorkerBeat(
+            name=self.config.name,
+            role=self.config.role,
+            started_at=self._started,
+            heartbeat_at=self._clock(),
+            in_flight=len(self._running),
+        )
+        try:
+            await self._store.beat(beat)
+        except StoreUnavailable as exc:
+            log.warning("worker.heartbeat_failed", backend="store", error=str(exc))
 
     async def _claim_loop(self, stop: asyncio.Event) -> None:
         cfg = self.config
@@ -210,6 +231,7 @@ class Worker:
         while True:
             await asyncio.sleep(interval)
             self.last_heartbeat = self._clock()
+            await self._beat()
             held = list(self._running.values())
             if not held:
                 continue

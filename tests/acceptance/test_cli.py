@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from autorunner.store import sqlite as sqlite_store
 from tests.acceptance.runner import Server, base_env, cli, start_server
 from tests.helpers import eventually
 
@@ -228,3 +230,78 @@ async def test_demo_runs_a_simulated_auto_and_each_trigger_runs_once(tmp_path: P
     lines = server.log_lines()
     assert sum(line.get("event") == "effect.notify" for line in lines) == 3
     assert sum(line.get("event") == "event.duplicate" for line in lines) >= 1
+
+
+def test_status_speaks_to_people_and_lists_the_live_workers(
+    served: tuple[Server, dict[str, str]], tmp_path: Path
+) -> None:
+    server, env = served
+    for _ in range(2):
+        cli(env, "send-test-event", server.url, "--event-id", "twice", cwd=tmp_path)
+    wait_done(env, tmp_path, "twice")
+    data = json.loads(cli(env, "status", "--json", cwd=tmp_path).stdout)
+    [worker] = data["workers"]
+    assert (worker["role"], worker["alive"], data["duplicates"]) == ("serve", True, 1)
+    assert worker["heartbeat_age_seconds"] < 5
+    human = cli(env, "status", cwd=tmp_path).stdout
+    assert "workers      1 alive" in human
+    assert f"{worker['name']} (serve): heartbeat" in human
+    assert "1 done; 1 duplicate deliveries recognised" in human
+    assert "{" not in human
+
+
+def test_a_stopped_runner_is_not_listed_as_a_worker(
+    tmp_path: Path, empty_db: dict[str, str]
+) -> None:
+    assert json.loads(cli(empty_db, "status", "--json", cwd=tmp_path).stdout)["workers"] == []
+
+
+def test_rejected_deliveries_can_be_listed(
+    served: tuple[Server, dict[str, str]], tmp_path: Path
+) -> None:
+    server, env = served
+    (tmp_path / "odd.json").write_text('{"hello": "world"}')
+    sent = cli(env, "send-test-event", server.url, "--body", "odd.json", cwd=tmp_path)
+    assert sent.stdout.startswith("400 ")
+    listed = cli(env, "rejected", "list", cwd=tmp_path)
+    assert listed.returncode == 0
+    assert "invalid_body" in listed.stdout
+    assert '{"hello":"world"}' in listed.stdout.replace(" ", "")
+    [kept] = json.loads(cli(env, "rejected", "list", "--json", cwd=tmp_path).stdout)
+    assert kept["reason"] == "invalid_body"
+
+
+def test_version_and_shell_completion(tmp_path: Path) -> None:
+    env = base_env(tmp_path / "x.db")
+    version = cli(env, "--version", cwd=tmp_path)
+    assert (version.returncode, version.stdout.strip()) == (0, "autorunner 0.1.0")
+    completion = cli({**env, "_AUTORUNNER_COMPLETE": "source_bash"}, cwd=tmp_path)
+    assert completion.returncode == 0
+    assert "_autorunner_completion" in completion.stdout
+
+
+def test_inspection_never_migrates_an_older_database(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as conn:
+        for statement in sqlite_store.migrations()[0].split(";\n"):
+            conn.execute(statement)
+        conn.execute("PRAGMA user_version = 1")
+    result = cli(base_env(db), "status", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"autorunner: error: {db} has schema version 1, older than this autorunner"
+        f" ({len(sqlite_store.migrations())}): run `autorunner serve` of this version on it first"
+    )
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+
+
+def test_a_sqlite_url_in_a_folder_that_does_not_exist_is_one_line(tmp_path: Path) -> None:
+    env = base_env(tmp_path / "no-such-folder" / "runner.db")
+    result = cli(env, "serve", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"autorunner: error: cannot create the SQLite database {tmp_path}/no-such-folder/runner.db:"
+        f" the folder {tmp_path}/no-such-folder does not exist (check QUEUE_URL / DATABASE_URL)"
+    )
+    assert not (tmp_path / "no-such-folder").exists()

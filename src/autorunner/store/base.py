@@ -222,6 +222,8 @@ class EventSummary:
     """The route of the last finished attempt."""
     effects: dict[str, int] = field(default_factory=dict)
     """How many of the event's effects are in each ledger status."""
+    duplicates: int = 0
+    """How many more times the event was delivered (by any channel) after it was stored."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -275,6 +277,42 @@ class StoreStats:
     oldest_unfinished_at: float | None
     rejected: int
     unknown_effects: int = 0
+    lapsed_leases: int = 0
+    """Running events whose lease ran out: their worker died or stalled (the sweeper requeues)."""
+    duplicates: int = 0
+    """Duplicate deliveries of stored events (counted by ``stats(done=True)`` only)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WorkerBeat:
+    """A worker process as its last heartbeat described it."""
+
+    name: str
+    role: str
+    started_at: float
+    heartbeat_at: float
+    in_flight: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RejectedView:
+    """An authentic delivery that could not be read as an event, kept for inspection."""
+
+    id: int
+    reason: str
+    received_at: float
+    headers: dict[str, str]
+    body: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+WORKER_RETENTION = 86400.0
+"""A worker that sent no heartbeat for this long is forgotten."""
 
 
 class Store(Protocol):
@@ -363,6 +401,12 @@ class Store(Protocol):
     async def record_operation(self, operation: Operation) -> None:
         """Journal an operator's act that changes no event (pause, resume)."""
 
+    async def beat(self, worker: WorkerBeat) -> None:
+        """Record a worker's heartbeat (and forget workers silent past ``WORKER_RETENTION``)."""
+
+    async def forget_worker(self, name: str) -> None:
+        """A worker stopped cleanly: it is no longer listed."""
+
     async def sweepable(self, *, older_than: float, limit: int) -> list[str]:
         """Unfinished, unleased events due before ``older_than``: candidates to re-enqueue."""
 
@@ -408,6 +452,12 @@ class Audit(Protocol):
         self, *, limit: int, status: EffectStatus | None = None
     ) -> list[dict[str, Any]]:
         """Ledger entries, most recently changed first, with their ``event_id``."""
+
+    async def list_workers(self) -> list[WorkerBeat]:
+        """The workers that sent a heartbeat lately, most recent first."""
+
+    async def list_rejected(self, *, limit: int) -> list[RejectedView]:
+        """Deliveries kept as rejected, newest first."""
 
     async def list_operations(self, *, limit: int, event_id: str | None = None) -> list[Operation]:
         """The operators' journal, newest first; ``event_id`` narrows it to one event."""

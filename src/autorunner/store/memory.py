@@ -16,6 +16,7 @@ from autorunner.errors import StoreUnavailable
 from autorunner.events import Event
 from autorunner.store.base import (
     BUDGET_WINDOW,
+    WORKER_RETENTION,
     DeadLetterView,
     EffectIntent,
     EffectState,
@@ -27,9 +28,11 @@ from autorunner.store.base import (
     Leased,
     Operation,
     RawDelivery,
+    RejectedView,
     Resolved,
     RunRecord,
     StoreStats,
+    WorkerBeat,
     aliases,
     entry_status,
     proceeds,
@@ -65,6 +68,8 @@ class MemoryStore:
         self._decisions: dict[str, dict[str, Any]] = {}
         self._operations: list[Operation] = []
         self._aliases: dict[str, str] = {}
+        self._workers: dict[str, WorkerBeat] = {}
+        self._duplicates: dict[str, int] = {}
 
     def _check(self) -> None:
         if not self.available:
@@ -81,6 +86,7 @@ class MemoryStore:
             else self._by_execution.get(event.execution_id or "")
         )
         if existing is not None:
+            self._duplicates[existing] = self._duplicates.get(existing, 0) + 1
             for alias in aliases(event, existing):
                 self._aliases.setdefault(alias, existing)
             return InsertResult(inserted=False, existing_id=existing)
@@ -281,6 +287,29 @@ class MemoryStore:
         self._check()
         self._operations.append(operation)
 
+    async def beat(self, worker: WorkerBeat) -> None:
+        self._check()
+        self._workers[worker.name] = worker
+        cutoff = worker.heartbeat_at - WORKER_RETENTION
+        self._workers = {n: w for n, w in self._workers.items() if w.heartbeat_at >= cutoff}
+
+    async def forget_worker(self, name: str) -> None:
+        self._check()
+        self._workers.pop(name, None)
+
+    async def list_workers(self) -> list[WorkerBeat]:
+        self._check()
+        return sorted(self._workers.values(), key=lambda w: w.heartbeat_at, reverse=True)
+
+    async def list_rejected(self, *, limit: int) -> list[RejectedView]:
+        self._check()
+        return [
+            RejectedView(
+                id=n, reason=reason, received_at=raw.received_at, headers=raw.headers, body=raw.body
+            )
+            for n, (reason, raw) in reversed(list(enumerate(self._rejected, start=1)))
+        ][:limit]
+
     async def list_operations(self, *, limit: int, event_id: str | None = None) -> list[Operation]:
         self._check()
         found = [o for o in self._operations if event_id is None or o.event_id == event_id]
@@ -364,7 +393,11 @@ class MemoryStore:
         statuses = [
             e["status"] for e in self._effects.values() if e["event_id"] == row.event.event_id
         ]
-        return replace(row.summary, effects=dict(Counter(statuses)))
+        return replace(
+            row.summary,
+            effects=dict(Counter(statuses)),
+            duplicates=self._duplicates.get(row.event.event_id, 0),
+        )
 
     async def get_event(self, event_id: str) -> EventDetail | None:
         self._check()
@@ -414,9 +447,16 @@ class MemoryStore:
                 received = row.summary.received_at
                 oldest = received if oldest is None else min(oldest, received)
         unknown = sum(e["status"] == "unknown" for e in self._effects.values())
+        now = self._clock()
+        lapsed = sum(
+            r.summary.status == "running" and (r.lease_until or 0) <= now
+            for r in self._events.values()
+        )
         return StoreStats(
             counts=counts,
             oldest_unfinished_at=oldest,
             rejected=len(self._rejected),
             unknown_effects=unknown,
+            lapsed_leases=lapsed,
+            duplicates=sum(self._duplicates.values()) if done else 0,
         )

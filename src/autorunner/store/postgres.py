@@ -20,6 +20,7 @@ from autorunner.events import Event
 from autorunner.postgresdb import Conn, PostgresDatabase
 from autorunner.store.base import (
     BUDGET_WINDOW,
+    WORKER_RETENTION,
     DeadLetterView,
     EffectIntent,
     EffectState,
@@ -31,9 +32,11 @@ from autorunner.store.base import (
     Leased,
     Operation,
     RawDelivery,
+    RejectedView,
     Resolved,
     RunRecord,
     StoreStats,
+    WorkerBeat,
     entry_status,
     proceeds,
     resolution,
@@ -42,12 +45,15 @@ from autorunner.store.base import (
 from autorunner.store.sql import (
     EFFECT_COLUMNS,
     OPERATION_COLUMNS,
+    WORKER_COLUMNS,
     effect_from_row,
     event_filters,
     finish_params,
     operation_from_row,
+    rejected_from_row,
     summary_columns,
     summary_from_row,
+    worker_from_row,
 )
 
 INSERT_EFFECT = (
@@ -70,6 +76,11 @@ MIGRATION_3 = """ALTER TABLE events ADD COLUMN delivery_id text;
 CREATE INDEX events_delivery ON events (delivery_id) WHERE delivery_id IS NOT NULL;
 CREATE TABLE aliases (alias text PRIMARY KEY, event_id text NOT NULL);
 """
+MIGRATION_4 = """ALTER TABLE events ADD COLUMN duplicates integer NOT NULL DEFAULT 0;
+CREATE TABLE workers (name text PRIMARY KEY, role text NOT NULL,
+    started_at double precision NOT NULL, heartbeat_at double precision NOT NULL,
+    in_flight integer NOT NULL);
+"""
 FIND_EVENT = (
     "SELECT event_id FROM events WHERE event_id = %(id)s"
     " UNION ALL SELECT event_id FROM events WHERE execution_id = %(id)s"
@@ -81,7 +92,7 @@ FIND_EVENT = (
 def migrations() -> list[str]:
     """The versioned schema scripts, oldest first."""
     text = resources.files("autorunner.store").joinpath("postgres_schema.sql").read_text()
-    return [text, MIGRATION_2, MIGRATION_3]
+    return [text, MIGRATION_2, MIGRATION_3, MIGRATION_4]
 
 
 class PostgresStore:
@@ -100,12 +111,19 @@ class PostgresStore:
         clock: Clock = system_clock,
         connect_timeout: float = 5.0,
         scripts: Sequence[str] | None = None,
+        migrate: bool = True,
     ) -> PostgresStore:
         """Connect, apply missing migrations and return the store; ``StoreUnavailable`` if the
-        server cannot be reached within ``connect_timeout`` seconds."""
+        server cannot be reached within ``connect_timeout`` seconds. With ``migrate=False`` (the
+        inspection commands) nothing is created: a schema missing or older than this code is a
+        ``ConfigError`` saying so."""
         db = await PostgresDatabase.open(url, connect_timeout=connect_timeout)
+        wanted = migrations() if scripts is None else scripts
         try:
-            await db.migrate(migrations() if scripts is None else scripts)
+            if migrate:
+                await db.migrate(wanted)
+            else:
+                await db.require(len(wanted))
         except BaseException:
             await db.close()
             raise
@@ -143,7 +161,9 @@ class PostgresStore:
                 " OR execution_id = %(execution)s LIMIT 1),"
                 " kept AS (INSERT INTO aliases (alias, event_id) SELECT a, found.event_id"
                 " FROM found, unnest(%(aliases)s::text[]) AS a WHERE a <> found.event_id"
-                " ON CONFLICT DO NOTHING) SELECT event_id FROM found",
+                " ON CONFLICT DO NOTHING),"
+                " counted AS (UPDATE events SET duplicates = duplicates + 1"
+                " WHERE event_id = (SELECT event_id FROM found)) SELECT event_id FROM found",
                 {
                     "id": event.event_id,
                     "execution": event.execution_id,
@@ -438,6 +458,41 @@ class PostgresStore:
         async with self._tx() as conn:
             await self._journal(conn, operation)
 
+    async def beat(self, worker: WorkerBeat) -> None:
+        async with self._tx() as conn:
+            await conn.execute(
+                f"WITH gone AS (DELETE FROM workers WHERE heartbeat_at < %(cutoff)s)"
+                f" INSERT INTO workers ({WORKER_COLUMNS}) VALUES (%(name)s, %(role)s,"
+                " %(started)s, %(at)s, %(in_flight)s) ON CONFLICT (name) DO UPDATE SET"
+                " heartbeat_at = excluded.heartbeat_at, in_flight = excluded.in_flight",
+                {
+                    "cutoff": worker.heartbeat_at - WORKER_RETENTION,
+                    "name": worker.name,
+                    "role": worker.role,
+                    "started": worker.started_at,
+                    "at": worker.heartbeat_at,
+                    "in_flight": worker.in_flight,
+                },
+            )
+
+    async def forget_worker(self, name: str) -> None:
+        async with self._tx() as conn:
+            await conn.execute("DELETE FROM workers WHERE name = %s", (name,))
+
+    async def list_workers(self) -> list[WorkerBeat]:
+        async with self._tx() as conn:
+            cur = await conn.execute(
+                f"SELECT {WORKER_COLUMNS} FROM workers ORDER BY heartbeat_at DESC"
+            )
+            return [worker_from_row(r) for r in await cur.fetchall()]
+
+    async def list_rejected(self, *, limit: int) -> list[RejectedView]:
+        async with self._tx() as conn:
+            cur = await conn.execute(
+                "SELECT id, reason, raw_json FROM rejected ORDER BY id DESC LIMIT %s", (limit,)
+            )
+            return [rejected_from_row(r[0], r[1], r[2]) for r in await cur.fetchall()]
+
     async def list_operations(self, *, limit: int, event_id: str | None = None) -> list[Operation]:
         where = " WHERE event_id = %(event)s" if event_id is not None else ""
         async with self._tx() as conn:
@@ -604,9 +659,20 @@ class PostgresStore:
             rejected = await cur.fetchone()
             cur = await conn.execute("SELECT count(*) FROM effects WHERE status = 'unknown'")
             unknown = await cur.fetchone()
+            cur = await conn.execute(
+                "SELECT count(*) FROM events WHERE status = 'running' AND lease_until <= %s",
+                (self._clock(),),
+            )
+            lapsed = await cur.fetchone()
+            duplicates = None
+            if done:
+                cur = await conn.execute("SELECT coalesce(sum(duplicates), 0) FROM events")
+                duplicates = await cur.fetchone()
         return StoreStats(
             counts=counts,
             oldest_unfinished_at=oldest[0] if oldest else None,
             rejected=int(rejected[0]) if rejected else 0,
             unknown_effects=int(unknown[0]) if unknown else 0,
+            lapsed_leases=int(lapsed[0]) if lapsed else 0,
+            duplicates=int(duplicates[0]) if duplicates else 0,
         )

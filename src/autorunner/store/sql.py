@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from autorunner.store.base import EventSummary, Operation, RunRecord
+from autorunner.store.base import EventSummary, Operation, RejectedView, RunRecord, WorkerBeat
 
 
 def summary_columns(concat: str) -> str:
@@ -16,7 +16,7 @@ def summary_columns(concat: str) -> str:
     return (
         "event_id, execution_id, query_id, event_type, channel, status, attempts, received_at,"
         f" finished_at, last_error, route, (SELECT {concat}(status, ',') FROM effects"
-        " WHERE effects.event_id = events.event_id)"
+        " WHERE effects.event_id = events.event_id), duplicates"
     )
 
 
@@ -59,6 +59,7 @@ def summary_from_row(row: Sequence[Any]) -> EventSummary:
         last_error=row[9],
         route=row[10],
         effects=dict(Counter(row[11].split(","))) if row[11] else {},
+        duplicates=row[12],
     )
 
 
@@ -101,4 +102,25 @@ def operation_from_row(row: Sequence[Any], decode: Callable[[Any], Any]) -> Oper
         event_id=row[3],
         target=row[4],
         detail=decode(row[5]),
+    )
+
+
+WORKER_COLUMNS = "name, role, started_at, heartbeat_at, in_flight"
+
+
+def worker_from_row(row: Sequence[Any]) -> WorkerBeat:
+    """A row of ``WORKER_COLUMNS``."""
+    return WorkerBeat(
+        name=row[0], role=row[1], started_at=row[2], heartbeat_at=row[3], in_flight=row[4]
+    )
+
+
+def rejected_from_row(row_id: int, reason: str, raw: dict[str, Any]) -> RejectedView:
+    """A kept rejected delivery from its id, reason and decoded ``raw_json``."""
+    return RejectedView(
+        id=row_id,
+        reason=reason,
+        received_at=raw["received_at"],
+        headers=raw["headers"],
+        body=raw["body"],
     )

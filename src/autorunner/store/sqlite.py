@@ -13,6 +13,7 @@ from autorunner.events import Event
 from autorunner.sqlitedb import SqliteDatabase
 from autorunner.store.base import (
     BUDGET_WINDOW,
+    WORKER_RETENTION,
     DeadLetterView,
     EffectIntent,
     EffectState,
@@ -25,9 +26,11 @@ from autorunner.store.base import (
     Operation,
     Outcome,
     RawDelivery,
+    RejectedView,
     Resolved,
     RunRecord,
     StoreStats,
+    WorkerBeat,
     aliases,
     entry_status,
     proceeds,
@@ -37,12 +40,15 @@ from autorunner.store.base import (
 from autorunner.store.sql import (
     EFFECT_COLUMNS,
     OPERATION_COLUMNS,
+    WORKER_COLUMNS,
     effect_from_row,
     event_filters,
     finish_params,
     operation_from_row,
+    rejected_from_row,
     summary_columns,
     summary_from_row,
+    worker_from_row,
 )
 
 SUMMARY_COLUMNS = summary_columns("group_concat")
@@ -62,6 +68,9 @@ CREATE INDEX events_query ON events (query_id, received_at)"""
 MIGRATION_6 = """ALTER TABLE events ADD COLUMN delivery_id TEXT;
 CREATE INDEX events_delivery ON events (delivery_id) WHERE delivery_id IS NOT NULL;
 CREATE TABLE aliases (alias TEXT PRIMARY KEY, event_id TEXT NOT NULL)"""
+MIGRATION_7 = """ALTER TABLE events ADD COLUMN duplicates INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE workers (name TEXT PRIMARY KEY, role TEXT NOT NULL, started_at REAL NOT NULL,
+    heartbeat_at REAL NOT NULL, in_flight INTEGER NOT NULL)"""
 FIND_EVENT = (
     "SELECT event_id FROM events WHERE event_id = :id"
     " UNION ALL SELECT event_id FROM events WHERE execution_id = :id"
@@ -73,7 +82,7 @@ FIND_EVENT = (
 def migrations() -> list[str]:
     """The versioned schema scripts, oldest first (``PRAGMA user_version`` counts them)."""
     text = resources.files("autorunner.store").joinpath("sqlite_schema.sql").read_text()
-    return [text, MIGRATION_2, MIGRATION_3, MIGRATION_4, MIGRATION_5, MIGRATION_6]
+    return [text, MIGRATION_2, MIGRATION_3, MIGRATION_4, MIGRATION_5, MIGRATION_6, MIGRATION_7]
 
 
 def _dumps(value: Any) -> str:
@@ -149,6 +158,9 @@ class SqliteStore:
             ).fetchone()
             if found is None:
                 return InsertResult(inserted=False)
+            conn.execute(
+                "UPDATE events SET duplicates = duplicates + 1 WHERE event_id = ?", (found[0],)
+            )
             conn.executemany(
                 "INSERT OR IGNORE INTO aliases (alias, event_id) VALUES (?, ?)",
                 [(alias, found[0]) for alias in aliases(event, found[0])],
@@ -454,6 +466,46 @@ class SqliteStore:
     async def record_operation(self, operation: Operation) -> None:
         await self.db.write(lambda conn: self._journal(conn, operation))
 
+    async def beat(self, worker: WorkerBeat) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                f"INSERT OR REPLACE INTO workers ({WORKER_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
+                (
+                    worker.name,
+                    worker.role,
+                    worker.started_at,
+                    worker.heartbeat_at,
+                    worker.in_flight,
+                ),
+            )
+            conn.execute(
+                "DELETE FROM workers WHERE heartbeat_at < ?",
+                (worker.heartbeat_at - WORKER_RETENTION,),
+            )
+
+        await self.db.write(op)
+
+    async def forget_worker(self, name: str) -> None:
+        await self.db.write(
+            lambda conn: conn.execute("DELETE FROM workers WHERE name = ?", (name,))
+        )
+
+    async def list_workers(self) -> list[WorkerBeat]:
+        rows = await self.db.read(
+            lambda conn: conn.execute(
+                f"SELECT {WORKER_COLUMNS} FROM workers ORDER BY heartbeat_at DESC"
+            ).fetchall()
+        )
+        return [worker_from_row(r) for r in rows]
+
+    async def list_rejected(self, *, limit: int) -> list[RejectedView]:
+        rows = await self.db.read(
+            lambda conn: conn.execute(
+                "SELECT id, reason, raw_json FROM rejected ORDER BY id DESC LIMIT ?", (limit,)
+            ).fetchall()
+        )
+        return [rejected_from_row(r[0], r[1], orjson.loads(r[2])) for r in rows]
+
     async def list_operations(self, *, limit: int, event_id: str | None = None) -> list[Operation]:
         where = " WHERE event_id = :event" if event_id is not None else ""
         rows = await self.db.read(
@@ -600,6 +652,8 @@ class SqliteStore:
         ]
 
     async def stats(self, *, done: bool = True) -> StoreStats:
+        now = self._clock()
+
         def op(conn: sqlite3.Connection) -> StoreStats:
             if done:
                 counts = dict(
@@ -621,11 +675,22 @@ class SqliteStore:
             unknown = conn.execute(
                 "SELECT count(*) FROM effects WHERE status = 'unknown'"
             ).fetchone()[0]
+            lapsed = conn.execute(
+                "SELECT count(*) FROM events WHERE status = 'running' AND lease_until <= ?",
+                (now,),
+            ).fetchone()[0]
+            duplicates = (
+                conn.execute("SELECT coalesce(sum(duplicates), 0) FROM events").fetchone()[0]
+                if done
+                else 0
+            )
             return StoreStats(
                 counts=counts,
                 oldest_unfinished_at=oldest,
                 rejected=rejected,
                 unknown_effects=unknown,
+                lapsed_leases=lapsed,
+                duplicates=duplicates,
             )
 
         return await self.db.read(op)
