@@ -167,6 +167,36 @@ class AutoClient:
         )
         return m.ExecutionPage.model_validate(data)
 
+    async def list_queries(
+        self,
+        *,
+        status: str | None = None,
+        search: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> m.QueryPage:
+        """``GET /queries`` (API-key mode; deployments without it answer 404 or 405)."""
+        self._require_api_key("listing queries")
+        params = {k: v for k, v in {"status": status, "search": search}.items() if v}
+        data = await self._call(
+            "GET", "/queries", params={**params, "limit": limit, "offset": offset}, idempotent=True
+        )
+        return m.QueryPage.model_validate(data)
+
+    async def execution(self, execution_id: str) -> m.Execution:
+        """``GET /executions/{id}`` (API-key mode only)."""
+        self._require_api_key("reading an execution")
+        return m.Execution.model_validate(
+            await self._call("GET", f"/executions/{execution_id}", idempotent=True)
+        )
+
+    async def delete(self, query_id: str) -> m.Deleted:
+        """``DELETE /queries/{id}``: only a terminal query can be deleted (else ``409``)."""
+        self._require_api_key("deleting a query")
+        return m.Deleted.model_validate(
+            await self._call("DELETE", f"/queries/{query_id}", idempotent=True)
+        )
+
     async def validate(self, query: Mapping[str, Any]) -> m.Validation:
         data = await self._call("POST", "/queries/validate", body=query, idempotent=True)
         return m.Validation.model_validate(data)

@@ -116,3 +116,34 @@ class Cancelled(_Tolerant):
     status: str = "cancelled"
     cancelled_at: str | None = Field(default=None, validation_alias="cancelledAt")
     already_terminal: bool = False
+
+
+class QuerySummary(_Tolerant):
+    """One query of ``GET /queries``."""
+
+    query_id: str | None = Field(default=None, validation_alias=AliasChoices("id", "queryId"))
+    title: str | None = None
+    description: str | None = None
+    status: str | None = None
+    created_at: str | None = Field(
+        default=None, validation_alias=AliasChoices("createdAt", "created_at")
+    )
+
+
+class QueryPage(_Tolerant):
+    """``GET /queries`` (``queries`` or ``data``, as the SDK accepts)."""
+
+    queries: list[QuerySummary] | None = None
+    data: list[QuerySummary] | None = None
+    total: int | None = None
+    limit: int | None = None
+    offset: int | None = None
+
+    @property
+    def items(self) -> list[QuerySummary]:
+        return self.queries if self.queries is not None else (self.data or [])
+
+
+class Deleted(_Tolerant):
+    query_id: str | None = Field(default=None, validation_alias=AliasChoices("id", "queryId"))
+    deleted_at: str | None = Field(default=None, validation_alias="deletedAt")

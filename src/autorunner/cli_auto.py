@@ -23,12 +23,13 @@ from autorunner.adapters.base import valuers
 from autorunner.auto_client import AutoClient
 from autorunner.backends import Backends, open_backends
 from autorunner.config import Settings
+from autorunner.errors import AutoNotFound, AutoRejected
 from autorunner.policy import Policy
 
 T = TypeVar("T")
 
 queries_cli = typer.Typer(
-    help="Validate, create, poll and cancel Auto queries.", no_args_is_help=True
+    help="Validate, create, list, poll, cancel and delete Auto queries.", no_args_is_help=True
 )
 
 
@@ -122,11 +123,55 @@ def poll(query_id: str, as_json: clitools.JsonFlag = False) -> None:
 
 @queries_cli.command("list")
 def list_queries(
-    limit: Annotated[int, typer.Option(help="How many recent executions to look through.")] = 100,
+    status: Annotated[str | None, typer.Option(help="Only queries in this status.")] = None,
+    search: Annotated[str | None, typer.Option(help="Only queries whose title has this.")] = None,
+    limit: Annotated[int, typer.Option(help="How many.")] = 50,
+    offset: Annotated[int, typer.Option(help="Skip this many first.")] = 0,
     as_json: clitools.JsonFlag = False,
 ) -> None:
-    """The queries behind the account's recent executions (API-key mode; Auto has no query listing)."""
-    page = _call(lambda c: c.executions(limit=limit))
+    """The account's queries (``GET /queries``; API-key mode). Where Auto has no listing, the
+    queries behind the recent executions."""
+    count = clitools.limit(limit)
+    if offset < 0:
+        raise clitools.UsageError(f"--offset must be 0 or more, got {offset}")
+
+    async def go(client: AutoClient) -> list[dict[str, Any]]:
+        try:
+            page = await client.list_queries(
+                status=status, search=search, limit=count, offset=offset
+            )
+        except AutoNotFound:
+            return await _queries_from_executions(client, count)
+        except AutoRejected as exc:
+            if exc.status != 405:
+                raise
+            return await _queries_from_executions(client, count)
+        return [q.model_dump(mode="json") for q in page.items]
+
+    rows = _call(go)
+    if as_json:
+        clitools.print_json(rows)
+        return
+    if rows and "executions" in rows[0]:  # the fallback: what the executions tell
+        clitools.table(
+            "queries",
+            ["query id", "executions", "last execution"],
+            [[r["query_id"], str(r["executions"]), r["last_execution"] or "-"] for r in rows],
+        )
+        return
+    clitools.table(
+        "queries",
+        ["query id", "status", "title", "created"],
+        [
+            [r["query_id"] or "?", r["status"] or "-", r["title"] or "-", r["created_at"] or "-"]
+            for r in rows
+        ],
+    )
+
+
+async def _queries_from_executions(client: AutoClient, limit: int) -> list[dict[str, Any]]:
+    """The fallback listing: the queries behind the account's recent executions."""
+    page = await client.executions(limit=100)
     seen: dict[str, dict[str, Any]] = {}
     for execution in page.data:
         key = execution.query_id or "?"
@@ -136,14 +181,28 @@ def list_queries(
             filter(None, [entry["last_execution"], execution.created_at]), default=None
         )
     rows = sorted(seen.values(), key=lambda e: e["last_execution"] or "", reverse=True)
+    return rows[:limit]
+
+
+@queries_cli.command("delete")
+def delete(query_id: str, as_json: clitools.JsonFlag = False) -> None:
+    """Delete an ended query (cancel it first if it is still active)."""
+
+    async def go(client: AutoClient) -> dict[str, Any]:
+        try:
+            return (await client.delete(query_id)).model_dump(mode="json")
+        except AutoRejected as exc:
+            if exc.status == 409:
+                raise clitools.Failure(
+                    f"{query_id} is still active: `autorunner queries cancel {query_id}` first"
+                ) from exc
+            raise
+
+    deleted = _call(go)
     if as_json:
-        clitools.print_json(rows)
-        return
-    clitools.table(
-        "queries",
-        ["query id", "executions", "last execution"],
-        [[r["query_id"], str(r["executions"]), r["last_execution"] or "-"] for r in rows],
-    )
+        clitools.print_json(deleted)
+    else:
+        print(f"deleted {query_id}")
 
 
 @queries_cli.command("cancel")
@@ -218,17 +277,27 @@ def simulate_run(
         str, typer.Option(envvar="SIM_WEBHOOK_SECRET", help="Signs webhooks.")
     ] = "sim-webhook-secret",
     frames: Annotated[str, typer.Option(help="SSE frame version: A, B or C.")] = "C",
+    webhook_body: Annotated[
+        str, typer.Option(help="Webhook body shape: canonical or notification.")
+    ] = "canonical",
     keepalive: Annotated[float, typer.Option(help="Seconds between keep-alive comments.")] = 15.0,
     every: Annotated[
         float, typer.Option(help="Also trigger every active query this often (0: never).")
     ] = 0.0,
 ) -> None:
     """Serve the simulator until Ctrl-C."""
-    from autorunner.sim_frames import FrameVersion  # noqa: PLC0415 - only this command needs it
+    from autorunner.sim_frames import (  # noqa: PLC0415 - only this command needs them
+        FrameVersion,
+        WebhookShape,
+    )
     from autorunner.simulator import SimConfig, Simulator  # noqa: PLC0415
 
     if frames not in ("A", "B", "C"):
-        raise clitools.Failure(f"--frames must be A, B or C, not {frames!r}")
+        raise clitools.UsageError(f"--frames must be A, B or C, not {frames!r}")
+    if webhook_body not in ("canonical", "notification"):
+        raise clitools.UsageError(
+            f"--webhook-body must be canonical or notification, not {webhook_body!r}"
+        )
     clitools.settings()
     simulator = Simulator(
         SimConfig(
@@ -237,6 +306,7 @@ def simulate_run(
             hmac_secret=hmac_secret,
             webhook_secret=webhook_secret,
             frame_version=cast(FrameVersion, frames),
+            webhook_shape=cast(WebhookShape, webhook_body),
             keepalive=keepalive,
         )
     )
@@ -253,13 +323,20 @@ def simulate_trigger(
     sse_only: Annotated[
         bool, typer.Option(help="Deliver by stream (and poll) only, no webhook.")
     ] = False,
+    symbol: Annotated[
+        str | None, typer.Option(help="The symbol the trigger names (BTC), in every channel.")
+    ] = None,
 ) -> None:
     """Fire triggers of a simulated query."""
-    body = {
+    if count < 1:
+        raise clitools.UsageError(f"--count must be at least 1, got {count}")
+    body: dict[str, Any] = {
         "queryId": query_id,
         "count": count,
         "channels": ["sse"] if sse_only else ["webhook", "sse"],
     }
+    if symbol:
+        body["symbol"] = symbol
 
     async def go() -> Any:
         async with composition.http_client() as http:

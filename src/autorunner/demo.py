@@ -16,7 +16,8 @@ from pydantic import SecretStr
 
 from autorunner import serving
 from autorunner.config import Settings
-from autorunner.simulator import SimConfig, SimQuery, Simulator
+from autorunner.sim_api import SimQuery
+from autorunner.simulator import SimConfig, Simulator
 
 log = structlog.get_logger("autorunner.demo")
 

@@ -16,8 +16,7 @@ import random
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Any
 
 import httpx2
@@ -29,6 +28,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 
 from autorunner.signatures import sign_auto_request, sign_elfa
+from autorunner.sim_api import TERMINAL, AutoApi, SimDraft, SimQuery, now_iso
 from autorunner.sim_frames import (
     Firing,
     FrameVersion,
@@ -39,25 +39,6 @@ from autorunner.sim_frames import (
 )
 
 log = structlog.get_logger("autorunner.simulator")
-
-TERMINAL = frozenset({"triggered", "expired", "cancelled", "failed"})
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-@dataclass
-class SimQuery:
-    id: str
-    body: dict[str, Any]
-    status: str = "active"
-    executions: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def action(self) -> dict[str, Any]:
-        actions = self.body.get("query", {}).get("actions") or [{}]
-        return actions[0] if isinstance(actions[0], dict) else {}
 
 
 @dataclass
@@ -89,6 +70,7 @@ class Simulator:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
         self.queries: dict[str, SimQuery] = {}
+        self.drafts: dict[str, SimDraft] = {}
         self.faults = Faults()
         self.streams: dict[str | None, set[asyncio.Queue[bytes | None]]] = {}
         self.stats: dict[str, int] = {
@@ -100,19 +82,7 @@ class Simulator:
         }
         self._http = httpx2.AsyncClient(timeout=5)
         self._tasks: set[asyncio.Task[None]] = set()
-        api = [
-            Route("/queries/validate", self.validate, methods=["POST"]),
-            Route("/queries/stream", self.stream_account, methods=["GET"]),
-            Route("/queries", self.create, methods=["POST"]),
-            Route("/queries/{qid}", self.poll, methods=["GET", "POST"]),
-            Route("/queries/{qid}", self.delete, methods=["DELETE"]),
-            Route("/queries/{qid}/cancel", self.cancel, methods=["POST"]),
-            Route("/queries/{qid}/stream", self.stream_query, methods=["GET"]),
-            Route("/queries/{qid}/sessions", self.sessions, methods=["GET", "POST"]),
-            Route("/queries/{qid}/sessions/{sid}", self.session, methods=["GET", "POST"]),
-            Route("/executions", self.list_executions, methods=["GET"]),
-            Route("/executions/{eid}", self.get_execution, methods=["GET"]),
-        ]
+        api = AutoApi(self).routes()
         control = [
             Route("/trigger", self.control_trigger, methods=["POST"]),
             Route("/faults", self.control_faults, methods=["POST"]),
@@ -138,7 +108,7 @@ class Simulator:
 
     # -- auth and faults ---------------------------------------------------------------------
 
-    async def _gate(self, request: Request, *, mutation: bool) -> Response | None:
+    async def gate(self, request: Request, *, mutation: bool) -> Response | None:
         if self.faults.rate_limit_next > 0:
             self.faults.rate_limit_next -= 1
             reset = int(time.time()) + 1
@@ -179,168 +149,14 @@ class Simulator:
                 return JSONResponse({"error": "invalid request signature"}, 401)
         return None
 
-    async def _checked(self, request: Request, *, mutation: bool) -> SimQuery | Response:
+    async def checked(self, request: Request, *, mutation: bool) -> SimQuery | Response:
         """The path's query after the auth and fault gate, or the refusal to send."""
-        if refused := await self._gate(request, mutation=mutation):
+        if refused := await self.gate(request, mutation=mutation):
             return refused
         query = self.queries.get(request.path_params["qid"])
         return query if query is not None else JSONResponse({"error": "query not found"}, 404)
 
-    # -- the contract's routes ---------------------------------------------------------------
-
-    async def validate(self, request: Request) -> Response:
-        if refused := await self._gate(request, mutation=True):
-            return refused
-        body = orjson.loads(await request.body() or b"{}")
-        errors = [] if isinstance(body.get("query"), dict) else ["query is required"]
-        return JSONResponse(
-            {"valid": not errors, "errors": errors, "warnings": [], "estimatedCost": 1}
-        )
-
-    async def create(self, request: Request) -> Response:
-        if refused := await self._gate(request, mutation=True):
-            return refused
-        body = orjson.loads(await request.body() or b"{}")
-        if not isinstance(body.get("query"), dict):
-            return JSONResponse(
-                {"error": "query failed validation", "details": "query is required"}, 422
-            )
-        query = SimQuery(id=str(uuid.uuid4()), body=body)
-        self.queries[query.id] = query
-        return JSONResponse({"id": query.id, "status": query.status, "cost": 1}, 201)
-
-    async def poll(self, request: Request) -> Response:
-        query = await self._checked(request, mutation=False)
-        if isinstance(query, Response):
-            return query
-        return JSONResponse(
-            {
-                "queryId": query.id,
-                "status": query.status,
-                "title": query.body.get("title"),
-                "description": query.body.get("description"),
-                "query": query.body.get("query"),
-                "credits": 0,
-                "latestEvaluation": {
-                    "evaluatedAt": _now_iso(),
-                    "wouldTriggerNow": False,
-                    "conditionStates": [],
-                    "matchingConditions": 0,
-                    "totalConditions": 1,
-                },
-                "executions": query.executions,
-            }
-        )
-
-    async def cancel(self, request: Request) -> Response:
-        query = await self._checked(request, mutation=True)
-        if isinstance(query, Response):
-            return query
-        if query.status in TERMINAL:
-            return JSONResponse({"error": f"query is {query.status}"}, 409)
-        query.status = "cancelled"
-        self._end_streams(query)
-        return JSONResponse({"id": query.id, "status": "cancelled", "cancelledAt": _now_iso()})
-
-    async def delete(self, request: Request) -> Response:
-        query = await self._checked(request, mutation=True)
-        if isinstance(query, Response):
-            return query
-        if query.status not in TERMINAL:
-            return JSONResponse({"error": "cancel the query first"}, 409)
-        del self.queries[query.id]
-        return JSONResponse({"id": query.id, "deletedAt": _now_iso()})
-
-    async def sessions(self, request: Request) -> Response:
-        query = await self._checked(request, mutation=False)
-        if isinstance(query, Response):
-            return query
-        llm = [e for e in query.executions if e["type"] == "llm"]
-        return JSONResponse(
-            {
-                "queryId": query.id,
-                "sessions": [
-                    {
-                        "sessionId": f"s-{e['id']}",
-                        "status": "completed",
-                        "executedAt": e["createdAt"],
-                    }
-                    for e in llm
-                ],
-            }
-        )
-
-    async def session(self, request: Request) -> Response:
-        query = await self._checked(request, mutation=False)
-        if isinstance(query, Response):
-            return query
-        sid = request.path_params["sid"]
-        if not any(f"s-{e['id']}" == sid for e in query.executions):
-            return JSONResponse({"error": "session not found"}, 404)
-        return JSONResponse(
-            {
-                "sessionId": sid,
-                "queryId": query.id,
-                "title": None,
-                "analysisType": "trade",
-                "createdAt": _now_iso(),
-                "messages": [
-                    {
-                        "query": "Should I act?",
-                        "response": "hold",
-                        "status": "completed",
-                        "analysisType": "trade",
-                        "timestamp": _now_iso(),
-                    }
-                ],
-            }
-        )
-
-    async def list_executions(self, request: Request) -> Response:
-        if refused := await self._gate(request, mutation=False):
-            return refused
-        qid = request.query_params.get("queryId")
-        found = [e for q in self.queries.values() if qid in (None, q.id) for e in q.executions]
-        limit = int(request.query_params.get("limit", 100))
-        offset = int(request.query_params.get("offset", 0))
-        page = found[offset : offset + limit]
-        return JSONResponse(
-            {
-                "data": page,
-                "pagination": {
-                    "total": len(found),
-                    "limit": limit,
-                    "offset": offset,
-                    "hasMore": offset + limit < len(found),
-                },
-            }
-        )
-
-    async def get_execution(self, request: Request) -> Response:
-        if refused := await self._gate(request, mutation=False):
-            return refused
-        for query in self.queries.values():
-            for execution in query.executions:
-                if execution["id"] == request.path_params["eid"]:
-                    return JSONResponse(execution)
-        return JSONResponse({"error": "execution not found"}, 404)
-
-    async def stream_query(self, request: Request) -> Response:
-        query = await self._checked(request, mutation=False)
-        if isinstance(query, Response):
-            return query
-        if query.status in TERMINAL:
-            return JSONResponse({"error": "query already terminal"}, 410)
-        return self._stream(query.id)
-
-    async def stream_account(self, request: Request) -> Response:
-        if request.url.path.startswith("/x402/"):
-            return JSONResponse({"error": "not available in x402 mode"}, 404)
-        if refused := await self._gate(request, mutation=False):
-            return refused
-        return self._stream(None)
-
-    def _stream(self, key: str | None) -> Response:
+    def stream(self, key: str | None) -> Response:
         if time.time() < self.faults.refuse_streams_until:
             return JSONResponse({"code": "STREAM_UNAVAILABLE"}, 503, headers={"retry-after": "1"})
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
@@ -365,7 +181,7 @@ class Simulator:
             body(), media_type="text/event-stream", headers={"cache-control": "no-cache"}
         )
 
-    def _end_streams(self, query: SimQuery) -> None:
+    def end_streams(self, query: SimQuery) -> None:
         end = end_frame(query_id=query.id, status=query.status)
         for queue in list(self.streams.get(query.id, set())):
             queue.put_nowait(end)
@@ -387,7 +203,7 @@ class Simulator:
             "queryId": query.id,
             "type": kind,
             "status": "success",
-            "createdAt": _now_iso(),
+            "createdAt": now_iso(),
         }
         if symbol:
             execution["symbol"] = symbol
@@ -471,7 +287,7 @@ class Simulator:
         ]
         if body.get("terminal"):
             query.status = str(body["terminal"])
-            self._end_streams(query)
+            self.end_streams(query)
         return JSONResponse(
             {
                 "executions": [e["id"] for e in executions],

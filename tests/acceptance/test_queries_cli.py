@@ -150,6 +150,35 @@ async def test_poll_and_list_print_json(
     ]
 
 
+async def test_list_reads_auto_s_query_listing_and_delete_refuses_an_active_query(
+    auto: tuple[ScriptedServer, dict[str, str]], tmp_path: Path
+) -> None:
+    server, env = auto
+    server.on(
+        "GET",
+        "/v2/auto/queries",
+        Reply(200, {"queries": [{"id": "q-9", "title": "BTC above 100k", "status": "active"}]}),
+    )
+    server.on("DELETE", "/v2/auto/queries/q-9", Reply(409, {"error": "query is active"}))
+    server.on("DELETE", "/v2/auto/queries/q-8", Reply(200, {"id": "q-8", "deletedAt": "now"}))
+    listed = await cli(env, tmp_path, "queries", "list", "--status", "active", "--json")
+    [row] = json.loads(listed.out)
+    assert (row["query_id"], row["title"], row["status"]) == ("q-9", "BTC above 100k", "active")
+    [request] = server.calls("GET", "/v2/auto/queries")
+    assert request.query == "status=active&limit=50&offset=0"
+    table = await cli(env, tmp_path, "queries", "list")
+    assert "BTC above 100k" in table.out
+    refused = await cli(env, tmp_path, "queries", "delete", "q-9")
+    assert (refused.code, refused.err.strip()) == (
+        1,
+        "autorunner: error: q-9 is still active: `autorunner queries cancel q-9` first",
+    )
+    deleted = await cli(env, tmp_path, "queries", "delete", "q-8")
+    assert (deleted.code, deleted.out.strip()) == (0, "deleted q-8")
+    [signed] = server.calls("DELETE", "/v2/auto/queries/q-8")
+    assert "x-elfa-signature" in signed.headers
+
+
 async def test_unauthorized_is_one_line_naming_the_credential(
     auto: tuple[ScriptedServer, dict[str, str]], tmp_path: Path
 ) -> None:
