@@ -27,6 +27,8 @@ class IdempotentApi:
     def __init__(self, *, fail_every: int = 10, delay: float = 0.0) -> None:
         self.calls: Counter[str] = Counter()
         self.performed: Counter[str] = Counter()
+        self.bodies: dict[str, Any] = {}
+        """The body each key was performed with."""
         self._fail_every = fail_every
         self._delay = delay
 
@@ -37,9 +39,11 @@ class IdempotentApi:
             body = {"calls": self.calls, "performed": self.performed}
             await reply(send, 200, orjson.dumps(body))
             return
-        more = True
+        chunks, more = [], True
         while more:
-            more = (await receive()).get("more_body", False)
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
         key = dict(scope["headers"]).get(b"idempotency-key", b"").decode()
         self.calls[key] += 1
         if self._delay:
@@ -50,6 +54,7 @@ class IdempotentApi:
             return
         if key not in self.performed:
             self.performed[key] += 1
+            self.bodies[key] = orjson.loads(b"".join(chunks) or b"null")
         await reply(send, 201, orjson.dumps({"order": key}))
 
 

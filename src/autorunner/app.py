@@ -375,10 +375,11 @@ def build_runtime(
 
 
 def _readiness(runtime: Runtime) -> Callable[[], Awaitable[dict[str, Any]]]:
-    """Ready when the store and queue answer, the oldest ready job waited at most
-    ``LAG_THRESHOLD`` and (where workers run) the worker's heartbeat is fresh. A cloud ingress
-    needs only the store: it acknowledges what the store holds even while the queue is down
-    (the sweeper queues it later), so it reports the queue and lag without failing on them."""
+    """Ready when the store and queue answer and (where workers run) the worker's heartbeat is
+    fresh. Lag past ``LAG_THRESHOLD`` is reported (``lagging``), never a reason to be unready:
+    taking a worker out of service during a backlog would only deepen it (lag is an alert and
+    an autoscaling signal). A cloud ingress needs only the store: it acknowledges what the store
+    holds even while the queue is down (the sweeper queues it later)."""
 
     async def ready() -> dict[str, Any]:
         settings = runtime.settings
@@ -395,10 +396,11 @@ def _readiness(runtime: Runtime) -> Callable[[], Awaitable[dict[str, Any]]]:
             "queue": "ok",
             "lag_seconds": round(lag, 3),
             "lag_threshold_seconds": settings.lag_threshold,
+            "lagging": lag > settings.lag_threshold,
         }
         if runtime.role == "ingress":
             return {"ok": True, **checks}
-        ok = lag <= settings.lag_threshold
+        ok = True
         if runtime.runs_workers:
             heartbeat = runtime.worker.last_heartbeat
             age = None if heartbeat is None else runtime.clock() - heartbeat

@@ -183,13 +183,6 @@ class AutoClient:
         )
         return m.QueryPage.model_validate(data)
 
-    async def execution(self, execution_id: str) -> m.Execution:
-        """``GET /executions/{id}`` (API-key mode only)."""
-        self._require_api_key("reading an execution")
-        return m.Execution.model_validate(
-            await self._call("GET", f"/executions/{execution_id}", idempotent=True)
-        )
-
     async def delete(self, query_id: str) -> m.Deleted:
         """``DELETE /queries/{id}``: only a terminal query can be deleted (else ``409``)."""
         self._require_api_key("deleting a query")

@@ -18,6 +18,7 @@ from autorunner import (
     cli_effects,
     cli_events,
     cli_policy,
+    cli_replay,
     clitools,
     operations,
     serving,
@@ -62,7 +63,7 @@ cli.add_typer(rejected_cli, name="rejected")
 cli.add_typer(cli_auto.queries_cli, name="queries")
 cli.command("stream")(cli_auto.stream)
 cli.add_typer(cli_auto.simulate_cli, name="simulate")
-cli.command("replay")(cli_auto.replay_command)
+cli.command("replay")(cli_replay.replay_command)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -145,9 +146,10 @@ def dlq_list(
     as_json: clitools.JsonFlag = False,
 ) -> None:
     """List dead-lettered events with their reasons."""
+    count = clitools.limit(limit)
     settings = clitools.settings()
     rows = clitools.run(
-        lambda: clitools.with_backends(settings, lambda b: b.store.list_dead_letters(limit=limit))
+        lambda: clitools.with_backends(settings, lambda b: b.store.list_dead_letters(limit=count))
     )
     if as_json:
         clitools.print_json([r.to_dict() for r in rows])
@@ -257,7 +259,7 @@ def send_test_event(
         else None
     )
     if not key:
-        raise clitools.Failure("no signing secret: set AUTO_SECRET or pass --secret")
+        raise ConfigError("no signing secret: set AUTO_SECRET or pass --secret")
     target = url or f"http://{settings.host}:{settings.port}/webhooks/auto"
     eid = event_id or str(uuid.uuid4())
     if body is not None:

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
 import signal
-import sys
 import tomllib
-from collections.abc import Awaitable, Callable, Iterator
-from datetime import datetime
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar, cast
 
@@ -18,13 +14,11 @@ import orjson
 import typer
 
 from autorunner import app as composition
-from autorunner import cli_events, clitools, serving
-from autorunner.adapters.base import valuers
+from autorunner import clitools, serving
 from autorunner.auto_client import AutoClient
-from autorunner.backends import Backends, open_backends
+from autorunner.backends import open_backends
 from autorunner.config import Settings
-from autorunner.errors import AutoNotFound, AutoRejected
-from autorunner.policy import Policy
+from autorunner.errors import AutoNotFound, AutoRejected, ConfigError
 
 T = TypeVar("T")
 
@@ -49,7 +43,7 @@ async def with_auto(settings: Settings, fn: Callable[[AutoClient], Awaitable[T]]
     async with composition.http_client() as http:
         client = composition.build_auto_client(settings, http)
         if client is None:
-            raise clitools.Failure(
+            raise ConfigError(
                 "no Elfa credential: set ELFA_API_KEY (or ELFA_AGENT_SECRET for x402 mode)"
             )
         return await fn(client)
@@ -228,7 +222,7 @@ def stream(
     """Follow Auto's event streams into the store (gap-free: reconciles by polling)."""
     targets: list[str | None] = [*(query or []), *([None] if follow_all else [])]
     if not targets:
-        raise clitools.Failure("give --query ID (repeatable) or --all")
+        raise clitools.UsageError("give --query ID (repeatable) or --all")
     settings = clitools.settings()
     clitools.serve_forever(_stream(settings, targets))
 
@@ -243,7 +237,7 @@ async def _stream(settings: Settings, targets: list[str | None]) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         if runtime.auto is None:
-            raise clitools.Failure(
+            raise ConfigError(
                 "no Elfa credential: set ELFA_API_KEY (or ELFA_AGENT_SECRET for x402 mode)"
             )
         refusals = await asyncio.gather(
@@ -351,136 +345,3 @@ def simulate_trigger(
             return response.json()
 
     print(f"fired {len(clitools.run(go)['executions'])} trigger(s) on {query_id}")
-
-
-def replay_command(
-    event_id: Annotated[
-        str | None, typer.Argument(help="One stored event to decide again.")
-    ] = None,
-    policy: Annotated[
-        Path | None, typer.Option(help="Policy file (default: RUNNER_POLICY or built-in).")
-    ] = None,
-    since: Annotated[
-        str | None, typer.Option(help="Replay events received since (ISO 8601 or epoch seconds).")
-    ] = None,
-    until: Annotated[str | None, typer.Option(help="…and before (default: now).")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many events.")] = 100_000,
-    decider: Annotated[
-        str | None, typer.Option(help="Decide every route with this decider (rules, llm) instead.")
-    ] = None,
-    as_json: clitools.JsonFlag = False,
-) -> None:
-    """Re-decide stored events under a policy in dry-run and show what changes; never executes an effect."""
-    from autorunner.replay import replay  # noqa: PLC0415
-
-    if (event_id is None) == (since is None):
-        raise clitools.Failure("give exactly one of EVENT_ID or --since")
-    settings = clitools.settings()
-    chosen = composition.policy_for(settings, str(policy) if policy else None)
-    deciders = composition.deciders(settings)
-    if decider is not None:
-        if decider not in deciders:
-            raise clitools.Failure(
-                f"decider {decider!r} is not available here (configured: {', '.join(sorted(deciders))})"
-            )
-        chosen = Policy(
-            routes=tuple(dataclasses.replace(r, decider=decider) for r in chosen.routes),
-            default=dataclasses.replace(chosen.default, decider=decider),
-        )
-
-    async def one(backends: Backends) -> Any:
-        assert event_id is not None  # noqa: S101 - checked above
-        detail = await cli_events.find(backends, event_id)
-        async with composition.http_client() as http:
-            kinds = valuers(composition.build_adapters(settings, http))
-            return await replay(detail, chosen, deciders, valuers=kinds)
-
-    if event_id is not None:
-        result = clitools.run(lambda: clitools.with_backends(settings, one))
-        if as_json:
-            clitools.print_json(result.to_dict())
-        else:
-            print(
-                f"{result.event_id}: {result.change} (route {result.route}, policy {chosen.hash})"
-            )
-            print(f"  before: {_verdict_line(result.before)}")
-            print(f"  after:  {_verdict_line(result.after)}")
-        return
-
-    window = (_instant(since or "0"), _instant(until) if until else None)
-
-    async def many(backends: Backends) -> dict[str, Any]:
-        events = await backends.store.list_events(limit=limit, since=window[0], until=window[1])
-        results = []
-        async with composition.http_client() as http:
-            kinds = valuers(composition.build_adapters(settings, http))
-        with _progress(len(events), enabled=not as_json) as advance:
-            for summary in reversed(events):
-                detail = await backends.store.get_event(summary.event_id)
-                if detail is not None:
-                    results.append(await replay(detail, chosen, deciders, valuers=kinds))
-                advance()
-        counts = {
-            c: sum(r.change == c for r in results)
-            for c in ("unchanged", "changed", "newly_denied", "newly_allowed", "no_record")
-        }
-        return {
-            "policy_hash": chosen.hash,
-            "events": len(results),
-            **counts,
-            "differences": [
-                r.to_dict() for r in results if r.change not in ("unchanged", "no_record")
-            ],
-        }
-
-    summary = clitools.run(lambda: clitools.with_backends(settings, many))
-    if as_json:
-        clitools.print_json(summary)
-        return
-    print(
-        f"replayed {summary['events']} event(s) under policy {summary['policy_hash']}: "
-        f"{summary['unchanged']} unchanged, {summary['changed']} changed, "
-        f"{summary['newly_denied']} newly denied, {summary['newly_allowed']} newly allowed, "
-        f"{summary['no_record']} never decided"
-    )
-    for item in summary["differences"]:
-        print(
-            f"  {item['event_id']}: {item['change']}  before: {_verdict_line(item['before'])}  after: {_verdict_line(item['after'])}"
-        )
-
-
-def _verdict_line(verdict: dict[str, Any] | None) -> str:
-    if verdict is None:
-        return "(no recorded decision)"
-    allowed = (
-        ", ".join(f"{a['step_id']}:{a['kind']}" for a in verdict.get("allowed", [])) or "nothing"
-    )
-    denied = "; ".join(
-        f"{d['action']['step_id']} ({d['reason']})" for d in verdict.get("denied", [])
-    )
-    return f"allowed {allowed}" + (f"; denied {denied}" if denied else "")
-
-
-def _instant(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError as exc:
-        raise clitools.Failure(
-            f"cannot read {text!r} as a time: use ISO 8601 or epoch seconds"
-        ) from exc
-
-
-@contextlib.contextmanager
-def _progress(total: int, *, enabled: bool) -> Iterator[Callable[[], None]]:
-    if not enabled or not sys.stderr.isatty():
-        yield lambda: None
-        return
-    from rich.progress import Progress  # noqa: PLC0415 - people only
-
-    with Progress(transient=True) as progress:
-        task = progress.add_task("replaying", total=total)
-        yield lambda: progress.advance(task)

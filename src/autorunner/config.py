@@ -118,7 +118,6 @@ class Settings(BaseSettings):
     llm_request_limit: int = Field(default=3, ge=1)
     llm_total_tokens_limit: int = Field(default=20_000, ge=1)
 
-    admin_token: SecretStr | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: LogFormat = "auto"
 

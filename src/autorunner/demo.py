@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import shutil
+import sys
+from pathlib import Path
 
+import httpx2
 import structlog
 from pydantic import SecretStr
 
@@ -62,14 +66,19 @@ async def run_demo(settings: Settings, count: int) -> None:
         }
     )
 
-    async def fire(_: int) -> None:
+    async def fire(port: int) -> None:
         async def triggers() -> None:
             await asyncio.sleep(1.0)  # let the subscriber connect
             for n in range(count):
                 execution = simulator.trigger(query)
                 log.info("demo.trigger", n=n + 1, of=count, execution_id=execution["id"])
                 await asyncio.sleep(1.0)
-            log.info("demo.done", hint="see them with: autorunner events list; stop with Ctrl-C")
+            runs, duplicates = await _finished(f"http://127.0.0.1:{port}/metrics", count)
+            log.info(
+                "demo.summary",
+                summary=f"{count} triggers, {runs} runs, {duplicates} duplicates recognised",
+                hint=f"see them with: {command()} events list; stop with Ctrl-C",
+            )
 
         asyncio.get_running_loop().create_task(triggers())
 
@@ -84,3 +93,43 @@ async def run_demo(settings: Settings, count: int) -> None:
     finally:
         sim_stop.set()
         await sim_task
+
+
+def command() -> str:
+    """How to run this same ``autorunner`` from the current folder (``./dev demo`` runs the
+    one in ``.venv``, which is not on the PATH)."""
+    exe = Path(sys.argv[0]).resolve()
+    if shutil.which("autorunner") and Path(shutil.which("autorunner") or "").resolve() == exe:
+        return "autorunner"
+    try:
+        return str(exe.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(exe)
+
+
+async def _finished(metrics_url: str, count: int, *, within: float = 30.0) -> tuple[int, int]:
+    """Runs done and duplicates recognised, read from the runner's own ``/metrics`` once every
+    trigger has run (or ``within`` seconds have passed)."""
+    runs = duplicates = 0
+    async with httpx2.AsyncClient(timeout=5) as http:
+        deadline = asyncio.get_running_loop().time() + within
+        while asyncio.get_running_loop().time() < deadline:
+            text = (await http.get(metrics_url)).text
+            runs = int(_sample(text, 'autorunner_jobs_processed_total{outcome="done"}'))
+            duplicates = int(
+                sum(
+                    _sample(text, f'autorunner_events_duplicate_total{{channel="{c}"}}')
+                    for c in ("webhook", "sse", "poll")
+                )
+            )
+            if runs >= count:
+                break
+            await asyncio.sleep(0.2)
+    return runs, duplicates
+
+
+def _sample(metrics: str, name: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0

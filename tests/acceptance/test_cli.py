@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
+import shlex
 import socket
 import sqlite3
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -221,15 +225,32 @@ async def test_demo_runs_a_simulated_auto_and_each_trigger_runs_once(tmp_path: P
     server = start_server(env, tmp_path, tmp_path / "demo.log", "--demo", "3")
     try:
 
-        async def three_done() -> bool:
-            return bool(sum(line.get("event") == "job.done" for line in server.log_lines()) >= 3)
+        async def summed_up() -> bool:
+            return any(line.get("event") == "demo.summary" for line in server.log_lines())
 
-        await eventually(three_done, within=30)
+        await eventually(summed_up, within=40)
     finally:
         assert server.terminate() == 0
     lines = server.log_lines()
     assert sum(line.get("event") == "effect.notify" for line in lines) == 3
     assert sum(line.get("event") == "event.duplicate" for line in lines) >= 1
+    [summary] = [line for line in lines if line.get("event") == "demo.summary"]
+    assert re.fullmatch(r"3 triggers, 3 runs, [1-9]\d* duplicates recognised", summary["summary"])
+    # The hint's command works as written, from the folder the demo ran in.
+    hint = re.fullmatch(r"see them with: (.+) events list; stop with Ctrl-C", summary["hint"])
+    assert hint is not None
+    listed = await asyncio.to_thread(
+        subprocess.run,
+        [*shlex.split(hint.group(1)), "events", "list", "--json"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert len(json.loads(listed.stdout)) == 3
 
 
 def test_status_speaks_to_people_and_lists_the_live_workers(

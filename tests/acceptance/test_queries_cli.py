@@ -193,7 +193,7 @@ async def test_unauthorized_is_one_line_naming_the_credential(
 
 async def test_without_credentials_the_commands_say_what_to_set(tmp_path: Path) -> None:
     done = await cli(base_env(tmp_path / "x.db"), tmp_path, "queries", "poll", "q-1")
-    assert done.code == 1
+    assert done.code == 2  # configuration
     assert (
         done.err.strip()
         == "autorunner: error: no Elfa credential: set ELFA_API_KEY (or ELFA_AGENT_SECRET for x402 mode)"

@@ -108,6 +108,37 @@ async def test_rerun_executes_a_finished_event_again_under_new_effect_keys(tmp_p
     assert "events.rerun" in human
 
 
+async def test_rerun_under_another_policy_acts_on_the_decision_made_under_it(
+    tmp_path: Path,
+) -> None:
+    api = IdempotentApi(fail_every=1000)
+    (tmp_path / "corrected.toml").write_text(
+        POLICY.replace('event = "${event_id}"', 'event = "${event_id}", corrected = true')
+    )
+    async with runner(tmp_path, api) as (server, env):
+        send(env, server, tmp_path, "fix-1")
+        await eventually(lambda: status_is(env, tmp_path, "fix-1", "done"))
+        rerun = cli(
+            env,
+            "events",
+            "rerun",
+            "fix-1",
+            "--policy",
+            "corrected.toml",
+            "--yes",
+            "--json",
+            cwd=tmp_path,
+        )
+        assert rerun.returncode == 0, rerun.stderr
+        await eventually(lambda: _performed(api, 2))
+    assert api.bodies == {
+        "fix-1:order": {"event": "fix-1"},
+        "fix-1:order~2": {"event": "fix-1", "corrected": True},
+    }
+    [operation] = show(env, tmp_path, "fix-1")["operations"]
+    assert operation["detail"]["policy_hash"] == json.loads(rerun.stdout)["policy_hash"]
+
+
 async def test_only_finished_events_can_be_rerun_and_a_missing_one_is_named(
     tmp_path: Path,
 ) -> None:

@@ -20,7 +20,7 @@ from autorunner.adapters.http import HttpAdapter
 from autorunner.adapters.relay import RelayAdapter
 from autorunner.adapters.telegram import MAX_TEXT, ParseMode, TelegramAdapter, escape
 from autorunner.decision import Action
-from autorunner.errors import PermanentError, TransientError
+from autorunner.errors import DeliveryUnknown, PermanentError, TransientError
 from tests.fake_http import Reply, ScriptedServer, serving
 from tests.helpers import make_event
 
@@ -131,6 +131,57 @@ async def test_http_timeout_is_retryable() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_a_telegram_request_left_unanswered_may_have_been_delivered() -> None:
+    """Sent, then no answer (a read timeout): the message may be in the chat, so the effect's
+    outcome is unknown — never a plain failure that an at-most-once ledger would resend."""
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await reader.read(65536):
+                pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    sent: list[bool] = []
+
+    async def sending() -> None:
+        sent.append(True)
+
+    try:
+        async with httpx2.AsyncClient(timeout=0.1) as http:
+            adapter = TelegramAdapter(
+                http=http, token=TOKEN, chats={"desk": "1"}, api_base=f"http://127.0.0.1:{port}"
+            )
+            with pytest.raises(DeliveryUnknown, match="telegram did not answer"):
+                await adapter.execute(
+                    Action(step_id="t", kind="telegram", params={"chat": "desk", "text": "hi"}),
+                    effect_key="k",
+                    event=EVENT,
+                    sending=sending,
+                )
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert sent == [True]
+
+
+async def test_a_telegram_that_cannot_be_reached_never_got_the_message() -> None:
+    async with httpx2.AsyncClient(timeout=1) as http:
+        adapter = TelegramAdapter(
+            http=http, token=TOKEN, chats={"desk": "1"}, api_base="http://127.0.0.1:9"
+        )
+        with pytest.raises(TransientError) as info:
+            await adapter.execute(
+                Action(step_id="t", kind="telegram", params={"chat": "desk", "text": "hi"}),
+                effect_key="k",
+                event=EVENT,
+                sending=already_sending,
+            )
+    assert not isinstance(info.value, DeliveryUnknown)
 
 
 async def test_telegram_sends_to_the_named_chat_and_returns_the_message_id() -> None:

@@ -279,12 +279,15 @@ async def test_health_is_ok_and_an_ingress_only_process_is_ready_without_workers
     assert ready.json()["ok"] is True
 
 
-async def test_metrics_report_queue_depth_and_readiness_fails_on_lag(tmp_path: Path) -> None:
+async def test_metrics_report_queue_depth_and_readiness_reports_lag_without_failing(
+    tmp_path: Path,
+) -> None:
     async with make_client(tmp_path, workers_enabled=False, lag_threshold=1e-6) as client:
         assert (await client.send(canonical("evt-1"))).status_code == 202
         text = await client.metrics()
         assert "autorunner_queue_depth 1.0" in text
         assert 'autorunner_events_enqueued_total{channel="webhook"} 1.0' in text
         ready = await client.http.get("/readyz")
-        assert ready.status_code == 503
-        assert ready.json()["ok"] is False
+        # A backlog is an alert, not a reason to take the process out of service.
+        assert ready.status_code == 200
+        assert (ready.json()["ok"], ready.json()["lagging"]) == (True, True)

@@ -11,7 +11,7 @@ from autorunner.errors import ConfigError
 
 
 def test_secrets_never_appear_in_repr_or_str() -> None:
-    settings = Settings(auto_secret="top-secret-value", admin_token="tok-123")
+    settings = Settings(auto_secret="top-secret-value", elfa_api_key="tok-123")
     for text in (repr(settings), str(settings), repr(settings.auto_secret)):
         assert "top-secret-value" not in text
         assert "tok-123" not in text
@@ -123,3 +123,10 @@ def test_http_notional_for_an_endpoint_that_does_not_exist_is_one_line() -> None
     settings = Settings(http_endpoints="orders=http://a/o", http_notional="ordres=usd")
     with pytest.raises(ConfigError, match=r"^invalid HTTP_NOTIONAL: 'ordres' is not an endpoint"):
         _ = settings.notional_paths
+
+
+def test_the_readme_documents_every_setting_in_its_configuration_table() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    rows = "\n".join(line for line in readme.splitlines() if line.startswith("|"))
+    missing = [name.upper() for name in Settings.model_fields if f"`{name.upper()}`" not in rows]
+    assert missing == []

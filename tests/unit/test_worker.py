@@ -10,11 +10,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
 from autorunner.adapters.base import Adapter, Delivery, Sending
 from autorunner.deciders import Decider
 from autorunner.deciders.rules import RulesDecider
 from autorunner.decision import Action, Decision
-from autorunner.errors import PermanentError, TransientError
+from autorunner.errors import DeliveryUnknown, PermanentError, TransientError
 from autorunner.events import Event
 from autorunner.metrics import Metrics
 from autorunner.notional import moves_no_money
@@ -437,3 +439,21 @@ async def test_a_routes_hourly_budget_denies_effects_past_it_with_the_reason() -
     assert [d["reason"] for d in verdict["denied"]] == [
         "route 'desk' spent its budget of 2 effects an hour"
     ]
+
+
+@pytest.mark.parametrize(
+    ("delivery", "status", "calls"), [("at_most_once", "unknown", 1), ("at_least_once", "done", 2)]
+)
+async def test_a_request_with_no_answer_is_unknown_at_most_once_and_resent_at_least_once(
+    delivery: Delivery, status: str, calls: int
+) -> None:
+    notify = ScriptedAdapter(
+        delivery=delivery, failures=[DeliveryUnknown("telegram did not answer (ReadTimeout)")]
+    )
+    async with rig({"notify": notify}, retry=RetryPolicy(base_delay=0.01)) as r:
+        await r.submit("e1")
+        await eventually(lambda: _is(r, "e1", "done"))
+    detail = await r.store.get_event("e1")
+    assert detail is not None
+    assert [e["status"] for e in detail.effects] == [status]
+    assert len(notify.calls) == calls
