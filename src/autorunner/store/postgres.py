@@ -17,43 +17,23 @@ from psycopg.types.json import Jsonb
 
 from autorunner.clock import Clock, system_clock
 from autorunner.events import Event
-from autorunner.postgresdb import Conn, PostgresDatabase
+from autorunner.postgresdb import PostgresDatabase
 from autorunner.store.base import (
     BUDGET_WINDOW,
-    WORKER_RETENTION,
-    DeadLetterView,
     EffectIntent,
     EffectState,
     EffectStatus,
-    EventDetail,
-    EventStatus,
-    EventSummary,
     InsertResult,
     Leased,
-    Operation,
     RawDelivery,
-    RejectedView,
-    Resolved,
     RunRecord,
-    StoreStats,
-    WorkerBeat,
     entry_status,
     proceeds,
-    resolution,
     retaken_status,
 )
+from autorunner.store.postgres_operators import PostgresOperators
 from autorunner.store.sql import (
-    EFFECT_COLUMNS,
-    OPERATION_COLUMNS,
-    WORKER_COLUMNS,
-    effect_from_row,
-    event_filters,
     finish_params,
-    operation_from_row,
-    rejected_from_row,
-    summary_columns,
-    summary_from_row,
-    worker_from_row,
 )
 
 INSERT_EFFECT = (
@@ -61,7 +41,6 @@ INSERT_EFFECT = (
     " updated_at, route) VALUES (%(key)s, %(event)s, %(step)s, %(kind)s, %(status)s, %(params)s,"
     " %(now)s, %(now)s, %(route)s) ON CONFLICT DO NOTHING"
 )
-SUMMARY_COLUMNS = summary_columns("string_agg")
 MIGRATION_2 = """ALTER TABLE events ADD COLUMN generation integer NOT NULL DEFAULT 1;
 CREATE TABLE operations (id bigserial PRIMARY KEY, at double precision NOT NULL,
     actor text NOT NULL, action text NOT NULL, event_id text, target text,
@@ -81,12 +60,6 @@ CREATE TABLE workers (name text PRIMARY KEY, role text NOT NULL,
     started_at double precision NOT NULL, heartbeat_at double precision NOT NULL,
     in_flight integer NOT NULL);
 """
-FIND_EVENT = (
-    "SELECT event_id FROM events WHERE event_id = %(id)s"
-    " UNION ALL SELECT event_id FROM events WHERE execution_id = %(id)s"
-    " UNION ALL SELECT event_id FROM events WHERE delivery_id = %(id)s"
-    " UNION ALL SELECT event_id FROM aliases WHERE alias = %(id)s LIMIT 1"
-)
 
 
 def migrations() -> list[str]:
@@ -95,7 +68,7 @@ def migrations() -> list[str]:
     return [text, MIGRATION_2, MIGRATION_3, MIGRATION_4]
 
 
-class PostgresStore:
+class PostgresStore(PostgresOperators):
     """``Store`` and ``Audit`` on PostgreSQL; build it with ``await PostgresStore.open(url)``."""
 
     def __init__(self, db: PostgresDatabase, *, clock: Clock = system_clock) -> None:
@@ -374,149 +347,6 @@ class PostgresStore:
             await conn.execute("DELETE FROM dead_letters WHERE event_id = ANY(%s)", (ids,))
         return ids
 
-    async def resolve_effect(
-        self, effect_key: str, *, resend: bool, operation: Operation
-    ) -> Resolved | None:
-        async with self._tx(atomic=True) as conn:
-            cur = await conn.execute(
-                "SELECT event_id, status FROM effects WHERE effect_key = %s FOR UPDATE",
-                (effect_key,),
-            )
-            row = await cur.fetchone()
-            if row is None:
-                return None
-            event_id, status = row
-            if status != "unknown":
-                return Resolved(event_id=event_id, status=status)
-            await self._journal(conn, operation)
-            if not resend:
-                await conn.execute(
-                    "UPDATE effects SET status = 'done', result_json = %s, updated_at = %s"
-                    " WHERE effect_key = %s",
-                    (Jsonb(resolution(operation)), operation.at, effect_key),
-                )
-                return Resolved(event_id=event_id, status=status)
-            await conn.execute(
-                "UPDATE effects SET status = 'planned', updated_at = %s WHERE effect_key = %s",
-                (operation.at, effect_key),
-            )
-            reopened = await self._reopen(conn, event_id, operation.at, "") is not None
-        return Resolved(event_id=event_id, status=status, reopened=reopened)
-
-    async def rerun(
-        self, event_id: str, *, operation: Operation, decision: dict[str, Any] | None = None
-    ) -> int | None:
-        also = ", attempts = 0, generation = generation + 1, decision_json = %(decision)s"
-        async with self._tx(atomic=True) as conn:
-            generation = await self._reopen(
-                conn,
-                event_id,
-                operation.at,
-                also,
-                {"decision": None if decision is None else Jsonb(decision)},
-            )
-            if generation is not None:
-                await self._journal(conn, operation)
-        return generation
-
-    @staticmethod
-    async def _reopen(
-        conn: Conn, event_id: str, now: float, also: str, args: dict[str, Any] | None = None
-    ) -> int | None:
-        """A finished event back to ``pending`` (``also`` sets more columns); its generation,
-        ``None`` when it is not finished."""
-        cur = await conn.execute(
-            (
-                "UPDATE events SET status = 'pending', available_at = %(now)s,"
-                f" finished_at = NULL{also} WHERE event_id = %(id)s"
-                " AND status IN ('done', 'dead') RETURNING generation"
-            ).encode(),
-            {"now": now, "id": event_id, **(args or {})},
-        )
-        row = await cur.fetchone()
-        if row is None:
-            return None
-        await conn.execute("DELETE FROM dead_letters WHERE event_id = %s", (event_id,))
-        return int(row[0])
-
-    @staticmethod
-    async def _journal(conn: Conn, operation: Operation) -> None:
-        await conn.execute(
-            "INSERT INTO operations (at, actor, action, event_id, target, detail_json)"
-            " VALUES (%s, %s, %s, %s, %s, %s)",
-            (
-                operation.at,
-                operation.actor,
-                operation.action,
-                operation.event_id,
-                operation.target,
-                Jsonb(operation.detail),
-            ),
-        )
-
-    async def record_operation(self, operation: Operation) -> None:
-        async with self._tx() as conn:
-            await self._journal(conn, operation)
-
-    async def beat(self, worker: WorkerBeat) -> None:
-        async with self._tx() as conn:
-            await conn.execute(
-                f"WITH gone AS (DELETE FROM workers WHERE heartbeat_at < %(cutoff)s)"
-                f" INSERT INTO workers ({WORKER_COLUMNS}) VALUES (%(name)s, %(role)s,"
-                " %(started)s, %(at)s, %(in_flight)s) ON CONFLICT (name) DO UPDATE SET"
-                " heartbeat_at = excluded.heartbeat_at, in_flight = excluded.in_flight",
-                {
-                    "cutoff": worker.heartbeat_at - WORKER_RETENTION,
-                    "name": worker.name,
-                    "role": worker.role,
-                    "started": worker.started_at,
-                    "at": worker.heartbeat_at,
-                    "in_flight": worker.in_flight,
-                },
-            )
-
-    async def forget_worker(self, name: str) -> None:
-        async with self._tx() as conn:
-            await conn.execute("DELETE FROM workers WHERE name = %s", (name,))
-
-    async def list_workers(self) -> list[WorkerBeat]:
-        async with self._tx() as conn:
-            cur = await conn.execute(
-                f"SELECT {WORKER_COLUMNS} FROM workers ORDER BY heartbeat_at DESC"
-            )
-            return [worker_from_row(r) for r in await cur.fetchall()]
-
-    async def list_rejected(self, *, limit: int) -> list[RejectedView]:
-        async with self._tx() as conn:
-            cur = await conn.execute(
-                "SELECT id, reason, raw_json FROM rejected ORDER BY id DESC LIMIT %s", (limit,)
-            )
-            return [rejected_from_row(r[0], r[1], r[2]) for r in await cur.fetchall()]
-
-    async def list_operations(self, *, limit: int, event_id: str | None = None) -> list[Operation]:
-        where = " WHERE event_id = %(event)s" if event_id is not None else ""
-        async with self._tx() as conn:
-            cur = await conn.execute(
-                f"SELECT {OPERATION_COLUMNS} FROM operations{where} ORDER BY id DESC LIMIT %(n)s".encode(),
-                {"event": event_id, "n": limit},
-            )
-            return [operation_from_row(r, lambda v: v) for r in await cur.fetchall()]
-
-    async def list_effects(
-        self, *, limit: int, status: EffectStatus | None = None
-    ) -> list[dict[str, Any]]:
-        where = " WHERE status = %(status)s" if status is not None else ""
-        async with self._tx() as conn:
-            cur = await conn.execute(
-                (
-                    f"SELECT {EFFECT_COLUMNS}, event_id FROM effects{where}"
-                    " ORDER BY updated_at DESC LIMIT %(n)s"
-                ).encode(),
-                {"status": status, "n": limit},
-            )
-            rows = await cur.fetchall()
-        return [effect_from_row(r, lambda v: v) | {"event_id": r[-1]} for r in rows]
-
     async def sweepable(self, *, older_than: float, limit: int) -> list[str]:
         async with self._tx() as conn:
             cur = await conn.execute(
@@ -554,125 +384,3 @@ class PostgresStore:
 
     async def close(self) -> None:
         await self.db.close()
-
-    async def list_events(
-        self,
-        *,
-        limit: int,
-        status: EventStatus | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        query_id: str | None = None,
-        route: str | None = None,
-    ) -> list[EventSummary]:
-        filters = {
-            "status": status,
-            "since": since,
-            "until": until,
-            "query_id": query_id,
-            "route": route,
-        }
-        where = event_filters(lambda name: f"%({name})s", filters)
-        query = (
-            f"SELECT {SUMMARY_COLUMNS} FROM events{where} ORDER BY received_at DESC LIMIT %(limit)s"
-        )
-        async with self._tx() as conn:
-            cur = await conn.execute(query.encode(), {**filters, "limit": limit})
-            return [summary_from_row(r) for r in await cur.fetchall()]
-
-    async def get_event(self, event_id: str) -> EventDetail | None:
-        async with self._tx(atomic=True) as conn:
-            cur = await conn.execute(
-                f"SELECT event_json, raw_json, generation, {SUMMARY_COLUMNS} FROM events"
-                " WHERE event_id = %s",
-                (event_id,),
-            )
-            row = await cur.fetchone()
-            if row is None:
-                return None
-            cur = await conn.execute(
-                "SELECT record_json FROM runs WHERE event_id = %s ORDER BY run_id", (event_id,)
-            )
-            runs = await cur.fetchall()
-            cur = await conn.execute(
-                f"SELECT {EFFECT_COLUMNS} FROM effects WHERE event_id = %s ORDER BY created_at",
-                (event_id,),
-            )
-            effects = await cur.fetchall()
-            cur = await conn.execute(
-                "SELECT reason FROM dead_letters WHERE event_id = %s", (event_id,)
-            )
-            dead = await cur.fetchone()
-            cur = await conn.execute(
-                f"SELECT {OPERATION_COLUMNS} FROM operations WHERE event_id = %s ORDER BY id",
-                (event_id,),
-            )
-            operations = await cur.fetchall()
-        return EventDetail(
-            summary=summary_from_row(row[3:]),
-            event=Event.from_dict(row[0]),
-            raw=RawDelivery(**row[1]),
-            runs=[RunRecord(**r[0]) for r in runs],
-            effects=[effect_from_row(e, lambda value: value) for e in effects],
-            dead_reason=dead[0] if dead else None,
-            generation=row[2],
-            operations=[operation_from_row(o, lambda v: v) for o in operations],
-        )
-
-    async def find_event(self, any_id: str) -> str | None:
-        async with self._tx() as conn:
-            cur = await conn.execute(FIND_EVENT, {"id": any_id})
-            row = await cur.fetchone()
-        return None if row is None else str(row[0])
-
-    async def list_dead_letters(self, *, limit: int) -> list[DeadLetterView]:
-        async with self._tx() as conn:
-            cur = await conn.execute(
-                "SELECT event_id, reason, attempts, dead_at FROM dead_letters"
-                " ORDER BY dead_at DESC LIMIT %s",
-                (limit,),
-            )
-            rows = await cur.fetchall()
-        return [
-            DeadLetterView(event_id=r[0], reason=r[1], attempts=r[2], dead_at=r[3]) for r in rows
-        ]
-
-    async def stats(self, *, done: bool = True) -> StoreStats:
-        async with self._tx(atomic=True) as conn:
-            if done:
-                cur = await conn.execute("SELECT status, count(*) FROM events GROUP BY status")
-                counts = {str(r[0]): int(r[1]) for r in await cur.fetchall()}
-            else:  # the unfinished through their partial index; the dead from their own table
-                cur = await conn.execute(
-                    "SELECT status, count(*) FROM events"
-                    " WHERE status IN ('pending', 'running') GROUP BY status"
-                )
-                counts = {str(r[0]): int(r[1]) for r in await cur.fetchall()}
-                cur = await conn.execute("SELECT count(*) FROM dead_letters")
-                dead = await cur.fetchone()
-                counts |= {"dead": int(dead[0])} if dead and dead[0] else {}
-            cur = await conn.execute(
-                "SELECT min(received_at) FROM events WHERE status IN ('pending', 'running')"
-            )
-            oldest = await cur.fetchone()
-            cur = await conn.execute("SELECT count(*) FROM rejected")
-            rejected = await cur.fetchone()
-            cur = await conn.execute("SELECT count(*) FROM effects WHERE status = 'unknown'")
-            unknown = await cur.fetchone()
-            cur = await conn.execute(
-                "SELECT count(*) FROM events WHERE status = 'running' AND lease_until <= %s",
-                (self._clock(),),
-            )
-            lapsed = await cur.fetchone()
-            duplicates = None
-            if done:
-                cur = await conn.execute("SELECT coalesce(sum(duplicates), 0) FROM events")
-                duplicates = await cur.fetchone()
-        return StoreStats(
-            counts=counts,
-            oldest_unfinished_at=oldest[0] if oldest else None,
-            rejected=int(rejected[0]) if rejected else 0,
-            unknown_effects=int(unknown[0]) if unknown else 0,
-            lapsed_leases=int(lapsed[0]) if lapsed else 0,
-            duplicates=int(duplicates[0]) if duplicates else 0,
-        )

@@ -1,0 +1,343 @@
+"""What operators read and do on the SQLite store: the audit queries (events, effects, dead
+letters, rejected deliveries, workers, stats), the journal, and the acts that change what runs
+(resolve an unknown effect, rerun an event, worker heartbeats)."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from autorunner.clock import Clock
+from autorunner.events import Event
+from autorunner.sqlitedb import SqliteDatabase
+from autorunner.store.base import (
+    WORKER_RETENTION,
+    DeadLetterView,
+    EffectStatus,
+    EventDetail,
+    EventStatus,
+    EventSummary,
+    Operation,
+    RawDelivery,
+    RejectedView,
+    Resolved,
+    RunRecord,
+    StoreStats,
+    WorkerBeat,
+    resolution,
+)
+from autorunner.store.sql import (
+    EFFECT_COLUMNS,
+    OPERATION_COLUMNS,
+    WORKER_COLUMNS,
+    effect_from_row,
+    event_filters,
+    operation_from_row,
+    rejected_from_row,
+    summary_columns,
+    summary_from_row,
+    worker_from_row,
+)
+
+if TYPE_CHECKING:
+    from autorunner.store.sqlite import Outbox
+
+SUMMARY_COLUMNS = summary_columns("group_concat")
+FIND_EVENT = (
+    "SELECT event_id FROM events WHERE event_id = :id"
+    " UNION ALL SELECT event_id FROM events WHERE execution_id = :id"
+    " UNION ALL SELECT event_id FROM events WHERE delivery_id = :id"
+    " UNION ALL SELECT event_id FROM aliases WHERE alias = :id LIMIT 1"
+)
+
+
+def dumps(value: Any) -> str:
+    """JSON text; orjson encodes our dataclasses natively, with no intermediate dict."""
+    return orjson.dumps(value).decode()
+
+
+class SqliteOperators:
+    """The operators' half of ``SqliteStore`` (which it is mixed into)."""
+
+    db: SqliteDatabase
+    _clock: Clock
+    _outbox: Outbox | None
+
+    async def resolve_effect(
+        self, effect_key: str, *, resend: bool, operation: Operation
+    ) -> Resolved | None:
+        def op(conn: sqlite3.Connection) -> Resolved | None:
+            row = conn.execute(
+                "SELECT event_id, status FROM effects WHERE effect_key = ?", (effect_key,)
+            ).fetchone()
+            if row is None:
+                return None
+            event_id, status = row
+            if status != "unknown":
+                return Resolved(event_id=event_id, status=status)
+            self._journal(conn, operation)
+            if not resend:
+                conn.execute(
+                    "UPDATE effects SET status = 'done', result_json = ?, updated_at = ?"
+                    " WHERE effect_key = ?",
+                    (dumps(resolution(operation)), operation.at, effect_key),
+                )
+                return Resolved(event_id=event_id, status=status)
+            conn.execute(
+                "UPDATE effects SET status = 'planned', updated_at = ? WHERE effect_key = ?",
+                (operation.at, effect_key),
+            )
+            reopened = self._reopen(conn, event_id, operation.at, "")
+            return Resolved(event_id=event_id, status=status, reopened=reopened)
+
+        return await self.db.write(op)
+
+    async def rerun(
+        self, event_id: str, *, operation: Operation, decision: dict[str, Any] | None = None
+    ) -> int | None:
+        pinned = None if decision is None else dumps(decision)
+
+        def op(conn: sqlite3.Connection) -> int | None:
+            if not self._reopen(
+                conn,
+                event_id,
+                operation.at,
+                ", attempts = 0, generation = generation + 1, decision_json = ?",
+                (pinned,),
+            ):
+                return None
+            self._journal(conn, operation)
+            row = conn.execute(
+                "SELECT generation FROM events WHERE event_id = ?", (event_id,)
+            ).fetchone()
+            return int(row[0])
+
+        return await self.db.write(op)
+
+    def _reopen(
+        self,
+        conn: sqlite3.Connection,
+        event_id: str,
+        now: float,
+        also: str,
+        args: tuple[Any, ...] = (),
+    ) -> bool:
+        """A finished event back to ``pending`` (``also`` sets more columns), queued in the
+        same transaction when the queue shares the file; False when it is not finished."""
+        cur = conn.execute(
+            f"UPDATE events SET status = 'pending', available_at = ?, finished_at = NULL{also}"
+            " WHERE event_id = ? AND status IN ('done', 'dead')",
+            (now, *args, event_id),
+        )
+        if not cur.rowcount:
+            return False
+        conn.execute("DELETE FROM dead_letters WHERE event_id = ?", (event_id,))
+        if self._outbox is not None:
+            self._outbox.enqueue_in(conn, event_id, now)
+        return True
+
+    @staticmethod
+    def _journal(conn: sqlite3.Connection, operation: Operation) -> None:
+        conn.execute(
+            "INSERT INTO operations (at, actor, action, event_id, target, detail_json)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                operation.at,
+                operation.actor,
+                operation.action,
+                operation.event_id,
+                operation.target,
+                dumps(operation.detail),
+            ),
+        )
+
+    async def record_operation(self, operation: Operation) -> None:
+        await self.db.write(lambda conn: self._journal(conn, operation))
+
+    async def beat(self, worker: WorkerBeat) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                f"INSERT OR REPLACE INTO workers ({WORKER_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
+                (
+                    worker.name,
+                    worker.role,
+                    worker.started_at,
+                    worker.heartbeat_at,
+                    worker.in_flight,
+                ),
+            )
+            conn.execute(
+                "DELETE FROM workers WHERE heartbeat_at < ?",
+                (worker.heartbeat_at - WORKER_RETENTION,),
+            )
+
+        await self.db.write(op)
+
+    async def forget_worker(self, name: str) -> None:
+        await self.db.write(
+            lambda conn: conn.execute("DELETE FROM workers WHERE name = ?", (name,))
+        )
+
+    async def list_workers(self) -> list[WorkerBeat]:
+        rows = await self.db.read(
+            lambda conn: conn.execute(
+                f"SELECT {WORKER_COLUMNS} FROM workers ORDER BY heartbeat_at DESC"
+            ).fetchall()
+        )
+        return [worker_from_row(r) for r in rows]
+
+    async def list_rejected(self, *, limit: int) -> list[RejectedView]:
+        rows = await self.db.read(
+            lambda conn: conn.execute(
+                "SELECT id, reason, raw_json FROM rejected ORDER BY id DESC LIMIT ?", (limit,)
+            ).fetchall()
+        )
+        return [rejected_from_row(r[0], r[1], orjson.loads(r[2])) for r in rows]
+
+    async def list_operations(self, *, limit: int, event_id: str | None = None) -> list[Operation]:
+        where = " WHERE event_id = :event" if event_id is not None else ""
+        rows = await self.db.read(
+            lambda conn: conn.execute(
+                f"SELECT {OPERATION_COLUMNS} FROM operations{where} ORDER BY id DESC LIMIT :n",
+                {"event": event_id, "n": limit},
+            ).fetchall()
+        )
+        return [operation_from_row(r, orjson.loads) for r in rows]
+
+    async def list_effects(
+        self, *, limit: int, status: EffectStatus | None = None
+    ) -> list[dict[str, Any]]:
+        where = " WHERE status = :status" if status is not None else ""
+        rows = await self.db.read(
+            lambda conn: conn.execute(
+                f"SELECT {EFFECT_COLUMNS}, event_id FROM effects{where}"
+                " ORDER BY updated_at DESC LIMIT :n",
+                {"status": status, "n": limit},
+            ).fetchall()
+        )
+        return [effect_from_row(r, orjson.loads) | {"event_id": r[-1]} for r in rows]
+
+    async def list_events(
+        self,
+        *,
+        limit: int,
+        status: EventStatus | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        query_id: str | None = None,
+        route: str | None = None,
+    ) -> list[EventSummary]:
+        filters = {
+            "status": status,
+            "since": since,
+            "until": until,
+            "query_id": query_id,
+            "route": route,
+        }
+        where = event_filters(lambda name: f":{name}", filters)
+        args = {**filters, "limit": limit}
+        rows = await self.db.read(
+            lambda conn: conn.execute(
+                f"SELECT {SUMMARY_COLUMNS} FROM events{where} ORDER BY received_at DESC LIMIT :limit",
+                args,
+            ).fetchall()
+        )
+        return [summary_from_row(r) for r in rows]
+
+    async def get_event(self, event_id: str) -> EventDetail | None:
+        def op(conn: sqlite3.Connection) -> EventDetail | None:
+            row = conn.execute(
+                f"SELECT event_json, raw_json, generation, {SUMMARY_COLUMNS} FROM events"
+                " WHERE event_id = ?",
+                (event_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            runs = conn.execute(
+                "SELECT record_json FROM runs WHERE event_id = ? ORDER BY run_id", (event_id,)
+            ).fetchall()
+            effects = conn.execute(
+                f"SELECT {EFFECT_COLUMNS} FROM effects WHERE event_id = ? ORDER BY created_at",
+                (event_id,),
+            ).fetchall()
+            dead = conn.execute(
+                "SELECT reason FROM dead_letters WHERE event_id = ?", (event_id,)
+            ).fetchone()
+            operations = conn.execute(
+                f"SELECT {OPERATION_COLUMNS} FROM operations WHERE event_id = ? ORDER BY id",
+                (event_id,),
+            ).fetchall()
+            return EventDetail(
+                summary=summary_from_row(row[3:]),
+                event=Event.from_dict(orjson.loads(row[0])),
+                raw=RawDelivery(**orjson.loads(row[1])),
+                runs=[RunRecord(**orjson.loads(r[0])) for r in runs],
+                effects=[effect_from_row(e, orjson.loads) for e in effects],
+                dead_reason=dead[0] if dead else None,
+                generation=row[2],
+                operations=[operation_from_row(o, orjson.loads) for o in operations],
+            )
+
+        return await self.db.read(op)
+
+    async def find_event(self, any_id: str) -> str | None:
+        row = await self.db.read(lambda conn: conn.execute(FIND_EVENT, {"id": any_id}).fetchone())
+        return None if row is None else str(row[0])
+
+    async def list_dead_letters(self, *, limit: int) -> list[DeadLetterView]:
+        rows = await self.db.read(
+            lambda conn: conn.execute(
+                "SELECT event_id, reason, attempts, dead_at FROM dead_letters"
+                " ORDER BY dead_at DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        )
+        return [
+            DeadLetterView(event_id=r[0], reason=r[1], attempts=r[2], dead_at=r[3]) for r in rows
+        ]
+
+    async def stats(self, *, done: bool = True) -> StoreStats:
+        now = self._clock()
+
+        def op(conn: sqlite3.Connection) -> StoreStats:
+            if done:
+                counts = dict(
+                    conn.execute("SELECT status, count(*) FROM events GROUP BY status").fetchall()
+                )
+            else:  # the unfinished through their partial index; the dead from their own table
+                counts = dict(
+                    conn.execute(
+                        "SELECT status, count(*) FROM events"
+                        " WHERE status IN ('pending', 'running') GROUP BY status"
+                    ).fetchall()
+                )
+                dead = conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
+                counts |= {"dead": dead} if dead else {}
+            oldest = conn.execute(
+                "SELECT min(received_at) FROM events WHERE status IN ('pending', 'running')"
+            ).fetchone()[0]
+            rejected = conn.execute("SELECT count(*) FROM rejected").fetchone()[0]
+            unknown = conn.execute(
+                "SELECT count(*) FROM effects WHERE status = 'unknown'"
+            ).fetchone()[0]
+            lapsed = conn.execute(
+                "SELECT count(*) FROM events WHERE status = 'running' AND lease_until <= ?",
+                (now,),
+            ).fetchone()[0]
+            duplicates = (
+                conn.execute("SELECT coalesce(sum(duplicates), 0) FROM events").fetchone()[0]
+                if done
+                else 0
+            )
+            return StoreStats(
+                counts=counts,
+                oldest_unfinished_at=oldest,
+                rejected=rejected,
+                unknown_effects=unknown,
+                lapsed_leases=lapsed,
+                duplicates=duplicates,
+            )
+
+        return await self.db.read(op)

@@ -1,0 +1,223 @@
+"""The Store contract, continued: the ledger's sending boundary, what operators do (resolve an
+unknown effect, rerun an event, the journal) and what they read. Every backend passes it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from autorunner.queue.base import Queue
+from autorunner.store.base import Backend, EffectIntent, Operation, Resolved
+from tests.contract.records import intent, run
+from tests.helpers import FakeClock, make_event, raw_delivery
+
+Backends = tuple[Backend, Queue]
+
+
+# -- the sending boundary: ``unknown`` only for a request that may have reached the remote ----
+
+
+async def test_a_staged_effect_that_never_left_is_performed_again_even_at_most_once(
+    backends: Backends,
+) -> None:
+    store, _ = backends
+    first = await store.begin_effect(intent(), staged=True)
+    assert (first.proceed, first.status) == (True, "planned")
+    again = await store.begin_effect(intent(), staged=True)  # a crash while waiting for a slot
+    assert (again.proceed, again.status) == (True, "planned")
+
+
+async def test_a_staged_effect_becomes_unknown_only_after_its_request_left(
+    backends: Backends,
+) -> None:
+    store, _ = backends
+    await store.begin_effect(intent(), staged=True)
+    await store.effect_sending("evt-1:notify")
+    assert (await store.list_effects(limit=5))[0]["status"] == "pending"
+    state = await store.begin_effect(intent(), staged=True)  # a crash during the request
+    assert (state.proceed, state.status) == (False, "unknown")
+
+
+async def test_sending_marks_only_a_planned_effect(backends: Backends) -> None:
+    store, _ = backends
+    await store.begin_effect(intent())
+    await store.finish_effect("evt-1:notify", status="done", result={"ok": True})
+    await store.effect_sending("evt-1:notify")  # a late mark never reopens a finished effect
+    assert (await store.list_effects(limit=5))[0]["status"] == "done"
+
+
+async def test_a_planned_effect_counts_in_the_routes_budget(backends: Backends) -> None:
+    store, _ = backends
+    budgeted = EffectIntent(
+        effect_key="e1:a",
+        event_id="e1",
+        step_id="a",
+        kind="telegram",
+        params={},
+        route="r",
+        budget=1,
+    )
+    assert (await store.begin_effect(budgeted, staged=True)).proceed
+    other = EffectIntent(
+        effect_key="e2:a",
+        event_id="e2",
+        step_id="a",
+        kind="telegram",
+        params={},
+        route="r",
+        budget=1,
+    )
+    assert (await store.begin_effect(other, staged=True)).status == "over_budget"
+    assert (await store.begin_effect(budgeted, staged=True)).proceed  # not counted twice
+
+
+# -- operators settle unknown effects and rerun finished events -----------------------------
+
+
+def operation(action: str, event_id: str | None = "e1", target: str | None = None) -> Operation:
+    return Operation(at=5.0, actor="ops@host", action=action, event_id=event_id, target=target)
+
+
+async def unknown_effect(store: Backend, event_id: str = "e1") -> None:
+    """A finished event whose one effect a crash left unknown."""
+    await store.insert_event(make_event(event_id), raw_delivery())
+    await store.acquire(event_id, owner="w", lease=30)
+    await store.pin_decision(event_id, {"actions": ["pinned"]})
+    await store.begin_effect(intent(event_id))
+    assert (await store.begin_effect(intent(event_id))).status == "unknown"
+    await store.finish(run(event_id), owner="w")
+
+
+async def test_unknown_effects_are_counted_and_listed(backends: Backends) -> None:
+    store, _ = backends
+    await unknown_effect(store)
+    assert (await store.stats()).unknown_effects == 1
+    assert (await store.stats(done=False)).unknown_effects == 1
+    [listed] = await store.list_effects(limit=10, status="unknown")
+    assert (listed["effect_key"], listed["event_id"], listed["kind"]) == (
+        "e1:notify",
+        "e1",
+        "notify",
+    )
+    assert await store.list_effects(limit=10, status="done") == []
+
+
+async def test_resolving_an_unknown_effect_as_sent_finishes_it_and_journals_who(
+    backends: Backends,
+) -> None:
+    store, _ = backends
+    await unknown_effect(store)
+    resolved = await store.resolve_effect(
+        "e1:notify", resend=False, operation=operation("effects.resolve", target="e1:notify")
+    )
+    assert resolved == Resolved(event_id="e1", status="unknown", reopened=False)
+    detail = await store.get_event("e1")
+    assert detail is not None
+    assert detail.summary.status == "done"
+    assert [(e["status"], e["result"]["resolved"]) for e in detail.effects] == [("done", "sent")]
+    assert [(o.action, o.actor, o.target) for o in detail.operations] == [
+        ("effects.resolve", "ops@host", "e1:notify")
+    ]
+    assert (await store.stats()).unknown_effects == 0
+
+
+async def test_resending_an_unknown_effect_reopens_its_event_on_the_pinned_decision(
+    backends: Backends,
+) -> None:
+    store, _ = backends
+    await unknown_effect(store)
+    resolved = await store.resolve_effect(
+        "e1:notify", resend=True, operation=operation("effects.resolve")
+    )
+    assert resolved == Resolved(event_id="e1", status="unknown", reopened=True)
+    leased = await store.acquire("e1", owner="w", lease=30)
+    assert leased is not None
+    assert (leased.pinned, leased.generation) == ({"actions": ["pinned"]}, 1)
+    state = await store.begin_effect(intent("e1"))
+    assert state.proceed
+
+
+async def test_only_an_unknown_effect_can_be_resolved(backends: Backends) -> None:
+    store, _ = backends
+    assert await store.resolve_effect("nope:x", resend=True, operation=operation("r")) is None
+    await store.begin_effect(intent())
+    await store.finish_effect("evt-1:notify", status="done", result={"ok": True})
+    resolved = await store.resolve_effect("evt-1:notify", resend=True, operation=operation("r"))
+    assert resolved == Resolved(event_id="evt-1", status="done")
+    assert await store.list_operations(limit=5) == []
+
+
+async def test_a_rerun_starts_a_new_unpinned_generation_of_a_finished_event_only(
+    backends: Backends,
+) -> None:
+    store, _ = backends
+    await store.insert_event(make_event("e1"), raw_delivery())
+    assert await store.rerun("e1", operation=operation("events.rerun")) is None  # not finished
+    assert await store.rerun("missing", operation=operation("events.rerun")) is None
+    leased = await store.acquire("e1", owner="w", lease=30)
+    assert leased is not None
+    await store.pin_decision("e1", {"actions": ["first"]})
+    await store.finish(run("e1"), owner="w")
+    assert await store.rerun("e1", operation=operation("events.rerun")) == 2
+    again = await store.acquire("e1", owner="w", lease=30)
+    assert again is not None
+    assert (again.generation, again.pinned, again.attempt) == (2, None, 1)
+    detail = await store.get_event("e1")
+    assert detail is not None
+    assert detail.generation == 2
+    assert [o.action for o in detail.operations] == ["events.rerun"]
+
+
+async def test_a_rerun_of_a_dead_event_may_carry_its_decision(backends: Backends) -> None:
+    store, _ = backends
+    await store.insert_event(make_event("e1"), raw_delivery())
+    await store.acquire("e1", owner="w", lease=30)
+    await store.finish(run("e1", outcome="dead", error="boom"), owner="w", reason="boom")
+    chosen = {"actions": ["chosen"], "policy_hash": "sha256:x"}
+    assert await store.rerun("e1", operation=operation("events.rerun"), decision=chosen) == 2
+    assert await store.list_dead_letters(limit=5) == []
+    leased = await store.acquire("e1", owner="w", lease=30)
+    assert leased is not None
+    assert leased.pinned == chosen
+
+
+async def test_the_journal_lists_operations_newest_first_and_by_event(backends: Backends) -> None:
+    store, _ = backends
+    await store.record_operation(
+        Operation(at=1.0, actor="a", action="pause", detail={"reason": "x"})
+    )
+    await store.record_operation(Operation(at=2.0, actor="a", action="resume"))
+    assert [o.action for o in await store.list_operations(limit=10)] == ["resume", "pause"]
+    assert (await store.list_operations(limit=10))[1].detail == {"reason": "x"}
+    assert await store.list_operations(limit=10, event_id="e1") == []
+
+
+async def test_list_events_filters_by_query_and_route_and_counts_effects(
+    backends: Backends, clock: FakeClock
+) -> None:
+    store, _ = backends
+    for event_id, query in (("e1", "q-a"), ("e2", "q-b"), ("e3", "q-a")):
+        await store.insert_event(make_event(event_id, query_id=query), raw_delivery())
+        clock.advance(1)
+    await store.acquire("e1", owner="w", lease=30)
+    await store.begin_effect(intent("e1", "tell"))
+    await store.begin_effect(intent("e1", "order"))
+    await store.finish_effect("e1:order", status="done", result={})
+    await store.finish(replace(run("e1"), route="desk"), owner="w")
+    by_query = await store.list_events(limit=10, query_id="q-a")
+    assert [e.event_id for e in by_query] == ["e3", "e1"]
+    [desk] = await store.list_events(limit=10, route="desk")
+    assert (desk.event_id, desk.route, desk.effects) == ("e1", "desk", {"pending": 1, "done": 1})
+    assert (await store.list_events(limit=10, query_id="q-b"))[0].effects == {}
+
+
+async def test_an_event_is_found_by_any_id_it_arrived_under(backends: Backends) -> None:
+    store, _ = backends
+    first = make_event("exec-7", execution_id="exec-7", delivery_id="evt_hook_7")
+    await store.insert_event(first, raw_delivery())
+    late = make_event("exec-7", execution_id="exec-7", channel="sse", delivery_id="frame-uuid")
+    assert (await store.insert_event(late, raw_delivery())).existing_id == "exec-7"
+    other_id = make_event("notif-99", execution_id="exec-7", channel="sse")
+    assert (await store.insert_event(other_id, raw_delivery())).existing_id == "exec-7"
+    for held in ("exec-7", "evt_hook_7", "frame-uuid", "notif-99"):
+        assert await store.find_event(held) == "exec-7"
+    assert await store.find_event("nothing") is None
