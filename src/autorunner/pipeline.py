@@ -101,14 +101,18 @@ class Pipeline:
         error: JobError | None = None
         held: str | None = None
         try:
-            # The facts come first: the route is chosen on them, whatever channel won.
-            async with asyncio.timeout(limit):
+            async with asyncio.timeout(limit) as deadline:
+                # The facts come first: the route is chosen on them, whatever channel won. Its
+                # time limit then counts from the start of the attempt.
                 mark = time.perf_counter()
                 event = facts.resolve(event, await self._context.query(event))
                 _lap(draft, "facts", mark)
-            route = self.policy.route_for(event)
-            draft.route, limit = route.name, route.constraints.max_execution_seconds
-            async with asyncio.timeout(limit):
+                route = self.policy.route_for(event)
+                if route.constraints.max_execution_seconds != limit:
+                    started = (deadline.when() or 0.0) - limit
+                    limit = route.constraints.max_execution_seconds
+                    deadline.reschedule(started + limit)
+                draft.route = route.name
                 await self._steps(leased, event, route, draft)
         except Held as exc:
             held = str(exc)

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from dataclasses import replace as replace_route
 from typing import Any
 
 import pytest
@@ -457,3 +458,16 @@ async def test_a_request_with_no_answer_is_unknown_at_most_once_and_resent_at_le
     assert detail is not None
     assert [e["status"] for e in detail.effects] == [status]
     assert len(notify.calls) == calls
+
+
+async def test_a_matched_routes_own_time_limit_bounds_the_attempt_not_the_defaults() -> None:
+    notify = ScriptedAdapter(block=asyncio.Event())
+    slow = replace_route(SLOW_ROUTE, match={"query_id": "q-1"})
+    policy = Policy(routes=(slow,), default=default_policy().default)  # the default allows 30 s
+    async with rig({"notify": notify}, policy=policy, retry=RetryPolicy(base_delay=0.01)) as r:
+        await r.submit("e1")
+        await eventually(lambda: _is(r, "e1", "done"))  # the cut-off effect is then unknown
+    detail = await r.store.get_event("e1")
+    assert detail is not None
+    assert detail.runs[0].error == "TransientError: timed out after 0.05s (route 'slow')"
+    assert detail.runs[0].route == "slow"

@@ -46,13 +46,10 @@ CREATE TABLE operations (id bigserial PRIMARY KEY, at double precision NOT NULL,
     actor text NOT NULL, action text NOT NULL, event_id text, target text,
     detail_json jsonb NOT NULL);
 CREATE INDEX operations_event ON operations (event_id, id);
-CREATE INDEX effects_open ON effects (status) WHERE status IN ('planned', 'pending', 'unknown');
+CREATE INDEX effects_unknown ON effects (updated_at) WHERE status = 'unknown';
 ALTER TABLE events ADD COLUMN route text;
-CREATE INDEX events_route ON events (route, received_at);
-CREATE INDEX events_query ON events (query_id, received_at);
 """
 MIGRATION_3 = """ALTER TABLE events ADD COLUMN delivery_id text;
-CREATE INDEX events_delivery ON events (delivery_id) WHERE delivery_id IS NOT NULL;
 CREATE TABLE aliases (alias text PRIMARY KEY, event_id text NOT NULL);
 """
 MIGRATION_4 = """ALTER TABLE events ADD COLUMN duplicates integer NOT NULL DEFAULT 0;

@@ -40,12 +40,9 @@ MIGRATION_5 = """ALTER TABLE events ADD COLUMN generation INTEGER NOT NULL DEFAU
 CREATE TABLE operations (id INTEGER PRIMARY KEY, at REAL NOT NULL, actor TEXT NOT NULL,
     action TEXT NOT NULL, event_id TEXT, target TEXT, detail_json TEXT NOT NULL);
 CREATE INDEX operations_event ON operations (event_id, id);
-CREATE INDEX effects_open ON effects (status) WHERE status IN ('planned', 'pending', 'unknown');
-ALTER TABLE events ADD COLUMN route TEXT;
-CREATE INDEX events_route ON events (route, received_at);
-CREATE INDEX events_query ON events (query_id, received_at)"""
+CREATE INDEX effects_unknown ON effects (updated_at) WHERE status = 'unknown';
+ALTER TABLE events ADD COLUMN route TEXT;"""
 MIGRATION_6 = """ALTER TABLE events ADD COLUMN delivery_id TEXT;
-CREATE INDEX events_delivery ON events (delivery_id) WHERE delivery_id IS NOT NULL;
 CREATE TABLE aliases (alias TEXT PRIMARY KEY, event_id TEXT NOT NULL)"""
 MIGRATION_7 = """ALTER TABLE events ADD COLUMN duplicates INTEGER NOT NULL DEFAULT 0;
 CREATE TABLE workers (name TEXT PRIMARY KEY, role TEXT NOT NULL, started_at REAL NOT NULL,
