@@ -6,7 +6,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 from autorunner.queue.base import Queue
-from autorunner.store.base import Backend, EffectIntent, Operation, Resolved
+from autorunner.store.base import (
+    WORKER_RETENTION,
+    Backend,
+    EffectIntent,
+    Operation,
+    Resolved,
+    WorkerBeat,
+)
 from tests.contract.records import intent, run
 from tests.helpers import FakeClock, make_event, raw_delivery
 
@@ -221,3 +228,49 @@ async def test_an_event_is_found_by_any_id_it_arrived_under(backends: Backends) 
     for held in ("exec-7", "evt_hook_7", "frame-uuid", "notif-99"):
         assert await store.find_event(held) == "exec-7"
     assert await store.find_event("nothing") is None
+
+
+async def test_workers_are_listed_by_their_last_heartbeat_and_forgotten_when_they_stop(
+    backends: Backends,
+) -> None:
+    store, _ = backends
+    for name, at in (("w1", 10.0), ("w2", 20.0), ("w1", 30.0)):
+        await store.beat(
+            WorkerBeat(name=name, role="worker", started_at=1.0, heartbeat_at=at, in_flight=2)
+        )
+    assert [(w.name, w.heartbeat_at) for w in await store.list_workers()] == [
+        ("w1", 30.0),
+        ("w2", 20.0),
+    ]
+    await store.forget_worker("w1")
+    assert [w.name for w in await store.list_workers()] == ["w2"]
+    later = 20.0 + WORKER_RETENTION + 1
+    await store.beat(
+        WorkerBeat(name="w3", role="serve", started_at=later, heartbeat_at=later, in_flight=0)
+    )
+    assert [w.name for w in await store.list_workers()] == ["w3"]  # w2 was silent a day
+
+
+async def test_stats_count_lapsed_leases_and_duplicate_deliveries(
+    backends: Backends, clock: FakeClock
+) -> None:
+    store, _ = backends
+    await store.insert_event(make_event("e1", execution_id="x1"), raw_delivery())
+    await store.insert_event(make_event("e1", execution_id="x1"), raw_delivery())
+    await store.insert_event(make_event("other", execution_id="x1"), raw_delivery())
+    await store.acquire("e1", owner="w", lease=30)
+    assert (await store.stats()).lapsed_leases == 0
+    clock.advance(31)
+    stats = await store.stats()
+    assert (stats.lapsed_leases, stats.duplicates) == (1, 2)
+    assert (await store.stats(done=False)).duplicates == 0  # not counted on every scrape
+    [summary] = await store.list_events(limit=5)
+    assert summary.duplicates == 2
+
+
+async def test_rejected_deliveries_are_listed_newest_first(backends: Backends) -> None:
+    store, _ = backends
+    await store.record_rejected("invalid_body", raw_delivery("first"))
+    await store.record_rejected("invalid_body", raw_delivery("second"))
+    listed = await store.list_rejected(limit=1)
+    assert [(r.reason, r.body) for r in listed] == [("invalid_body", "second")]

@@ -338,11 +338,9 @@ class Store(Protocol):
 
         Effect keys are made of step ids, so every later attempt (after a crash, a retry or a
         redrive) must act on this decision: a model that answers differently the second time
-        would otherwise produce new keys, and the effect would happen twice.
+        would otherwise produce new keys, and the effect would happen twice. ``acquire`` hands
+        the kept decision to the next attempt (``Leased.pinned``).
         """
-
-    async def pinned_decision(self, event_id: str) -> dict[str, Any] | None:
-        """The decision ``pin_decision`` kept for the event, ``None`` when there is none."""
 
     async def begin_effect(
         self, intent: EffectIntent, *, at_least_once: bool = False, staged: bool = False

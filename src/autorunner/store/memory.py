@@ -344,10 +344,6 @@ class MemoryStore:
         self._check()
         return self._decisions.setdefault(event_id, decision)
 
-    async def pinned_decision(self, event_id: str) -> dict[str, Any] | None:
-        self._check()
-        return self._decisions.get(event_id)
-
     async def set_flag(self, name: str, value: str | None) -> None:
         self._check()
         if value is None:

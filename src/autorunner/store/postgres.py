@@ -193,14 +193,6 @@ class PostgresStore(PostgresOperators):
             row = await cur.fetchone()
         return decision if row is None or row[0] is None else dict(row[0])
 
-    async def pinned_decision(self, event_id: str) -> dict[str, Any] | None:
-        async with self._tx() as conn:
-            cur = await conn.execute(
-                "SELECT decision_json FROM events WHERE event_id = %s", (event_id,)
-            )
-            row = await cur.fetchone()
-        return None if row is None or row[0] is None else dict(row[0])
-
     async def begin_effect(
         self, intent: EffectIntent, *, at_least_once: bool = False, staged: bool = False
     ) -> EffectState:

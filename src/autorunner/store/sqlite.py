@@ -191,14 +191,6 @@ class SqliteStore(SqliteOperators):
 
         return await self.db.write(op)
 
-    async def pinned_decision(self, event_id: str) -> dict[str, Any] | None:
-        row = await self.db.read(
-            lambda conn: conn.execute(
-                "SELECT decision_json FROM events WHERE event_id = ?", (event_id,)
-            ).fetchone()
-        )
-        return None if row is None or row[0] is None else orjson.loads(row[0])
-
     async def begin_effect(
         self, intent: EffectIntent, *, at_least_once: bool = False, staged: bool = False
     ) -> EffectState:
