@@ -9,7 +9,8 @@
     ├── OperationRefused         an operator's request cannot be carried out as asked
     ├── JobError                 raised inside a job; decides retry vs dead letter
     │   ├── TransientError       worth retrying later (timeouts, 5xx, rate limits)
-    │   │   └── DeliveryUnknown  the request may have reached the remote, no answer came
+    │   │   ├── DeliveryUnknown  the request may have reached the remote, no answer came
+    │   │   └── Superseded       another attempt took the event over: act on nothing more
     │   └── PermanentError       will fail the same way again (4xx, invalid action)
     └── AutoError                Elfa Auto answered with an error (``status``, ``detail``)
         ├── AutoAuthError        401/403: the message names the credential to check (permanent)
@@ -80,6 +81,11 @@ class DeliveryUnknown(TransientError):
     """An adapter's request left and may have reached the remote, but no answer came (a read
     timeout, a dropped connection): an at-most-once effect becomes ``unknown``, an at-least-once
     one is retried."""
+
+
+class Superseded(TransientError):
+    """This attempt no longer holds its event (its lease lapsed and another attempt took over,
+    or the event was rerun): it must not perform anything more, nor touch the ledger."""
 
 
 class PermanentError(JobError):

@@ -85,6 +85,8 @@ async def resolve_effect(
         raise OperationRefused(
             f"effect {effect_key!r} is {resolved.status}, not unknown: nothing to resolve"
         )
+    if resolved.refused is not None:
+        raise OperationRefused(f"cannot resend {effect_key!r}: {resolved.refused}")
     if resolved.reopened:
         await backends.queue.enqueue(resolved.event_id)
     return resolved

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,16 +22,27 @@ from autorunner.context import ContextSource, NoContext
 from autorunner.deciders import Decider
 from autorunner.decision import Action, Decision
 from autorunner.errors import (
+    AutoAuthError,
+    AutoPaymentRequired,
+    AutoRejected,
     DeliveryUnknown,
     InvalidDecision,
     JobError,
     PermanentError,
     StoreUnavailable,
+    Superseded,
     TransientError,
 )
 from autorunner.events import Event
 from autorunner.policy import Policy, Route, build_envelope, check
-from autorunner.store.base import EffectIntent, Leased, RunRecord, Store, effect_key
+from autorunner.store.base import (
+    EffectIntent,
+    EffectStatus,
+    Leased,
+    RunRecord,
+    Store,
+    effect_key,
+)
 
 log = structlog.get_logger("autorunner.pipeline")
 
@@ -64,6 +75,7 @@ class _Draft:
     context: dict[str, Any] | None = None
     effects: list[dict[str, Any]] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    facts_error: str | None = None
 
 
 class Pipeline:
@@ -105,7 +117,7 @@ class Pipeline:
                 # The facts come first: the route is chosen on them, whatever channel won. Its
                 # time limit then counts from the start of the attempt.
                 mark = time.perf_counter()
-                event = facts.resolve(event, await self._context.query(event))
+                event = facts.resolve(event, await self._query(event, draft))
                 _lap(draft, "facts", mark)
                 route = self.policy.route_for(event)
                 if route.constraints.max_execution_seconds != limit:
@@ -137,7 +149,9 @@ class Pipeline:
             finished_at=self._clock(),
             route=draft.route,
             envelope=draft.envelope,
-            context=draft.context,
+            context=draft.context
+            if draft.facts_error is None
+            else {**(draft.context or {}), "facts_error": draft.facts_error},
             decision=draft.decision,
             verdict=draft.verdict,
             effects=draft.effects,
@@ -166,7 +180,11 @@ class Pipeline:
         verdict = check(decision, route, policy_hash=self.policy.hash, valuers=self._valuers)
         if pinned is None and verdict.allowed:
             mine = decision.to_dict()
-            pinned = await self._store.pin_decision(event.event_id, mine)
+            pinned = await self._store.pin_decision(
+                event.event_id, mine, owner=leased.owner, generation=leased.generation
+            )
+            if pinned is None:
+                raise Superseded("another attempt holds this event now: nothing was performed")
             if pinned == mine:
                 pinned = None
             else:  # an earlier attempt reached its effects first: act on its decision
@@ -180,6 +198,8 @@ class Pipeline:
         draft.verdict = verdict.to_dict()
         mark = _lap(draft, "verdict", mark)
         for action in verdict.allowed:
+            if self._closing:  # stopping: begin nothing more; the event is given back
+                raise asyncio.CancelledError
             if (reason := await self.paused()) is not None:
                 raise Held(reason)
             effect = await self._effect(leased, event, action, route)
@@ -191,6 +211,17 @@ class Pipeline:
                 ]
                 draft.verdict["denied"].append({"action": action.to_dict(), "reason": reason})
         _lap(draft, "effects", mark)
+
+    async def _query(self, event: Event, draft: _Draft) -> dict[str, Any] | None:
+        """Auto's record of the event's query. When Auto refuses to give it (credentials,
+        payment, a rejected request), the delivery's own facts decide and the run says so: a
+        rotated key must not dead-letter every event. An outage is retried like any other."""
+        try:
+            return await self._context.query(event)
+        except (AutoAuthError, AutoPaymentRequired, AutoRejected) as exc:
+            draft.facts_error = str(exc)
+            log.warning("facts.from_delivery", event_id=event.event_id, error=str(exc))
+            return None
 
     async def _decide(self, event: Event, route: Route, draft: _Draft) -> Decision | None:
         """Fetch the route's context and ask its decider; ``None`` (recorded as a denied
@@ -266,26 +297,35 @@ class Pipeline:
         async def sending() -> None:
             if self._closing:  # a stop reached this effect before its request left
                 raise asyncio.CancelledError
-            if staged:
-                await self._store.effect_sending(key)
+            # From here a stop lets this task finish: the request and its ledger entry.
             self._sending.add(task)
+            if staged and not await asyncio.shield(
+                self._store.effect_sending(key, tries=state.tries)
+            ):
+                raise Superseded(f"{key} was taken over by another attempt before it was sent")
+
+        def finish(status: EffectStatus, result: dict[str, Any]) -> Awaitable[None]:
+            # Shielded: a cancel or a time limit landing here must not lose the outcome.
+            return asyncio.shield(self._store.finish_effect(key, status=status, result=result))
 
         try:
             result = await adapter.execute(action, effect_key=key, event=event, sending=sending)
+            await finish("done", result)
+        except Superseded:
+            raise  # the ledger entry is the other attempt's now
         except DeliveryUnknown as exc:
             if at_least_once:
-                await self._store.finish_effect(key, status="failed", result={"error": str(exc)})
+                await finish("failed", {"error": str(exc)})
                 raise
             # It may have been delivered: never resent by itself (``effects resolve`` settles it).
-            await self._store.finish_effect(key, status="unknown", result={"error": str(exc)})
+            await finish("unknown", {"error": str(exc)})
             log.warning("effect.unknown", event_id=event.event_id, effect_key=key, error=str(exc))
             return {**entry, "status": "unknown", "skipped": False, "result": {"error": str(exc)}}
         except JobError as exc:
-            await self._store.finish_effect(key, status="failed", result={"error": str(exc)})
+            await finish("failed", {"error": str(exc)})
             raise
         finally:
             self._sending.discard(task)
-        await self._store.finish_effect(key, status="done", result=result)
         return {**entry, "status": "done", "skipped": False, "result": result}
 
     def close(self) -> None:

@@ -37,8 +37,8 @@ async def test_a_staged_effect_becomes_unknown_only_after_its_request_left(
     backends: Backends,
 ) -> None:
     store, _ = backends
-    await store.begin_effect(intent(), staged=True)
-    await store.effect_sending("evt-1:notify")
+    begun = await store.begin_effect(intent(), staged=True)
+    assert await store.effect_sending("evt-1:notify", tries=begun.tries)
     assert (await store.list_effects(limit=5))[0]["status"] == "pending"
     state = await store.begin_effect(intent(), staged=True)  # a crash during the request
     assert (state.proceed, state.status) == (False, "unknown")
@@ -48,8 +48,19 @@ async def test_sending_marks_only_a_planned_effect(backends: Backends) -> None:
     store, _ = backends
     await store.begin_effect(intent())
     await store.finish_effect("evt-1:notify", status="done", result={"ok": True})
-    await store.effect_sending("evt-1:notify")  # a late mark never reopens a finished effect
+    # A late mark never reopens a finished effect.
+    assert not await store.effect_sending("evt-1:notify", tries=1)
     assert (await store.list_effects(limit=5))[0]["status"] == "done"
+
+
+async def test_only_the_try_that_holds_a_planned_effect_may_send_it(backends: Backends) -> None:
+    store, _ = backends
+    stalled = await store.begin_effect(intent(), staged=True)  # waits for its slot, lease lapses
+    taken = await store.begin_effect(intent(), staged=True)  # another attempt takes it over
+    assert (stalled.tries, taken.tries) == (1, 2)
+    assert not await store.effect_sending("evt-1:notify", tries=stalled.tries)
+    assert await store.effect_sending("evt-1:notify", tries=taken.tries)
+    assert not await store.effect_sending("evt-1:notify", tries=taken.tries)  # once
 
 
 async def test_a_planned_effect_counts_in_the_routes_budget(backends: Backends) -> None:
@@ -88,7 +99,7 @@ async def unknown_effect(store: Backend, event_id: str = "e1") -> None:
     """A finished event whose one effect a crash left unknown."""
     await store.insert_event(make_event(event_id), raw_delivery())
     await store.acquire(event_id, owner="w", lease=30)
-    await store.pin_decision(event_id, {"actions": ["pinned"]})
+    await store.pin_decision(event_id, {"actions": ["pinned"]}, owner="w", generation=1)
     await store.begin_effect(intent(event_id))
     assert (await store.begin_effect(intent(event_id))).status == "unknown"
     await store.finish(run(event_id), owner="w")
@@ -143,6 +154,29 @@ async def test_resending_an_unknown_effect_reopens_its_event_on_the_pinned_decis
     assert state.proceed
 
 
+async def test_a_resend_is_refused_while_the_event_runs_or_after_it_was_rerun(
+    backends: Backends,
+) -> None:
+    store, _ = backends
+    await unknown_effect(store)
+    await store.resolve_effect("e1:notify", resend=True, operation=operation("r"))
+    leased = await store.acquire("e1", owner="w", lease=30)  # the resend's attempt runs
+    assert leased is not None
+    assert (await store.begin_effect(intent("e1"))).proceed
+    assert (await store.begin_effect(intent("e1"))).status == "unknown"  # cut off again
+    running = await store.resolve_effect("e1:notify", resend=True, operation=operation("r"))
+    assert running is not None
+    assert running.refused == "its event is running: wait until it finishes, then resend"
+    await store.finish(run("e1"), owner="w")
+    assert await store.rerun("e1", operation=operation("events.rerun")) == 2
+    stale = await store.resolve_effect("e1:notify", resend=True, operation=operation("r"))
+    assert stale is not None
+    assert stale.refused is not None
+    assert stale.refused.startswith("effect 'e1:notify' belongs to decision generation 1")
+    sent = await store.resolve_effect("e1:notify", resend=False, operation=operation("r"))
+    assert sent == Resolved(event_id="e1", status="unknown")  # marking it sent stays possible
+
+
 async def test_only_an_unknown_effect_can_be_resolved(backends: Backends) -> None:
     store, _ = backends
     assert await store.resolve_effect("nope:x", resend=True, operation=operation("r")) is None
@@ -162,7 +196,7 @@ async def test_a_rerun_starts_a_new_unpinned_generation_of_a_finished_event_only
     assert await store.rerun("missing", operation=operation("events.rerun")) is None
     leased = await store.acquire("e1", owner="w", lease=30)
     assert leased is not None
-    await store.pin_decision("e1", {"actions": ["first"]})
+    await store.pin_decision("e1", {"actions": ["first"]}, owner="w", generation=1)
     await store.finish(run("e1"), owner="w")
     assert await store.rerun("e1", operation=operation("events.rerun")) == 2
     again = await store.acquire("e1", owner="w", lease=30)

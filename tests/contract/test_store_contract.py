@@ -351,8 +351,8 @@ async def test_the_first_pinned_decision_is_kept_and_survives_a_redrive(
     assert leased.pinned is None
     first = {"actions": [{"step_id": "buy", "kind": "http", "params": {"usd": 10}}]}
     second = {"actions": [{"step_id": "sell", "kind": "http", "params": {"usd": 99}}]}
-    assert await store.pin_decision("e1", first) == first
-    assert await store.pin_decision("e1", second) == first
+    assert await store.pin_decision("e1", first, owner="w", generation=1) == first
+    assert await store.pin_decision("e1", second, owner="w", generation=1) == first
     await store.finish(run("e1", outcome="dead"), owner="w", reason="boom")
     await store.redrive("e1")
     again = await store.acquire("e1", owner="w", lease=30)
@@ -363,10 +363,26 @@ async def test_the_first_pinned_decision_is_kept_and_survives_a_redrive(
 async def test_concurrent_pins_agree_on_one_decision(backends: Backends) -> None:
     store, _ = backends
     await store.insert_event(make_event("e1"), raw_delivery())
+    await store.acquire("e1", owner="w", lease=30)
     kept = await asyncio.gather(
-        *(store.pin_decision("e1", {"actions": [], "n": n}) for n in range(8))
+        *(
+            store.pin_decision("e1", {"actions": [], "n": n}, owner="w", generation=1)
+            for n in range(8)
+        )
     )
-    assert len({k["n"] for k in kept}) == 1
+    assert len({k["n"] for k in kept if k is not None}) == 1
+    assert None not in kept
+
+
+async def test_only_the_leases_owner_in_the_current_generation_can_pin(
+    backends: Backends,
+) -> None:
+    store, _ = backends
+    await store.insert_event(make_event("e1"), raw_delivery())
+    await store.acquire("e1", owner="w", lease=30)
+    assert await store.pin_decision("e1", {"n": 1}, owner="stale", generation=1) is None
+    assert await store.pin_decision("e1", {"n": 1}, owner="w", generation=2) is None
+    assert await store.pin_decision("e1", {"n": 1}, owner="w", generation=1) == {"n": 1}
 
 
 async def test_flags_are_set_read_and_cleared(backends: Backends) -> None:

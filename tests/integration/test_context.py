@@ -13,7 +13,7 @@ from autorunner.adapters.notify import NotifyAdapter
 from autorunner.auto_client import AutoClient, AutoCredentials
 from autorunner.context import AutoContext
 from autorunner.deciders.rules import RulesDecider
-from autorunner.errors import AutoUnavailable
+from autorunner.errors import AutoAuthError, AutoUnavailable
 from autorunner.pipeline import Attempt, Pipeline
 from autorunner.policy import default_policy
 from autorunner.retry import RetryPolicy
@@ -119,6 +119,26 @@ async def test_unknown_query_is_recorded_and_does_not_block_the_run() -> None:
     assert (attempt.record.context or {})["query"] is None
     assert "404" in (attempt.record.context or {})["query_error"]
     assert [e["status"] for e in attempt.record.effects] == ["done"]
+
+
+async def test_auto_refusing_the_key_falls_back_to_the_deliverys_facts_and_says_so() -> None:
+    server = ScriptedServer()
+    server.on("GET", POLL, Reply(401, {"error": "invalid api key"}))
+    async with pipeline_for(server) as (pipeline, store):
+        route = pipeline.policy.default
+        pipeline.policy = replace(pipeline.policy, default=replace(route, context=()))
+        attempt = await run_one(pipeline, store)
+        pipeline.policy = replace(pipeline.policy, default=route)
+        wants_context = await run_one(pipeline, store, "e2")
+    # A rotated key must not dead-letter the events of routes that ask Auto for nothing...
+    assert attempt.error is None
+    assert [e["status"] for e in attempt.record.effects] == ["done"]
+    # ...while a route that asked for Auto's context does not decide without it.
+    assert isinstance(wants_context.error, AutoAuthError)
+    context = attempt.record.context or {}
+    assert "refused the credentials" in context["facts_error"]
+    envelope = attempt.record.envelope or {}
+    assert envelope["trigger"]["title"] == make_event().title
 
 
 async def test_failed_fetch_is_a_transient_error_and_nothing_is_executed() -> None:

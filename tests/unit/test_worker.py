@@ -17,7 +17,7 @@ from autorunner.adapters.base import Adapter, Delivery, Sending
 from autorunner.deciders import Decider
 from autorunner.deciders.rules import RulesDecider
 from autorunner.decision import Action, Decision
-from autorunner.errors import DeliveryUnknown, PermanentError, TransientError
+from autorunner.errors import DeliveryUnknown, PermanentError, Superseded, TransientError
 from autorunner.events import Event
 from autorunner.metrics import Metrics
 from autorunner.notional import moves_no_money
@@ -28,7 +28,7 @@ from autorunner.retry import RetryPolicy
 from autorunner.store.base import EventStatus
 from autorunner.store.memory import MemoryStore
 from autorunner.worker import Worker, WorkerConfig
-from tests.helpers import eventually, make_event, raw_delivery
+from tests.helpers import FakeClock, eventually, make_event, raw_delivery
 
 
 @dataclass
@@ -471,3 +471,58 @@ async def test_a_matched_routes_own_time_limit_bounds_the_attempt_not_the_defaul
     assert detail is not None
     assert detail.runs[0].error == "TransientError: timed out after 0.05s (route 'slow')"
     assert detail.runs[0].route == "slow"
+
+
+class SlotWaiting:
+    """An at-most-once adapter that waits for a send slot (as Telegram does) before its request
+    leaves, and counts what it really sent."""
+
+    kind = "notify"
+    delivery: Delivery = "at_most_once"
+    waits_to_send = True
+    notional = staticmethod(moves_no_money)
+
+    def __init__(self) -> None:
+        self.slot = asyncio.Event()
+        self.waiting = asyncio.Event()
+        self.sent: list[str] = []
+
+    async def execute(
+        self, action: Action, *, effect_key: str, event: Event, sending: Sending
+    ) -> dict[str, Any]:
+        self.waiting.set()
+        await self.slot.wait()
+        await sending()
+        self.sent.append(effect_key)
+        return {"sent": True}
+
+
+async def test_a_stalled_attempt_whose_effect_was_taken_over_never_sends_it() -> None:
+    clock = FakeClock()
+    store = MemoryStore(clock=clock)
+    stalled, taker = SlotWaiting(), SlotWaiting()
+    taker.slot.set()
+
+    def pipeline(adapter: SlotWaiting) -> Pipeline:
+        return Pipeline(
+            store=store,
+            policy=default_policy(),
+            deciders={"rules": RulesDecider()},
+            adapters={"notify": adapter},
+            clock=clock,
+        )
+
+    await store.insert_event(make_event("e1"), raw_delivery())
+    first = await store.acquire("e1", owner="a", lease=5)
+    assert first is not None
+    running = asyncio.create_task(pipeline(stalled).run(first))
+    await stalled.waiting.wait()  # the effect is planned; its attempt waits for a slot
+    clock.advance(6)  # ...so long that its lease lapses
+    second = await store.acquire("e1", owner="b", lease=5)
+    assert second is not None
+    done = await pipeline(taker).run(second)
+    assert (done.error, taker.sent) == (None, ["e1:notify"])
+    stalled.slot.set()
+    late = await running
+    assert isinstance(late.error, Superseded)
+    assert stalled.sent == []  # the message went out once

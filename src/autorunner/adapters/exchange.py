@@ -9,7 +9,14 @@ enabled it (``EXCHANGE_LIVE=true`` with credentials). A paper order is recorded 
 fill at the given price; nothing leaves the process.
 
 ``clientOrderId`` is derived from the effect key, so a retry after a crash cannot place a second
-order on exchanges that enforce unique client ids. The adapter's own notional cap
+order on exchanges that enforce unique client ids.
+
+The policy valued the order on the price the decision gave; a market order fills at the market,
+a sell limit below the bid at the bid, a contract at its contract size. So before a live order
+leaves, it is valued again on the exchange's own quote (``fetch_ticker``) and market
+(``contractSize``): worst case the ask for a market buy, the limit for a limit buy, the higher
+of limit and bid for a sell. An order worth more there than ``PRICE_TOLERANCE`` above the
+notional the cap was judged on is refused, and so is one the market cannot value. The adapter's own notional cap
 (``EXCHANGE_MAX_NOTIONAL_USD``) is checked before sending, whatever the policy said. ccxt (an
 optional extra: ``pip install autorunner[exchange]``) is imported only for live orders, and
 signed calls on one key are serialized (parallel ones fail with "invalid nonce").
@@ -28,6 +35,9 @@ from autorunner.decision import Action
 from autorunner.errors import PermanentError, TransientError
 from autorunner.events import Event
 from autorunner.notional import Malformed, Notional, order_notional, parse_order
+
+PRICE_TOLERANCE = 0.02
+"""How far above its stated notional a live order may be worth at the market (slippage)."""
 
 
 def client_order_id(effect_key: str) -> str:
@@ -50,13 +60,14 @@ class ExchangeAdapter:
         api_key: str | None = None,
         secret: str | None = None,
         max_notional_usd: float = 1000.0,
+        client: Any = None,
     ) -> None:
         self._exchange_id = exchange_id
         self._live = live_enabled
         self._api_key = api_key
         self._secret = secret
         self._cap = max_notional_usd
-        self._client: Any = None
+        self._client: Any = client  # a ccxt async exchange; made from ccxt on first use
         self._signed = asyncio.Lock()
 
     async def execute(
@@ -103,6 +114,7 @@ class ExchangeAdapter:
     async def _place(self, order: dict[str, Any], sending: Sending) -> dict[str, Any]:
         client = self._connect()
         async with self._signed:
+            await self._check_at_market(client, order)
             await sending()
             try:
                 placed = await client.create_order(
@@ -116,6 +128,38 @@ class ExchangeAdapter:
             except Exception as exc:
                 raise _translate(exc) from exc
         return {"id": placed.get("id"), "status": placed.get("status")}
+
+    async def _check_at_market(self, client: Any, order: dict[str, Any]) -> None:
+        """Refuse a live order the market values above the notional it was capped on."""
+        try:
+            await client.load_markets()
+            market = client.market(order["symbol"])
+            ticker = await client.fetch_ticker(order["symbol"])
+        except PermanentError:
+            raise
+        except Exception as exc:
+            raise _translate(exc) from exc
+        contract = _positive(market.get("contractSize")) or 1.0
+        quote = _positive(ticker.get("ask" if order["side"] == "buy" else "bid")) or _positive(
+            ticker.get("last")
+        )
+        if quote is None:
+            raise PermanentError(
+                f"no market price for {order['symbol']}: a live order is not sent unvalued"
+            )
+        limit = order["price"] if order["type"] == "limit" else None
+        if order["side"] == "buy":
+            price = limit if limit is not None else quote
+        else:
+            price = max(limit or 0.0, quote)
+        at_market = order["amount"] * contract * price
+        stated = order["notional_usd"]
+        if at_market > stated * (1 + PRICE_TOLERANCE) or at_market > self._cap:
+            raise PermanentError(
+                f"order is worth {at_market:g} USD at the market ({order['symbol']} at {price:g},"
+                f" contract size {contract:g}), above the {stated:g} USD it was capped on"
+                f" (or the adapter cap {self._cap:g} USD): not sent"
+            )
 
     def _connect(self) -> Any:
         if self._client is None:
@@ -143,3 +187,10 @@ def _translate(exc: Exception) -> Exception:
     }:
         return TransientError(f"exchange unavailable: {type(exc).__name__}")
     return PermanentError(f"exchange refused the order: {type(exc).__name__}: {exc}")
+
+
+def _positive(value: object) -> float | None:
+    number = (
+        float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    )
+    return number if number is not None and number > 0 and number != float("inf") else None

@@ -77,6 +77,27 @@ class Leased:
     pinned: dict[str, Any] | None = None
 
 
+def key_generation(key: str) -> int:
+    """The decision generation an effect key belongs to (``effect_key``'s inverse)."""
+    _, _, tail = key.rpartition(":")
+    _, sep, number = tail.partition("~")
+    return int(number) if sep and number.isdigit() else 1
+
+
+def resend_refusal(key: str, *, event_status: str | None, generation: int | None) -> str | None:
+    """Why an unknown effect cannot be sent again now, or ``None``."""
+    if event_status is None or generation is None:
+        return "its event no longer exists"
+    if key_generation(key) != generation:
+        return (
+            f"effect {key!r} belongs to decision generation {key_generation(key)}, but its event"
+            f" has been rerun since (generation {generation}): it would never be performed"
+        )
+    if event_status not in ("done", "dead"):
+        return f"its event is {event_status}: wait until it finishes, then resend"
+    return None
+
+
 def effect_key(event_id: str, step_id: str, generation: int = 1) -> str:
     """``"{event_id}:{step_id}"``, with ``~{generation}`` from the second generation on. Step ids
     hold neither ``:`` nor ``~``, so keys of different events or generations never collide."""
@@ -109,6 +130,9 @@ class Resolved:
     event_id: str
     status: EffectStatus
     reopened: bool = False
+    refused: str | None = None
+    """Why an ``unknown`` effect cannot be sent again as asked (its event still runs, or has
+    been rerun since); nothing was changed."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -137,6 +161,8 @@ class EffectState:
     proceed: bool
     status: EffectStatus
     result: dict[str, Any] | None = None
+    tries: int = 0
+    """Which try of the effect this is (1 the first time): ``effect_sending`` takes it back."""
 
 
 BUDGET_WINDOW = 3600.0
@@ -333,8 +359,12 @@ class Store(Protocol):
     async def release(self, event_id: str, *, owner: str) -> None:
         """Give a lease back without counting the attempt (graceful shutdown)."""
 
-    async def pin_decision(self, event_id: str, decision: dict[str, Any]) -> dict[str, Any]:
-        """Keep the first decision that reached the effects of an event; return the one kept.
+    async def pin_decision(
+        self, event_id: str, decision: dict[str, Any], *, owner: str, generation: int
+    ) -> dict[str, Any] | None:
+        """Keep the first decision that reached the effects of an event's generation; return
+        the one kept, or ``None`` when ``owner`` no longer holds the event in ``generation``
+        (its lease lapsed and another attempt took over, or it was rerun): act on nothing.
 
         Effect keys are made of step ids, so every later attempt (after a crash, a retry or a
         redrive) must act on this decision: a model that answers differently the second time
@@ -353,8 +383,10 @@ class Store(Protocol):
         adapter is ``at_least_once``, in which case it is performed again.
         """
 
-    async def effect_sending(self, effect_key: str) -> None:
-        """A ``planned`` effect's request is leaving: from now on it may reach the remote."""
+    async def effect_sending(self, effect_key: str, *, tries: int) -> bool:
+        """A ``planned`` effect's request is about to leave: from now on it may reach the
+        remote. False when this try lost the effect (another attempt took it over since
+        ``begin_effect`` returned ``tries``): the request must not leave."""
 
     async def finish_effect(
         self, effect_key: str, *, status: EffectStatus, result: dict[str, Any]
@@ -384,9 +416,10 @@ class Store(Protocol):
         self, effect_key: str, *, resend: bool, operation: Operation
     ) -> Resolved | None:
         """An operator settles an ``unknown`` effect: it was sent (``done``), or it must be sent
-        again (``planned``, and its event, if finished, back to ``pending`` on the same pinned
-        decision). Journals ``operation``. ``None`` for no such key; an effect that is not
-        ``unknown`` is left as it is (``Resolved.status`` says what it is)."""
+        again (``planned``, and its finished event back to ``pending`` with a fresh attempt
+        count, on the same pinned decision). Journals ``operation``. ``None`` for no such key;
+        an effect that is not ``unknown`` is left as it is (``Resolved.status`` says what it
+        is), and so is one that cannot be resent now (``Resolved.refused`` says why)."""
 
     async def rerun(
         self, event_id: str, *, operation: Operation, decision: dict[str, Any] | None = None

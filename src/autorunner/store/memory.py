@@ -36,6 +36,7 @@ from autorunner.store.base import (
     aliases,
     entry_status,
     proceeds,
+    resend_refusal,
     resolution,
     retaken_status,
 )
@@ -175,19 +176,21 @@ class MemoryStore:
                 "created_at": now,
                 "updated_at": now,
             }
-            return EffectState(proceed=True, status=entry_status(staged))
+            return EffectState(proceed=True, status=entry_status(staged), tries=1)
         status = entry["status"]
         retaken = retaken_status(status, at_least_once=at_least_once, staged=staged)
         if retaken is None:
             return EffectState(proceed=False, status=status, result=copy.deepcopy(entry["result"]))
         entry.update(status=retaken, tries=entry["tries"] + proceeds(retaken), updated_at=now)
-        return EffectState(proceed=proceeds(retaken), status=retaken)
+        return EffectState(proceed=proceeds(retaken), status=retaken, tries=entry["tries"])
 
-    async def effect_sending(self, effect_key: str) -> None:
+    async def effect_sending(self, effect_key: str, *, tries: int) -> bool:
         self._check()
         entry = self._effects.get(effect_key)
-        if entry is not None and entry["status"] == "planned":
-            entry.update(status="pending", updated_at=self._clock())
+        if entry is None or entry["status"] != "planned" or entry["tries"] != tries:
+            return False
+        entry.update(status="pending", updated_at=self._clock())
+        return True
 
     async def finish_effect(
         self, effect_key: str, *, status: EffectStatus, result: dict[str, Any]
@@ -251,16 +254,24 @@ class MemoryStore:
         if status != "unknown":
             return Resolved(event_id=event_id, status=status)
         now = self._clock()
+        row = self._events.get(event_id)
+        if resend:
+            refused = resend_refusal(
+                effect_key,
+                event_status=None if row is None else row.summary.status,
+                generation=None if row is None else row.generation,
+            )
+            if refused is not None:
+                return Resolved(event_id=event_id, status=status, refused=refused)
         self._operations.append(operation)
         if not resend:
             entry.update(status="done", result=resolution(operation), updated_at=now)
             return Resolved(event_id=event_id, status=status)
         entry.update(status="planned", updated_at=now)
-        row = self._events.get(event_id)
-        reopened = row is not None and row.summary.status in ("done", "dead")
-        if row is not None and reopened:
-            self._reopen(row, now)
-        return Resolved(event_id=event_id, status=status, reopened=reopened)
+        assert row is not None  # noqa: S101 - a resend of an event that is gone was refused
+        row.summary = replace(row.summary, attempts=0)
+        self._reopen(row, now)
+        return Resolved(event_id=event_id, status=status, reopened=True)
 
     async def rerun(
         self, event_id: str, *, operation: Operation, decision: dict[str, Any] | None = None
@@ -340,8 +351,13 @@ class MemoryStore:
         due.sort(key=lambda r: r.available_at)
         return [r.summary.event_id for r in due[:limit]]
 
-    async def pin_decision(self, event_id: str, decision: dict[str, Any]) -> dict[str, Any]:
+    async def pin_decision(
+        self, event_id: str, decision: dict[str, Any], *, owner: str, generation: int
+    ) -> dict[str, Any] | None:
         self._check()
+        row = self._events.get(event_id)
+        if row is None or row.lease_owner != owner or row.generation != generation:
+            return None
         return self._decisions.setdefault(event_id, decision)
 
     async def set_flag(self, name: str, value: str | None) -> None:

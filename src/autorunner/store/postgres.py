@@ -183,15 +183,18 @@ class PostgresStore(PostgresOperators):
                 (event_id, owner),
             )
 
-    async def pin_decision(self, event_id: str, decision: dict[str, Any]) -> dict[str, Any]:
+    async def pin_decision(
+        self, event_id: str, decision: dict[str, Any], *, owner: str, generation: int
+    ) -> dict[str, Any] | None:
         async with self._tx() as conn:
             cur = await conn.execute(
                 "UPDATE events SET decision_json = coalesce(decision_json, %s)"
-                " WHERE event_id = %s RETURNING decision_json",
-                (Jsonb(decision), event_id),
+                " WHERE event_id = %s AND lease_owner = %s AND generation = %s"
+                " RETURNING decision_json",
+                (Jsonb(decision), event_id, owner, generation),
             )
             row = await cur.fetchone()
-        return decision if row is None or row[0] is None else dict(row[0])
+        return None if row is None else dict(row[0])
 
     async def begin_effect(
         self, intent: EffectIntent, *, at_least_once: bool = False, staged: bool = False
@@ -212,18 +215,19 @@ class PostgresStore(PostgresOperators):
             async with self._tx() as conn:
                 cur = await conn.execute(INSERT_EFFECT + " RETURNING 1", row)
                 if await cur.fetchone() is not None:
-                    return EffectState(proceed=True, status=entry_status(staged))
+                    return EffectState(proceed=True, status=entry_status(staged), tries=1)
         return await self._begin_effect_in_tx(
             intent, row, at_least_once=at_least_once, staged=staged
         )
 
-    async def effect_sending(self, effect_key: str) -> None:
+    async def effect_sending(self, effect_key: str, *, tries: int) -> bool:
         async with self._tx() as conn:
-            await conn.execute(
+            cur = await conn.execute(
                 "UPDATE effects SET status = 'pending', updated_at = %s"
-                " WHERE effect_key = %s AND status = 'planned'",
-                (self._clock(), effect_key),
+                " WHERE effect_key = %s AND status = 'planned' AND tries = %s",
+                (self._clock(), effect_key, tries),
             )
+        return cur.rowcount == 1
 
     async def _begin_effect_in_tx(
         self, intent: EffectIntent, row: dict[str, Any], *, at_least_once: bool, staged: bool
@@ -238,7 +242,7 @@ class PostgresStore(PostgresOperators):
                     "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"budget:{intent.route}",)
                 )
             cur = await conn.execute(
-                "SELECT status, result_json FROM effects WHERE effect_key = %s FOR UPDATE",
+                "SELECT status, result_json, tries FROM effects WHERE effect_key = %s FOR UPDATE",
                 (intent.effect_key,),
             )
             found = await cur.fetchone()
@@ -253,7 +257,7 @@ class PostgresStore(PostgresOperators):
                         return EffectState(proceed=False, status="over_budget")
                 cur = await conn.execute(INSERT_EFFECT, row)
                 if cur.rowcount == 1:
-                    return EffectState(proceed=True, status=row["status"])
+                    return EffectState(proceed=True, status=row["status"], tries=1)
                 # Another transaction inserted the key meanwhile: this one must not run it.
                 return EffectState(proceed=False, status="pending")
             status = found[0]
@@ -265,7 +269,8 @@ class PostgresStore(PostgresOperators):
                 " WHERE effect_key = %s",
                 (retaken, int(proceeds(retaken)), now, intent.effect_key),
             )
-            return EffectState(proceed=proceeds(retaken), status=retaken)
+            tries = int(found[2]) + int(proceeds(retaken))
+            return EffectState(proceed=proceeds(retaken), status=retaken, tries=tries)
 
     async def finish_effect(
         self, effect_key: str, *, status: EffectStatus, result: dict[str, Any]

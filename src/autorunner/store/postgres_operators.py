@@ -27,6 +27,7 @@ from autorunner.store.base import (
     RunRecord,
     StoreStats,
     WorkerBeat,
+    resend_refusal,
     resolution,
 )
 from autorunner.store.sql import (
@@ -64,15 +65,20 @@ class PostgresOperators:
     ) -> Resolved | None:
         async with self._tx(atomic=True) as conn:
             cur = await conn.execute(
-                "SELECT event_id, status FROM effects WHERE effect_key = %s FOR UPDATE",
+                "SELECT f.event_id, f.status, e.status, e.generation FROM effects f"
+                " LEFT JOIN events e ON e.event_id = f.event_id WHERE f.effect_key = %s"
+                " FOR UPDATE OF f",
                 (effect_key,),
             )
             row = await cur.fetchone()
             if row is None:
                 return None
-            event_id, status = row
+            event_id, status, event_status, generation = row
             if status != "unknown":
                 return Resolved(event_id=event_id, status=status)
+            refused = resend_refusal(effect_key, event_status=event_status, generation=generation)
+            if resend and refused is not None:
+                return Resolved(event_id=event_id, status=status, refused=refused)
             await self._journal(conn, operation)
             if not resend:
                 await conn.execute(
@@ -85,7 +91,9 @@ class PostgresOperators:
                 "UPDATE effects SET status = 'planned', updated_at = %s WHERE effect_key = %s",
                 (operation.at, effect_key),
             )
-            reopened = await self._reopen(conn, event_id, operation.at, "") is not None
+            reopened = (
+                await self._reopen(conn, event_id, operation.at, ", attempts = 0") is not None
+            )
         return Resolved(event_id=event_id, status=status, reopened=reopened)
 
     async def rerun(

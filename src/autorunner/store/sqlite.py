@@ -178,16 +178,17 @@ class SqliteStore(SqliteOperators):
             )
         )
 
-    async def pin_decision(self, event_id: str, decision: dict[str, Any]) -> dict[str, Any]:
-        def op(conn: sqlite3.Connection) -> dict[str, Any]:
-            conn.execute(
-                "UPDATE events SET decision_json = ? WHERE event_id = ? AND decision_json IS NULL",
-                (dumps(decision), event_id),
-            )
+    async def pin_decision(
+        self, event_id: str, decision: dict[str, Any], *, owner: str, generation: int
+    ) -> dict[str, Any] | None:
+        def op(conn: sqlite3.Connection) -> dict[str, Any] | None:
             row = conn.execute(
-                "SELECT decision_json FROM events WHERE event_id = ?", (event_id,)
+                "UPDATE events SET decision_json = coalesce(decision_json, ?)"
+                " WHERE event_id = ? AND lease_owner = ? AND generation = ?"
+                " RETURNING decision_json",
+                (dumps(decision), event_id, owner, generation),
             ).fetchone()
-            return decision if row is None or row[0] is None else orjson.loads(row[0])
+            return None if row is None else orjson.loads(row[0])
 
         return await self.db.write(op)
 
@@ -198,7 +199,8 @@ class SqliteStore(SqliteOperators):
 
         def op(conn: sqlite3.Connection) -> EffectState:
             row = conn.execute(
-                "SELECT status, result_json FROM effects WHERE effect_key = ?", (intent.effect_key,)
+                "SELECT status, result_json, tries FROM effects WHERE effect_key = ?",
+                (intent.effect_key,),
             ).fetchone()
             if row is None:
                 if intent.budget is not None:
@@ -223,7 +225,7 @@ class SqliteStore(SqliteOperators):
                         intent.route,
                     ),
                 )
-                return EffectState(proceed=True, status=entry_status(staged))
+                return EffectState(proceed=True, status=entry_status(staged), tries=1)
             status = row[0]
             retaken = retaken_status(status, at_least_once=at_least_once, staged=staged)
             if retaken is None:
@@ -234,19 +236,23 @@ class SqliteStore(SqliteOperators):
                 " WHERE effect_key = ?",
                 (retaken, int(proceeds(retaken)), now, intent.effect_key),
             )
-            return EffectState(proceed=proceeds(retaken), status=retaken)
+            tries = row[2] + int(proceeds(retaken))
+            return EffectState(proceed=proceeds(retaken), status=retaken, tries=tries)
 
         return await self.db.write(op)
 
-    async def effect_sending(self, effect_key: str) -> None:
+    async def effect_sending(self, effect_key: str, *, tries: int) -> bool:
         now = self._clock()
-        await self.db.write(
-            lambda conn: conn.execute(
-                "UPDATE effects SET status = 'pending', updated_at = ?"
-                " WHERE effect_key = ? AND status = 'planned'",
-                (now, effect_key),
+        changed = await self.db.write(
+            lambda conn: (
+                conn.execute(
+                    "UPDATE effects SET status = 'pending', updated_at = ?"
+                    " WHERE effect_key = ? AND status = 'planned' AND tries = ?",
+                    (now, effect_key, tries),
+                ).rowcount
             )
         )
+        return bool(changed)
 
     async def finish_effect(
         self, effect_key: str, *, status: EffectStatus, result: dict[str, Any]

@@ -26,6 +26,7 @@ from autorunner.store.base import (
     RunRecord,
     StoreStats,
     WorkerBeat,
+    resend_refusal,
     resolution,
 )
 from autorunner.store.sql import (
@@ -72,13 +73,18 @@ class SqliteOperators:
     ) -> Resolved | None:
         def op(conn: sqlite3.Connection) -> Resolved | None:
             row = conn.execute(
-                "SELECT event_id, status FROM effects WHERE effect_key = ?", (effect_key,)
+                "SELECT f.event_id, f.status, e.status, e.generation FROM effects f"
+                " LEFT JOIN events e ON e.event_id = f.event_id WHERE f.effect_key = ?",
+                (effect_key,),
             ).fetchone()
             if row is None:
                 return None
-            event_id, status = row
+            event_id, status, event_status, generation = row
             if status != "unknown":
                 return Resolved(event_id=event_id, status=status)
+            refused = resend_refusal(effect_key, event_status=event_status, generation=generation)
+            if resend and refused is not None:
+                return Resolved(event_id=event_id, status=status, refused=refused)
             self._journal(conn, operation)
             if not resend:
                 conn.execute(
@@ -91,7 +97,7 @@ class SqliteOperators:
                 "UPDATE effects SET status = 'planned', updated_at = ? WHERE effect_key = ?",
                 (operation.at, effect_key),
             )
-            reopened = self._reopen(conn, event_id, operation.at, "")
+            reopened = self._reopen(conn, event_id, operation.at, ", attempts = 0")
             return Resolved(event_id=event_id, status=status, reopened=reopened)
 
         return await self.db.write(op)
