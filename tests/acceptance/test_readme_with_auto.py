@@ -67,21 +67,26 @@ async def test_a_polled_trigger_is_decided_like_a_delivered_one_by_the_readme_po
         try:
             async with httpx2.AsyncClient(base_url=simulator, timeout=10) as sim:
                 await eventually(lambda: _streams_open(sim))
-                fired = cli(env, "simulate", "trigger", query_id, "--url", simulator, cwd=tmp_path)
-                assert fired.returncode == 0, fired.stderr
-                await eventually(lambda: _done(db, 1))
-                await sim.post("/_sim/drop-streams", json={"refuse_for": 0.5})
-                missed = cli(
+                fired = cli(
                     env,
                     "simulate",
                     "trigger",
                     query_id,
-                    "--sse-only",
+                    "--symbol",
+                    "BTC",
                     "--url",
                     simulator,
                     cwd=tmp_path,
                 )
-                assert missed.returncode == 0, missed.stderr
+                assert fired.returncode == 0, fired.stderr
+                await eventually(lambda: _done(db, 1))
+                await sim.post("/_sim/drop-streams", json={"refuse_for": 2})
+                # Fired at once while the stream is refused, by stream only: only the poll after
+                # the reconnect can find it.
+                missed = await sim.post(
+                    "/_sim/trigger", json={"queryId": query_id, "channels": ["sse"]}
+                )
+                assert missed.status_code == 200
                 await eventually(lambda: _done(db, 2), within=30)
         finally:
             assert server.terminate() == 0
