@@ -15,13 +15,19 @@ from typing import Any
 import orjson
 
 from autorunner.events import Event
-from autorunner.notional import Valuer, http_valuer, moves_no_money, order_notional
+from autorunner.notional import (
+    Valuer,
+    http_valuer,
+    moves_no_money,
+    no_money_with,
+    order_notional,
+)
 from autorunner.store.base import RawDelivery
 
 VALUERS: dict[str, Valuer] = {
     "notify": moves_no_money,
-    "telegram": moves_no_money,
-    "relay": moves_no_money,
+    "telegram": no_money_with("telegram", frozenset({"chat", "text"})),
+    "relay": no_money_with("relay", frozenset({"target"})),
     "exchange": order_notional,
     "http": http_valuer({"orders": "notional_usd", "tickets": None}),
 }

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx2
+import orjson
 import structlog
 from pydantic import SecretStr
 
@@ -34,6 +35,7 @@ from autorunner.errors import ConfigError, StoreUnavailable
 from autorunner.ingest import Ingestor
 from autorunner.ingress import WebhookApp, WebhookConfig, build_app
 from autorunner.metrics import Metrics
+from autorunner.notional import Malformed
 from autorunner.pipeline import Pipeline
 from autorunner.policy import Policy
 from autorunner.policy_file import load_policy, policy_from_settings
@@ -244,10 +246,12 @@ def build_llm_decider(
 
 def check_deciders(policy: Policy, available: Mapping[str, Decider]) -> None:
     """Every route's decider must exist at start-up, not fail on the first event."""
+    where = f"{policy.source}: " if policy.source else ""
     for route in (*policy.routes, policy.default):
         if route.decider not in available:
             raise ConfigError(
-                f"route {route.name!r} uses decider {route.decider!r}, which is not configured (set LLM_MODEL)"
+                f"{where}route {route.name!r} uses decider {route.decider!r}, which is not"
+                " configured (set LLM_MODEL)"
             )
 
 
@@ -262,6 +266,16 @@ def policy_warnings(policy: Policy, adapters: Mapping[str, Adapter]) -> list[str
             for kind in route.allowed_actions
             if kind not in adapters
         ]
+        for n, rule in enumerate(route.rules, start=1):
+            for action in rule.actions:
+                if action.kind not in adapters or "$" in orjson.dumps(action.params).decode():
+                    continue  # no adapter (said above), or filled in per event
+                notional = adapters[action.kind].notional(action.params)
+                if isinstance(notional, Malformed):
+                    found.append(
+                        f"route {route.name!r} rule {n} action {action.step!r} is always denied:"
+                        f" {notional.reason}"
+                    )
     return found
 
 

@@ -46,6 +46,11 @@ async def open_backends(
     if settings.runner_mode == "cloud":
         return await open_cloud_backends(settings, clock=clock, migrate=create)
     if settings.store_url.startswith("memory://"):
+        if not create:
+            raise ConfigError(
+                "QUEUE_URL=memory:// keeps nothing between processes: inspect the sqlite:// file"
+                " `autorunner serve` uses instead"
+            )
         return Backends(store=MemoryStore(clock=clock), queue=MemoryQueue(clock=clock))
     path = sqlite_path(settings.store_url)
     if not create and not await asyncio.to_thread(os.path.exists, path):

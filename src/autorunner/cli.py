@@ -232,15 +232,23 @@ def pause(
 def resume() -> None:
     """Lift the kill switch: the events that waited run now."""
     settings = clitools.settings()
-    clitools.run(lambda: clitools.with_backends(settings, operations.resume))
-    print("resumed")
+    lifted = clitools.run(lambda: clitools.with_backends(settings, operations.resume))
+    print("resumed" if lifted else "not paused: nothing to resume")
 
 
 @cli.command("send-test-event")
 def send_test_event(
     url: Annotated[str | None, typer.Argument(help="Webhook URL (default: this runner's).")] = None,
-    event_id: Annotated[str | None, typer.Option(help="Event id (default: a new UUID).")] = None,
-    execution_id: Annotated[str | None, typer.Option(help="Execution id to include.")] = None,
+    event_id: Annotated[
+        str | None,
+        typer.Option(
+            help="The delivery's X-Auto-Event-Id (default: a new UUID); the sample body carries"
+            " it too. A body's own ids decide the stored event's id."
+        ),
+    ] = None,
+    execution_id: Annotated[
+        str | None, typer.Option(help="Execution id of the sample body (not with --body).")
+    ] = None,
     body: Annotated[
         Path | None, typer.Option(help="JSON body file (default: a sample trigger).")
     ] = None,
@@ -252,6 +260,10 @@ def send_test_event(
     as_json: clitools.JsonFlag = False,
 ) -> None:
     """Sign an event exactly as Auto does and POST it."""
+    if body is not None and execution_id is not None:
+        raise clitools.UsageError(
+            "--execution-id shapes the sample body: with --body, put executionId in the file"
+        )
     settings = clitools.settings()
     key = secret or (
         settings.auto_secret.get_secret_value().split(",")[0].strip()
@@ -265,8 +277,10 @@ def send_test_event(
     if body is not None:
         try:
             payload = orjson.loads(body.read_bytes())
-        except (OSError, orjson.JSONDecodeError) as exc:
-            raise clitools.Failure(f"cannot read JSON body from {body}: {exc}") from exc
+        except OSError as exc:
+            raise clitools.UsageError(f"cannot read {body}: {exc.strerror or exc}") from exc
+        except orjson.JSONDecodeError as exc:
+            raise clitools.UsageError(f"{body} is not JSON: {exc}") from exc
     else:
         payload = sample_event(event_id=eid, execution_id=execution_id)
 

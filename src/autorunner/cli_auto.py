@@ -16,6 +16,7 @@ import typer
 from autorunner import app as composition
 from autorunner import clitools, serving
 from autorunner.auto_client import AutoClient
+from autorunner.auto_models import QuerySummary
 from autorunner.backends import open_backends
 from autorunner.config import Settings
 from autorunner.errors import AutoNotFound, AutoRejected, ConfigError
@@ -31,11 +32,14 @@ def read_query(path: Path) -> dict[str, Any]:
     """A query body from a JSON or TOML file (by extension; JSON otherwise)."""
     try:
         text = path.read_bytes()
+    except OSError as exc:
+        raise clitools.UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
         value: Any = tomllib.loads(text.decode()) if path.suffix == ".toml" else orjson.loads(text)
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, orjson.JSONDecodeError) as exc:
-        raise clitools.Failure(f"cannot read a query from {path}: {exc}") from exc
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, orjson.JSONDecodeError) as exc:
+        raise clitools.UsageError(f"{path} is not a query in JSON or TOML: {exc}") from exc
     if not isinstance(value, dict):
-        raise clitools.Failure(f"{path} must hold an object, not {type(value).__name__}")
+        raise clitools.UsageError(f"{path} must hold an object, not {type(value).__name__}")
     return value
 
 
@@ -62,7 +66,8 @@ def validate(file: Path, as_json: clitools.JsonFlag = False) -> None:
     if as_json:
         clitools.print_json(result.model_dump(mode="json"))
     else:
-        print(f"valid: {result.valid}  estimated cost: {result.estimated_cost}")
+        cost = "-" if result.estimated_cost is None else f"{result.estimated_cost:g}"
+        print(f"valid: {result.valid}  estimated cost: {cost}")
         for error in result.errors:
             print(f"  error: {error}")
         for warning in result.warnings:
@@ -123,30 +128,33 @@ def list_queries(
     offset: Annotated[int, typer.Option(help="Skip this many first.")] = 0,
     as_json: clitools.JsonFlag = False,
 ) -> None:
-    """The account's queries (``GET /queries``; API-key mode). Where Auto has no listing, the
-    queries behind the recent executions."""
+    """The account's queries (GET /queries; API-key mode). Where a deployment has no listing,
+    the queries behind the recent executions."""
     count = clitools.limit(limit)
     if offset < 0:
         raise clitools.UsageError(f"--offset must be 0 or more, got {offset}")
 
-    async def go(client: AutoClient) -> list[dict[str, Any]]:
+    async def go(client: AutoClient) -> tuple[list[dict[str, Any]], bool]:
+        """The rows, and whether they come from the executions instead of the listing."""
         try:
             page = await client.list_queries(
                 status=status, search=search, limit=count, offset=offset
             )
-        except AutoNotFound:
-            return await _queries_from_executions(client, count)
-        except AutoRejected as exc:
-            if exc.status != 405:
+        except (AutoNotFound, AutoRejected) as exc:
+            if isinstance(exc, AutoRejected) and exc.status != 405:
                 raise
-            return await _queries_from_executions(client, count)
-        return [q.model_dump(mode="json") for q in page.items]
+            try:
+                return await _queries_from_executions(client, count), True
+            except AutoNotFound:
+                raise exc from None  # nothing there either: a wrong ELFA_BASE_URL, say so
+        fields = set(QuerySummary.model_fields)
+        return [q.model_dump(mode="json", include=fields) for q in page.items], False
 
-    rows = _call(go)
+    rows, from_executions = _call(go)
     if as_json:
         clitools.print_json(rows)
         return
-    if rows and "executions" in rows[0]:  # the fallback: what the executions tell
+    if from_executions:
         clitools.table(
             "queries",
             ["query id", "executions", "last execution"],

@@ -25,7 +25,7 @@ def effects_list(
     limit: Annotated[int, typer.Option(help="How many, most recently changed first.")] = 50,
     as_json: clitools.JsonFlag = False,
 ) -> None:
-    """List ledger entries; ``--status unknown`` shows what needs an operator."""
+    """List ledger entries; --status unknown shows what needs an operator."""
     if status not in (None, *STATUSES):
         raise clitools.UsageError(f"unknown status {status!r}: use {', '.join(STATUSES)}")
     count = clitools.limit(limit)

@@ -112,7 +112,7 @@ def _event_from(path: Path) -> Event:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise clitools.Failure(f"cannot read {path}: {exc.strerror or exc}") from exc
+        raise clitools.UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
     try:
         payload = parse_json_object(raw)
         return normalize_webhook(
@@ -121,7 +121,7 @@ def _event_from(path: Path) -> Event:
             fallback_id=lambda: derived_event_id(str(int(time.time())).encode(), raw),
         )
     except InvalidEvent as exc:
-        raise clitools.Failure(f"{path}: {exc}") from exc
+        raise clitools.UsageError(f"{path}: {exc}") from exc
 
 
 def _as_dict(result: Redecided, policy: Policy) -> dict[str, Any]:

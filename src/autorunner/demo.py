@@ -43,8 +43,19 @@ async def run_demo(settings: Settings, count: int) -> None:
         id="demo-query",
         body={
             "title": "Demo: BTC price probe",
+            "description": "BTC crossed the demo threshold",
             "query": {
-                "conditions": {"AND": []},
+                "conditions": {
+                    "AND": [
+                        {
+                            "source": "price",
+                            "method": "current",
+                            "args": {"symbol": "BTC"},
+                            "operator": ">",
+                            "value": 0,
+                        }
+                    ]
+                },
                 "actions": [
                     {
                         "stepId": "s1",
@@ -99,12 +110,12 @@ def command() -> str:
     """How to run this same ``autorunner`` from the current folder (``./dev demo`` runs the
     one in ``.venv``, which is not on the PATH)."""
     exe = Path(sys.argv[0]).resolve()
-    if shutil.which("autorunner") and Path(shutil.which("autorunner") or "").resolve() == exe:
-        return "autorunner"
-    try:
+    try:  # inside this folder (./dev demo: .venv/bin/autorunner): the path from here
         return str(exe.relative_to(Path.cwd().resolve()))
     except ValueError:
-        return str(exe)
+        pass
+    found = shutil.which("autorunner")
+    return "autorunner" if found and Path(found).resolve() == exe else str(exe)
 
 
 async def _finished(metrics_url: str, count: int, *, within: float = 30.0) -> tuple[int, int]:

@@ -128,7 +128,7 @@ class WebhookApp:
                 fallback_id=lambda: derived_event_id(str(verified.timestamp).encode(), raw),
             )
         except InvalidEvent as exc:
-            await self._keep_rejected("invalid_body", delivery)
+            await self._keep_rejected(f"invalid_body: {exc}", delivery)
             return self._refuse(400, "invalid_body", str(exc))
         try:
             async with asyncio.timeout(self._config.store_timeout):
@@ -222,12 +222,16 @@ def build_app(
             log.warning("metrics.stats_unavailable", error=str(exc))
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
+    async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
+        await _send_json(send, 404, {"error": "not_found", "detail": f"no route {scope['path']}"})
+
     router = Router(
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),
-        ]
+        ],
+        default=not_found,
     )
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:

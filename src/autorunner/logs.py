@@ -8,11 +8,35 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Literal
+from typing import Literal, TextIO, cast
 
 import structlog
 
 LogFormat = Literal["auto", "json", "console"]
+
+
+class _Sink:
+    """stderr that stops writing, instead of raising, once its reader has gone (a closed pipe:
+    ``serve | head``): a log line that cannot be written must never stop the runner."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._gone = False
+
+    def write(self, text: str) -> int:
+        if not self._gone:
+            try:
+                return self._stream.write(text)
+            except (BrokenPipeError, ValueError):  # ValueError: the stream was closed
+                self._gone = True
+        return 0
+
+    def flush(self) -> None:
+        if not self._gone:
+            try:
+                self._stream.flush()
+            except (BrokenPipeError, ValueError):
+                self._gone = True
 
 
 def configure(*, level: str = "info", fmt: LogFormat = "auto") -> None:
@@ -32,7 +56,7 @@ def configure(*, level: str = "info", fmt: LogFormat = "auto") -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.WriteLoggerFactory(file=cast(TextIO, _Sink(sys.stderr))),
         cache_logger_on_first_use=True,
     )
     # The PostgreSQL pool retries connections in the background and says so on every attempt,

@@ -10,7 +10,8 @@ Each kind of action carries its amount in one place, and only there:
 * ``http``: the number at the endpoint's amount path inside ``params.body`` — ``notional_usd``
   unless the operator names another path for that endpoint (``HTTP_NOTIONAL=orders=order.usd``),
   or ``-`` for an endpoint that moves no money. ``endpoint`` and ``body`` are the only params.
-* ``notify``, ``telegram``, ``relay``: move no money.
+* ``notify``, ``telegram``, ``relay``: move no money (telegram and relay accept only the params
+  they read).
 
 A valuation is a value, never an exception: ``Valued`` (the USD amount), ``Unvalued`` (money
 moves but its amount cannot be told — denied on a route with a cap: fail closed), ``Malformed``
@@ -60,8 +61,24 @@ Valuer = Callable[[Mapping[str, Any]], Notional]
 
 
 def moves_no_money(params: Mapping[str, Any]) -> Notional:
-    """The valuer of kinds that move no money (notify, telegram, relay)."""
+    """The valuer of kinds that move no money and read any params (notify)."""
     return None
+
+
+def no_money_with(kind: str, names: frozenset[str]) -> Valuer:
+    """The valuer of a kind that moves no money and reads only ``names`` (telegram, relay):
+    any other param is a mistake the adapter would silently ignore."""
+
+    def value(params: Mapping[str, Any]) -> Notional:
+        unknown = sorted(set(params) - names)
+        if unknown:
+            return Malformed(
+                f"{kind} action has unknown param(s) {', '.join(map(repr, unknown))}"
+                f" (it reads {', '.join(sorted(names))})"
+            )
+        return None
+
+    return value
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -54,10 +54,13 @@ async def pause(backends: Backends, reason: str, *, clock: Clock = system_clock)
     await backends.store.record_operation(_operation("pause", clock=clock, reason=reason))
 
 
-async def resume(backends: Backends, *, clock: Clock = system_clock) -> None:
-    """Lift the kill switch; the events that waited run."""
+async def resume(backends: Backends, *, clock: Clock = system_clock) -> bool:
+    """Lift the kill switch; the events that waited run. False when it was not on."""
+    if await backends.store.get_flag("paused") is None:
+        return False
     await backends.store.set_flag("paused", None)
     await backends.store.record_operation(_operation("resume", clock=clock))
+    return True
 
 
 async def resolve_effect(

@@ -157,6 +157,7 @@ class Pipeline:
             effects=draft.effects,
             timings_ms=draft.timings_ms,
             error=None if error is None else f"{type(error).__name__}: {error}",
+            generation=leased.generation,
         )
         return Attempt(
             record=record, error=error, max_attempts=route.constraints.max_attempts, held=held

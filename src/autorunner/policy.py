@@ -78,6 +78,8 @@ class Policy:
     routes: tuple[Route, ...]
     default: Route
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    source: str | None = field(default=None, compare=False)
+    """The file it was read from (``None``: the built-in policy), for messages."""
 
     @functools.cached_property
     def hash(self) -> str:

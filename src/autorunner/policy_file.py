@@ -118,7 +118,16 @@ class RuleModel(_Strict):
         for name in self.when:
             if (problem := field_problem(name)) is not None:
                 raise ValueError(f"when: {problem}")
-        for n, action in enumerate(self.actions):
+        steps = [action.step for action in self.actions]
+        for n, action in enumerate(self.actions, start=1):
+            if action.kind not in KINDS:
+                raise ValueError(
+                    f"actions.{n}.kind: unknown action kind {action.kind!r} (kinds: {', '.join(KINDS)})"
+                )
+            if action.step in steps[: n - 1]:
+                raise ValueError(
+                    f"actions.{n}.step: step {action.step!r} is used twice in the rule"
+                )
             for where, text in _strings(action.params, f"actions.{n}.params"):
                 if (problem := placeholder_problem(text)) is not None:
                     raise ValueError(f"{where}: {problem}")
@@ -187,6 +196,7 @@ def load_policy(path: str | Path) -> Policy:
         routes=tuple(_route(r) for r in model.routes),
         default=_route(model.default),
         warnings=tuple(warnings),
+        source=str(path),
     )
 
 
@@ -294,6 +304,7 @@ def _describe(exc: ValidationError, raw: dict[str, Any]) -> str:
     elif loc[:1] == ["default"]:
         where = "default route: "
         loc = loc[1:]
-    field = ".".join(str(part) for part in loc)
+    # Lists are counted from 1, as people count rules and actions (``rules.1.actions.2``).
+    field = ".".join(str(part + 1) if isinstance(part, int) else str(part) for part in loc)
     message = str(error["msg"]).removeprefix("Value error, ")
     return f"{where}{field + ': ' if field else ''}{message}"

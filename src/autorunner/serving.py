@@ -23,6 +23,7 @@ from autorunner.app import Role, Runtime, build_runtime, subscriber
 from autorunner.backends import open_backends_patiently
 from autorunner.config import Settings
 from autorunner.errors import AutoError, ConfigError
+from autorunner.signatures import Secrets
 from autorunner.sweeper import run_sweeper
 
 log = structlog.get_logger("autorunner.serving")
@@ -94,10 +95,16 @@ async def serve(
             f"`autorunner {role}` is for cloud mode: set RUNNER_MODE=cloud, "
             "QUEUE_URL=redis://… and DATABASE_URL=postgresql://… (or run `autorunner serve`)"
         )
-    if role != "worker" and settings.auto_secret is None and not settings.auto_allow_unsigned:
+    secret = settings.auto_secret.get_secret_value() if settings.auto_secret else None
+    if (
+        role != "worker"
+        and not settings.auto_allow_unsigned
+        and not Secrets.parse(secret).elfa_keys
+    ):
         raise ConfigError(
-            "AUTO_SECRET is not set, so every signed webhook would be refused: set it "
-            "(comma-separated for rotation) or set AUTO_ALLOW_UNSIGNED=true"
+            f"AUTO_SECRET is {'empty' if secret is not None else 'not set'}, so every signed"
+            " webhook would be refused: set it (comma-separated for rotation) or set"
+            " AUTO_ALLOW_UNSIGNED=true"
         )
     sock = sock or listen(settings.host, settings.port)
     port = int(sock.getsockname()[1])
@@ -118,9 +125,11 @@ async def serve(
     loop = asyncio.get_running_loop()
 
     def request_stop() -> None:
-        log.info("serve.stopping")
         server.should_exit = True
         stop.set()
+        # Last: a log line that cannot be written (its pipe closed) must not keep us running.
+        with contextlib.suppress(OSError):
+            log.info("serve.stopping")
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, request_stop)

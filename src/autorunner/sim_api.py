@@ -386,15 +386,36 @@ class AutoApi:
         return self.sim.stream(None)
 
 
+OPERATORS = frozenset({">", "<", ">=", "<=", "==", "!=", "crosses_above", "crosses_below"})
+
+
 def _validation(body: dict[str, Any]) -> dict[str, Any]:
-    errors = [] if isinstance(body.get("query"), dict) else ["query is required"]
+    query = body.get("query")
+    errors = [] if isinstance(query, dict) else ["query is required"]
+    if isinstance(query, dict):
+        errors += [
+            f"unknown operator {leaf.get('operator')!r}"
+            for leaf in _leaves(query.get("conditions"))
+            if leaf.get("operator") not in OPERATORS
+        ]
+    cost = None if errors else 1
     return {
         "valid": not errors,
         "errors": errors,
         "warnings": [],
-        "estimatedCost": 1,
-        "estimatedCredits": 1,
+        "estimatedCost": cost,
+        "estimatedCredits": cost,
     }
+
+
+def _leaves(node: Any) -> list[dict[str, Any]]:
+    """The leaf conditions of a condition tree (``{AND|OR: [...]}`` groups)."""
+    if isinstance(node, list):
+        return [leaf for item in node for leaf in _leaves(item)]
+    if not isinstance(node, dict):
+        return []
+    groups = [node[k] for k in ("AND", "OR") if k in node]
+    return [leaf for g in groups for leaf in _leaves(g)] if groups else [node]
 
 
 def _page(items: list[Any], params: Any) -> tuple[list[Any], int, int]:

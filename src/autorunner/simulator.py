@@ -230,7 +230,7 @@ class Simulator:
         return Firing(
             query_id=query.id,
             title=title,
-            text=str(query.body.get("description") or f"{title}: conditions met"),
+            text=str(query.body.get("description") or "conditions met"),
             execution=execution,
             symbol=execution.get("symbol"),
         )

@@ -85,14 +85,31 @@ def event_rows(events: Iterable[EventSummary]) -> list[str]:
 def event_detail(detail: EventDetail) -> list[str]:
     """``events show``: what arrived, how it was decided, what happened, who intervened."""
     s, e = detail.summary, detail.event
+    delivered = f" (delivery id {e.delivery_id})" if e.delivery_id else ""
     lines = [
         f"event {s.event_id}: {s.status}  (attempts {s.attempts}, decision generation {detail.generation})",
-        f"  received   {when(s.received_at)} UTC by {s.channel}; finished {when(s.finished_at)}",
+        f"  received   {when(s.received_at)} UTC by {s.channel}{delivered}; finished"
+        f" {when(s.finished_at)}; {s.duplicates} more deliveries recognised as duplicates",
         f"  query      {e.query_id or '-'}   execution {e.execution_id or '-'}",
-        f"  trigger    {e.event_type}, status {e.status or '-'}, symbol {e.symbol or '-'}",
     ]
-    if e.title or e.body:
-        lines.append(f"  text       {text(e.title or '')}{' — ' + text(e.body) if e.body else ''}")
+    decided = next((r.envelope for r in reversed(detail.runs) if r.envelope), None)
+    trigger = (decided or {}).get("trigger") or {
+        "eventType": e.event_type,
+        "status": e.status,
+        "symbol": e.symbol,
+        "title": e.title,
+        "body": e.body,
+    }
+    label = "decided on" if decided else "trigger   "
+    lines.append(
+        f"  {label} {trigger.get('eventType')}, status {trigger.get('status') or '-'},"
+        f" symbol {trigger.get('symbol') or '-'}"
+    )
+    if trigger.get("title") or trigger.get("body"):
+        body = trigger.get("body")
+        lines.append(
+            f"  text       {text(trigger.get('title') or '')}{' — ' + text(body) if body else ''}"
+        )
     if detail.dead_reason:
         lines.append(f"  DEAD       {text(detail.dead_reason)}")
     last = next((r for r in reversed(detail.runs) if r.verdict is not None), None)
@@ -162,7 +179,8 @@ def run_lines(runs: Sequence[RunRecord]) -> list[str]:
     for n, run in enumerate(runs):
         head = "  runs       " if n == 0 else "             "
         took = round((run.finished_at - run.started_at) * 1000, 1)
-        line = f"{head}#{run.attempt} {run.outcome} in {took} ms"
+        generation = f" (generation {run.generation})" if run.generation > 1 else ""
+        line = f"{head}#{run.attempt}{generation} {run.outcome} in {took} ms"
         if run.retry_delay is not None:
             line += f", retry in {run.retry_delay:g}s"
         if run.error:
@@ -209,6 +227,8 @@ def status_lines(status: Mapping[str, Any]) -> list[str]:
         lines.append(
             f"  PAUSED       {status['paused']}: no effect begins; events wait (autorunner resume)"
         )
+    else:
+        lines.append("  paused       no")
     lines.append(
         f"  workers      {len(alive)} alive"
         + (f", {len(workers) - len(alive)} silent" if len(workers) > len(alive) else "")

@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 import shlex
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -14,10 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 
 from autorunner.store import sqlite as sqlite_store
-from tests.acceptance.runner import Server, base_env, cli, start_server
+from tests.acceptance.runner import Server, autorunner_exe, base_env, cli, start_server
 from tests.helpers import eventually
 
 
@@ -289,7 +291,7 @@ def test_rejected_deliveries_can_be_listed(
     assert "invalid_body" in listed.stdout
     assert '{"hello":"world"}' in listed.stdout.replace(" ", "")
     [kept] = json.loads(cli(env, "rejected", "list", "--json", cwd=tmp_path).stdout)
-    assert kept["reason"] == "invalid_body"
+    assert kept["reason"].startswith("invalid_body: unknown event shape")
 
 
 def test_version_and_shell_completion(tmp_path: Path) -> None:
@@ -326,3 +328,72 @@ def test_a_sqlite_url_in_a_folder_that_does_not_exist_is_one_line(tmp_path: Path
         f" the folder {tmp_path}/no-such-folder does not exist (check QUEUE_URL / DATABASE_URL)"
     )
     assert not (tmp_path / "no-such-folder").exists()
+
+
+def test_serve_stops_on_sigterm_after_the_reader_of_its_output_went_away(tmp_path: Path) -> None:
+    """``autorunner serve | head -1``: once ``head`` exits, every log write fails; SIGTERM must
+    still stop the runner cleanly."""
+    process = subprocess.Popen(
+        [autorunner_exe(), "serve"],
+        env=base_env(tmp_path / "runner.db"),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    assert process.stdout is not None
+    while b"serve.started" not in process.stdout.readline():
+        assert process.poll() is None, "serve exited before it started"
+    process.stdout.close()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+
+
+@pytest.mark.parametrize("secret", ["", " ", ","])
+def test_serve_refuses_a_blank_auto_secret_as_it_refuses_a_missing_one(
+    tmp_path: Path, secret: str
+) -> None:
+    result = cli(base_env(tmp_path / "x.db", AUTO_SECRET=secret), "serve", cwd=tmp_path)
+    assert result.returncode == 2
+    assert re.match(
+        r"autorunner: error: AUTO_SECRET is (empty|not set), so every signed webhook would be"
+        r" refused",
+        result.stderr.strip(),
+    )
+
+
+def test_options_that_do_not_fit_together_and_unknown_paths_are_one_clear_answer(
+    served: tuple[Server, dict[str, str]], tmp_path: Path
+) -> None:
+    server, env = served
+    (tmp_path / "b.json").write_text('{"eventType": "query.triggered", "eventId": "b1"}')
+    both = cli(
+        env, "send-test-event", server.url, "--body", "b.json", "--execution-id", "x", cwd=tmp_path
+    )
+    assert (both.returncode, both.stderr.strip()) == (
+        2,
+        "autorunner: error: --execution-id shapes the sample body: with --body, put executionId"
+        " in the file",
+    )
+    missing = cli(env, "send-test-event", server.url, "--body", "nope.json", cwd=tmp_path)
+    assert (missing.returncode, missing.stderr.strip()) == (
+        2,
+        "autorunner: error: cannot read nope.json: No such file or directory",
+    )
+    nowhere = httpx2.get(server.url.replace("/webhooks/auto", "/nowhere"), timeout=5)
+    assert (nowhere.status_code, nowhere.json()) == (
+        404,
+        {"error": "not_found", "detail": "no route /nowhere"},
+    )
+    memory = cli({**env, "QUEUE_URL": "memory://"}, "events", "list", cwd=tmp_path)
+    assert memory.returncode == 2
+    assert "memory:// keeps nothing between processes" in memory.stderr
+
+
+def test_resume_says_when_nothing_was_paused_and_status_says_paused_or_not(
+    tmp_path: Path, empty_db: dict[str, str]
+) -> None:
+    assert cli(empty_db, "resume", cwd=tmp_path).stdout.strip() == "not paused: nothing to resume"
+    assert "  paused       no" in cli(empty_db, "status", cwd=tmp_path).stdout
+    cli(empty_db, "pause", "--reason", "drill", cwd=tmp_path)
+    assert "  PAUSED       drill" in cli(empty_db, "status", cwd=tmp_path).stdout
+    assert cli(empty_db, "resume", cwd=tmp_path).stdout.strip() == "resumed"

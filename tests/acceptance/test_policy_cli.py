@@ -157,7 +157,8 @@ def test_a_route_naming_the_llm_decider_without_a_model_stops_serve(tmp_path: Pa
     result = cli(env, "serve", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "autorunner: error: route 'default' uses decider 'llm', which is not configured (set LLM_MODEL)"
+        f"autorunner: error: {tmp_path / 'policy.toml'}: route 'default' uses decider 'llm',"
+        " which is not configured (set LLM_MODEL)"
     )
 
 
@@ -193,7 +194,7 @@ def test_policy_check_accepts_old_names_with_warnings_and_refuses_a_typo(tmp_pat
     typo = cli(env, "policy", "check", "typo.toml", cwd=tmp_path)
     assert typo.returncode == 2
     assert typo.stderr.startswith(
-        "autorunner: error: typo.toml: default route: rules.0: actions.0.params.text:"
+        "autorunner: error: typo.toml: default route: rules.1: actions.1.params.text:"
         " unknown placeholder ${titel}"
     )
     assert not (tmp_path / "x.db").exists()
@@ -248,6 +249,34 @@ async def test_policy_test_of_a_stored_event_uses_what_its_run_recorded(tmp_path
     [action] = json.loads(shown.stdout)["decision"]["actions"]
     assert action["params"]["text"] == "VERSION-B BTC price alert"
     assert _counts(tmp_path / "runner.db") == (1, 1)  # nothing new ran or was recorded
+
+
+def test_policy_check_warns_of_a_rule_action_that_would_always_be_denied(tmp_path: Path) -> None:
+    env = base_env(
+        tmp_path / "x.db",
+        TELEGRAM_BOT_TOKEN="t",
+        TELEGRAM_CHATS="desk=1",
+        HTTP_ENDPOINTS="orders=http://127.0.0.1:9/orders",
+    )
+    (tmp_path / "p.toml").write_text(
+        """
+[default]
+allowed_actions = ["telegram", "http"]
+[[default.rules]]
+actions = [
+  { step = "tell", kind = "telegram", params = { chatt = "desk", text = "hi" } },
+  { step = "order", kind = "http", params = { endpoint = "orders", body = { notional_usd = -5 } } },
+]
+"""
+    )
+    checked = cli(env, "policy", "check", "p.toml", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.splitlines()[1:] == [
+        "warning: route 'default' rule 1 action 'tell' is always denied: telegram action has"
+        " unknown param(s) 'chatt' (it reads chat, text)",
+        "warning: route 'default' rule 1 action 'order' is always denied: body.notional_usd of"
+        " endpoint 'orders' is -5, not a non-negative number",
+    ]
 
 
 def test_serve_warns_at_start_of_an_allowed_kind_without_an_adapter(tmp_path: Path) -> None:

@@ -157,13 +157,27 @@ async def test_list_reads_auto_s_query_listing_and_delete_refuses_an_active_quer
     server.on(
         "GET",
         "/v2/auto/queries",
-        Reply(200, {"queries": [{"id": "q-9", "title": "BTC above 100k", "status": "active"}]}),
+        Reply(
+            200,
+            {
+                "queries": [
+                    # As the simulator (and maybe Auto) lists it: with a count of executions.
+                    {"id": "q-9", "title": "BTC above 100k", "status": "active", "executions": 3}
+                ]
+            },
+        ),
     )
     server.on("DELETE", "/v2/auto/queries/q-9", Reply(409, {"error": "query is active"}))
     server.on("DELETE", "/v2/auto/queries/q-8", Reply(200, {"id": "q-8", "deletedAt": "now"}))
     listed = await cli(env, tmp_path, "queries", "list", "--status", "active", "--json")
     [row] = json.loads(listed.out)
-    assert (row["query_id"], row["title"], row["status"]) == ("q-9", "BTC above 100k", "active")
+    assert row == {
+        "query_id": "q-9",
+        "title": "BTC above 100k",
+        "description": None,
+        "status": "active",
+        "created_at": None,
+    }
     [request] = server.calls("GET", "/v2/auto/queries")
     assert request.query == "status=active&limit=50&offset=0"
     table = await cli(env, tmp_path, "queries", "list")

@@ -102,7 +102,7 @@ def test_templates_cannot_reach_attributes_or_evaluate(tmp_path: Path) -> None:
     [
         (
             ("${title}", "${titel}"),
-            "route 'btc': rules.1: actions.0.params.text: unknown placeholder ${titel} (use one of"
+            "route 'btc': rules.2: actions.1.params.text: unknown placeholder ${titel} (use one of"
             " event_id, query_id, execution_id, event_type, status, title, body, symbol,"
             " occurred_at, route, objective)",
         ),
@@ -112,11 +112,19 @@ def test_templates_cannot_reach_attributes_or_evaluate(tmp_path: Path) -> None:
         ),
         (
             ('when = { status = "stopped" }', 'when = { stauts = "stopped" }'),
-            "route 'btc': rules.0: when: 'stauts' is not an event field",
+            "route 'btc': rules.1: when: 'stauts' is not an event field",
         ),
         (
             ('match = { symbol = "BTC" }', 'match = { channel = "sse" }'),
             "route 'btc': match: 'channel' says how an event arrived, not what it says",
+        ),
+        (
+            ('{ step = "buy", kind = "exchange"', '{ step = "tell", kind = "exchange"'),
+            "route 'btc': rules.2: actions.2.step: step 'tell' is used twice in the rule",
+        ),
+        (
+            ('{ step = "tell", kind = "notify"', '{ step = "tell", kind = "notfy"'),
+            "route 'btc': rules.2: actions.1.kind: unknown action kind 'notfy' (kinds: exchange,",
         ),
         (
             ('allowed_actions = ["notify"]', 'allowed_actions = ["notfy"]'),
@@ -186,11 +194,11 @@ def test_policy_hash_changes_with_the_file(tmp_path: Path) -> None:
         ),
         (
             ('step = "tell"', 'step = "has space"'),
-            "route 'btc': rules.1.actions.0.step: String should match pattern",
+            "route 'btc': rules.2.actions.1.step: String should match pattern",
         ),
         (
             ('context = ["query"]', 'context = ["query", "news"]'),
-            "route 'btc': context.1: Input should be 'query' or 'llm_session'",
+            "route 'btc': context.2: Input should be 'query' or 'llm_session'",
         ),
         (
             ("[default]", '[default]\ndecider = "oracle"'),

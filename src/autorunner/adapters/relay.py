@@ -20,7 +20,7 @@ from autorunner.adapters.base import Delivery, Sending, post
 from autorunner.decision import Action
 from autorunner.errors import PermanentError
 from autorunner.events import Event
-from autorunner.notional import moves_no_money
+from autorunner.notional import no_money_with
 from autorunner.signatures import sign_standard
 
 
@@ -47,7 +47,7 @@ class RelayAdapter:
 
     kind = "relay"
     waits_to_send = False
-    notional = staticmethod(moves_no_money)
+    notional = staticmethod(no_money_with("relay", frozenset({"target"})))
     delivery: Delivery = "at_least_once"
 
     def __init__(

@@ -27,7 +27,7 @@ from autorunner.adapters.base import Delivery, Sending
 from autorunner.decision import Action
 from autorunner.errors import DeliveryUnknown, PermanentError, TransientError
 from autorunner.events import Event
-from autorunner.notional import moves_no_money
+from autorunner.notional import no_money_with
 
 MAX_TEXT = 4096
 BOT_INTERVAL = 1 / 30
@@ -77,7 +77,7 @@ class TelegramAdapter:
 
     kind = "telegram"
     waits_to_send = True
-    notional = staticmethod(moves_no_money)
+    notional = staticmethod(no_money_with("telegram", frozenset({"chat", "text"})))
 
     def __init__(
         self,

@@ -225,6 +225,8 @@ class RunRecord:
     timings_ms: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     retry_delay: float | None = None
+    generation: int = 1
+    """The decision generation the attempt ran in (2 and on after ``events rerun``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
