@@ -15,8 +15,6 @@ from autorunner.clock import Clock, system_clock
 from autorunner.errors import StoreUnavailable
 from autorunner.events import Event
 from autorunner.store.base import (
-    BUDGET_WINDOW,
-    WORKER_RETENTION,
     DeadLetterView,
     EffectIntent,
     EffectState,
@@ -33,6 +31,10 @@ from autorunner.store.base import (
     RunRecord,
     StoreStats,
     WorkerBeat,
+)
+from autorunner.store.rules import (
+    BUDGET_WINDOW,
+    WORKER_RETENTION,
     aliases,
     entry_status,
     proceeds,

@@ -19,7 +19,6 @@ from autorunner.clock import Clock, system_clock
 from autorunner.events import Event
 from autorunner.postgresdb import PostgresDatabase
 from autorunner.store.base import (
-    BUDGET_WINDOW,
     EffectIntent,
     EffectState,
     EffectStatus,
@@ -27,11 +26,9 @@ from autorunner.store.base import (
     Leased,
     RawDelivery,
     RunRecord,
-    entry_status,
-    proceeds,
-    retaken_status,
 )
 from autorunner.store.postgres_operators import PostgresOperators
+from autorunner.store.rules import BUDGET_WINDOW, entry_status, proceeds, retaken_status
 from autorunner.store.sql import (
     finish_params,
 )

@@ -12,7 +12,6 @@ from autorunner.clock import Clock, system_clock
 from autorunner.events import Event
 from autorunner.sqlitedb import SqliteDatabase
 from autorunner.store.base import (
-    BUDGET_WINDOW,
     EffectIntent,
     EffectState,
     EffectStatus,
@@ -21,11 +20,8 @@ from autorunner.store.base import (
     Outcome,
     RawDelivery,
     RunRecord,
-    aliases,
-    entry_status,
-    proceeds,
-    retaken_status,
 )
+from autorunner.store.rules import BUDGET_WINDOW, aliases, entry_status, proceeds, retaken_status
 from autorunner.store.sql import (
     finish_params,
 )

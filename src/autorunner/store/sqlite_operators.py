@@ -13,7 +13,6 @@ from autorunner.clock import Clock
 from autorunner.events import Event
 from autorunner.sqlitedb import SqliteDatabase
 from autorunner.store.base import (
-    WORKER_RETENTION,
     DeadLetterView,
     EffectStatus,
     EventDetail,
@@ -26,9 +25,8 @@ from autorunner.store.base import (
     RunRecord,
     StoreStats,
     WorkerBeat,
-    resend_refusal,
-    resolution,
 )
+from autorunner.store.rules import WORKER_RETENTION, resend_refusal, resolution
 from autorunner.store.sql import (
     EFFECT_COLUMNS,
     OPERATION_COLUMNS,

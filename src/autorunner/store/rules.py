@@ -1,0 +1,82 @@
+"""The store's rules, the same for every backend (pure): the ledger's transitions, effect keys
+and their generations, which ids a duplicate delivery adds, what an operator's resolution
+records, and the windows the stores count in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autorunner.events import Event
+from autorunner.store.base import EffectStatus, Operation
+
+WORKER_RETENTION = 86400.0
+"""A worker that sent no heartbeat for this long is forgotten."""
+
+BUDGET_WINDOW = 3600.0
+"""A route's ``max_effects_per_hour`` counts the effects it began in this many seconds."""
+
+
+def key_generation(key: str) -> int:
+    """The decision generation an effect key belongs to (``effect_key``'s inverse)."""
+    _, _, tail = key.rpartition(":")
+    _, sep, number = tail.partition("~")
+    return int(number) if sep and number.isdigit() else 1
+
+
+def resend_refusal(key: str, *, event_status: str | None, generation: int | None) -> str | None:
+    """Why an unknown effect cannot be sent again now, or ``None``."""
+    if event_status is None or generation is None:
+        return "its event no longer exists"
+    if key_generation(key) != generation:
+        return (
+            f"effect {key!r} belongs to decision generation {key_generation(key)}, but its event"
+            f" has been rerun since (generation {generation}): it would never be performed"
+        )
+    if event_status not in ("done", "dead"):
+        return f"its event is {event_status}: wait until it finishes, then resend"
+    return None
+
+
+def effect_key(event_id: str, step_id: str, generation: int = 1) -> str:
+    """``"{event_id}:{step_id}"``, with ``~{generation}`` from the second generation on. Step ids
+    hold neither ``:`` nor ``~``, so keys of different events or generations never collide."""
+    key = f"{event_id}:{step_id}"
+    return key if generation == 1 else f"{key}~{generation}"
+
+
+def retaken_status(
+    status: EffectStatus, *, at_least_once: bool, staged: bool = False
+) -> EffectStatus | None:
+    """The ledger's rule for a key it has seen before: the status to record now, or ``None`` to
+    leave the entry as it is (``done``; ``unknown`` for an at-most-once adapter).
+
+    Perform it again (``planned`` when ``staged``, else ``pending``) after a known failure, when
+    the request never left (``planned``), or when an outcome a crash left open belongs to an
+    ``at_least_once`` adapter. ``unknown`` marks an open outcome an at-most-once adapter must
+    never resend.
+    """
+    if status in ("failed", "planned") or (status in ("pending", "unknown") and at_least_once):
+        return "planned" if staged else "pending"
+    if status == "pending":
+        return "unknown"
+    return None
+
+
+def aliases(event: Event, existing_id: str) -> list[str]:
+    """The ids a duplicate delivery of ``existing_id`` carried that do not name it already."""
+    return sorted({i for i in (event.event_id, event.delivery_id) if i and i != existing_id})
+
+
+def entry_status(staged: bool) -> EffectStatus:
+    """A new ledger entry's status: ``planned`` when the adapter marks its sending itself."""
+    return "planned" if staged else "pending"
+
+
+def resolution(operation: Operation) -> dict[str, Any]:
+    """The result recorded for an ``unknown`` effect an operator declares sent."""
+    return {"resolved": "sent", "by": operation.actor, "at": operation.at, **operation.detail}
+
+
+def proceeds(status: EffectStatus | None) -> bool:
+    """Whether a ledger status returned by ``begin_effect`` means "perform it now"."""
+    return status in ("planned", "pending")
