@@ -26,6 +26,8 @@ class Recorded:
     headers: dict[str, str]
     body: bytes
     at: float
+    raw_path: str = ""
+    """The path as it was sent, percent-encoding and all (``path`` is decoded)."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class ScriptedServer:
                 headers,
                 b"".join(chunks),
                 time.time(),
+                scope["raw_path"].decode("latin-1"),
             )
         )
         queue = self._script.get((scope["method"], scope["path"]))

@@ -17,7 +17,6 @@ import orjson
 import structlog
 from pydantic import SecretStr
 
-from autorunner import signatures
 from autorunner.adapters.base import Adapter
 from autorunner.adapters.exchange import ExchangeAdapter
 from autorunner.adapters.http import HttpAdapter
@@ -350,13 +349,12 @@ def build_runtime(
         metrics=metrics,
         clock=clock,
     )
-    secret = settings.auto_secret.get_secret_value() if settings.auto_secret else None
     ingestor = Ingestor(store=store, queue=queue, metrics=metrics)
     webhook = WebhookApp(
         ingestor=ingestor,
         store=store,
         config=WebhookConfig(
-            secrets=signatures.Secrets.parse(secret),
+            secrets=settings.webhook_secrets,
             tolerance=settings.auto_signature_tolerance,
             allow_unsigned=settings.auto_allow_unsigned,
             max_body=settings.max_body_bytes,

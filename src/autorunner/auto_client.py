@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
+from urllib.parse import quote
 
 import httpx2
 import orjson
@@ -110,6 +111,15 @@ class RateGate:
             self._next = at + self._interval
 
 
+def segment(value: str) -> str:
+    """An id as one path segment, whatever it holds: percent-encoded whole (``/``, ``?``, ``#``
+    and ``%`` included), so an id taken from an event can never reach another route; an id that
+    is empty or a dot segment names nothing (``AutoNotFound``, like Auto's own 404)."""
+    if value.strip(".") == "":
+        raise AutoNotFound(f"{value!r} is not an id", status=404)
+    return quote(value, safe="")
+
+
 class AutoClient:
     """Calls to Elfa Auto; see the module docstring for the rules every call follows."""
 
@@ -138,14 +148,16 @@ class AutoClient:
 
     async def poll(self, query_id: str) -> m.QueryStatus:
         """Status, latest evaluation and executions of one query (free)."""
-        return m.QueryStatus.model_validate(await self._read(f"/queries/{query_id}"))
+        return m.QueryStatus.model_validate(await self._read(f"/queries/{segment(query_id)}"))
 
     async def sessions(self, query_id: str) -> m.SessionList:
-        return m.SessionList.model_validate(await self._read(f"/queries/{query_id}/sessions"))
+        return m.SessionList.model_validate(
+            await self._read(f"/queries/{segment(query_id)}/sessions")
+        )
 
     async def session(self, query_id: str, session_id: str) -> m.Session:
         return m.Session.model_validate(
-            await self._read(f"/queries/{query_id}/sessions/{session_id}")
+            await self._read(f"/queries/{segment(query_id)}/sessions/{segment(session_id)}")
         )
 
     async def executions(
@@ -187,7 +199,7 @@ class AutoClient:
         """``DELETE /queries/{id}``: only a terminal query can be deleted (else ``409``)."""
         self._require_api_key("deleting a query")
         return m.Deleted.model_validate(
-            await self._call("DELETE", f"/queries/{query_id}", idempotent=True)
+            await self._call("DELETE", f"/queries/{segment(query_id)}", idempotent=True)
         )
 
     async def validate(self, query: Mapping[str, Any]) -> m.Validation:
@@ -201,7 +213,7 @@ class AutoClient:
     async def cancel(self, query_id: str) -> m.Cancelled:
         """Cancel; a ``409`` means the query is already terminal, which is success too."""
         try:
-            data = await self._call("POST", f"/queries/{query_id}/cancel", idempotent=True)
+            data = await self._call("POST", f"/queries/{segment(query_id)}/cancel", idempotent=True)
         except AutoRejected as exc:
             if exc.status == 409:
                 return m.Cancelled(id=query_id, status="terminal", already_terminal=True)
@@ -214,7 +226,7 @@ class AutoClient:
         the status and the body. No read timeout: the subscriber watches for silence itself."""
         if query_id is None:
             self._require_api_key("the account stream")
-        path = f"/queries/{query_id}/stream" if query_id else "/queries/stream"
+        path = f"/queries/{segment(query_id)}/stream" if query_id else "/queries/stream"
         await self._gate.wait()
         headers = {**self._headers("GET", path, b"", paid=False), "accept": "text/event-stream"}
         timeout = httpx2.Timeout(10.0, read=None)

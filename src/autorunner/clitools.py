@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
-import orjson
 import typer
 
 from autorunner import logs, views
@@ -59,7 +58,7 @@ async def with_backends(settings: Settings, fn: Callable[[Backends], Awaitable[T
 
 
 def print_json(value: Any) -> None:
-    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+    sys.stdout.write(views.dumps(value, indent=True) + "\n")
 
 
 def table(title: str, header: list[str], rows: list[list[str]]) -> None:

@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from autorunner.errors import ConfigError
 from autorunner.logs import LogFormat
+from autorunner.signatures import Secrets, standard_key
 
 LOCAL_SCHEMES = ("sqlite://", "memory://")
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -39,9 +40,27 @@ class Settings(BaseSettings):
     port: int = Field(default=3000, ge=0, le=65535)
 
     auto_secret: SecretStr | None = Field(default=None, description="comma-separated for rotation")
+    standard_webhooks_secret: SecretStr | None = Field(
+        default=None,
+        description="whsec_ secrets for Standard Webhooks deliveries (refused without one)",
+    )
     auto_allow_unsigned: bool = False
     auto_signature_tolerance: float = Field(default=300.0, gt=0)
-    max_body_bytes: int = Field(default=256 * 1024, gt=0)
+    max_body_bytes: int = Field(default=64 * 1024, gt=0)
+    http_header_timeout: float = Field(
+        default=10.0, gt=0, description="seconds a client may take to send its headers"
+    )
+    http_body_idle_timeout: float = Field(
+        default=10.0, gt=0, description="longest pause between a body's bytes"
+    )
+    http_body_timeout: float = Field(
+        default=30.0, gt=0, description="seconds a client may take to send a whole body"
+    )
+    http_max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    http_max_headers: int = Field(default=100, ge=10)
+    http_max_connections: int = Field(
+        default=1000, ge=1, description="open at once; lowered to fit the descriptor limit"
+    )
     store_timeout: float = Field(default=5.0, gt=0)
     startup_wait: float = Field(
         default=60.0, ge=0, description="how long to wait for the store and queue at start"
@@ -139,6 +158,21 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("relay_secret")
+    @classmethod
+    def _whsec_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            standard_key(value.get_secret_value())
+        return value
+
+    @model_validator(mode="after")
+    def _secrets_bound_to_one_scheme(self) -> Settings:
+        try:
+            self.webhook_secrets  # noqa: B018 - parsing is the check
+        except ValueError as exc:
+            raise ValueError(f"STANDARD_WEBHOOKS_SECRET: {exc}") from exc
+        return self
+
     @model_validator(mode="after")
     def _mode_matches_urls(self) -> Settings:
         if self.runner_mode == "cloud":
@@ -153,6 +187,16 @@ class Settings(BaseSettings):
                 "RUNNER_MODE: Redis and PostgreSQL URLs need RUNNER_MODE=cloud (local mode is SQLite)"
             )
         return self
+
+    @property
+    def webhook_secrets(self) -> Secrets:
+        """Every configured webhook secret, each bound to its scheme."""
+        return Secrets.parse(
+            self.auto_secret.get_secret_value() if self.auto_secret else None,
+            self.standard_webhooks_secret.get_secret_value()
+            if self.standard_webhooks_secret
+            else None,
+        )
 
     @property
     def store_url(self) -> str:

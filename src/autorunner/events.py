@@ -93,15 +93,37 @@ def derived_event_id(*parts: bytes) -> str:
     return f"derived-{digest[:32]}"
 
 
+MAX_DEPTH = 32
+"""How deeply an event's JSON may nest. Auto's shapes nest four levels; the stores' encoder
+stops at 255, and an event is wrapped a few levels deeper in every record that holds it."""
+
+
 def parse_json_object(raw: bytes) -> dict[str, Any]:
-    """Parse a JSON body that must be an object."""
+    """Parse a JSON body that must be an object nested at most ``MAX_DEPTH`` levels."""
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidEvent(f"body is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise InvalidEvent(f"body must be a JSON object, got {type(value).__name__}")
+    check_depth(value)
     return value
+
+
+def check_depth(value: object, limit: int = MAX_DEPTH) -> None:
+    """``InvalidEvent`` when ``value`` nests objects or arrays deeper than ``limit``."""
+    level: list[object] = [value]
+    for depth in range(1, limit + 2):
+        level = [child for node in level for child in _containers_in(node)]
+        if not level:
+            return
+        if depth >= limit:
+            raise InvalidEvent(f"body nests deeper than {limit} levels")
+
+
+def _containers_in(node: object) -> list[object]:
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+    return [child for child in children if isinstance(child, dict | list)]
 
 
 def normalize_webhook(
@@ -192,7 +214,7 @@ def _from_canonical(
         delivery_id=delivered,
         channel=channel,
         shape="canonical",
-        event_type=_str(p.get("eventType")) or TRIGGER_TYPE,
+        event_type=_id(p.get("eventType")) or TRIGGER_TYPE,
         execution_id=execution_id,
         query_id=_id(p.get("queryId")) or _id(data.get("queryId")),
         status=_str(p.get("status")) or TRIGGERED,
@@ -311,6 +333,7 @@ def normalize_execution(execution: dict[str, Any], *, query_id: str | None) -> E
     execution_id = _id(execution.get("id")) or _id(execution.get("executionId"))
     if execution_id is None:
         raise InvalidEvent("execution without an id")
+    check_depth(execution)
     return Event(
         event_id=execution_id,
         channel="poll",

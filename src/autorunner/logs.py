@@ -39,6 +39,34 @@ class _Sink:
                 self._gone = True
 
 
+MAX_VALUE = 512
+"""The longest text a log line carries for one value; a request can send megabytes."""
+MAX_TRACE = 16 * 1024
+_CONTROL = {code: f"\\x{code:02x}" for code in (*range(32), 127)}
+
+
+def shown(text: str, limit: int = 64) -> str:
+    """``text`` as a log line or an error message may carry it: control characters escaped,
+    cut at ``limit`` characters with the length of the rest, quoted."""
+    return f"'{bounded(text, limit)}'"
+
+
+def bounded(text: str, limit: int = MAX_VALUE) -> str:
+    """``text`` with control characters escaped and cut at ``limit`` characters."""
+    if len(text) > limit:
+        text = f"{text[:limit]}… (+{len(text) - limit} chars)"
+    return text if text.isprintable() else text.translate(_CONTROL)
+
+
+def _bound_values(
+    _: object, __: str, event_dict: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    for key, value in event_dict.items():
+        if isinstance(value, str) and (len(value) > MAX_VALUE or not value.isprintable()):
+            event_dict[key] = value[:MAX_TRACE] if key == "exception" else bounded(value)
+    return event_dict
+
+
 def configure(*, level: str = "info", fmt: LogFormat = "auto") -> None:
     """Configure structlog once for the process (the composition root calls this)."""
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
@@ -51,6 +79,7 @@ def configure(*, level: str = "info", fmt: LogFormat = "auto") -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            _bound_values,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(

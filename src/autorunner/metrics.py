@@ -57,6 +57,12 @@ class Metrics:
         self.swept = Counter(
             "autorunner_sweeper_requeued", "Stored events re-enqueued by the sweeper", registry=r
         )
+        self.http_refused = Counter(
+            "autorunner_http_refused",
+            "Clients refused by the HTTP server (timeouts, header limits, connection limit)",
+            ["reason"],
+            registry=r,
+        )
         self.ack_latency = Histogram(
             "autorunner_ack_latency_seconds",
             "Webhook receipt to acknowledgement",

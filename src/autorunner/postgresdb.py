@@ -29,8 +29,27 @@ MIGRATION_LOCK = 0x6175746F72756E  # "autorun": one key for every autorunner pro
 
 async def _configure(conn: Conn) -> None:
     # orjson for every json/jsonb value on this connection (it also encodes dataclasses).
-    set_json_dumps(orjson.dumps, conn)
+    set_json_dumps(json_dumps, conn)
     set_json_loads(orjson.loads, conn)
+
+
+def json_dumps(value: object) -> bytes:
+    """JSON that ``jsonb`` takes: it refuses the character U+0000 in any string, which a signed
+    body may carry (``"\\u0000"``), so NUL is stored as U+FFFD instead of failing the write."""
+    text = orjson.dumps(value)
+    if b"\\u0000" in text:  # rare; a literal backslash before "u0000" also lands here, harmlessly
+        text = orjson.dumps(_without_nul(orjson.loads(text)))
+    return text
+
+
+def _without_nul(value: object) -> object:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    return value
 
 
 class PostgresDatabase:

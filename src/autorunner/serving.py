@@ -11,8 +11,10 @@ import asyncio
 import contextlib
 import gc
 import os
+import resource
 import signal
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -23,7 +25,8 @@ from autorunner.app import Role, Runtime, build_runtime, subscriber
 from autorunner.backends import open_backends_patiently
 from autorunner.config import Settings
 from autorunner.errors import AutoError, ConfigError
-from autorunner.signatures import Secrets
+from autorunner.http_limits import HttpLimits, Refusal, limited_protocol
+from autorunner.metrics import Metrics
 from autorunner.sweeper import run_sweeper
 
 log = structlog.get_logger("autorunner.serving")
@@ -87,22 +90,24 @@ async def serve(
     role: Role = "serve",
     on_started: Callable[[int], Awaitable[None]] | None = None,
     sock: socket.socket | None = None,
+    http: type[asyncio.Protocol] | None = None,
 ) -> None:
     """``autorunner serve`` (ingress + workers + sweeper in one process), ``ingress`` or
-    ``worker`` (see ``app.Role``), until SIGINT/SIGTERM."""
+    ``worker`` (see ``app.Role``), until SIGINT/SIGTERM. ``http`` replaces the HTTP protocol
+    that enforces the settings' limits (the benchmark measures their cost with uvicorn's own)."""
     if role != "serve" and settings.runner_mode != "cloud":
         raise ConfigError(
             f"`autorunner {role}` is for cloud mode: set RUNNER_MODE=cloud, "
             "QUEUE_URL=redis://… and DATABASE_URL=postgresql://… (or run `autorunner serve`)"
         )
-    secret = settings.auto_secret.get_secret_value() if settings.auto_secret else None
+    secrets = settings.webhook_secrets
     if (
         role != "worker"
         and not settings.auto_allow_unsigned
-        and not Secrets.parse(secret).elfa_keys
+        and not (secrets.elfa_keys or secrets.standard_keys)
     ):
         raise ConfigError(
-            f"AUTO_SECRET is {'empty' if secret is not None else 'not set'}, so every signed"
+            f"AUTO_SECRET is {'empty' if settings.auto_secret is not None else 'not set'}, so every signed"
             " webhook would be refused: set it (comma-separated for rotation) or set"
             " AUTO_ALLOW_UNSIGNED=true"
         )
@@ -117,7 +122,8 @@ async def serve(
         access_log=False,
         lifespan="off",
         loop="none",
-        http="httptools",
+        http=http or limited_protocol(http_limits(settings), refusals(runtime.metrics)),
+        ws="none",
         proxy_headers=False,  # no client address is used; skip the middleware
         server_header=False,
     )
@@ -176,8 +182,11 @@ async def serve_app(
     """Serve a plain ASGI app (the simulator) until ``stop`` is set, or SIGINT/SIGTERM when no
     ``stop`` is given; ``tick`` runs a function every N seconds meanwhile."""
     sock = sock or listen(host, port)
+    protocol = limited_protocol(HttpLimits(), refusals(None))
     server = _Server(
-        uvicorn.Config(app, log_config=None, access_log=False, loop="none", http="httptools")
+        uvicorn.Config(
+            app, log_config=None, access_log=False, loop="none", http=protocol, ws="none"
+        )
     )
     loop = asyncio.get_running_loop()
     own_signals = stop is None
@@ -212,6 +221,59 @@ async def _every(seconds: float, fn: Callable[[], None]) -> None:
     while True:
         await asyncio.sleep(seconds)
         fn()
+
+
+DESCRIPTOR_RESERVE = 128
+"""Descriptors kept for everything but HTTP clients: the store and queue pools, the log, Auto."""
+
+
+def http_limits(settings: Settings) -> HttpLimits:
+    """The settings' HTTP limits, with as many connections as the descriptor limit allows:
+    the soft limit is raised to the hard one first, then connections are capped below it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    room = (
+        soft - DESCRIPTOR_RESERVE
+        if soft != resource.RLIM_INFINITY
+        else settings.http_max_connections
+    )
+    connections = max(1, min(settings.http_max_connections, room))
+    if connections < settings.http_max_connections:
+        log.warning(
+            "serve.connections_capped",
+            wanted=settings.http_max_connections,
+            allowed=connections,
+            descriptor_limit=soft,
+        )
+    return HttpLimits(
+        header_timeout=settings.http_header_timeout,
+        body_idle_timeout=settings.http_body_idle_timeout,
+        body_timeout=settings.http_body_timeout,
+        max_header_bytes=settings.http_max_header_bytes,
+        max_headers=settings.http_max_headers,
+        max_connections=connections,
+    )
+
+
+def refusals(metrics: Metrics | None, every: float = 10.0) -> Refusal:
+    """Counts each refused client and logs one line per reason every ``every`` seconds at most
+    (a flood of refusals must not become a flood of log lines)."""
+    pending: dict[str, int] = {}
+    logged: dict[str, float] = {}
+
+    def refused(reason: str) -> None:
+        if metrics is not None:
+            metrics.http_refused.labels(reason).inc()
+        pending[reason] = pending.get(reason, 0) + 1
+        now = time.monotonic()
+        if now - logged.get(reason, -every) >= every:
+            log.warning("http.refused", reason=reason, count=pending.pop(reason))
+            logged[reason] = now
+
+    return refused
 
 
 def listen(host: str, port: int) -> socket.socket:

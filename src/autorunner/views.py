@@ -39,9 +39,34 @@ def ago(seconds: float | None) -> str:
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
+PRINT_DEPTH = 64
+
+
+def dumps(value: Any, *, indent: bool = False) -> str:
+    """JSON for people and scripts that never fails on what a record holds: a record stored
+    before nesting was bounded is cut at ``PRINT_DEPTH`` levels, odd values become text."""
+    option = orjson.OPT_INDENT_2 if indent else 0
+    try:
+        return orjson.dumps(value, default=str, option=option).decode()
+    except orjson.JSONEncodeError:
+        return orjson.dumps(_printable(value, PRINT_DEPTH), default=str, option=option).decode()
+
+
+def _printable(value: Any, depth: int) -> Any:
+    if isinstance(value, dict | list | tuple) and depth <= 0:
+        return f"… nested deeper than {PRINT_DEPTH} levels"
+    if isinstance(value, dict):
+        return {str(key): _printable(item, depth - 1) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_printable(item, depth - 1) for item in value]
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+        return str(value)
+    return value
+
+
 def text(value: Any, limit: int = 160) -> str:
     """A value as one line: strings as they are, everything else as compact JSON."""
-    shown = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+    shown = value if isinstance(value, str) else dumps(value)
     shown = " ".join(shown.split())
     return shown if len(shown) <= limit else shown[: limit - 1] + "…"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -80,12 +81,28 @@ class Server:
 
 
 def start_server(
-    env: dict[str, str], cwd: Path, log_path: Path, *args: str, command: str = "serve"
+    env: dict[str, str],
+    cwd: Path,
+    log_path: Path,
+    *args: str,
+    command: str = "serve",
+    max_files: int | None = None,
 ) -> Server:
-    """Start ``autorunner serve`` (or ``ingress``/``worker``) and wait until it listens."""
+    """Start ``autorunner serve`` (or ``ingress``/``worker``) and wait until it listens;
+    ``max_files`` sets its descriptor limit (soft and hard) as ``ulimit -n`` would."""
+
+    def limit() -> None:
+        if max_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max_files, max_files))
+
     with log_path.open("ab") as log:  # the child keeps its own descriptor
         process = subprocess.Popen(
-            [autorunner_exe(), command, *args], env=env, cwd=cwd, stdout=log, stderr=log
+            [autorunner_exe(), command, *args],
+            env=env,
+            cwd=cwd,
+            stdout=log,
+            stderr=log,
+            preexec_fn=limit,  # noqa: PLW1509 - only a setrlimit, before exec
         )
     server = Server(process=process, log_path=log_path)
     deadline = time.monotonic() + 30

@@ -420,3 +420,19 @@ async def test_a_route_budget_refuses_new_effects_once_spent_and_frees_up_after_
     ).status == "unknown"  # known keys are not budgeted again
     clock.advance(3601)
     assert (await store.begin_effect(budgeted("c"))).proceed
+
+
+async def test_an_event_carrying_nul_characters_is_stored_and_read_back(
+    backends: Backends,
+) -> None:
+    # A signed body may escape U+0000 anywhere in its strings; PostgreSQL's jsonb refuses it,
+    # so the store keeps U+FFFD there instead of failing the write (others keep NUL itself).
+    store, _ = backends
+    event = make_event("nul", title="a\x00b", payload={"k\x00": ["v\x00"]})
+    result = await store.insert_event(event, raw_delivery('{"title":"a\\u0000b"}\x00'))
+    assert result.inserted
+    leased = await store.acquire("nul", owner="w1", lease=30)
+    assert leased is not None
+    assert leased.event.title in ("a\x00b", "a\ufffdb")
+    assert list(leased.event.payload) in (["k\x00"], ["k\ufffd"])
+    await store.record_rejected("reason with \x00", raw_delivery("body \x00"))

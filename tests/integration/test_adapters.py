@@ -282,7 +282,7 @@ async def test_relay_forwards_the_canonical_event_signed_per_standard_webhooks()
     verified = signatures.verify(
         request.headers,
         request.body,
-        secrets=signatures.Secrets.parse("whsec_" + base64.b64encode(b"k" * 24).decode()),
+        secrets=signatures.Secrets.parse(None, "whsec_" + base64.b64encode(b"k" * 24).decode()),
         now=time.time(),
     )
     assert (verified.scheme, verified.delivery_id) == ("standard-webhooks", "evt-9:fwd")

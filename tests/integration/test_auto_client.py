@@ -8,6 +8,7 @@ import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import quote
 
 import httpx2
 import orjson
@@ -214,3 +215,58 @@ def test_credentials_repr_shows_no_secret() -> None:
     creds = AutoCredentials(api_key="k-secret", hmac_secret="h-secret")
     assert "k-secret" not in repr(creds)
     assert "h-secret" not in repr(creds)
+
+
+STEERING_IDS = [
+    "../executions?limit=1#x",
+    "q/../../executions",
+    "q?status=active",
+    "q#fragment",
+    "%2e%2e%2fexecutions",
+    "a/b",
+    "q id",
+]
+
+
+@pytest.mark.parametrize("query_id", STEERING_IDS)
+async def test_an_id_taken_from_an_event_never_steers_a_request_to_another_route(
+    query_id: str,
+) -> None:
+    server = ScriptedServer()
+    async with client_for(server) as client:
+        with pytest.raises(AutoNotFound):
+            await client.poll(query_id)
+        with pytest.raises(AutoNotFound):
+            await client.session(query_id, query_id)
+    poll, session = server.requests
+    assert poll.raw_path == "/v2/auto/queries/" + quote(query_id, safe="")
+    assert session.raw_path == f"/v2/auto/queries/{quote(query_id, safe='')}/sessions/" + quote(
+        query_id, safe=""
+    )
+    assert (poll.query, session.query) == ("", "")
+    assert poll.path == f"/v2/auto/queries/{query_id}"  # one segment, decoded back whole
+
+
+@pytest.mark.parametrize("query_id", ["", ".", ".."])
+async def test_an_empty_or_dot_id_names_no_query_and_sends_nothing(query_id: str) -> None:
+    server = ScriptedServer()
+    async with client_for(server) as client:
+        with pytest.raises(AutoNotFound):
+            await client.poll(query_id)
+        with pytest.raises(AutoNotFound):
+            await client.cancel(query_id)
+    assert server.requests == []
+
+
+async def test_a_signed_call_with_an_encoded_id_is_signed_over_the_path_as_sent() -> None:
+    server = ScriptedServer()
+    server.on(
+        "POST", "/v2/auto/queries/a/b/cancel", Reply(200, {"id": "a/b", "status": "cancelled"})
+    )
+    async with client_for(server) as client:
+        await client.cancel("a/b")
+    [request] = server.requests
+    assert request.raw_path == "/v2/auto/queries/a%2Fb/cancel"
+    assert request.headers["x-elfa-signature"] == contract_signature(
+        HMAC_SECRET, request.headers["x-elfa-timestamp"], "POST", "/queries/a%2Fb/cancel", b""
+    )

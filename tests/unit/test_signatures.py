@@ -38,9 +38,14 @@ def elfa_headers(
 
 
 def check(
-    headers: dict[str, str], body: bytes = BODY, *, secrets: str = SECRET, **kw: object
+    headers: dict[str, str],
+    body: bytes = BODY,
+    *,
+    secrets: str = SECRET,
+    standard: str | None = None,
+    **kw: object,
 ) -> signatures.Verified:
-    return verify(headers, body, secrets=Secrets.parse(secrets), now=NOW, **kw)  # type: ignore[arg-type]
+    return verify(headers, body, secrets=Secrets.parse(secrets, standard), now=NOW, **kw)  # type: ignore[arg-type]
 
 
 def reason(headers: dict[str, str], body: bytes = BODY, **kw: object) -> str:
@@ -93,7 +98,7 @@ def test_tolerance_is_configurable() -> None:
     assert reason(elfa_headers(ts=str(NOW - 50)), tolerance=10) == "stale_timestamp"
 
 
-@pytest.mark.parametrize("ts", ["abc", "nan", "inf", ""])
+@pytest.mark.parametrize("ts", ["abc", "nan", "inf", "", "1e309"])
 def test_unreadable_timestamp_is_refused(ts: str) -> None:
     assert reason(elfa_headers(ts=ts)) in {"bad_timestamp", "missing_timestamp"}
 
@@ -128,8 +133,12 @@ def test_missing_event_id_header_verifies_over_an_empty_id() -> None:
     assert check(headers).delivery_id is None
 
 
+KEY = b"0123456789abcdef0123456789abcdef"
+WHSEC = "whsec_" + base64.b64encode(KEY).decode()
+
+
 def standard_headers(
-    secret_bytes: bytes, *, msg_id: str = "msg_1", ts: str = str(NOW), body: bytes = BODY
+    secret_bytes: bytes = KEY, *, msg_id: str = "msg_1", ts: str = str(NOW), body: bytes = BODY
 ) -> dict[str, str]:
     mac = hmac.new(secret_bytes, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()
     return {
@@ -139,27 +148,93 @@ def standard_headers(
     }
 
 
-def test_standard_webhooks_signature_with_whsec_secret_verifies() -> None:
-    key = b"0123456789abcdef0123456789abcdef"
-    secret = "whsec_" + base64.b64encode(key).decode()
-    verified = check(standard_headers(key), secrets=secret)
+def test_standard_webhooks_signature_with_its_own_whsec_secret_verifies() -> None:
+    verified = check(standard_headers(), secrets="", standard=WHSEC)
     assert (verified.scheme, verified.delivery_id) == ("standard-webhooks", "msg_1")
 
 
+def test_standard_webhooks_secret_without_padding_verifies_like_the_official_library() -> None:
+    key = b"k" * 25  # base64 of 25 bytes ends in padding
+    unpadded = "whsec_" + base64.b64encode(key).decode().rstrip("=")
+    assert check(standard_headers(key), standard=unpadded).scheme == "standard-webhooks"
+
+
+def test_standard_webhooks_deliveries_are_refused_without_a_standard_secret() -> None:
+    # AUTO_SECRET is Elfa's only: the same bytes do not sign the other scheme.
+    key_text = "shared-secret"
+    headers = standard_headers(key_text.encode())
+    assert reason(headers, secrets=key_text) == "no_secret"
+
+
+@pytest.mark.parametrize("secret", ["plain-secret", "whsec_not base64!", "whsec_"])
+def test_a_standard_secret_that_is_not_whsec_base64_is_a_configuration_error(secret: str) -> None:
+    with pytest.raises(ValueError, match="whsec_"):
+        Secrets.parse(None, secret)
+
+
 def test_standard_webhooks_tampering_and_staleness_are_refused() -> None:
-    key = b"plain-secret"
-    assert reason(standard_headers(key), BODY + b" ", secrets="plain-secret") == "bad_signature"
-    assert (
-        reason(standard_headers(key, ts=str(NOW - 301)), secrets="plain-secret")
-        == "stale_timestamp"
-    )
-    headers = standard_headers(key)
+    assert reason(standard_headers(), BODY + b" ", standard=WHSEC) == "bad_signature"
+    assert reason(standard_headers(ts=str(NOW - 301)), standard=WHSEC) == "stale_timestamp"
+    headers = standard_headers()
     del headers["webhook-id"]
-    assert reason(headers, secrets="plain-secret") == "missing_timestamp"
+    assert reason(headers, standard=WHSEC) == "missing_timestamp"
+
+
+@pytest.mark.parametrize(
+    "ts",
+    [
+        f"{NOW}.5",
+        f"+{NOW}",
+        f"-{NOW}",
+        f"{NOW}.0",
+        "1.78e9",
+        f"0x{NOW:x}",
+        f"{NOW}_0",
+        "".join(chr(0x0660 + int(d)) for d in str(NOW)),  # Arabic-Indic digits
+        f"{NOW}\t",
+        f"{NOW} ",
+    ],
+)
+def test_a_timestamp_is_plain_ascii_digits_or_refused(ts: str) -> None:
+    assert reason(elfa_headers(ts=ts)) == "bad_timestamp"
+    assert reason(standard_headers(ts=ts), standard=WHSEC) == "bad_timestamp"
+
+
+def test_a_moved_separator_does_not_re_sign_a_delivery_as_another_event() -> None:
+    # Signed bytes "NOW.5.evt.{body}": event "5.evt" at NOW, or event "evt" at "NOW.5", or
+    # event "5" with the body "evt.{body}". Neither a fraction nor an id with a '.' is taken,
+    # so those bytes can only ever be read one way.
+    captured = elfa_headers(event_id="5.evt")
+    assert reason(captured) == "ambiguous_signature"
+    moved = {**captured, "x-auto-event-id": "evt", "x-auto-signature-timestamp": f"{NOW}.5"}
+    assert reason(moved) == "bad_timestamp"
+    assert reason(standard_headers(msg_id="msg.1"), standard=WHSEC) == "ambiguous_signature"
+
+
+def test_a_delivery_signed_by_both_schemes_is_refused() -> None:
+    headers = {**elfa_headers(), **standard_headers()}
+    assert reason(headers, standard=WHSEC) == "ambiguous_signature"
+
+
+def test_disagreeing_elfa_timestamp_headers_are_refused() -> None:
+    headers = {**elfa_headers(), "x-auto-timestamp": str(NOW + 1)}
+    assert reason(headers) == "ambiguous_signature"
+    same = {**elfa_headers(), "x-auto-timestamp": str(NOW)}
+    assert check(same).scheme == "elfa-v1"
+
+
+def test_a_signed_header_sent_twice_is_refused_and_others_may_repeat() -> None:
+    raw = [(b"X-Auto-Event-Id", b"a"), (b"x-auto-event-id", b"b")]
+    with pytest.raises(SignatureError) as info:
+        signatures.header_map(raw)
+    assert info.value.reason == "duplicate_header"
+    assert signatures.header_map([(b"Accept", b"a"), (b"accept", b"b")]) == {"accept": "b"}
 
 
 def test_secrets_repr_never_shows_a_secret() -> None:
-    assert SECRET not in repr(Secrets.parse(SECRET))
+    shown = repr(Secrets.parse(SECRET, WHSEC))
+    assert SECRET not in shown
+    assert WHSEC[6:] not in shown
 
 
 def test_signers_match_the_contract_formula() -> None:
@@ -183,3 +258,10 @@ def test_any_signed_body_verifies_and_any_flipped_byte_fails(
     assert check(headers, body, secrets=secret).scheme == "elfa-v1"
     tampered = body + b"x"
     assert reason(headers, tampered, secrets=secret) == "bad_signature"
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_one_key_cannot_serve_both_schemes(legacy: bool) -> None:
+    key = hashlib.sha256(SECRET.encode()).digest() if legacy else SECRET.encode()
+    with pytest.raises(ValueError, match="both"):
+        Secrets.parse(SECRET, "whsec_" + base64.b64encode(key).decode())

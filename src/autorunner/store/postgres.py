@@ -352,7 +352,7 @@ class PostgresStore(PostgresOperators):
         async with self._tx() as conn:
             await conn.execute(
                 "INSERT INTO rejected (reason, received_at, raw_json) VALUES (%s, %s, %s)",
-                (reason, raw.received_at, Jsonb(raw)),
+                (reason.replace("\x00", "\ufffd"), raw.received_at, Jsonb(raw)),
             )
 
     async def set_flag(self, name: str, value: str | None) -> None:

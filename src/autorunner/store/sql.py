@@ -86,7 +86,7 @@ def finish_params(
         "id": run.event_id,
         "owner": owner,
         "now": now,
-        "error": reason or run.error,
+        "error": (reason or run.error or "").replace("\x00", "\ufffd") or None,
         "retry_at": retry_at if retry_at is not None else now,
         "attempt": run.attempt,
         "route": run.route,
