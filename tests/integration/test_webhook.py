@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import sqlite3
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import orjson
 import pytest
+from standardwebhooks import Webhook
 
 from autorunner.app import Runtime, build_runtime
 from autorunner.backends import open_backends
@@ -208,6 +211,57 @@ async def test_unknown_shape_with_valid_signature_gets_400(client: Client) -> No
     response = await client.send({"hello": "world"}, event_id="evt-1")
     assert response.status_code == 400
     assert "unknown event shape" in response.json()["detail"]
+
+
+WHSEC = "whsec_" + base64.b64encode(b"standard-webhooks-test-key").decode()
+
+
+async def test_standard_webhooks_delivery_is_accepted_only_with_its_own_secret(
+    tmp_path: Path,
+) -> None:
+    body = orjson.dumps(canonical("evt-std"))
+    now = datetime.now(tz=UTC)
+    signature = Webhook(WHSEC).sign("msg_std", now, body.decode())
+    headers = {
+        "content-type": "application/json",
+        "webhook-id": "msg_std",
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": signature,
+    }
+    async with make_client(tmp_path, workers_enabled=False) as without:
+        refused = await without.post(body, headers)
+        assert (refused.status_code, refused.json()["error"]) == (401, "no_secret")
+        assert await without.stored_ids() == []
+    async with make_client(
+        tmp_path, workers_enabled=False, standard_webhooks_secret=WHSEC
+    ) as with_secret:
+        accepted = await with_secret.post(body, headers)
+        assert accepted.status_code == 202
+        assert await with_secret.stored_ids() == ["evt-std"]
+
+
+async def test_a_signed_header_sent_twice_gets_401_and_nothing_is_stored(client: Client) -> None:
+    delivery = signed(canonical("evt-1"), secret=SECRET)
+    raw = [(k.encode(), v.encode()) for k, v in delivery.headers.items()]
+    raw.append((b"x-auto-event-id", b"evt-other"))
+    response = await client.http.post("/webhooks/auto", content=delivery.body, headers=raw)
+    assert (response.status_code, response.json()["error"]) == (401, "duplicate_header")
+    assert await client.stored_ids() == []
+
+
+async def test_a_signed_body_nested_too_deep_gets_400_and_is_kept_as_rejected(
+    client: Client,
+) -> None:
+    payload: dict[str, object] = canonical("evt-deep")
+    inner: dict[str, object] = payload
+    for _ in range(40):
+        inner["n"] = {}
+        inner = inner["n"]  # type: ignore[assignment]
+    response = await client.send(payload)
+    assert response.status_code == 400
+    assert "deeper than 32 levels" in response.json()["detail"]
+    assert await client.stored_ids() == []
+    assert (await client.runtime.backends.store.stats()).rejected == 1
 
 
 async def test_get_on_the_webhook_gets_405(client: Client) -> None:
