@@ -22,7 +22,7 @@ from autorunner.app import build_runtime
 from autorunner.backends import open_backends
 from autorunner.config import Settings
 from autorunner.events import Event
-from autorunner.store.base import RawDelivery
+from autorunner.records import RawDelivery
 from bench.calibrate import python_loop_seconds
 
 

@@ -22,7 +22,7 @@ from autorunner.notional import (
     no_money_with,
     order_notional,
 )
-from autorunner.store.base import RawDelivery
+from autorunner.records import RawDelivery
 
 VALUERS: dict[str, Valuer] = {
     "notify": moves_no_money,

@@ -7,7 +7,7 @@ from typing import Annotated, cast
 import typer
 
 from autorunner import clitools, operations, views
-from autorunner.store.base import EffectStatus
+from autorunner.records import EffectStatus
 
 effects_cli = typer.Typer(
     help="The effect ledger: list effects and settle the ones whose outcome is unknown.",

@@ -14,8 +14,8 @@ from autorunner.adapters.base import valuers
 from autorunner.backends import Backends
 from autorunner.config import Settings
 from autorunner.policy import Policy
+from autorunner.records import EventDetail, EventStatus, EventSummary
 from autorunner.replay import Redecided, redecide
-from autorunner.store.base import EventDetail, EventStatus, EventSummary
 
 events_cli = typer.Typer(
     help="Inspect stored events, their runs, and rerun them.", no_args_is_help=True

@@ -10,7 +10,8 @@ from autorunner.errors import StoreUnavailable
 from autorunner.events import Event
 from autorunner.metrics import Metrics
 from autorunner.queue.base import Queue
-from autorunner.store.base import RawDelivery, Store
+from autorunner.records import RawDelivery
+from autorunner.store.base import Store
 
 log = structlog.get_logger("autorunner.ingest")
 

@@ -30,7 +30,8 @@ from autorunner.ingest import Ingestor
 from autorunner.logs import shown
 from autorunner.metrics import Metrics
 from autorunner.queue.base import Queue
-from autorunner.store.base import Audit, RawDelivery, Store
+from autorunner.records import RawDelivery
+from autorunner.store.base import Audit, Store
 
 log = structlog.get_logger("autorunner.ingress")
 

@@ -18,7 +18,7 @@ from autorunner.backends import Backends
 from autorunner.clock import Clock, system_clock
 from autorunner.config import Settings
 from autorunner.errors import OperationRefused
-from autorunner.store.base import Operation, Resolved
+from autorunner.records import Operation, Resolved
 
 
 def actor() -> str:

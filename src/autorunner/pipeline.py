@@ -35,7 +35,8 @@ from autorunner.errors import (
 )
 from autorunner.events import Event
 from autorunner.policy import Policy, Route, build_envelope, check
-from autorunner.store.base import EffectIntent, EffectStatus, Leased, RunRecord, Store
+from autorunner.records import EffectIntent, EffectStatus, Leased, RunRecord
+from autorunner.store.base import Store
 from autorunner.store.rules import effect_key
 
 log = structlog.get_logger("autorunner.pipeline")

@@ -17,7 +17,7 @@ from autorunner.auto_models import Execution
 from autorunner.errors import InvalidEvent
 from autorunner.events import normalize_execution
 from autorunner.ingest import Ingestor
-from autorunner.store.base import RawDelivery
+from autorunner.records import RawDelivery
 
 log = structlog.get_logger("autorunner.reconcile")
 

@@ -17,7 +17,7 @@ from autorunner.decision import Decision
 from autorunner.events import Event
 from autorunner.notional import Valuer
 from autorunner.policy import Policy, build_envelope, check
-from autorunner.store.base import EventDetail
+from autorunner.records import EventDetail
 
 Change = Literal["unchanged", "changed", "newly_denied", "newly_allowed", "no_record"]
 

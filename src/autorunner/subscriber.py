@@ -31,9 +31,9 @@ from autorunner.events import normalize_sse
 from autorunner.ingest import Ingestor
 from autorunner.metrics import Metrics
 from autorunner.reconcile import Reconciler
+from autorunner.records import RawDelivery
 from autorunner.retry import RetryPolicy
 from autorunner.sse import ServerSentEvent, SSEDecoder
-from autorunner.store.base import RawDelivery
 
 log = structlog.get_logger("autorunner.subscriber")
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from autorunner.store.base import EventDetail, EventSummary, Operation, RejectedView, RunRecord
+from autorunner.records import EventDetail, EventSummary, Operation, RejectedView, RunRecord
 
 UNKNOWN_HINT = "may have been sent; settle it: autorunner effects resolve {key} --sent | --resend"
 EFFECT_ORDER = ("done", "planned", "pending", "unknown", "failed")

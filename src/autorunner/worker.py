@@ -22,7 +22,8 @@ from autorunner.errors import PermanentError, StoreUnavailable, TransientError
 from autorunner.metrics import Metrics
 from autorunner.pipeline import Attempt, Pipeline
 from autorunner.queue.base import Job, Queue
-from autorunner.store.base import Leased, Store, WorkerBeat
+from autorunner.records import Leased, WorkerBeat
+from autorunner.store.base import Store
 
 log = structlog.get_logger("autorunner.worker")
 

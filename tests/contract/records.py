@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from autorunner.store.base import EffectIntent, RunRecord
+from autorunner.records import EffectIntent, RunRecord
 
 
 def run(

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from autorunner.queue.base import Queue
-from autorunner.store.base import Backend, EffectIntent, Operation, Resolved, WorkerBeat
+from autorunner.records import EffectIntent, Operation, Resolved, WorkerBeat
+from autorunner.store.base import Backend
 from autorunner.store.rules import WORKER_RETENTION
 from tests.contract.records import intent, run
 from tests.helpers import FakeClock, make_event, raw_delivery

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from autorunner.queue.base import Job, Queue
-from autorunner.store.base import Backend, EffectIntent
+from autorunner.records import EffectIntent
+from autorunner.store.base import Backend
 from tests.contract.records import intent, run
 from tests.helpers import FakeClock, make_event, raw_delivery
 

@@ -16,8 +16,8 @@ from autorunner.deciders.rules import RulesDecider
 from autorunner.errors import AutoAuthError, AutoUnavailable
 from autorunner.pipeline import Attempt, Pipeline
 from autorunner.policy import default_policy
+from autorunner.records import Leased
 from autorunner.retry import RetryPolicy
-from autorunner.store.base import Leased
 from autorunner.store.memory import MemoryStore
 from tests.fake_http import Reply, ScriptedServer, serving
 from tests.helpers import make_event, raw_delivery

@@ -18,8 +18,8 @@ from autorunner.decision import Action
 from autorunner.errors import TransientError
 from autorunner.events import Event
 from autorunner.notional import moves_no_money
+from autorunner.records import EventStatus
 from autorunner.serving import running
-from autorunner.store.base import EventStatus
 from autorunner.sweeper import sweep_once
 from tests.helpers import eventually, make_event, raw_delivery
 

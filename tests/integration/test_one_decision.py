@@ -23,11 +23,11 @@ from autorunner.events import Event, normalize_execution, normalize_sse, normali
 from autorunner.notional import Notional, Valuer
 from autorunner.pipeline import Pipeline
 from autorunner.policy_file import load_policy
+from autorunner.records import RunRecord
 from autorunner.sim_api import SimQuery
 from autorunner.sim_frames import stream_frame, webhook_body
 from autorunner.simulator import SimConfig, Simulator
 from autorunner.sse import SSEDecoder
-from autorunner.store.base import RunRecord
 from autorunner.store.memory import MemoryStore
 from tests.fake_http import serving
 from tests.helpers import VALUERS, raw_delivery, readme_policy

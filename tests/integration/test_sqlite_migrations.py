@@ -7,9 +7,9 @@ from pathlib import Path
 
 import orjson
 
+from autorunner.records import EffectIntent
 from autorunner.sqlitedb import SqliteDatabase
 from autorunner.store import sqlite as sqlite_store
-from autorunner.store.base import EffectIntent
 from tests.helpers import make_event, raw_delivery
 
 

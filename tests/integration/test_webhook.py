@@ -23,8 +23,8 @@ from autorunner.backends import open_backends
 from autorunner.config import Settings
 from autorunner.events import normalize_sse
 from autorunner.ingest import Ingestor
+from autorunner.records import RawDelivery
 from autorunner.serving import running
-from autorunner.store.base import RawDelivery
 from tests.helpers import canonical, elfa_signature, eventually, signed
 
 SECRET = "whk-secret"

@@ -12,8 +12,8 @@ from autorunner.policy import (
     check,
     default_policy,
 )
+from autorunner.records import RunRecord
 from autorunner.replay import classify, replay
-from autorunner.store.base import RunRecord
 from autorunner.store.memory import MemoryStore
 from tests.helpers import kinds, make_event, raw_delivery
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from autorunner import clitools, views
-from autorunner.store.base import EventDetail, EventSummary, Operation, RunRecord
+from autorunner.records import EventDetail, EventSummary, Operation, RunRecord
 from tests.helpers import make_event, raw_delivery
 
 LONG_ID = "evt-" + "x" * 70

@@ -19,8 +19,8 @@ from autorunner.notional import moves_no_money
 from autorunner.pipeline import Pipeline
 from autorunner.policy import Constraints, Policy, Route, default_policy
 from autorunner.queue.memory import MemoryQueue
+from autorunner.records import EventStatus
 from autorunner.retry import RetryPolicy
-from autorunner.store.base import EventStatus
 from autorunner.store.memory import MemoryStore
 from autorunner.worker import Worker, WorkerConfig
 from tests.helpers import make_event, raw_delivery

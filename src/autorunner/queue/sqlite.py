@@ -14,8 +14,8 @@ import sqlite3
 
 from autorunner.clock import Clock, system_clock
 from autorunner.queue.base import Job, QueueStats
+from autorunner.records import Outcome
 from autorunner.sqlitedb import SqliteDatabase
-from autorunner.store.base import Outcome
 
 IDLE_POLL_SECONDS = 0.25
 """How often an idle consumer looks for jobs enqueued by another process."""

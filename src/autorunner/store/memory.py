@@ -14,7 +14,7 @@ from typing import Any
 from autorunner.clock import Clock, system_clock
 from autorunner.errors import StoreUnavailable
 from autorunner.events import Event
-from autorunner.store.base import (
+from autorunner.records import (
     DeadLetterView,
     EffectIntent,
     EffectState,

@@ -18,7 +18,7 @@ from psycopg.types.json import Jsonb
 from autorunner.clock import Clock, system_clock
 from autorunner.events import Event
 from autorunner.postgresdb import PostgresDatabase
-from autorunner.store.base import (
+from autorunner.records import (
     EffectIntent,
     EffectState,
     EffectStatus,

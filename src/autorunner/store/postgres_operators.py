@@ -13,7 +13,7 @@ from psycopg.types.json import Jsonb
 from autorunner.clock import Clock
 from autorunner.events import Event
 from autorunner.postgresdb import Conn
-from autorunner.store.base import (
+from autorunner.records import (
     DeadLetterView,
     EffectStatus,
     EventDetail,

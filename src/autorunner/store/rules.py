@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from autorunner.events import Event
-from autorunner.store.base import EffectStatus, Operation
+from autorunner.records import EffectStatus, Operation
 
 WORKER_RETENTION = 86400.0
 """A worker that sent no heartbeat for this long is forgotten."""

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from autorunner.store.base import EventSummary, Operation, RejectedView, RunRecord, WorkerBeat
+from autorunner.records import EventSummary, Operation, RejectedView, RunRecord, WorkerBeat
 
 
 def summary_columns(concat: str) -> str:

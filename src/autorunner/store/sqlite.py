@@ -10,8 +10,7 @@ import orjson
 
 from autorunner.clock import Clock, system_clock
 from autorunner.events import Event
-from autorunner.sqlitedb import SqliteDatabase
-from autorunner.store.base import (
+from autorunner.records import (
     EffectIntent,
     EffectState,
     EffectStatus,
@@ -21,6 +20,7 @@ from autorunner.store.base import (
     RawDelivery,
     RunRecord,
 )
+from autorunner.sqlitedb import SqliteDatabase
 from autorunner.store.rules import BUDGET_WINDOW, aliases, entry_status, proceeds, retaken_status
 from autorunner.store.sql import (
     finish_params,

@@ -11,8 +11,7 @@ import orjson
 
 from autorunner.clock import Clock
 from autorunner.events import Event
-from autorunner.sqlitedb import SqliteDatabase
-from autorunner.store.base import (
+from autorunner.records import (
     DeadLetterView,
     EffectStatus,
     EventDetail,
@@ -26,6 +25,7 @@ from autorunner.store.base import (
     StoreStats,
     WorkerBeat,
 )
+from autorunner.sqlitedb import SqliteDatabase
 from autorunner.store.rules import WORKER_RETENTION, resend_refusal, resolution
 from autorunner.store.sql import (
     EFFECT_COLUMNS,
