@@ -39,9 +39,7 @@ async def preload(settings: Settings, count: int) -> None:
             title="BTC above 100k",
             body="bench",
         )
-        result = await backends.store.insert_event(event, raw)
-        if not result.queued:
-            await backends.queue.enqueue(event.event_id)
+        await backends.outbox.admit(event, raw)
 
     for start in range(0, count, 500):
         await asyncio.gather(*(one(n) for n in range(start, min(count, start + 500))))

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from autorunner.outbox import Outbox, StoreThenQueue
 from autorunner.queue.base import Queue
 from autorunner.queue.memory import MemoryQueue
 from autorunner.queue.sqlite import SqliteQueue
+from autorunner.sqlite_outbox import SqliteOutbox
 from autorunner.sqlitedb import SqliteDatabase
 from autorunner.store import sqlite as sqlite_store
 from autorunner.store.base import Backend
@@ -29,15 +31,11 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=["memory", "sqlite", "sqlite-outbox", "postgres-redis"])
+@pytest.fixture(params=["memory", "sqlite", "postgres-redis"])
 async def backends(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
 ) -> AsyncIterator[tuple[Backend, Queue]]:
-    """A store and queue sharing one fake clock, for every backend.
-
-    ``sqlite-outbox`` is how local mode runs: the store writes and settles the queue's entries
-    inside its own transactions.
-    """
+    """A store and queue sharing one fake clock, for every backend."""
     if request.param == "memory":
         yield MemoryStore(clock=clock), MemoryQueue(clock=clock)
         return
@@ -51,9 +49,17 @@ async def backends(
         return
     db = SqliteDatabase(str(tmp_path / "contract.db"), migrations=sqlite_store.migrations())
     await db.open()
-    local = SqliteQueue(db, clock=clock)
-    outbox = local if request.param == "sqlite-outbox" else None
     try:
-        yield sqlite_store.SqliteStore(db, clock=clock, outbox=outbox), local
+        yield sqlite_store.SqliteStore(db, clock=clock), SqliteQueue(db, clock=clock)
     finally:
         await db.close()
+
+
+@pytest.fixture
+def outbox(backends: tuple[Backend, Queue], clock: FakeClock) -> Outbox:
+    """The outbox each deployment builds over ``backends``: one transaction for both on SQLite
+    (local mode), the store then the queue on the others."""
+    store, queue = backends
+    if isinstance(store, sqlite_store.SqliteStore) and isinstance(queue, SqliteQueue):
+        return SqliteOutbox(store, queue, clock=clock)
+    return StoreThenQueue(store, queue, clock=clock)

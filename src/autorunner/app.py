@@ -331,7 +331,9 @@ def build_runtime(
     )
     worker = Worker(
         store=store,
+        journal=store,
         queue=queue,
+        outbox=backends.outbox,
         pipeline=pipeline,
         config=WorkerConfig(
             name=f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}",
@@ -349,7 +351,7 @@ def build_runtime(
         metrics=metrics,
         clock=clock,
     )
-    ingestor = Ingestor(store=store, queue=queue, metrics=metrics)
+    ingestor = Ingestor(outbox=backends.outbox, metrics=metrics)
     webhook = WebhookApp(
         ingestor=ingestor,
         store=store,

@@ -12,9 +12,11 @@ import structlog
 from autorunner.clock import Clock, system_clock
 from autorunner.config import Settings, sqlite_path
 from autorunner.errors import ConfigError, StoreUnavailable
+from autorunner.outbox import Outbox, StoreThenQueue
 from autorunner.queue.base import Queue
 from autorunner.queue.memory import MemoryQueue
 from autorunner.queue.sqlite import SqliteQueue
+from autorunner.sqlite_outbox import SqliteOutbox
 from autorunner.sqlitedb import SqliteDatabase
 from autorunner.store import sqlite as sqlite_store
 from autorunner.store.base import Backend
@@ -25,10 +27,11 @@ log = structlog.get_logger("autorunner.backends")
 
 @dataclass(kw_only=True)
 class Backends:
-    """The store and queue a process works with."""
+    """The store and queue a process works with, and the outbox between them."""
 
     store: Backend
     queue: Queue
+    outbox: Outbox
 
     async def close(self) -> None:
         await self.queue.close()
@@ -51,7 +54,10 @@ async def open_backends(
                 "QUEUE_URL=memory:// keeps nothing between processes: inspect the sqlite:// file"
                 " `autorunner serve` uses instead"
             )
-        return Backends(store=MemoryStore(clock=clock), queue=MemoryQueue(clock=clock))
+        twin, twin_queue = MemoryStore(clock=clock), MemoryQueue(clock=clock)
+        return Backends(
+            store=twin, queue=twin_queue, outbox=StoreThenQueue(twin, twin_queue, clock=clock)
+        )
     path = sqlite_path(settings.store_url)
     if not create and not await asyncio.to_thread(os.path.exists, path):
         raise ConfigError(
@@ -66,9 +72,8 @@ async def open_backends(
     )
     await db.open()
     queue = SqliteQueue(db, clock=clock)
-    # One file: the store writes and settles queue entries in its own transactions (outbox).
-    store = sqlite_store.SqliteStore(db, clock=clock, outbox=queue)
-    return Backends(store=store, queue=queue)
+    store = sqlite_store.SqliteStore(db, clock=clock)
+    return Backends(store=store, queue=queue, outbox=SqliteOutbox(store, queue, clock=clock))
 
 
 async def open_backends_patiently(settings: Settings, *, clock: Clock = system_clock) -> Backends:
@@ -117,4 +122,4 @@ async def open_cloud_backends(
     except BaseException:
         await store.close()
         raise
-    return Backends(store=store, queue=queue)
+    return Backends(store=store, queue=queue, outbox=StoreThenQueue(store, queue, clock=clock))

@@ -33,15 +33,10 @@ class RawDelivery:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class InsertResult:
-    """``inserted`` is False for a duplicate; ``existing_id`` then names the stored event.
-
-    ``queued`` is True when the store also queued the event in the same transaction (a store
-    built with an outbox writer), so the caller need not enqueue it.
-    """
+    """``inserted`` is False for a duplicate; ``existing_id`` then names the stored event."""
 
     inserted: bool
     existing_id: str | None = None
-    queued: bool = False
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -20,10 +20,11 @@ from autorunner import retry
 from autorunner.clock import Clock, sleep_unless, system_clock
 from autorunner.errors import PermanentError, StoreUnavailable, TransientError
 from autorunner.metrics import Metrics
+from autorunner.outbox import Outbox
 from autorunner.pipeline import Attempt, Pipeline
 from autorunner.queue.base import Job, Queue
 from autorunner.records import Leased, WorkerBeat
-from autorunner.store.base import Store
+from autorunner.store.base import Events, Journal
 
 log = structlog.get_logger("autorunner.worker")
 
@@ -52,8 +53,10 @@ class Worker:
     def __init__(
         self,
         *,
-        store: Store,
+        store: Events,
+        journal: Journal,
         queue: Queue,
+        outbox: Outbox,
         pipeline: Pipeline,
         config: WorkerConfig,
         metrics: Metrics,
@@ -61,7 +64,9 @@ class Worker:
         rand: Callable[[], float] = random.random,
     ) -> None:
         self._store = store
+        self._journal = journal
         self._queue = queue
+        self._outbox = outbox
         self._pipeline = pipeline
         self.config = config
         self._metrics = metrics
@@ -89,7 +94,7 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
             with contextlib.suppress(StoreUnavailable):
-                await self._store.forget_worker(self.config.name)
+                await self._journal.forget_worker(self.config.name)
 
     async def _beat(self) -> None:
         """Tell the store this worker lives (``autorunner status`` lists it)."""
@@ -101,7 +106,7 @@ class Worker:
             in_flight=len(self._running),
         )
         try:
-            await self._store.beat(beat)
+            await self._journal.beat(beat)
         except StoreUnavailable as exc:
             log.warning("worker.heartbeat_failed", backend="store", error=str(exc))
 
@@ -181,8 +186,7 @@ class Worker:
             log.info("job.held", event_id=event_id, reason=attempt.held)
             return
         if attempt.error is None:
-            if not await self._store.finish(attempt.record, owner=leased.owner):
-                await self._queue.ack(job)
+            await self._outbox.settle(job, attempt.record, owner=leased.owner)
             self._metrics.processed.labels("done").inc()
             log.info("job.done", event_id=event_id, attempt=leased.attempt)
             return
@@ -200,8 +204,7 @@ class Worker:
         if isinstance(ruling, retry.Retry):
             record = replace(attempt.record, outcome="retry", retry_delay=round(ruling.delay, 6))
             retry_at = self._clock() + ruling.delay
-            if not await self._store.finish(record, owner=leased.owner, retry_at=retry_at):
-                await self._queue.retry(job, delay=ruling.delay)
+            await self._outbox.settle(job, record, owner=leased.owner, retry_at=retry_at)
             self._metrics.retried.inc()
             self._metrics.processed.labels("retry").inc()
             log.warning(
@@ -213,8 +216,7 @@ class Worker:
             )
         else:
             record = replace(attempt.record, outcome="dead")
-            if not await self._store.finish(record, owner=leased.owner, reason=ruling.reason):
-                await self._queue.dead_letter(job, reason=ruling.reason)
+            await self._outbox.settle(job, record, owner=leased.owner, reason=ruling.reason)
             self._metrics.dead_lettered.inc()
             self._metrics.processed.labels("dead").inc()
             log.error(

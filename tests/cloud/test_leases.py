@@ -14,6 +14,7 @@ from autorunner.decision import Action
 from autorunner.events import Event
 from autorunner.metrics import Metrics
 from autorunner.notional import moves_no_money
+from autorunner.outbox import StoreThenQueue
 from autorunner.pipeline import Pipeline
 from autorunner.policy import default_policy
 from autorunner.store.postgres import PostgresStore
@@ -51,7 +52,9 @@ async def test_a_job_longer_than_its_lease_is_not_taken_over_while_its_worker_li
         workers = [
             Worker(
                 store=store,
+                journal=store,
                 queue=queue,
+                outbox=StoreThenQueue(store, queue),
                 pipeline=Pipeline(
                     store=store,
                     policy=default_policy(),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from autorunner.queue.base import Job, Queue
+from autorunner.queue.base import Queue
 from autorunner.records import EffectIntent
 from autorunner.store.base import Backend
 from tests.contract.records import intent, run
@@ -274,62 +274,6 @@ async def test_runs_are_appended_never_overwritten_across_a_redrive(backends: Ba
     detail = await store.get_event("e1")
     assert detail is not None
     assert [(r.attempt, r.outcome) for r in detail.runs] == [(1, "dead"), (1, "done")]
-
-
-async def submit_and_lease(store: Backend, queue: Queue, event_id: str) -> Job:
-    result = await store.insert_event(make_event(event_id), raw_delivery())
-    if not result.queued:
-        await queue.enqueue(event_id)
-    [job] = await queue.claim("w", limit=1, lease=30, wait=0)
-    assert await store.acquire(event_id, owner="w", lease=30) is not None
-    return job
-
-
-async def test_done_run_leaves_no_queue_entry_whoever_settles_it(
-    backends: Backends, clock: FakeClock
-) -> None:
-    store, queue = backends
-    job = await submit_and_lease(store, queue, "e1")
-    if not await store.finish(run("e1"), owner="w"):
-        await queue.ack(job)
-    clock.advance(100)
-    assert await queue.claim("w", limit=1, lease=30, wait=0) == []
-    assert (await queue.stats()).depth == 0
-
-
-async def test_retried_run_comes_back_on_the_queue_at_its_time(
-    backends: Backends, clock: FakeClock
-) -> None:
-    store, queue = backends
-    job = await submit_and_lease(store, queue, "e1")
-    if not await store.finish(run("e1", outcome="retry"), owner="w", retry_at=clock() + 10):
-        await queue.retry(job, delay=10)
-    assert await queue.claim("w", limit=1, lease=30, wait=0) == []
-    clock.advance(10)
-    assert [j.event_id for j in await queue.claim("w", limit=1, lease=30, wait=0)] == ["e1"]
-
-
-async def test_dead_run_is_dead_on_the_queue_too(backends: Backends, clock: FakeClock) -> None:
-    store, queue = backends
-    job = await submit_and_lease(store, queue, "e1")
-    if not await store.finish(run("e1", outcome="dead"), owner="w", reason="r"):
-        await queue.dead_letter(job, reason="r")
-    clock.advance(100)
-    assert await queue.claim("w", limit=1, lease=30, wait=0) == []
-    assert (await queue.stats()).dead == 1
-
-
-async def test_a_stale_owner_never_settles_the_queue_entry(
-    backends: Backends, clock: FakeClock
-) -> None:
-    store, queue = backends
-    await submit_and_lease(store, queue, "e1")
-    clock.advance(31)
-    [fresh] = await queue.claim("w2", limit=1, lease=30, wait=0)
-    assert await store.acquire("e1", owner="w2", lease=30) is not None
-    assert await store.finish(run("e1"), owner="w") is False
-    assert (await queue.stats()).in_flight == 1
-    assert fresh.event_id == "e1"
 
 
 async def test_list_events_bounds_the_receive_time(backends: Backends, clock: FakeClock) -> None:

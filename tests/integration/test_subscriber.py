@@ -84,7 +84,7 @@ async def rig(
             requests_per_minute=60_000,
             retry=RetryPolicy(max_attempts=2, base_delay=0.01),
         )
-        ingestor = Ingestor(store=backends.store, queue=backends.queue, metrics=metrics)
+        ingestor = Ingestor(outbox=backends.outbox, metrics=metrics)
         subscriber = Subscriber(
             client=client,
             ingestor=ingestor,

@@ -115,9 +115,7 @@ async def test_sse_frame_of_an_execution_already_received_by_webhook_is_a_duplic
     event = normalize_sse("notification", "sse-uuid-1", frame)
     assert event is not None
     runtime = client.runtime
-    ingestor = Ingestor(
-        store=runtime.backends.store, queue=runtime.backends.queue, metrics=runtime.metrics
-    )
+    ingestor = Ingestor(outbox=runtime.backends.outbox, metrics=runtime.metrics)
     result = await ingestor.ingest(
         event, RawDelivery(received_at=time.time(), headers={}, body=frame)
     )

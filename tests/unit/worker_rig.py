@@ -16,6 +16,7 @@ from autorunner.decision import Action, Decision
 from autorunner.events import Event
 from autorunner.metrics import Metrics
 from autorunner.notional import moves_no_money
+from autorunner.outbox import StoreThenQueue
 from autorunner.pipeline import Pipeline
 from autorunner.policy import Constraints, Policy, Route, default_policy
 from autorunner.queue.memory import MemoryQueue
@@ -122,7 +123,9 @@ async def rig(
     )
     worker = Worker(
         store=store,
+        journal=store,
         queue=queue,
+        outbox=StoreThenQueue(store, queue),
         pipeline=pipeline,
         metrics=Metrics(),
         config=WorkerConfig(

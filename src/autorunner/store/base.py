@@ -1,11 +1,14 @@
-"""The ``Store`` seam: the source of truth for events, leases, runs, the effect ledger and dead letters.
+"""The store seams: the source of truth for events, leases, runs, the effect ledger, operator
+flags and the journal. Each backend (memory, sqlite, postgres) implements them all (``Backend``);
+each part of the runner asks only for the concern it uses:
 
-Two narrow Protocols, implemented together by each backend (memory, sqlite; postgres later):
-
-* ``Store`` — the write path used by ingress and workers; every invariant is enforced
-  atomically by the backend (insert-if-new on ``event_id`` and ``execution_id``, lease
-  compare-and-set, ledger transitions), never by check-then-insert in Python.
-* ``Audit`` — read-only queries for the CLI, the admin API and metrics.
+* ``Events`` — an event's life: inserted if new, leased, finished, brought back (redrive,
+  rerun, sweep); every invariant enforced atomically by the backend (insert-if-new on
+  ``event_id`` and ``execution_id``, lease compare-and-set), never by check-then-insert.
+* ``Ledger`` — the decision pinned to an event and the effect ledger (below).
+* ``Flags`` — operator flags every process reads (the kill switch).
+* ``Journal`` — operators' acts and workers' heartbeats.
+* ``Audit`` — read-only queries for the CLI, the console and metrics.
 
 Event lifecycle: ``pending`` → (acquire) ``running`` → ``done`` | ``pending`` (retry at a time) |
 ``dead``; ``redrive`` moves ``dead`` back to ``pending``.
@@ -48,8 +51,9 @@ from autorunner.records import (
 )
 
 
-class Store(Protocol):
-    """The write path. Every method raises ``StoreUnavailable`` when the backend cannot answer."""
+class Events(Protocol):
+    """An event's life. Every method of every store seam raises ``StoreUnavailable`` when the
+    backend cannot answer."""
 
     async def ping(self) -> None:
         """Succeed only when the store can take writes."""
@@ -65,6 +69,43 @@ class Store(Protocol):
 
     async def release(self, event_id: str, *, owner: str) -> None:
         """Give a lease back without counting the attempt (graceful shutdown)."""
+
+    async def finish(
+        self,
+        run: RunRecord,
+        *,
+        owner: str,
+        retry_at: float | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Append a run record and, while ``owner`` holds the event, move it on: ``done``,
+        ``pending`` at ``retry_at``, or ``dead`` (filed with ``reason``). Run records are never
+        overwritten: a redriven event keeps the runs of its earlier life. The event's job is
+        the caller's (``Outbox.settle`` does both)."""
+
+    async def redrive(self, event_id: str | None) -> list[str]:
+        """Move one dead event (or all when ``None``) back to ``pending`` with a fresh attempt count."""
+
+    async def rerun(
+        self, event_id: str, *, operation: Operation, decision: dict[str, Any] | None = None
+    ) -> int | None:
+        """Start a new decision generation of a finished (``done`` or ``dead``) event: unpinned,
+        or pinned to ``decision``, back to ``pending`` with a fresh attempt count. Journals
+        ``operation``; returns the new generation, ``None`` when the event is missing or not
+        finished."""
+
+    async def sweepable(self, *, older_than: float, limit: int) -> list[str]:
+        """Unfinished, unleased events due before ``older_than``: candidates to re-enqueue."""
+
+    async def record_rejected(self, reason: str, raw: RawDelivery) -> None:
+        """Keep an authentic delivery we could not parse, for inspection."""
+
+    async def close(self) -> None:
+        """Release connections and threads."""
+
+
+class Ledger(Protocol):
+    """The decision pinned to each event and the effect ledger (see the module docstring)."""
 
     async def pin_decision(
         self, event_id: str, decision: dict[str, Any], *, owner: str, generation: int
@@ -100,25 +141,6 @@ class Store(Protocol):
     ) -> None:
         """Record an effect's outcome."""
 
-    async def finish(
-        self,
-        run: RunRecord,
-        *,
-        owner: str,
-        retry_at: float | None = None,
-        reason: str | None = None,
-    ) -> bool:
-        """Append a run record and move the event on: ``done``, ``pending`` at ``retry_at``, or ``dead``.
-
-        Run records are never overwritten: a redriven event keeps the runs of its earlier life.
-        Returns True when the store also settled the event's queue entry in the same transaction
-        (a queue sharing the store's database); otherwise the caller acks, retries or
-        dead-letters the job on the queue.
-        """
-
-    async def redrive(self, event_id: str | None) -> list[str]:
-        """Move one dead event (or all when ``None``) back to ``pending`` with a fresh attempt count."""
-
     async def resolve_effect(
         self, effect_key: str, *, resend: bool, operation: Operation
     ) -> Resolved | None:
@@ -128,13 +150,9 @@ class Store(Protocol):
         an effect that is not ``unknown`` is left as it is (``Resolved.status`` says what it
         is), and so is one that cannot be resent now (``Resolved.refused`` says why)."""
 
-    async def rerun(
-        self, event_id: str, *, operation: Operation, decision: dict[str, Any] | None = None
-    ) -> int | None:
-        """Start a new decision generation of a finished (``done`` or ``dead``) event: unpinned,
-        or pinned to ``decision``, back to ``pending`` with a fresh attempt count. Journals
-        ``operation``; returns the new generation, ``None`` when the event is missing or not
-        finished."""
+
+class Journal(Protocol):
+    """Operators' acts and workers' heartbeats."""
 
     async def record_operation(self, operation: Operation) -> None:
         """Journal an operator's act that changes no event (pause, resume)."""
@@ -145,11 +163,9 @@ class Store(Protocol):
     async def forget_worker(self, name: str) -> None:
         """A worker stopped cleanly: it is no longer listed."""
 
-    async def sweepable(self, *, older_than: float, limit: int) -> list[str]:
-        """Unfinished, unleased events due before ``older_than``: candidates to re-enqueue."""
 
-    async def record_rejected(self, reason: str, raw: RawDelivery) -> None:
-        """Keep an authentic delivery we could not parse, for inspection."""
+class Flags(Protocol):
+    """Operator flags shared by every process of a store."""
 
     async def set_flag(self, name: str, value: str | None) -> None:
         """Set (or with ``None`` clear) an operator flag shared by every process, e.g. ``paused``."""
@@ -157,8 +173,9 @@ class Store(Protocol):
     async def get_flag(self, name: str) -> str | None:
         """The flag's value, ``None`` when unset."""
 
-    async def close(self) -> None:
-        """Release connections and threads."""
+
+class Store(Events, Ledger, Flags, Journal, Protocol):
+    """Every write-side seam of one backend."""
 
 
 class Audit(Protocol):

@@ -209,13 +209,13 @@ class MemoryStore:
         owner: str,
         retry_at: float | None = None,
         reason: str | None = None,
-    ) -> bool:
+    ) -> None:
         self._check()
         now = self._clock()
         self._runs.setdefault(run.event_id, []).append(run)
         row = self._events.get(run.event_id)
         if row is None or row.lease_owner != owner or row.summary.status != "running":
-            return False
+            return
         error = reason or run.error
         row.lease_owner = row.lease_until = None
         if run.route is not None:
@@ -230,7 +230,6 @@ class MemoryStore:
             self._dead[run.event_id] = DeadLetterView(
                 event_id=run.event_id, reason=error or "", attempts=run.attempt, dead_at=now
             )
-        return False
 
     async def redrive(self, event_id: str | None) -> list[str]:
         self._check()

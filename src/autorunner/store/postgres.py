@@ -287,7 +287,7 @@ class PostgresStore(PostgresOperators):
         owner: str,
         retry_at: float | None = None,
         reason: str | None = None,
-    ) -> bool:
+    ) -> None:
         now = self._clock()
         params = {
             **finish_params(run, owner=owner, now=now, retry_at=retry_at, reason=reason),
@@ -321,7 +321,6 @@ class PostgresStore(PostgresOperators):
         )
         async with self._tx() as conn:
             await conn.execute(query.encode(), params)
-        return False  # the queue is elsewhere (Redis): the caller settles the job
 
     async def redrive(self, event_id: str | None) -> list[str]:
         now = self._clock()

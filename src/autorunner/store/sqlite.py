@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
@@ -16,7 +16,6 @@ from autorunner.records import (
     EffectStatus,
     InsertResult,
     Leased,
-    Outcome,
     RawDelivery,
     RunRecord,
 )
@@ -51,84 +50,61 @@ def migrations() -> list[str]:
     return [text, MIGRATION_2, MIGRATION_3, MIGRATION_4, MIGRATION_5, MIGRATION_6, MIGRATION_7]
 
 
-class Outbox(Protocol):
-    """A queue in the same database, written inside the store's own transactions."""
-
-    def enqueue_in(self, conn: sqlite3.Connection, event_id: str, at: float) -> None:
-        """Queue ``event_id`` to become visible at ``at``."""
-
-    def settle_in(
-        self,
-        conn: sqlite3.Connection,
-        event_id: str,
-        *,
-        outcome: Outcome,
-        at: float,
-        reason: str | None,
-    ) -> None:
-        """Remove (``done``), reschedule (``retry``, at ``at``) or dead-letter the entry."""
-
-
 class SqliteStore(SqliteOperators):
     """``Store`` and ``Audit`` over a shared ``SqliteDatabase``.
 
-    With ``outbox`` (the SQLite queue in the same file), a new event and its queue entry are
-    written in one transaction: one commit acknowledges both, and neither exists without the other.
-    Likewise ``finish`` settles the queue entry in the transaction that records the run.
+    ``insert_in`` and ``finish_in`` run inside a caller's transaction: the SQLite outbox writes
+    a new event with its queue entry, and a finished run with its settled entry, in one.
     """
 
-    def __init__(
-        self, db: SqliteDatabase, *, clock: Clock = system_clock, outbox: Outbox | None = None
-    ) -> None:
+    def __init__(self, db: SqliteDatabase, *, clock: Clock = system_clock) -> None:
         self.db = db
         self._clock = clock
-        self._outbox = outbox
 
     async def ping(self) -> None:
         await self.db.write(lambda conn: conn.execute("SELECT 1").fetchone())
 
     async def insert_event(self, event: Event, raw: RawDelivery) -> InsertResult:
         now = self._clock()
-        row = (
-            event.event_id,
-            event.execution_id,
-            event.delivery_id,
-            event.query_id,
-            event.event_type,
-            event.channel,
-            now,
-            now,
-            dumps(event),
-            dumps(raw),
+        return await self.db.write(lambda conn: self.insert_in(conn, event, raw, now=now))
+
+    def insert_in(
+        self, conn: sqlite3.Connection, event: Event, raw: RawDelivery, *, now: float
+    ) -> InsertResult:
+        """``insert_event`` inside the caller's transaction."""
+        cur = conn.execute(
+            "INSERT INTO events (event_id, execution_id, delivery_id, query_id, event_type,"
+            " channel, status, received_at, available_at, event_json, raw_json)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (
+                event.event_id,
+                event.execution_id,
+                event.delivery_id,
+                event.query_id,
+                event.event_type,
+                event.channel,
+                now,
+                now,
+                dumps(event),
+                dumps(raw),
+            ),
         )
-
-        def op(conn: sqlite3.Connection) -> InsertResult:
-            cur = conn.execute(
-                "INSERT INTO events (event_id, execution_id, delivery_id, query_id, event_type,"
-                " channel, status, received_at, available_at, event_json, raw_json)"
-                " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                row,
-            )
-            if cur.rowcount == 1:
-                if self._outbox is not None:
-                    self._outbox.enqueue_in(conn, event.event_id, now)
-                return InsertResult(inserted=True, queued=self._outbox is not None)
-            found = conn.execute(
-                "SELECT event_id FROM events WHERE event_id = ? OR execution_id = ?",
-                (event.event_id, event.execution_id),
-            ).fetchone()
-            if found is None:
-                return InsertResult(inserted=False)
-            conn.execute(
-                "UPDATE events SET duplicates = duplicates + 1 WHERE event_id = ?", (found[0],)
-            )
-            conn.executemany(
-                "INSERT OR IGNORE INTO aliases (alias, event_id) VALUES (?, ?)",
-                [(alias, found[0]) for alias in aliases(event, found[0])],
-            )
-            return InsertResult(inserted=False, existing_id=found[0])
-
-        return await self.db.write(op)
+        if cur.rowcount == 1:
+            return InsertResult(inserted=True)
+        found = conn.execute(
+            "SELECT event_id FROM events WHERE event_id = ? OR execution_id = ?",
+            (event.event_id, event.execution_id),
+        ).fetchone()
+        if found is None:
+            return InsertResult(inserted=False)
+        conn.execute(
+            "UPDATE events SET duplicates = duplicates + 1 WHERE event_id = ?", (found[0],)
+        )
+        conn.executemany(
+            "INSERT OR IGNORE INTO aliases (alias, event_id) VALUES (?, ?)",
+            [(alias, found[0]) for alias in aliases(event, found[0])],
+        )
+        return InsertResult(inserted=False, existing_id=found[0])
 
     async def acquire(self, event_id: str, *, owner: str, lease: float) -> Leased | None:
         now = self._clock()
@@ -268,52 +244,45 @@ class SqliteStore(SqliteOperators):
         owner: str,
         retry_at: float | None = None,
         reason: str | None = None,
-    ) -> bool:
-        now = self._clock()
-        params = finish_params(run, owner=owner, now=now, retry_at=retry_at, reason=reason)
+    ) -> None:
+        params = finish_params(
+            run, owner=owner, now=self._clock(), retry_at=retry_at, reason=reason
+        )
+        await self.db.write(lambda conn: self.finish_in(conn, run, params))
 
-        def op(conn: sqlite3.Connection) -> bool:
-            conn.execute(
-                "INSERT INTO runs (event_id, attempt, outcome, finished_at, record_json)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (run.event_id, run.attempt, run.outcome, run.finished_at, dumps(run)),
+    def finish_in(self, conn: sqlite3.Connection, run: RunRecord, params: dict[str, Any]) -> bool:
+        """``finish`` inside the caller's transaction (``params`` from ``finish_params``);
+        True when the event moved on, False when ``owner`` no longer held it."""
+        conn.execute(
+            "INSERT INTO runs (event_id, attempt, outcome, finished_at, record_json)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (run.event_id, run.attempt, run.outcome, run.finished_at, dumps(run)),
+        )
+        where = " WHERE event_id = :id AND lease_owner = :owner AND status = 'running'"
+        clear = (
+            "lease_owner = NULL, lease_until = NULL, last_error = :error,"
+            " route = coalesce(:route, route)"
+        )
+        if run.outcome == "done":
+            cur = conn.execute(
+                f"UPDATE events SET status = 'done', finished_at = :now, {clear}{where}", params
             )
-            where = " WHERE event_id = :id AND lease_owner = :owner AND status = 'running'"
-            clear = (
-                "lease_owner = NULL, lease_until = NULL, last_error = :error,"
-                " route = coalesce(:route, route)"
+        elif run.outcome == "retry":
+            cur = conn.execute(
+                f"UPDATE events SET status = 'pending', available_at = :retry_at, {clear}{where}",
+                params,
             )
-            if run.outcome == "done":
-                cur = conn.execute(
-                    f"UPDATE events SET status = 'done', finished_at = :now, {clear}{where}", params
-                )
-            elif run.outcome == "retry":
-                cur = conn.execute(
-                    f"UPDATE events SET status = 'pending', available_at = :retry_at, {clear}{where}",
+        else:
+            cur = conn.execute(
+                f"UPDATE events SET status = 'dead', finished_at = :now, {clear}{where}", params
+            )
+            if cur.rowcount:
+                conn.execute(
+                    "INSERT OR REPLACE INTO dead_letters (event_id, reason, attempts, dead_at)"
+                    " VALUES (:id, :error, :attempt, :now)",
                     params,
                 )
-            else:
-                cur = conn.execute(
-                    f"UPDATE events SET status = 'dead', finished_at = :now, {clear}{where}", params
-                )
-                if cur.rowcount:
-                    conn.execute(
-                        "INSERT OR REPLACE INTO dead_letters (event_id, reason, attempts, dead_at)"
-                        " VALUES (:id, :error, :attempt, :now)",
-                        params,
-                    )
-            if not cur.rowcount or self._outbox is None:
-                return False  # not ours any more, or no shared queue: the caller settles it
-            self._outbox.settle_in(
-                conn,
-                run.event_id,
-                outcome=run.outcome,
-                at=params["retry_at"],
-                reason=params["error"],
-            )
-            return True
-
-        return await self.db.write(op)
+        return bool(cur.rowcount)
 
     async def redrive(self, event_id: str | None) -> list[str]:
         now = self._clock()

@@ -5,7 +5,7 @@ letters, rejected deliveries, workers, stats), the journal, and the acts that ch
 from __future__ import annotations
 
 import sqlite3
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
@@ -40,9 +40,6 @@ from autorunner.store.sql import (
     worker_from_row,
 )
 
-if TYPE_CHECKING:
-    from autorunner.store.sqlite import Outbox
-
 SUMMARY_COLUMNS = summary_columns("group_concat")
 FIND_EVENT = (
     "SELECT event_id FROM events WHERE event_id = :id"
@@ -64,7 +61,6 @@ class SqliteOperators:
 
     db: SqliteDatabase
     _clock: Clock
-    _outbox: Outbox | None
 
     async def resolve_effect(
         self, effect_key: str, *, resend: bool, operation: Operation
@@ -130,8 +126,8 @@ class SqliteOperators:
         also: str,
         args: tuple[Any, ...] = (),
     ) -> bool:
-        """A finished event back to ``pending`` (``also`` sets more columns), queued in the
-        same transaction when the queue shares the file; False when it is not finished."""
+        """A finished event back to ``pending`` (``also`` sets more columns); False when it is
+        not finished. The caller queues it (and the sweeper would)."""
         cur = conn.execute(
             f"UPDATE events SET status = 'pending', available_at = ?, finished_at = NULL{also}"
             " WHERE event_id = ? AND status IN ('done', 'dead')",
@@ -140,8 +136,6 @@ class SqliteOperators:
         if not cur.rowcount:
             return False
         conn.execute("DELETE FROM dead_letters WHERE event_id = ?", (event_id,))
-        if self._outbox is not None:
-            self._outbox.enqueue_in(conn, event_id, now)
         return True
 
     @staticmethod
