@@ -27,9 +27,10 @@ from autorunner.adapters.notify import NotifyAdapter
 from autorunner.backends import open_backends
 from autorunner.deciders.rules import RulesDecider, decide
 from autorunner.decision import Action
+from autorunner.envelope import build_envelope
 from autorunner.events import Event
 from autorunner.pipeline import Pipeline
-from autorunner.policy import ActionTemplate, Policy, Route, Rule, build_envelope, default_policy
+from autorunner.policy import ActionTemplate, Policy, Route, Rule, default_policy
 from autorunner.replay import replay
 from autorunner.store.memory import MemoryStore
 from bench import worker as worker_bench
@@ -72,7 +73,8 @@ async def pipeline_overhead(n: int) -> tuple[float, float]:
     store = MemoryStore()
     adapter = Silent()
     pipeline = Pipeline(
-        store=store,
+        ledger=store,
+        flags=store,
         policy=default_policy(),
         deciders={"rules": RulesDecider()},
         adapters={"notify": adapter},

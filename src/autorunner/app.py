@@ -17,7 +17,7 @@ import orjson
 import structlog
 from pydantic import SecretStr
 
-from autorunner.adapters.base import Adapter
+from autorunner.adapters.base import Adapter, valuers
 from autorunner.adapters.exchange import ExchangeAdapter
 from autorunner.adapters.http import HttpAdapter
 from autorunner.adapters.notify import NotifyAdapter
@@ -34,7 +34,7 @@ from autorunner.errors import ConfigError, StoreUnavailable
 from autorunner.ingest import Ingestor
 from autorunner.ingress import WebhookApp, WebhookConfig, build_app
 from autorunner.metrics import Metrics
-from autorunner.notional import Malformed
+from autorunner.notional import Malformed, Valuer
 from autorunner.pipeline import Pipeline
 from autorunner.policy import Policy
 from autorunner.policy_file import load_policy, policy_from_settings
@@ -205,6 +205,13 @@ def shared_spacer(settings: Settings, queue: Queue | None) -> Spacer | None:
     return RedisSpacer(queue.client, prefix=f"{{{queue.name}}}:spacing")
 
 
+async def valuation(settings: Settings) -> dict[str, Valuer]:
+    """How each configured adapter kind's notional is read (``policy.check``), for the
+    commands that decide without running anything (replay, rerun's preview)."""
+    async with http_client() as http:
+        return valuers(build_adapters(settings, http))
+
+
 def deciders(
     settings: Settings | None = None,
     http: httpx2.AsyncClient | None = None,
@@ -317,7 +324,8 @@ def build_runtime(
     for warning in policy_warnings(policy, chosen):
         log.warning("policy.warning", warning=warning)
     pipeline = Pipeline(
-        store=store,
+        ledger=store,
+        flags=store,
         policy=policy,
         deciders=available,
         pause_check_seconds=settings.pause_check_seconds,

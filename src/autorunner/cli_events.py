@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, cast
 
 import typer
 
 from autorunner import app as composition
 from autorunner import clitools, operations, views
-from autorunner.adapters.base import valuers
-from autorunner.backends import Backends
-from autorunner.config import Settings
 from autorunner.policy import Policy
-from autorunner.records import EventDetail, EventStatus, EventSummary
-from autorunner.replay import Redecided, redecide
+from autorunner.records import EventStatus
 
 events_cli = typer.Typer(
     help="Inspect stored events, their runs, and rerun them.", no_args_is_help=True
@@ -74,20 +70,13 @@ def events_show(
 ) -> None:
     """Show one event's whole story: delivery, decision, verdict, effects, runs, operators."""
     settings = clitools.settings()
-    detail = clitools.run(lambda: clitools.with_backends(settings, lambda b: find(b, event_id)))
+    detail = clitools.run(
+        lambda: clitools.with_backends(settings, lambda b: operations.find(b, event_id))
+    )
     if as_json:
         clitools.print_json(detail.to_dict())
     else:
         clitools.lines(views.event_detail(detail))
-
-
-async def find(backends: Backends, any_id: str) -> EventDetail:
-    """The event a user names by any id they hold; one clear line when there is none."""
-    found = await backends.store.find_event(any_id)
-    detail = None if found is None else await backends.store.get_event(found)
-    if detail is None:
-        raise clitools.Failure(f"no event with id {any_id!r}")
-    return detail
 
 
 @events_cli.command("rerun")
@@ -116,28 +105,24 @@ def events_rerun(
     count = clitools.limit(limit)
     settings = clitools.settings()
     chosen = composition.policy_for(settings, str(policy) if policy else None)
-
-    async def preview(backends: Backends) -> list[tuple[EventDetail, Redecided]]:
-        if event_id is not None:
-            details = [await find(backends, event_id)]
-        else:
-            found = await backends.store.list_events(
-                limit=count, since=start, until=end, route=route
-            )
-            details = [
-                d
-                for s in reversed(found)
-                if s.status in ("done", "dead")
-                and (d := await backends.store.get_event(s.event_id)) is not None
-            ]
-        return [(d, await _redecide(settings, chosen, d)) for d in details]
-
-    planned = clitools.run(lambda: clitools.with_backends(settings, preview))
-    unfinished = [d.summary for d, _ in planned if d.summary.status not in ("done", "dead")]
-    if unfinished:
-        raise clitools.Failure(_unfinished(unfinished[0]))
-    if not planned:
-        raise clitools.Failure("no finished events match: nothing to rerun")
+    deciders = composition.deciders(settings)
+    kinds = clitools.run(lambda: composition.valuation(settings))
+    planned = clitools.run(
+        lambda: clitools.with_backends(
+            settings,
+            lambda b: operations.plan_rerun(
+                b,
+                chosen,
+                deciders,
+                valuers=kinds,
+                event_id=event_id,
+                since=start,
+                until=end,
+                route=route,
+                limit=count,
+            ),
+        )
+    )
     if not as_json:
         clitools.lines(_preview_lines(planned, chosen, decided_now=policy is not None))
     if not yes:
@@ -146,43 +131,22 @@ def events_rerun(
                 f"rerun executes effects again ({len(planned)} event(s)): pass --yes to confirm"
             )
         typer.confirm(f"Run {len(planned)} event(s) again and execute what is allowed?", abort=True)
-
-    async def execute(backends: Backends) -> list[dict[str, Any]]:
-        done = []
-        for detail, again in planned:
-            pinned = again.decision.to_dict() if policy is not None and again.decision else None
-            generation = await operations.rerun(
-                backends,
-                detail.summary.event_id,
-                decision=pinned,
-                policy_hash=chosen.hash if policy is not None else None,
-                note=note,
-            )
-            done.append({"event_id": detail.summary.event_id, "generation": generation})
-        return done
-
-    started = clitools.run(lambda: clitools.with_backends(settings, execute))
+    started = clitools.run(
+        lambda: clitools.with_backends(
+            settings,
+            lambda b: operations.rerun_planned(
+                b, planned, decided_now=policy is not None, policy_hash=chosen.hash, note=note
+            ),
+        )
+    )
     if as_json:
         clitools.print_json({"rerun": started, "policy_hash": chosen.hash})
     else:
         print(f"rerun {len(started)} event(s): the workers run them now (events show ID to follow)")
 
 
-async def _redecide(settings: Settings, policy: Policy, detail: EventDetail) -> Redecided:
-    async with composition.http_client() as http:
-        kinds = valuers(composition.build_adapters(settings, http))
-        return await redecide(detail, policy, composition.deciders(settings), valuers=kinds)
-
-
-def _unfinished(summary: EventSummary) -> str:
-    return (
-        f"event {summary.event_id!r} is {summary.status}: only finished events (done, dead) can be"
-        " rerun"
-    )
-
-
 def _preview_lines(
-    planned: list[tuple[EventDetail, Redecided]], policy: Policy, *, decided_now: bool
+    planned: list[operations.PlannedRerun], policy: Policy, *, decided_now: bool
 ) -> list[str]:
     how = (
         f"decided now under {policy.hash}; the workers still check their own policy's limits"
@@ -191,11 +155,10 @@ def _preview_lines(
         " the workers decide afresh"
     )
     lines = [f"{len(planned)} event(s) to run again, {how}:"]
-    for detail, again in planned:
-        allowed = ", ".join(f"{a['step_id']} ({a['kind']})" for a in again.verdict["allowed"])
-        denied = "; ".join(
-            f"{d['action']['step_id']}: {d['reason']}" for d in again.verdict["denied"]
-        )
+    for plan in planned:
+        detail, again = plan.detail, plan.again
+        allowed = ", ".join(f"{a.step_id} ({a.kind})" for a in again.verdict.allowed)
+        denied = "; ".join(f"{d.action.step_id}: {d.reason}" for d in again.verdict.denied)
         lines.append(
             f"  {detail.summary.event_id} (generation {detail.generation + 1}, route {again.route}):"
             f" would do {allowed or 'nothing'}{'; denied ' + denied if denied else ''}"

@@ -10,10 +10,9 @@ import orjson
 import typer
 
 from autorunner import app as composition
-from autorunner import clitools, facts, views
+from autorunner import clitools, facts, operations, views
 from autorunner.adapters.base import valuers
 from autorunner.backends import Backends
-from autorunner.cli_events import find
 from autorunner.config import Settings
 from autorunner.context import AutoContext
 from autorunner.errors import InvalidEvent
@@ -78,7 +77,7 @@ def try_event(
 
     async def stored(backends: Backends) -> Redecided:
         assert event is not None  # noqa: S101 - checked above
-        detail = await find(backends, event)
+        detail = await operations.find(backends, event)
         async with composition.http_client() as http:
             kinds = valuers(composition.build_adapters(settings, http))
             return await redecide(detail, policy, deciders, valuers=kinds)
@@ -128,34 +127,34 @@ def _as_dict(result: Redecided, policy: Policy) -> dict[str, Any]:
     return {
         "policy_hash": policy.hash,
         "route": result.route,
-        "envelope": result.envelope,
+        "envelope": result.envelope.to_dict(),
         "decision": None if result.decision is None else result.decision.to_dict(),
-        "verdict": result.verdict,
+        "verdict": result.verdict.to_dict(),
     }
 
 
 def _lines(result: Redecided, policy: Policy) -> list[str]:
-    trigger = result.envelope.get("trigger", {})
+    trigger = result.envelope.trigger
     decision = result.decision
     lines = [
         f"route      {result.route}   policy {policy.hash}   (dry run: nothing executed)",
-        f"trigger    {trigger.get('eventType')}, status {trigger.get('status')},"
-        f" symbol {trigger.get('symbol') or '-'}, title {views.text(trigger.get('title') or '-')}",
-        f"envelope   {orjson.dumps(result.envelope).decode()}",
+        f"trigger    {trigger.event_type}, status {trigger.status},"
+        f" symbol {trigger.symbol or '-'}, title {views.text(trigger.title or '-')}",
+        f"envelope   {orjson.dumps(result.envelope.to_dict()).decode()}",
     ]
     if decision is None:
-        lines.append(f"decided by -: {result.verdict.get('error')}")
+        lines.append(f"decided by -: {result.verdict.refused}")
         return lines
     lines.append(f"decided by {decision.version}: {decision.rationale}")
     lines += [
         f"action     {a.step_id} ({a.kind}) {views.text(a.params, 200)}" for a in decision.actions
     ] or ["action     none"]
-    allowed = result.verdict.get("allowed", [])
+    allowed = result.verdict.allowed
     lines.append(
-        "allowed    " + (", ".join(f"{a['step_id']} ({a['kind']})" for a in allowed) or "nothing")
+        "allowed    " + (", ".join(f"{a.step_id} ({a.kind})" for a in allowed) or "nothing")
     )
     lines += [
-        f"denied     {d['action']['step_id']} ({d['action']['kind']}): {d['reason']}"
-        for d in result.verdict.get("denied", [])
+        f"denied     {d.action.step_id} ({d.action.kind}): {d.reason}"
+        for d in result.verdict.denied
     ]
     return lines

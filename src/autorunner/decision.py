@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 
@@ -52,6 +53,19 @@ class Decision:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class InvalidProposal:
+    """A decider's output that is not a valid ``Decision`` (``errors.InvalidDecision``): kept
+    with its reason and the decider's trace; nothing of it is ever executed."""
+
+    reason: str
+    decider: str
+    trace: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"invalid": self.reason, "decider": self.decider, "trace": self.trace}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Denied:
     """An action the policy refused, and why."""
 
@@ -61,15 +75,43 @@ class Denied:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Verdict:
-    """The policy's ruling on a decision: only ``allowed`` actions are ever executed."""
+    """The policy's ruling on a decision: only ``allowed`` actions are ever executed.
+    ``refused`` says why there was no decision to rule on (invalid output, no decider)."""
 
     allowed: tuple[Action, ...]
     denied: tuple[Denied, ...]
-    policy_hash: str
+    policy_hash: str | None = None
+    refused: str | None = None
+
+    def deny(self, step_id: str, reason: str) -> Verdict:
+        """This verdict with the allowed action ``step_id`` denied for ``reason``."""
+        moved = [a for a in self.allowed if a.step_id == step_id]
+        return replace(
+            self,
+            allowed=tuple(a for a in self.allowed if a.step_id != step_id),
+            denied=(*self.denied, *(Denied(action=a, reason=reason) for a in moved)),
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "allowed": [a.to_dict() for a in self.allowed],
             "denied": [{"action": d.action.to_dict(), "reason": d.reason} for d in self.denied],
             "policy_hash": self.policy_hash,
         }
+        if self.refused is not None:
+            data["refused"] = self.refused
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Verdict:
+        """A recorded verdict read back (also one of the older shapes: ``error`` for a missing
+        decider, a denied ``-`` placeholder for an invalid decision)."""
+        return cls(
+            allowed=tuple(Action(**a) for a in data.get("allowed", ())),
+            denied=tuple(
+                Denied(action=Action(**d["action"]), reason=d["reason"])
+                for d in data.get("denied", ())
+            ),
+            policy_hash=data.get("policy_hash"),
+            refused=data.get("refused") or data.get("error"),
+        )

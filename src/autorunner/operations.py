@@ -3,22 +3,36 @@ will). Every act that changes what runs is journaled in the store with who did i
 
     pause / resume      the kill switch: events wait (nothing is denied) until resumed
     resolve_effect      settle an ``unknown`` effect: it was sent, or send it again
-    rerun               a new decision generation of a finished event, executed on purpose
+    plan_rerun, rerun   a new decision generation of finished events, previewed, then executed
     redrive             dead letters back to the queue on the decision they had
+    replay_one, replay_window
+                        re-decide stored events under a policy in dry-run: what would change
     status              what runs, what waits, what needs a person
+    find                the event a user names by any id they hold
+
+Each raises ``OperationRefused`` (one line saying what is the case) when it does not apply.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from autorunner.backends import Backends
 from autorunner.clock import Clock, system_clock
 from autorunner.config import Settings
-from autorunner.errors import OperationRefused
-from autorunner.records import Operation, Resolved
+from autorunner.deciders import Decider
+from autorunner.errors import ConfigError, OperationRefused
+from autorunner.notional import Valuer
+from autorunner.policy import Policy
+from autorunner.records import EventDetail, Operation, Resolved
+from autorunner.replay import Change, Redecided, Replayed, redecide, replay
+
+CHANGES: tuple[Change, ...] = ("unchanged", "changed", "newly_denied", "newly_allowed", "no_record")
 
 
 def actor() -> str:
@@ -173,3 +187,155 @@ async def status(
         "unknown_effects": store.unknown_effects,
         "rejected_deliveries": store.rejected,
     }
+
+
+async def find(backends: Backends, any_id: str) -> EventDetail:
+    """The event a user names by any id they hold: stored, execution or delivery id."""
+    found = await backends.store.find_event(any_id)
+    detail = None if found is None else await backends.store.get_event(found)
+    if detail is None:
+        raise OperationRefused(f"no event with id {any_id!r}")
+    return detail
+
+
+def policy_with_decider(policy: Policy, decider: str, available: Mapping[str, Decider]) -> Policy:
+    """``policy`` with every route decided by ``decider`` (``replay --decider``)."""
+    if decider not in available:
+        raise ConfigError(
+            f"decider {decider!r} is not available here (configured: {', '.join(sorted(available))})"
+        )
+    return Policy(
+        routes=tuple(dataclasses.replace(r, decider=decider) for r in policy.routes),
+        default=dataclasses.replace(policy.default, decider=decider),
+    )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ReplaySummary:
+    """Events decided again under one policy, and how each verdict would change."""
+
+    policy_hash: str
+    results: tuple[Replayed, ...]
+
+    def counts(self) -> dict[str, int]:
+        """How many results of each kind of change."""
+        return {c: sum(r.change == c for r in self.results) for c in CHANGES}
+
+    def differences(self) -> list[Replayed]:
+        return [r for r in self.results if r.change not in ("unchanged", "no_record")]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "policy_hash": self.policy_hash,
+            "events": len(self.results),
+            **self.counts(),
+            "differences": [r.to_dict() for r in self.differences()],
+        }
+
+
+async def replay_one(
+    backends: Backends,
+    any_id: str,
+    policy: Policy,
+    deciders: Mapping[str, Decider],
+    *,
+    valuers: Mapping[str, Valuer],
+) -> Replayed:
+    """One stored event decided again under ``policy`` in dry-run; nothing is executed."""
+    return await replay(await find(backends, any_id), policy, deciders, valuers=valuers)
+
+
+async def replay_window(
+    backends: Backends,
+    policy: Policy,
+    deciders: Mapping[str, Decider],
+    *,
+    valuers: Mapping[str, Valuer],
+    since: float | None,
+    until: float | None,
+    limit: int,
+    progress: Callable[[int], Callable[[], None]] = lambda _: lambda: None,
+) -> ReplaySummary:
+    """Every event received in ``[since, until)`` (oldest first, at most ``limit``) decided
+    again under ``policy`` in dry-run; ``progress(total)`` returns a tick called per event."""
+    events = await backends.store.list_events(limit=limit, since=since, until=until)
+    tick = progress(len(events))
+    results = []
+    for summary in reversed(events):
+        detail = await backends.store.get_event(summary.event_id)
+        if detail is not None:
+            results.append(await replay(detail, policy, deciders, valuers=valuers))
+        tick()
+    return ReplaySummary(policy_hash=policy.hash, results=tuple(results))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PlannedRerun:
+    """A finished event and what it would get if run again now."""
+
+    detail: EventDetail
+    again: Redecided
+
+
+async def plan_rerun(
+    backends: Backends,
+    policy: Policy,
+    deciders: Mapping[str, Decider],
+    *,
+    valuers: Mapping[str, Valuer],
+    event_id: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    route: str | None = None,
+    limit: int = 1000,
+) -> list[PlannedRerun]:
+    """The finished events ``rerun`` would start again (one by any id, or those received in a
+    window on a route), each decided now under ``policy`` for the preview; changes nothing."""
+    if event_id is not None:
+        details = [await find(backends, event_id)]
+        unfinished = details[0].summary
+        if unfinished.status not in ("done", "dead"):
+            raise OperationRefused(
+                f"event {unfinished.event_id!r} is {unfinished.status}: only finished events"
+                " (done, dead) can be rerun"
+            )
+    else:
+        found = await backends.store.list_events(limit=limit, since=since, until=until, route=route)
+        details = [
+            d
+            for s in reversed(found)
+            if s.status in ("done", "dead")
+            and (d := await backends.store.get_event(s.event_id)) is not None
+        ]
+    if not details:
+        raise OperationRefused("no finished events match: nothing to rerun")
+    return [
+        PlannedRerun(detail=d, again=await redecide(d, policy, deciders, valuers=valuers))
+        for d in details
+    ]
+
+
+async def rerun_planned(
+    backends: Backends,
+    planned: list[PlannedRerun],
+    *,
+    decided_now: bool,
+    policy_hash: str,
+    note: str | None = None,
+    clock: Clock = system_clock,
+) -> list[dict[str, Any]]:
+    """Start each planned event's next generation; with ``decided_now`` the workers act on the
+    preview's decision (made under ``policy_hash``), else they decide afresh."""
+    started = []
+    for plan in planned:
+        pinned = plan.again.decision.to_dict() if decided_now and plan.again.decision else None
+        generation = await rerun(
+            backends,
+            plan.detail.summary.event_id,
+            decision=pinned,
+            policy_hash=policy_hash if decided_now else None,
+            note=note,
+            clock=clock,
+        )
+        started.append({"event_id": plan.detail.summary.event_id, "generation": generation})
+    return started

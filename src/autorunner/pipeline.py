@@ -20,7 +20,8 @@ from autorunner.adapters.base import Adapter, valuers
 from autorunner.clock import Clock, system_clock
 from autorunner.context import ContextSource, NoContext
 from autorunner.deciders import Decider
-from autorunner.decision import Action, Decision
+from autorunner.decision import Action, Decision, InvalidProposal, Verdict
+from autorunner.envelope import Envelope
 from autorunner.errors import (
     AutoAuthError,
     AutoPaymentRequired,
@@ -34,9 +35,9 @@ from autorunner.errors import (
     TransientError,
 )
 from autorunner.events import Event
-from autorunner.policy import Policy, Route, build_envelope, check
+from autorunner.policy import Policy, Route, check
 from autorunner.records import EffectIntent, EffectStatus, Leased, RunRecord
-from autorunner.store.base import Store
+from autorunner.store.base import Flags, Ledger
 from autorunner.store.rules import effect_key
 
 log = structlog.get_logger("autorunner.pipeline")
@@ -62,15 +63,46 @@ class Held(Exception):
 
 @dataclass(kw_only=True, slots=True)
 class _Draft:
+    """What an attempt has done so far, typed until ``record`` makes the run record of it."""
+
     started_at: float
     route: str | None = None
-    envelope: dict[str, Any] | None = None
-    decision: dict[str, Any] | None = None
-    verdict: dict[str, Any] | None = None
+    envelope: Envelope | None = None
+    decision: Decision | InvalidProposal | None = None
+    reused: bool = False
+    verdict: Verdict | None = None
     context: dict[str, Any] | None = None
     effects: list[dict[str, Any]] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
     facts_error: str | None = None
+
+    def record(
+        self, leased: Leased, *, policy_hash: str, finished_at: float, error: JobError | None
+    ) -> RunRecord:
+        decision = None
+        if self.decision is not None:
+            decision = {**self.decision.to_dict(), "policy_hash": policy_hash}
+            if self.reused:
+                decision["reused"] = True
+        context = self.context
+        if self.facts_error is not None:
+            context = {**(context or {}), "facts_error": self.facts_error}
+        return RunRecord(
+            event_id=leased.event.event_id,
+            attempt=leased.attempt,
+            outcome="done" if error is None else "retry",
+            started_at=self.started_at,
+            finished_at=finished_at,
+            route=self.route,
+            envelope=None if self.envelope is None else self.envelope.to_dict(),
+            context=context,
+            decision=decision,
+            verdict=None if self.verdict is None else self.verdict.to_dict(),
+            effects=self.effects,
+            timings_ms=self.timings_ms,
+            error=None if error is None else f"{type(error).__name__}: {error}",
+            generation=leased.generation,
+        )
 
 
 class Pipeline:
@@ -79,7 +111,8 @@ class Pipeline:
     def __init__(
         self,
         *,
-        store: Store,
+        ledger: Ledger,
+        flags: Flags,
         policy: Policy,
         deciders: Mapping[str, Decider],
         adapters: Mapping[str, Adapter],
@@ -87,7 +120,8 @@ class Pipeline:
         clock: Clock = system_clock,
         pause_check_seconds: float = 1.0,
     ) -> None:
-        self._store = store
+        self._ledger = ledger
+        self._flags = flags
         self.policy = policy
         self._deciders = deciders
         self.adapters = adapters
@@ -136,23 +170,8 @@ class Pipeline:
         ) as exc:  # a bug or an unexpected library error: retried, then dead-lettered
             log.exception("pipeline.unexpected_error", event_id=event.event_id)
             error = TransientError(f"unexpected {type(exc).__name__}: {exc}")
-        record = RunRecord(
-            event_id=event.event_id,
-            attempt=leased.attempt,
-            outcome="done" if error is None else "retry",
-            started_at=draft.started_at,
-            finished_at=self._clock(),
-            route=draft.route,
-            envelope=draft.envelope,
-            context=draft.context
-            if draft.facts_error is None
-            else {**(draft.context or {}), "facts_error": draft.facts_error},
-            decision=draft.decision,
-            verdict=draft.verdict,
-            effects=draft.effects,
-            timings_ms=draft.timings_ms,
-            error=None if error is None else f"{type(error).__name__}: {error}",
-            generation=leased.generation,
+        record = draft.record(
+            leased, policy_hash=self.policy.hash, finished_at=self._clock(), error=error
         )
         return Attempt(
             record=record, error=error, max_attempts=route.constraints.max_attempts, held=held
@@ -160,15 +179,15 @@ class Pipeline:
 
     async def _steps(self, leased: Leased, event: Event, route: Route, draft: _Draft) -> None:
         mark = time.perf_counter()
-        draft.envelope = build_envelope(event, route)
+        draft.envelope = Envelope.build(event, route)
         # A retry, a takeover, a resend or a resume acts on the decision its effects began
-        # under, never on a new one (``Store.pin_decision``, read with the lease); this also
+        # under, never on a new one (``Ledger.pin_decision``, read with the lease); this also
         # spares the model a second call.
         pinned = leased.pinned
         if pinned is not None:
             decision = Decision.from_dict(pinned)
         else:
-            found = await self._decide(event, route, draft)
+            found = await self._decide(event, route, draft.envelope, draft)
             if found is None:
                 return
             decision = found
@@ -176,7 +195,7 @@ class Pipeline:
         verdict = check(decision, route, policy_hash=self.policy.hash, valuers=self._valuers)
         if pinned is None and verdict.allowed:
             mine = decision.to_dict()
-            pinned = await self._store.pin_decision(
+            pinned = await self._ledger.pin_decision(
                 event.event_id, mine, owner=leased.owner, generation=leased.generation
             )
             if pinned is None:
@@ -188,10 +207,7 @@ class Pipeline:
                 verdict = check(
                     decision, route, policy_hash=self.policy.hash, valuers=self._valuers
                 )
-        draft.decision = {**decision.to_dict(), "policy_hash": self.policy.hash}
-        if pinned is not None:
-            draft.decision["reused"] = True
-        draft.verdict = verdict.to_dict()
+        draft.decision, draft.reused, draft.verdict = decision, pinned is not None, verdict
         mark = _lap(draft, "verdict", mark)
         for action in verdict.allowed:
             if self._closing:  # stopping: begin nothing more; the event is given back
@@ -201,11 +217,11 @@ class Pipeline:
             effect = await self._effect(leased, event, action, route)
             draft.effects.append(effect)
             if effect["status"] == "over_budget":
-                reason = f"route {route.name!r} spent its budget of {route.constraints.max_effects_per_hour} effects an hour"
-                draft.verdict["allowed"] = [
-                    a for a in draft.verdict["allowed"] if a["step_id"] != action.step_id
-                ]
-                draft.verdict["denied"].append({"action": action.to_dict(), "reason": reason})
+                draft.verdict = draft.verdict.deny(
+                    action.step_id,
+                    f"route {route.name!r} spent its budget of"
+                    f" {route.constraints.max_effects_per_hour} effects an hour",
+                )
         _lap(draft, "effects", mark)
 
     async def _query(self, event: Event, draft: _Draft) -> dict[str, Any] | None:
@@ -219,7 +235,9 @@ class Pipeline:
             log.warning("facts.from_delivery", event_id=event.event_id, error=str(exc))
             return None
 
-    async def _decide(self, event: Event, route: Route, draft: _Draft) -> Decision | None:
+    async def _decide(
+        self, event: Event, route: Route, envelope: Envelope, draft: _Draft
+    ) -> Decision | None:
         """Fetch the route's context and ask its decider; ``None`` (recorded as a denied
         verdict with its reason) when the decider's output is not a valid proposal."""
         decider = self._deciders.get(route.decider)
@@ -229,24 +247,17 @@ class Pipeline:
         draft.context = await self._context.fetch(event, route.context)
         mark = _lap(draft, "context", mark)
         try:
-            return await decider.decide(draft.envelope or {}, draft.context, route=route)
+            return await decider.decide(envelope, draft.context, route=route)
         except InvalidDecision as exc:
-            draft.decision = {
-                "invalid": str(exc),
-                "decider": route.decider,
-                "trace": exc.trace,
-                "policy_hash": self.policy.hash,
-            }
-            draft.verdict = {
-                "allowed": [],
-                "denied": [
-                    {
-                        "action": {"step_id": "-", "kind": "-", "params": {}},
-                        "reason": f"invalid decision: {exc}",
-                    }
-                ],
-                "policy_hash": self.policy.hash,
-            }
+            draft.decision = InvalidProposal(
+                reason=str(exc), decider=route.decider, trace=exc.trace
+            )
+            draft.verdict = Verdict(
+                allowed=(),
+                denied=(),
+                policy_hash=self.policy.hash,
+                refused=f"invalid decision: {exc}",
+            )
             return None
         finally:
             _lap(draft, "decide", mark)
@@ -257,7 +268,7 @@ class Pipeline:
         checked_at, reason = self._pause
         now = time.monotonic()
         if now - checked_at >= self._pause_ttl:
-            reason = await self._store.get_flag("paused")
+            reason = await self._flags.get_flag("paused")
             self._pause = (now, reason)
         return reason
 
@@ -279,7 +290,7 @@ class Pipeline:
             route=route.name,
             budget=route.constraints.max_effects_per_hour,
         )
-        state = await self._store.begin_effect(intent, at_least_once=at_least_once, staged=staged)
+        state = await self._ledger.begin_effect(intent, at_least_once=at_least_once, staged=staged)
         entry: dict[str, Any] = {
             "effect_key": key,
             "kind": action.kind,
@@ -296,13 +307,13 @@ class Pipeline:
             # From here a stop lets this task finish: the request and its ledger entry.
             self._sending.add(task)
             if staged and not await asyncio.shield(
-                self._store.effect_sending(key, tries=state.tries)
+                self._ledger.effect_sending(key, tries=state.tries)
             ):
                 raise Superseded(f"{key} was taken over by another attempt before it was sent")
 
         def finish(status: EffectStatus, result: dict[str, Any]) -> Awaitable[None]:
             # Shielded: a cancel or a time limit landing here must not lose the outcome.
-            return asyncio.shield(self._store.finish_effect(key, status=status, result=result))
+            return asyncio.shield(self._ledger.finish_effect(key, status=status, result=result))
 
         try:
             result = await adapter.execute(action, effect_key=key, event=event, sending=sending)

@@ -1,4 +1,4 @@
-"""Routes, the instruction envelope and the hard limits that turn a decision into a verdict (pure).
+"""Routes and the hard limits that turn a decision into a verdict (pure).
 
 This is the default policy shape; the policy file (TOML, routes matched on event fields) builds
 the same values. Every decision is checked here before any effect, and the policy's content hash
@@ -107,35 +107,6 @@ def default_policy(*, max_execution_seconds: float = 30.0, max_attempts: int = 5
     )
 
 
-def build_envelope(event: Event, route: Route) -> dict[str, Any]:
-    """The structured instruction of Elfa's runner guide, extended with the trigger's facts.
-
-    Nothing in it depends on the channel that delivered the event (``facts``): one execution
-    gets one envelope, and so one decision, by webhook, stream or poll."""
-    return {
-        "route": route.name,
-        "eventId": event.event_id,
-        "queryId": event.query_id,
-        "executionId": event.execution_id,
-        "objective": route.objective,
-        "allowedActions": list(route.allowed_actions),
-        "constraints": {
-            "maxExecutionSeconds": route.constraints.max_execution_seconds,
-            "riskMode": route.constraints.risk_mode,
-            "maxAttempts": route.constraints.max_attempts,
-            "maxNotionalUsd": route.constraints.max_notional_usd,
-        },
-        "trigger": {
-            "eventType": event.event_type,
-            "status": event.status,
-            "title": event.title,
-            "body": event.body,
-            "symbol": event.symbol,
-            "occurredAt": event.occurred_at,
-        },
-    }
-
-
 def check(
     decision: Decision, route: Route, *, policy_hash: str, valuers: Mapping[str, Valuer]
 ) -> Verdict:
@@ -189,25 +160,6 @@ EVENT_FIELDS = (
 """The event's fields, named the same in ``match``, in a rule's ``when`` and in templates."""
 TEMPLATE_FIELDS = (*EVENT_FIELDS, "route", "objective")
 """What a ``${name}`` placeholder may name: the event's fields and the route's."""
-
-
-def template_values(envelope: dict[str, Any]) -> dict[str, str]:
-    """The flat namespace of ``when`` and ``${name}`` templates, read from the envelope."""
-    trigger = envelope.get("trigger") or {}
-    values = {
-        "event_id": envelope.get("eventId"),
-        "query_id": envelope.get("queryId"),
-        "execution_id": envelope.get("executionId"),
-        "event_type": trigger.get("eventType"),
-        "status": trigger.get("status"),
-        "title": trigger.get("title"),
-        "body": trigger.get("body"),
-        "symbol": trigger.get("symbol"),
-        "occurred_at": trigger.get("occurredAt"),
-        "route": envelope.get("route"),
-        "objective": envelope.get("objective"),
-    }
-    return {k: "" if v is None else str(v) for k, v in values.items()}
 
 
 def render(value: Any, values: dict[str, str]) -> Any:

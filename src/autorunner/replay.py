@@ -13,10 +13,11 @@ from typing import Any, Literal
 
 from autorunner import facts
 from autorunner.deciders import Decider
-from autorunner.decision import Decision
+from autorunner.decision import Decision, Verdict
+from autorunner.envelope import Envelope
 from autorunner.events import Event
 from autorunner.notional import Valuer
-from autorunner.policy import Policy, build_envelope, check
+from autorunner.policy import Policy, check
 from autorunner.records import EventDetail
 
 Change = Literal["unchanged", "changed", "newly_denied", "newly_allowed", "no_record"]
@@ -29,16 +30,16 @@ class Replayed:
     event_id: str
     route: str
     change: Change
-    before: dict[str, Any] | None
-    after: dict[str, Any]
+    before: Verdict | None
+    after: Verdict
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "event_id": self.event_id,
             "route": self.route,
             "change": self.change,
-            "before": self.before,
-            "after": self.after,
+            "before": None if self.before is None else self.before.to_dict(),
+            "after": self.after.to_dict(),
         }
 
 
@@ -48,9 +49,9 @@ class Redecided:
     route's decider is not configured) and the verdict on it."""
 
     route: str
-    envelope: dict[str, Any]
+    envelope: Envelope
     decision: Decision | None
-    verdict: dict[str, Any]
+    verdict: Verdict
 
 
 async def decide_event(
@@ -63,17 +64,15 @@ async def decide_event(
 ) -> Redecided:
     """Route, envelope, decision and verdict for ``event`` under ``policy``; no effect."""
     route = policy.route_for(event)
-    envelope = build_envelope(event, route)
+    envelope = Envelope.build(event, route)
     decider = deciders.get(route.decider)
     if decider is None:
-        verdict: dict[str, Any] = {
-            "allowed": [],
-            "denied": [],
-            "error": f"no decider {route.decider!r}",
-        }
-        return Redecided(route=route.name, envelope=envelope, decision=None, verdict=verdict)
+        refused = Verdict(
+            allowed=(), denied=(), policy_hash=policy.hash, refused=f"no decider {route.decider!r}"
+        )
+        return Redecided(route=route.name, envelope=envelope, decision=None, verdict=refused)
     decision = await decider.decide(envelope, context, route=route)
-    verdict = check(decision, route, policy_hash=policy.hash, valuers=valuers).to_dict()
+    verdict = check(decision, route, policy_hash=policy.hash, valuers=valuers)
     return Redecided(route=route.name, envelope=envelope, decision=decision, verdict=verdict)
 
 
@@ -102,7 +101,7 @@ async def replay(
     """Decide ``detail``'s event again under ``policy`` (dry-run) and compare verdicts."""
     again = await redecide(detail, policy, deciders, valuers=valuers)
     last = detail.runs[-1] if detail.runs else None
-    before = last.verdict if last else None
+    before = Verdict.from_dict(last.verdict) if last and last.verdict is not None else None
     return Replayed(
         event_id=detail.event.event_id,
         route=again.route,
@@ -112,17 +111,17 @@ async def replay(
     )
 
 
-def _allowed(verdict: Mapping[str, Any]) -> set[str]:
-    return {f"{a['step_id']}:{a['kind']}" for a in verdict.get("allowed", [])}
+def _allowed(verdict: Verdict) -> set[str]:
+    return {f"{a.step_id}:{a.kind}" for a in verdict.allowed}
 
 
-def _shape(verdict: Mapping[str, Any]) -> tuple[list[Any], list[Any]]:
-    allowed = [(a["step_id"], a["kind"], a.get("params")) for a in verdict.get("allowed", [])]
-    denied = [(d["action"]["step_id"], d["reason"]) for d in verdict.get("denied", [])]
+def _shape(verdict: Verdict) -> tuple[list[Any], list[Any]]:
+    allowed = [(a.step_id, a.kind, a.params) for a in verdict.allowed]
+    denied = [(d.action.step_id, d.reason) for d in verdict.denied]
     return allowed, denied
 
 
-def classify(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> Change:
+def classify(before: Verdict | None, after: Verdict) -> Change:
     """``newly_denied`` if an action allowed before is not now; ``newly_allowed`` for the
     reverse; ``changed`` for any other difference (parameters, reasons)."""
     if before is None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from autorunner.decision import Verdict
 from autorunner.records import EventDetail, EventSummary, Operation, RejectedView, RunRecord
 
 UNKNOWN_HINT = "may have been sent; settle it: autorunner effects resolve {key} --sent | --resend"
@@ -148,7 +149,7 @@ def event_detail(detail: EventDetail) -> list[str]:
 
 def decision_lines(run: RunRecord) -> list[str]:
     """The route, decision, rationale and verdict of one run."""
-    decision, verdict = run.decision or {}, run.verdict or {}
+    decision, verdict = run.decision or {}, Verdict.from_dict(run.verdict or {})
     who = decision.get("version") or decision.get("decider") or "-"
     lines = [
         f"  route      {run.route or '-'}   policy {decision.get('policy_hash', '-')}",
@@ -164,19 +165,17 @@ def decision_lines(run: RunRecord) -> list[str]:
             f"  model      {usage.get('requests')} request(s),"
             f" {usage.get('input_tokens')} tokens in, {usage.get('output_tokens')} out"
         )
-    allowed = verdict.get("allowed", [])
+    if verdict.refused:
+        lines.append(f"  REFUSED    {text(verdict.refused)}")
     lines.append(
         "  allowed    "
         + (
-            ", ".join(
-                f"{a['step_id']} ({a['kind']}) {text(a.get('params', {}), 100)}" for a in allowed
-            )
+            ", ".join(f"{a.step_id} ({a.kind}) {text(a.params, 100)}" for a in verdict.allowed)
             or "nothing"
         )
     )
     lines += [
-        f"  denied     {d['action']['step_id']} ({d['action']['kind']}): {d['reason']}"
-        for d in verdict.get("denied", [])
+        f"  denied     {d.action.step_id} ({d.action.kind}): {d.reason}" for d in verdict.denied
     ]
     return lines
 

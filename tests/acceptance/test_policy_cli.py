@@ -133,7 +133,17 @@ async def test_replay_with_a_stricter_policy_reports_only_changed_events_and_run
     assert sorted(d["event_id"] for d in summary["differences"]) == ["r1", "r3"]
 
     one = cli(env, "replay", "r1", "--policy", "strict.toml", cwd=tmp_path)
-    assert one.stdout.splitlines()[0].startswith("r1: newly_denied (route no-eth")
+    assert one.returncode == 0, one.stderr
+    first, before_line, after_line = one.stdout.splitlines()
+    assert first.startswith("r1: newly_denied (route no-eth")
+    assert before_line == "  before: allowed notify:notify"
+    assert after_line.startswith("  after:  allowed nothing")
+    many = cli(env, "replay", "--since", "0", "--policy", "strict.toml", cwd=tmp_path)
+    assert many.returncode == 0, many.stderr
+    assert many.stdout.splitlines()[0].endswith(
+        "2 unchanged, 0 changed, 2 newly denied, 0 newly allowed, 0 never decided"
+    )
+    assert sum("r1: newly_denied  before: allowed notify:notify" in line for line in many.stdout.splitlines()) == 1
     shown = json.loads(cli(env, "events", "show", "r1", "--json", cwd=tmp_path).stdout)
     assert len(shown["runs"]) == 1
     assert [e["status"] for e in shown["effects"]] == ["done"]

@@ -56,7 +56,8 @@ async def test_a_job_longer_than_its_lease_is_not_taken_over_while_its_worker_li
                 queue=queue,
                 outbox=StoreThenQueue(store, queue),
                 pipeline=Pipeline(
-                    store=store,
+                    ledger=store,
+                    flags=store,
                     policy=default_policy(),
                     deciders={"rules": RulesDecider()},
                     adapters={"notify": adapter},

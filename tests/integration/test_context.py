@@ -38,7 +38,8 @@ async def pipeline_for(server: ScriptedServer) -> AsyncIterator[tuple[Pipeline, 
         )
         yield (
             Pipeline(
-                store=store,
+                ledger=store,
+                flags=store,
                 policy=default_policy(),
                 deciders={"rules": RulesDecider()},
                 adapters={"notify": NotifyAdapter()},

@@ -11,8 +11,9 @@ import pytest
 
 from autorunner.app import build_llm_decider
 from autorunner.config import Settings
+from autorunner.envelope import build_envelope
 from autorunner.errors import TransientError
-from autorunner.policy import Route, build_envelope
+from autorunner.policy import Route
 from tests.fake_http import Reply, ScriptedServer, serving
 from tests.fake_llm import chat_completion
 from tests.helpers import make_event

@@ -114,7 +114,8 @@ async def decide(client: AutoClient, event: Event, tmp_path: Path) -> tuple[RunR
     store = MemoryStore()
     http, telegram = Recording("http"), Recording("telegram")
     pipeline = Pipeline(
-        store=store,
+        ledger=store,
+        flags=store,
         policy=load_policy(tmp_path / "policy.toml"),
         deciders={"rules": RulesDecider()},
         adapters={"http": http, "telegram": telegram, "notify": Recording("notify")},

@@ -16,11 +16,12 @@ from autorunner.adapters.exchange import ExchangeAdapter
 from autorunner.adapters.http import HttpAdapter
 from autorunner.deciders.llm import LlmDecider
 from autorunner.decision import Action
+from autorunner.envelope import build_envelope
 from autorunner.errors import InvalidDecision
 from autorunner.events import Event
 from autorunner.notional import moves_no_money
 from autorunner.pipeline import Pipeline
-from autorunner.policy import Constraints, Policy, Route, build_envelope
+from autorunner.policy import Constraints, Policy, Route
 from autorunner.store.memory import MemoryStore
 from tests.helpers import make_event, raw_delivery
 
@@ -101,7 +102,8 @@ async def run_with(model: FunctionModel) -> tuple[dict[str, Any], Recording]:
     adapter = Recording()
     async with httpx2.AsyncClient() as http:
         pipeline = Pipeline(
-            store=store,
+            ledger=store,
+            flags=store,
             policy=Policy(routes=(), default=ROUTE),
             deciders={"llm": LlmDecider(model, label="function:test")},
             adapters={
@@ -178,13 +180,13 @@ async def test_a_model_that_forgets_the_canonical_amount_field_is_denied_not_exe
     assert reasons[2].startswith("notional cannot be determined (a market order without a price)")
 
 
-async def test_an_invalid_model_answer_is_a_denied_verdict_not_an_effect() -> None:
+async def test_an_invalid_model_answer_is_a_refused_verdict_not_an_effect() -> None:
     record, adapter = await run_with(answering({"nonsense": True}))
     assert adapter.calls == []
-    assert record["verdict"]["allowed"] == []
-    assert record["verdict"]["denied"][0]["reason"].startswith(
-        "invalid decision: model output unusable"
-    )
+    assert (record["verdict"]["allowed"], record["verdict"]["denied"]) == ([], [])
+    assert record["verdict"]["refused"].startswith("invalid decision: model output unusable")
+    assert record["decision"]["invalid"].startswith("model output unusable")
+    assert record["decision"]["trace"]["prompt"]
     assert record["error"] is None
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from autorunner.deciders.rules import decide_default
 from autorunner.decision import Action, Decision
-from autorunner.policy import Constraints, Policy, Route, build_envelope, check, default_policy
+from autorunner.envelope import build_envelope
+from autorunner.policy import Constraints, Policy, Route, check, default_policy
 from tests.helpers import kinds, make_event
 
 NOTIFY_ONLY = Route(name="r", objective="o", allowed_actions=("notify",))
@@ -15,7 +16,7 @@ def decision(*actions: Action) -> Decision:
 
 
 def test_envelope_follows_the_runner_guide_contract() -> None:
-    envelope = build_envelope(make_event("evt_123"), default_policy().default)
+    envelope = build_envelope(make_event("evt_123"), default_policy().default).to_dict()
     assert envelope["route"] == "default"
     assert envelope["eventId"] == "evt_123"
     assert envelope["queryId"] == "q-1"

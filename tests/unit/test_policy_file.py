@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from autorunner.deciders.rules import decide
+from autorunner.envelope import build_envelope
 from autorunner.errors import ConfigError
-from autorunner.policy import build_envelope
 from autorunner.policy_file import load_policy
 from tests.helpers import make_event
 

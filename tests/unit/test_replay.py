@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from autorunner.deciders.rules import RulesDecider, decide
+from autorunner.decision import Verdict
+from autorunner.envelope import build_envelope
 from autorunner.policy import (
     ActionTemplate,
     Policy,
     Route,
     Rule,
-    build_envelope,
     check,
     default_policy,
 )
@@ -34,7 +35,7 @@ async def recorded(store: MemoryStore, event_id: str, symbol: str, policy: Polic
         outcome="done",
         started_at=0,
         finished_at=1,
-        envelope=envelope,
+        envelope=envelope.to_dict(),
         context={"query": None},
         verdict=verdict.to_dict(),
     )
@@ -110,4 +111,4 @@ async def test_changed_parameters_are_a_change_and_new_actions_are_newly_allowed
 
 
 def test_an_event_never_decided_has_no_record_to_compare() -> None:
-    assert classify(None, {"allowed": [], "denied": []}) == "no_record"
+    assert classify(None, Verdict(allowed=(), denied=())) == "no_record"

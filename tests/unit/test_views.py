@@ -132,3 +132,37 @@ def test_durations_read_like_a_person_would_say_them() -> None:
         "3h05m",
         "2d04h",
     ]
+
+
+@pytest.mark.parametrize(
+    "verdict",
+    [
+        {"allowed": [], "denied": [], "policy_hash": "h", "refused": "invalid decision: junk"},
+        # As runners before the typed verdict recorded it: a placeholder action denied.
+        {
+            "allowed": [],
+            "denied": [
+                {
+                    "action": {"step_id": "-", "kind": "-", "params": {}},
+                    "reason": "invalid decision: junk",
+                }
+            ],
+            "policy_hash": "h",
+        },
+    ],
+)
+def test_an_invalid_decision_shows_why_in_either_recorded_shape(verdict: dict[str, object]) -> None:
+    run = RunRecord(
+        event_id="e1",
+        attempt=1,
+        outcome="done",
+        started_at=0.0,
+        finished_at=1.0,
+        route="btc",
+        decision={"invalid": "junk", "decider": "llm", "trace": {}, "policy_hash": "h"},
+        verdict=verdict,
+    )
+    shown = "\n".join(views.decision_lines(run))
+    assert "INVALID    junk" in shown
+    assert "invalid decision: junk" in shown
+    assert "allowed    nothing" in shown

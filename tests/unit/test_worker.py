@@ -7,6 +7,7 @@ import functools
 from typing import Any
 
 from autorunner.decision import Action, Decision
+from autorunner.envelope import Envelope
 from autorunner.errors import PermanentError, TransientError
 from autorunner.policy import Constraints, Policy, Route, default_policy
 from autorunner.queue.memory import MemoryQueue
@@ -98,7 +99,7 @@ class FickleDecider:
         self.asked = 0
 
     async def decide(
-        self, envelope: dict[str, Any], context: dict[str, Any], *, route: Route
+        self, envelope: Envelope, context: dict[str, Any], *, route: Route
     ) -> Decision:
         self.asked += 1
         return Decision(

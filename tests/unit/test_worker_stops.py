@@ -155,7 +155,8 @@ async def test_a_stalled_attempt_whose_effect_was_taken_over_never_sends_it() ->
 
     def pipeline(adapter: SlotWaiting) -> Pipeline:
         return Pipeline(
-            store=store,
+            ledger=store,
+            flags=store,
             policy=default_policy(),
             deciders={"rules": RulesDecider()},
             adapters={"notify": adapter},

@@ -13,6 +13,7 @@ from autorunner.adapters.base import Adapter, Delivery, Sending
 from autorunner.deciders import Decider
 from autorunner.deciders.rules import RulesDecider
 from autorunner.decision import Action, Decision
+from autorunner.envelope import Envelope
 from autorunner.events import Event
 from autorunner.metrics import Metrics
 from autorunner.notional import moves_no_money
@@ -56,7 +57,7 @@ class TwoStepDecider:
     name = "rules"
 
     async def decide(
-        self, envelope: dict[str, Any], context: dict[str, Any], *, route: Route
+        self, envelope: Envelope, context: dict[str, Any], *, route: Route
     ) -> Decision:
         return Decision(
             actions=(
@@ -77,7 +78,7 @@ class BlockingDecider:
         self.release = asyncio.Event()
 
     async def decide(
-        self, envelope: dict[str, Any], context: dict[str, Any], *, route: Route
+        self, envelope: Envelope, context: dict[str, Any], *, route: Route
     ) -> Decision:
         self.entered.set()
         await self.release.wait()
@@ -115,7 +116,8 @@ async def rig(
     store = store or MemoryStore()
     queue = queue or MemoryQueue()
     pipeline = Pipeline(
-        store=store,
+        ledger=store,
+        flags=store,
         policy=policy or default_policy(),
         deciders={"rules": decider or RulesDecider()},
         adapters=adapters,

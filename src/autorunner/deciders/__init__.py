@@ -1,10 +1,11 @@
-"""Deciders: turn an instruction envelope into a ``Decision`` (``rules``; ``llm`` later)."""
+"""Deciders: turn an instruction envelope into a ``Decision`` (``rules``, ``llm``)."""
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
 from autorunner.decision import Decision
+from autorunner.envelope import Envelope
 from autorunner.policy import Route
 
 
@@ -14,6 +15,6 @@ class Decider(Protocol):
     name: str
 
     async def decide(
-        self, envelope: dict[str, Any], context: dict[str, Any], *, route: Route
+        self, envelope: Envelope, context: dict[str, Any], *, route: Route
     ) -> Decision:
         """Propose actions for one event under ``route``."""

@@ -30,6 +30,7 @@ from pydantic_ai.settings import ModelSettings
 from pydantic_ai.usage import UsageLimits
 
 from autorunner.decision import Action, Decision
+from autorunner.envelope import Envelope
 from autorunner.errors import InvalidDecision, TransientError
 from autorunner.policy import Route
 
@@ -80,23 +81,23 @@ class LlmDecider:
         self._limits = UsageLimits(
             request_limit=request_limit, total_tokens_limit=total_tokens_limit
         )
-        self._agent: Agent[dict[str, Any], LlmOutput] = Agent(
-            model, output_type=LlmOutput, instructions=INSTRUCTIONS, deps_type=dict, retries=1
+        self._agent: Agent[Envelope, LlmOutput] = Agent(
+            model, output_type=LlmOutput, instructions=INSTRUCTIONS, deps_type=Envelope, retries=1
         )
         if sessions is not None:
             reader = sessions
 
             @self._agent.tool
-            async def fetch_session(ctx: RunContext[dict[str, Any]]) -> dict[str, Any] | None:
+            async def fetch_session(ctx: RunContext[Envelope]) -> dict[str, Any] | None:
                 """The latest LLM session output of the trigger's query (None when there is none)."""
-                query_id = ctx.deps.get("queryId")
-                return await reader(str(query_id)) if query_id else None
+                query_id = ctx.deps.query_id
+                return await reader(query_id) if query_id else None
 
     async def decide(
-        self, envelope: dict[str, Any], context: dict[str, Any], *, route: Route
+        self, envelope: Envelope, context: dict[str, Any], *, route: Route
     ) -> Decision:
         prompt = orjson.dumps(
-            {"envelope": envelope, "context": context}, option=orjson.OPT_INDENT_2
+            {"envelope": envelope.to_dict(), "context": context}, option=orjson.OPT_INDENT_2
         ).decode()
         trace: dict[str, Any] = {
             "model": self._label,

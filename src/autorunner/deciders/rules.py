@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from autorunner.decision import Action, Decision
-from autorunner.policy import Route, render, rule_matches, template_values
+from autorunner.envelope import Envelope
+from autorunner.policy import Route, render, rule_matches
 
 VERSION = "rules/1"
 
@@ -16,16 +17,16 @@ class RulesDecider:
     name = "rules"
 
     async def decide(
-        self, envelope: dict[str, Any], context: dict[str, Any], *, route: Route
+        self, envelope: Envelope, context: dict[str, Any], *, route: Route
     ) -> Decision:
         return decide(envelope, route)
 
 
-def decide(envelope: dict[str, Any], route: Route) -> Decision:
+def decide(envelope: Envelope, route: Route) -> Decision:
     """The first rule of ``route`` whose ``when`` matches; the default announcement if none."""
     if not route.rules:
         return decide_default(envelope)
-    values = template_values(envelope)
+    values = envelope.template_values()
     for number, rule in enumerate(route.rules, start=1):
         if rule_matches(rule, values):
             actions = tuple(
@@ -46,13 +47,13 @@ def decide(envelope: dict[str, Any], route: Route) -> Decision:
     )
 
 
-def decide_default(envelope: dict[str, Any]) -> Decision:
+def decide_default(envelope: Envelope) -> Decision:
     """One ``notify`` step whose text names the trigger."""
-    trigger = envelope.get("trigger") or {}
-    headline = trigger.get("title") or trigger.get("eventType") or "trigger"
-    detail = trigger.get("body")
+    trigger = envelope.trigger
+    headline = trigger.title or trigger.event_type or "trigger"
+    detail = trigger.body
     text = f"{headline}: {detail}" if detail and detail != headline else str(headline)
-    if "notify" not in envelope.get("allowedActions", ()):
+    if "notify" not in envelope.allowed_actions:
         return Decision(
             actions=(),
             rationale="notify not allowed: nothing to do",
@@ -64,7 +65,7 @@ def decide_default(envelope: dict[str, Any]) -> Decision:
             Action(
                 step_id="notify",
                 kind="notify",
-                params={"text": text, "queryId": envelope.get("queryId")},
+                params={"text": text, "queryId": envelope.query_id},
             ),
         ),
         rationale="default rule: announce every trigger",
