@@ -143,7 +143,13 @@ async def test_replay_with_a_stricter_policy_reports_only_changed_events_and_run
     assert many.stdout.splitlines()[0].endswith(
         "2 unchanged, 0 changed, 2 newly denied, 0 newly allowed, 0 never decided"
     )
-    assert sum("r1: newly_denied  before: allowed notify:notify" in line for line in many.stdout.splitlines()) == 1
+    assert (
+        sum(
+            "r1: newly_denied  before: allowed notify:notify" in line
+            for line in many.stdout.splitlines()
+        )
+        == 1
+    )
     shown = json.loads(cli(env, "events", "show", "r1", "--json", cwd=tmp_path).stdout)
     assert len(shown["runs"]) == 1
     assert [e["status"] for e in shown["effects"]] == ["done"]

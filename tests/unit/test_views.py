@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from autorunner import clitools, views
+from autorunner import views
+from autorunner.cli import tools as clitools
 from autorunner.records import EventDetail, EventSummary, Operation, RunRecord
 from tests.helpers import make_event, raw_delivery
 

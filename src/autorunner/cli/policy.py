@@ -10,9 +10,10 @@ import orjson
 import typer
 
 from autorunner import app as composition
-from autorunner import clitools, facts, operations, views
+from autorunner import facts, operations, views
 from autorunner.adapters.base import valuers
 from autorunner.backends import Backends
+from autorunner.cli import tools
 from autorunner.config import Settings
 from autorunner.context import AutoContext
 from autorunner.errors import InvalidEvent
@@ -28,15 +29,15 @@ policy_cli = typer.Typer(
 
 
 @policy_cli.command("check")
-def check_file(file: Path, as_json: clitools.JsonFlag = False) -> None:
+def check_file(file: Path, as_json: tools.JsonFlag = False) -> None:
     """Load FILE as serve would: one line naming file, route and field on a mistake (exit 2);
     warnings for old spellings and for allowed kinds with no adapter configured here."""
-    settings = clitools.settings()
+    settings = tools.settings()
     policy = load_policy(file)
     composition.check_deciders(policy, composition.deciders(settings))
-    warnings = clitools.run(lambda: _warnings(settings, policy))
+    warnings = tools.run(lambda: _warnings(settings, policy))
     if as_json:
-        clitools.print_json(
+        tools.print_json(
             {
                 "ok": True,
                 "policy_hash": policy.hash,
@@ -64,14 +65,14 @@ def try_event(
     body: Annotated[
         Path | None, typer.Option(help="A webhook body (JSON, any shape Auto sends).")
     ] = None,
-    as_json: clitools.JsonFlag = False,
+    as_json: tools.JsonFlag = False,
 ) -> None:
     """What route, rule, envelope, actions and verdict an event would get under FILE; nothing
     is executed or recorded. A stored event is decided on the facts and context its last run
     recorded; a body on Auto's record of its query when Elfa credentials are set."""
     if (event is None) == (body is None):
-        raise clitools.UsageError("give exactly one of --event ID or --body FILE")
-    settings = clitools.settings()
+        raise tools.UsageError("give exactly one of --event ID or --body FILE")
+    settings = tools.settings()
     policy = load_policy(file)
     deciders = composition.deciders(settings)
 
@@ -97,21 +98,21 @@ def try_event(
             return await decide_event(resolved, context, policy, deciders, valuers=kinds)
 
     result = (
-        clitools.run(lambda: clitools.with_backends(settings, stored))
+        tools.run(lambda: tools.with_backends(settings, stored))
         if event is not None
-        else clitools.run(given)
+        else tools.run(given)
     )
     if as_json:
-        clitools.print_json(_as_dict(result, policy))
+        tools.print_json(_as_dict(result, policy))
     else:
-        clitools.lines(_lines(result, policy))
+        tools.lines(_lines(result, policy))
 
 
 def _event_from(path: Path) -> Event:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise clitools.UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        raise tools.UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
     try:
         payload = parse_json_object(raw)
         return normalize_webhook(
@@ -120,7 +121,7 @@ def _event_from(path: Path) -> Event:
             fallback_id=lambda: derived_event_id(str(int(time.time())).encode(), raw),
         )
     except InvalidEvent as exc:
-        raise clitools.UsageError(f"{path}: {exc}") from exc
+        raise tools.UsageError(f"{path}: {exc}") from exc
 
 
 def _as_dict(result: Redecided, policy: Policy) -> dict[str, Any]:

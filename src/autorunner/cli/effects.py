@@ -6,7 +6,8 @@ from typing import Annotated, cast
 
 import typer
 
-from autorunner import clitools, operations, views
+from autorunner import operations, views
+from autorunner.cli import tools
 from autorunner.records import EffectStatus
 
 effects_cli = typer.Typer(
@@ -23,25 +24,25 @@ def effects_list(
         str | None, typer.Option(help="planned, pending, done, failed or unknown.")
     ] = None,
     limit: Annotated[int, typer.Option(help="How many, most recently changed first.")] = 50,
-    as_json: clitools.JsonFlag = False,
+    as_json: tools.JsonFlag = False,
 ) -> None:
     """List ledger entries; --status unknown shows what needs an operator."""
     if status not in (None, *STATUSES):
-        raise clitools.UsageError(f"unknown status {status!r}: use {', '.join(STATUSES)}")
-    count = clitools.limit(limit)
-    settings = clitools.settings()
-    rows = clitools.run(
-        lambda: clitools.with_backends(
+        raise tools.UsageError(f"unknown status {status!r}: use {', '.join(STATUSES)}")
+    count = tools.limit(limit)
+    settings = tools.settings()
+    rows = tools.run(
+        lambda: tools.with_backends(
             settings,
             lambda b: b.store.list_effects(limit=count, status=cast(EffectStatus | None, status)),
         )
     )
     if as_json:
-        clitools.print_json(rows)
+        tools.print_json(rows)
     elif not rows:
         print("no effects" if status is None else f"no {status} effects")
     else:
-        clitools.lines(views.effect_rows(rows))
+        tools.lines(views.effect_rows(rows))
 
 
 @effects_cli.command("resolve")
@@ -54,20 +55,20 @@ def effects_resolve(
         bool, typer.Option("--resend", help="It did not: perform it again (once).")
     ] = False,
     note: Annotated[str | None, typer.Option(help="Why, for the journal.")] = None,
-    as_json: clitools.JsonFlag = False,
+    as_json: tools.JsonFlag = False,
 ) -> None:
     """Settle an effect whose outcome is unknown; the choice is journaled with who made it."""
     if sent == resend:
-        raise clitools.UsageError("give exactly one of --sent or --resend")
-    settings = clitools.settings()
-    resolved = clitools.run(
-        lambda: clitools.with_backends(
+        raise tools.UsageError("give exactly one of --sent or --resend")
+    settings = tools.settings()
+    resolved = tools.run(
+        lambda: tools.with_backends(
             settings,
             lambda b: operations.resolve_effect(b, effect_key, resend=resend, note=note),
         )
     )
     if as_json:
-        clitools.print_json(
+        tools.print_json(
             {
                 "effect_key": effect_key,
                 "resolution": "resend" if resend else "sent",

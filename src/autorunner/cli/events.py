@@ -9,7 +9,8 @@ from typing import Annotated, cast
 import typer
 
 from autorunner import app as composition
-from autorunner import clitools, operations, views
+from autorunner import operations, views
+from autorunner.cli import tools
 from autorunner.policy import Policy
 from autorunner.records import EventStatus
 
@@ -32,16 +33,16 @@ def events_list(
     route: Annotated[str | None, typer.Option(help="Only events decided on this route.")] = None,
     since: Since = None,
     until: Until = None,
-    as_json: clitools.JsonFlag = False,
+    as_json: tools.JsonFlag = False,
 ) -> None:
     """List stored events, newest first: status, route, effects, channel."""
     if status not in (None, *STATUSES):
-        raise clitools.UsageError(f"unknown status {status!r}: use {', '.join(STATUSES)}")
-    start, end = clitools.window(since, until)
-    count = clitools.limit(limit)
-    settings = clitools.settings()
-    rows = clitools.run(
-        lambda: clitools.with_backends(
+        raise tools.UsageError(f"unknown status {status!r}: use {', '.join(STATUSES)}")
+    start, end = tools.window(since, until)
+    count = tools.limit(limit)
+    settings = tools.settings()
+    rows = tools.run(
+        lambda: tools.with_backends(
             settings,
             lambda b: b.store.list_events(
                 limit=count,
@@ -54,11 +55,11 @@ def events_list(
         )
     )
     if as_json:
-        clitools.print_json([r.to_dict() for r in rows])
+        tools.print_json([r.to_dict() for r in rows])
     elif not rows:
         print("no events")
     else:
-        clitools.lines(views.event_rows(rows))
+        tools.lines(views.event_rows(rows))
 
 
 @events_cli.command("show")
@@ -66,17 +67,17 @@ def events_show(
     event_id: Annotated[
         str, typer.Argument(help="Any id of the event: stored, delivery or execution.")
     ],
-    as_json: clitools.JsonFlag = False,
+    as_json: tools.JsonFlag = False,
 ) -> None:
     """Show one event's whole story: delivery, decision, verdict, effects, runs, operators."""
-    settings = clitools.settings()
-    detail = clitools.run(
-        lambda: clitools.with_backends(settings, lambda b: operations.find(b, event_id))
+    settings = tools.settings()
+    detail = tools.run(
+        lambda: tools.with_backends(settings, lambda b: operations.find(b, event_id))
     )
     if as_json:
-        clitools.print_json(detail.to_dict())
+        tools.print_json(detail.to_dict())
     else:
-        clitools.lines(views.event_detail(detail))
+        tools.lines(views.event_detail(detail))
 
 
 @events_cli.command("rerun")
@@ -92,7 +93,7 @@ def events_rerun(
     limit: Annotated[int, typer.Option(help="At most this many events.")] = 1000,
     note: Annotated[str | None, typer.Option(help="Why, for the journal.")] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
-    as_json: clitools.JsonFlag = False,
+    as_json: tools.JsonFlag = False,
 ) -> None:
     """Decide finished events again and EXECUTE what is allowed (a new decision generation).
 
@@ -100,15 +101,15 @@ def events_rerun(
     new generation cannot collide with the earlier ones', so every allowed effect happens again.
     """
     if (event_id is None) == (since is None):
-        raise clitools.UsageError("give exactly one of EVENT_ID or --since")
-    start, end = clitools.window(since, until)
-    count = clitools.limit(limit)
-    settings = clitools.settings()
+        raise tools.UsageError("give exactly one of EVENT_ID or --since")
+    start, end = tools.window(since, until)
+    count = tools.limit(limit)
+    settings = tools.settings()
     chosen = composition.policy_for(settings, str(policy) if policy else None)
     deciders = composition.deciders(settings)
-    kinds = clitools.run(lambda: composition.valuation(settings))
-    planned = clitools.run(
-        lambda: clitools.with_backends(
+    kinds = tools.run(lambda: composition.valuation(settings))
+    planned = tools.run(
+        lambda: tools.with_backends(
             settings,
             lambda b: operations.plan_rerun(
                 b,
@@ -124,15 +125,15 @@ def events_rerun(
         )
     )
     if not as_json:
-        clitools.lines(_preview_lines(planned, chosen, decided_now=policy is not None))
+        tools.lines(_preview_lines(planned, chosen, decided_now=policy is not None))
     if not yes:
         if not sys.stdin.isatty():
-            raise clitools.UsageError(
+            raise tools.UsageError(
                 f"rerun executes effects again ({len(planned)} event(s)): pass --yes to confirm"
             )
         typer.confirm(f"Run {len(planned)} event(s) again and execute what is allowed?", abort=True)
-    started = clitools.run(
-        lambda: clitools.with_backends(
+    started = tools.run(
+        lambda: tools.with_backends(
             settings,
             lambda b: operations.rerun_planned(
                 b, planned, decided_now=policy is not None, policy_hash=chosen.hash, note=note
@@ -140,7 +141,7 @@ def events_rerun(
         )
     )
     if as_json:
-        clitools.print_json({"rerun": started, "policy_hash": chosen.hash})
+        tools.print_json({"rerun": started, "policy_hash": chosen.hash})
     else:
         print(f"rerun {len(started)} event(s): the workers run them now (events show ID to follow)")
 

@@ -10,7 +10,8 @@ from typing import Annotated
 import typer
 
 from autorunner import app as composition
-from autorunner import cli_events, clitools, operations
+from autorunner import operations
+from autorunner.cli import events, tools
 from autorunner.decision import Verdict
 
 
@@ -21,44 +22,44 @@ def replay_command(
     policy: Annotated[
         Path | None, typer.Option(help="Policy file (default: RUNNER_POLICY or built-in).")
     ] = None,
-    since: cli_events.Since = None,
-    until: cli_events.Until = None,
+    since: events.Since = None,
+    until: events.Until = None,
     limit: Annotated[int, typer.Option(help="At most this many events.")] = 100_000,
     decider: Annotated[
         str | None, typer.Option(help="Decide every route with this decider (rules, llm) instead.")
     ] = None,
-    as_json: clitools.JsonFlag = False,
+    as_json: tools.JsonFlag = False,
 ) -> None:
     """Re-decide stored events under a policy in dry-run and show what changes; never executes an effect."""
     if (event_id is None) == (since is None):
-        raise clitools.UsageError("give exactly one of EVENT_ID or --since")
-    start, end = clitools.window(since, until)
-    count = clitools.limit(limit)
-    settings = clitools.settings()
+        raise tools.UsageError("give exactly one of EVENT_ID or --since")
+    start, end = tools.window(since, until)
+    count = tools.limit(limit)
+    settings = tools.settings()
     chosen = composition.policy_for(settings, str(policy) if policy else None)
     deciders = composition.deciders(settings)
     if decider is not None:
         chosen = operations.policy_with_decider(chosen, decider, deciders)
-    kinds = clitools.run(lambda: composition.valuation(settings))
+    kinds = tools.run(lambda: composition.valuation(settings))
 
     if event_id is not None:
         found = event_id
-        result = clitools.run(
-            lambda: clitools.with_backends(
+        result = tools.run(
+            lambda: tools.with_backends(
                 settings,
                 lambda b: operations.replay_one(b, found, chosen, deciders, valuers=kinds),
             )
         )
         if as_json:
-            clitools.print_json(result.to_dict())
+            tools.print_json(result.to_dict())
             return
         print(f"{result.event_id}: {result.change} (route {result.route}, policy {chosen.hash})")
         print(f"  before: {verdict_line(result.before)}")
         print(f"  after:  {verdict_line(result.after)}")
         return
 
-    summary = clitools.run(
-        lambda: clitools.with_backends(
+    summary = tools.run(
+        lambda: tools.with_backends(
             settings,
             lambda b: operations.replay_window(
                 b,
@@ -73,7 +74,7 @@ def replay_command(
         )
     )
     if as_json:
-        clitools.print_json(summary.to_dict())
+        tools.print_json(summary.to_dict())
         return
     counts = summary.counts()
     print(

@@ -7,17 +7,17 @@ import signal
 import tomllib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar, cast
+from typing import Annotated, Any, TypeVar
 
-import httpx2
 import orjson
 import typer
 
 from autorunner import app as composition
-from autorunner import clitools, serving
+from autorunner import serving
 from autorunner.auto_client import AutoClient
 from autorunner.auto_models import QuerySummary
 from autorunner.backends import open_backends
+from autorunner.cli import tools
 from autorunner.config import Settings
 from autorunner.errors import AutoNotFound, AutoRejected, ConfigError
 
@@ -33,13 +33,13 @@ def read_query(path: Path) -> dict[str, Any]:
     try:
         text = path.read_bytes()
     except OSError as exc:
-        raise clitools.UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        raise tools.UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
     try:
         value: Any = tomllib.loads(text.decode()) if path.suffix == ".toml" else orjson.loads(text)
     except (UnicodeDecodeError, tomllib.TOMLDecodeError, orjson.JSONDecodeError) as exc:
-        raise clitools.UsageError(f"{path} is not a query in JSON or TOML: {exc}") from exc
+        raise tools.UsageError(f"{path} is not a query in JSON or TOML: {exc}") from exc
     if not isinstance(value, dict):
-        raise clitools.UsageError(f"{path} must hold an object, not {type(value).__name__}")
+        raise tools.UsageError(f"{path} must hold an object, not {type(value).__name__}")
     return value
 
 
@@ -54,17 +54,17 @@ async def with_auto(settings: Settings, fn: Callable[[AutoClient], Awaitable[T]]
 
 
 def _call(fn: Callable[[AutoClient], Awaitable[T]]) -> T:
-    settings = clitools.settings()
-    return clitools.run(lambda: with_auto(settings, fn))
+    settings = tools.settings()
+    return tools.run(lambda: with_auto(settings, fn))
 
 
 @queries_cli.command("validate")
-def validate(file: Path, as_json: clitools.JsonFlag = False) -> None:
+def validate(file: Path, as_json: tools.JsonFlag = False) -> None:
     """Ask Auto whether a query body is valid, and what it would cost."""
     body = read_query(file)
     result = _call(lambda c: c.validate(body))
     if as_json:
-        clitools.print_json(result.model_dump(mode="json"))
+        tools.print_json(result.model_dump(mode="json"))
     else:
         cost = "-" if result.estimated_cost is None else f"{result.estimated_cost:g}"
         print(f"valid: {result.valid}  estimated cost: {cost}")
@@ -77,34 +77,34 @@ def validate(file: Path, as_json: clitools.JsonFlag = False) -> None:
 
 
 @queries_cli.command("create")
-def create(file: Path, as_json: clitools.JsonFlag = False) -> None:
+def create(file: Path, as_json: tools.JsonFlag = False) -> None:
     """Validate a query body, then create it (nothing is created if it is invalid)."""
     body = read_query(file)
 
     async def go(client: AutoClient) -> dict[str, Any]:
         validation = await client.validate(body)
         if not validation.valid:
-            raise clitools.Failure(
+            raise tools.Failure(
                 f"query is invalid: {'; '.join(map(str, validation.errors)) or 'no reason given'}"
             )
         return (await client.create(body)).model_dump(mode="json")
 
     created = _call(go)
     if as_json:
-        clitools.print_json(created)
+        tools.print_json(created)
     else:
         print(f"created {created['query_id']} ({created.get('status')})")
 
 
 @queries_cli.command("poll")
-def poll(query_id: str, as_json: clitools.JsonFlag = False) -> None:
+def poll(query_id: str, as_json: tools.JsonFlag = False) -> None:
     """A query's status, latest evaluation and executions."""
     status = _call(lambda c: c.poll(query_id))
     if as_json:
-        clitools.print_json(status.model_dump(mode="json"))
+        tools.print_json(status.model_dump(mode="json"))
         return
     print(f"query {status.query_id or query_id}: {status.status}")
-    clitools.table(
+    tools.table(
         "executions",
         ["execution id", "type", "status", "created", "error"],
         [
@@ -126,13 +126,13 @@ def list_queries(
     search: Annotated[str | None, typer.Option(help="Only queries whose title has this.")] = None,
     limit: Annotated[int, typer.Option(help="How many.")] = 50,
     offset: Annotated[int, typer.Option(help="Skip this many first.")] = 0,
-    as_json: clitools.JsonFlag = False,
+    as_json: tools.JsonFlag = False,
 ) -> None:
     """The account's queries (GET /queries; API-key mode). Where a deployment has no listing,
     the queries behind the recent executions."""
-    count = clitools.limit(limit)
+    count = tools.limit(limit)
     if offset < 0:
-        raise clitools.UsageError(f"--offset must be 0 or more, got {offset}")
+        raise tools.UsageError(f"--offset must be 0 or more, got {offset}")
 
     async def go(client: AutoClient) -> tuple[list[dict[str, Any]], bool]:
         """The rows, and whether they come from the executions instead of the listing."""
@@ -152,16 +152,16 @@ def list_queries(
 
     rows, from_executions = _call(go)
     if as_json:
-        clitools.print_json(rows)
+        tools.print_json(rows)
         return
     if from_executions:
-        clitools.table(
+        tools.table(
             "queries",
             ["query id", "executions", "last execution"],
             [[r["query_id"], str(r["executions"]), r["last_execution"] or "-"] for r in rows],
         )
         return
-    clitools.table(
+    tools.table(
         "queries",
         ["query id", "status", "title", "created"],
         [
@@ -187,7 +187,7 @@ async def _queries_from_executions(client: AutoClient, limit: int) -> list[dict[
 
 
 @queries_cli.command("delete")
-def delete(query_id: str, as_json: clitools.JsonFlag = False) -> None:
+def delete(query_id: str, as_json: tools.JsonFlag = False) -> None:
     """Delete an ended query (cancel it first if it is still active)."""
 
     async def go(client: AutoClient) -> dict[str, Any]:
@@ -195,24 +195,24 @@ def delete(query_id: str, as_json: clitools.JsonFlag = False) -> None:
             return (await client.delete(query_id)).model_dump(mode="json")
         except AutoRejected as exc:
             if exc.status == 409:
-                raise clitools.Failure(
+                raise tools.Failure(
                     f"{query_id} is still active: `autorunner queries cancel {query_id}` first"
                 ) from exc
             raise
 
     deleted = _call(go)
     if as_json:
-        clitools.print_json(deleted)
+        tools.print_json(deleted)
     else:
         print(f"deleted {query_id}")
 
 
 @queries_cli.command("cancel")
-def cancel(query_id: str, as_json: clitools.JsonFlag = False) -> None:
+def cancel(query_id: str, as_json: tools.JsonFlag = False) -> None:
     """Cancel a query; one that already ended counts as cancelled."""
     result = _call(lambda c: c.cancel(query_id))
     if as_json:
-        clitools.print_json(result.model_dump(mode="json"))
+        tools.print_json(result.model_dump(mode="json"))
     elif result.already_terminal:
         print(f"{query_id} had already ended")
     else:
@@ -230,9 +230,9 @@ def stream(
     """Follow Auto's event streams into the store (gap-free: reconciles by polling)."""
     targets: list[str | None] = [*(query or []), *([None] if follow_all else [])]
     if not targets:
-        raise clitools.UsageError("give --query ID (repeatable) or --all")
-    settings = clitools.settings()
-    clitools.serve_forever(_stream(settings, targets))
+        raise tools.UsageError("give --query ID (repeatable) or --all")
+    settings = tools.settings()
+    tools.serve_forever(_stream(settings, targets))
 
 
 async def _stream(settings: Settings, targets: list[str | None]) -> None:
@@ -255,101 +255,3 @@ async def _stream(settings: Settings, targets: list[str | None]) -> None:
         await runtime.aclose()
     if refused := next((r for r in refusals if r is not None), None):
         raise refused
-
-
-simulate_cli = typer.Typer(
-    help="A local fake Elfa Auto, for demos, tests and benchmarks.", no_args_is_help=True
-)
-
-
-@simulate_cli.command("run")
-def simulate_run(
-    port: Annotated[int, typer.Option(help="Port (0 picks a free one).")] = 8787,
-    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
-    api_key: Annotated[
-        str | None, typer.Option(envvar="SIM_API_KEY", help="Required x-elfa-api-key.")
-    ] = None,
-    agent_secret: Annotated[
-        str | None, typer.Option(envvar="SIM_AGENT_SECRET", help="Required x402 agent secret.")
-    ] = None,
-    hmac_secret: Annotated[
-        str | None, typer.Option(envvar="SIM_HMAC_SECRET", help="Check request signatures.")
-    ] = None,
-    webhook_secret: Annotated[
-        str, typer.Option(envvar="SIM_WEBHOOK_SECRET", help="Signs webhooks.")
-    ] = "sim-webhook-secret",
-    frames: Annotated[str, typer.Option(help="SSE frame version: A, B or C.")] = "C",
-    webhook_body: Annotated[
-        str, typer.Option(help="Webhook body shape: canonical or notification.")
-    ] = "canonical",
-    keepalive: Annotated[float, typer.Option(help="Seconds between keep-alive comments.")] = 15.0,
-    every: Annotated[
-        float, typer.Option(help="Also trigger every active query this often (0: never).")
-    ] = 0.0,
-) -> None:
-    """Serve the simulator until Ctrl-C."""
-    from autorunner.sim_frames import (  # noqa: PLC0415 - only this command needs them
-        FrameVersion,
-        WebhookShape,
-    )
-    from autorunner.simulator import SimConfig, Simulator  # noqa: PLC0415
-
-    if frames not in ("A", "B", "C"):
-        raise clitools.UsageError(f"--frames must be A, B or C, not {frames!r}")
-    if webhook_body not in ("canonical", "notification"):
-        raise clitools.UsageError(
-            f"--webhook-body must be canonical or notification, not {webhook_body!r}"
-        )
-    clitools.settings()
-    simulator = Simulator(
-        SimConfig(
-            api_key=api_key,
-            agent_secret=agent_secret,
-            hmac_secret=hmac_secret,
-            webhook_secret=webhook_secret,
-            frame_version=cast(FrameVersion, frames),
-            webhook_shape=cast(WebhookShape, webhook_body),
-            keepalive=keepalive,
-        )
-    )
-    clitools.serve_forever(
-        serving.serve_app(simulator.app, host, port, name="simulate", tick=(every, simulator.tick))
-    )
-
-
-@simulate_cli.command("trigger")
-def simulate_trigger(
-    query_id: str,
-    count: Annotated[int, typer.Option(help="How many triggers.")] = 1,
-    url: Annotated[str, typer.Option(help="The simulator's address.")] = "http://127.0.0.1:8787",
-    sse_only: Annotated[
-        bool, typer.Option(help="Deliver by stream (and poll) only, no webhook.")
-    ] = False,
-    symbol: Annotated[
-        str | None, typer.Option(help="The symbol the trigger names (BTC), in every channel.")
-    ] = None,
-) -> None:
-    """Fire triggers of a simulated query."""
-    if count < 1:
-        raise clitools.UsageError(f"--count must be at least 1, got {count}")
-    body: dict[str, Any] = {
-        "queryId": query_id,
-        "count": count,
-        "channels": ["sse"] if sse_only else ["webhook", "sse"],
-    }
-    if symbol:
-        body["symbol"] = symbol
-
-    async def go() -> Any:
-        async with composition.http_client() as http:
-            try:
-                response = await http.post(f"{url.rstrip('/')}/_sim/trigger", json=body)
-            except httpx2.TransportError as exc:
-                raise clitools.Failure(f"cannot reach the simulator at {url}: {exc}") from exc
-            if response.status_code != 200:
-                raise clitools.Failure(
-                    f"simulator answered {response.status_code}: {response.text}"
-                )
-            return response.json()
-
-    print(f"fired {len(clitools.run(go)['executions'])} trigger(s) on {query_id}")
