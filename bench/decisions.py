@@ -25,7 +25,7 @@ from autorunner import logs
 from autorunner.adapters.base import Sending, already_sending
 from autorunner.adapters.notify import NotifyAdapter
 from autorunner.backends import open_backends
-from autorunner.deciders.rules import RulesDecider, decide
+from autorunner.deciders.rules import RulesDecider, first_rule
 from autorunner.decision import Action
 from autorunner.envelope import build_envelope
 from autorunner.events import Event
@@ -138,10 +138,10 @@ def main() -> None:
     plain = build_envelope(event, default_route)
     templated = build_envelope(event, RULES)
     print(
-        f"rules decider, built-in announcement: {per_call_us(lambda: decide(plain, default_route), 100_000):.1f} µs a decision"
+        f"rules decider, built-in announcement: {per_call_us(lambda: first_rule(plain, default_route), 100_000):.1f} µs a decision"
     )
     print(
-        f"rules decider, 2 rules + templates:   {per_call_us(lambda: decide(templated, RULES), 100_000):.1f} µs a decision"
+        f"rules decider, 2 rules + templates:   {per_call_us(lambda: first_rule(templated, RULES), 100_000):.1f} µs a decision"
     )
     full, bare = asyncio.run(pipeline_overhead(20_000))
     print(

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import orjson
 
-from autorunner.sender import sample_event, signed_headers
+from autorunner.sim.sender import sample_event, signed_headers
 from bench import loadgen
 from bench.calibrate import python_loop_seconds
 

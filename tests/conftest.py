@@ -15,7 +15,7 @@ from autorunner.queue.sqlite import SqliteQueue
 from autorunner.sqlite_outbox import SqliteOutbox
 from autorunner.sqlitedb import SqliteDatabase
 from autorunner.store import sqlite as sqlite_store
-from autorunner.store.base import Backend
+from autorunner.store.base import StoreBackend
 from autorunner.store.memory import MemoryStore
 from autorunner.store.postgres import PostgresStore
 from tests.backends import postgres_schema, redis_queue
@@ -34,7 +34,7 @@ def clock() -> FakeClock:
 @pytest.fixture(params=["memory", "sqlite", "postgres-redis"])
 async def backends(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
-) -> AsyncIterator[tuple[Backend, Queue]]:
+) -> AsyncIterator[tuple[StoreBackend, Queue]]:
     """A store and queue sharing one fake clock, for every backend."""
     if request.param == "memory":
         yield MemoryStore(clock=clock), MemoryQueue(clock=clock)
@@ -56,7 +56,7 @@ async def backends(
 
 
 @pytest.fixture
-def outbox(backends: tuple[Backend, Queue], clock: FakeClock) -> Outbox:
+def outbox(backends: tuple[StoreBackend, Queue], clock: FakeClock) -> Outbox:
     """The outbox each deployment builds over ``backends``: one transaction for both on SQLite
     (local mode), the store then the queue on the others."""
     store, queue = backends

@@ -88,7 +88,7 @@ def elfa_signature(secret: str, ts: str, event_id: str, body: bytes) -> str:
 
 
 @dataclass
-class Delivery:
+class SignedDelivery:
     """A signed webhook request ready to send."""
 
     body: bytes
@@ -101,11 +101,11 @@ def signed(
     secret: str = "whk-secret",
     event_id: str | None = None,
     ts: int | None = None,
-) -> Delivery:
+) -> SignedDelivery:
     body = orjson.dumps(payload)
     eid = event_id if event_id is not None else str(payload.get("eventId", ""))
     stamp = str(ts if ts is not None else int(time.time()))
-    return Delivery(
+    return SignedDelivery(
         body=body,
         headers={
             "content-type": "application/json",

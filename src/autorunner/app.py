@@ -17,12 +17,8 @@ import orjson
 import structlog
 from pydantic import SecretStr
 
+from autorunner.adapters import CONFIGURED_BY, build_adapters
 from autorunner.adapters.base import Adapter, valuers
-from autorunner.adapters.exchange import ExchangeAdapter
-from autorunner.adapters.http import HttpAdapter
-from autorunner.adapters.notify import NotifyAdapter
-from autorunner.adapters.relay import RelayAdapter
-from autorunner.adapters.telegram import Spacer, TelegramAdapter
 from autorunner.auto_client import AutoClient, AutoCredentials
 from autorunner.backends import Backends
 from autorunner.clock import Clock, system_clock
@@ -30,17 +26,19 @@ from autorunner.config import Settings
 from autorunner.context import AutoContext, NoContext
 from autorunner.deciders import Decider
 from autorunner.deciders.rules import RulesDecider
-from autorunner.errors import ConfigError, StoreUnavailable
+from autorunner.errors import ConfigError, Unavailable
 from autorunner.ingest import Ingestor
-from autorunner.ingress import WebhookApp, WebhookConfig, build_app
+from autorunner.ingress import WebhookApp, WebhookConfig
 from autorunner.metrics import Metrics
 from autorunner.notional import Malformed, Valuer
 from autorunner.pipeline import Pipeline
 from autorunner.policy import Policy
 from autorunner.policy_file import load_policy, policy_from_settings
+from autorunner.probes import build_app
 from autorunner.queue.base import Queue
 from autorunner.reconcile import Reconciler
 from autorunner.retry import RetryPolicy
+from autorunner.spacing import Spacer
 from autorunner.subscriber import Subscriber, SubscriberConfig
 from autorunner.worker import Worker, WorkerConfig
 
@@ -137,68 +135,14 @@ def http_client() -> httpx2.AsyncClient:
     )
 
 
-def build_adapters(
-    settings: Settings, http: httpx2.AsyncClient, *, queue: Queue | None = None
-) -> dict[str, Adapter]:
-    """``notify`` always; ``http`` and ``telegram`` when their targets are configured."""
-    adapters: dict[str, Adapter] = {"notify": NotifyAdapter()}
-    if settings.endpoints:
-        secret = settings.http_adapter_secret
-        adapters["http"] = HttpAdapter(
-            http=http,
-            endpoints=settings.endpoints,
-            notional_paths=settings.notional_paths,
-            timeout=settings.http_adapter_timeout,
-            secret=secret.get_secret_value() if secret else None,
-        )
-    if settings.relays:
-        if settings.relay_secret is None:
-            raise ConfigError(
-                "RELAY_TARGETS is set but RELAY_SECRET is not: relayed events must be signed"
-            )
-        adapters["relay"] = RelayAdapter(
-            http=http,
-            targets=settings.relays,
-            secret=settings.relay_secret.get_secret_value(),
-            timeout=settings.http_adapter_timeout,
-        )
-    if settings.exchange_enabled:
-        if settings.exchange_live and (
-            settings.exchange_api_key is None or settings.exchange_secret is None
-        ):
-            raise ConfigError("EXCHANGE_LIVE=true needs EXCHANGE_API_KEY and EXCHANGE_SECRET")
-        adapters["exchange"] = ExchangeAdapter(
-            exchange_id=settings.exchange_id,
-            live_enabled=settings.exchange_live,
-            api_key=settings.exchange_api_key.get_secret_value()
-            if settings.exchange_api_key
-            else None,
-            secret=settings.exchange_secret.get_secret_value()
-            if settings.exchange_secret
-            else None,
-            max_notional_usd=settings.exchange_max_notional_usd,
-        )
-    if settings.telegram_bot_token is not None and settings.chats:
-        adapters["telegram"] = TelegramAdapter(
-            http=http,
-            token=settings.telegram_bot_token.get_secret_value(),
-            chats=settings.chats,
-            api_base=settings.telegram_api_url,
-            parse_mode=settings.telegram_parse_mode,
-            delivery=settings.telegram_delivery,
-            chat_interval=settings.telegram_chat_interval,
-            spacer=shared_spacer(settings, queue),
-        )
-    return adapters
-
-
 def shared_spacer(settings: Settings, queue: Queue | None) -> Spacer | None:
     """Telegram's limits hold per bot, whichever worker sends: on a Redis queue (cloud mode)
-    every process spaces its sends through Redis; otherwise the adapter spaces them itself."""
+    every process spaces its sends through Redis, with the queue's client; otherwise the
+    adapter spaces them itself."""
     if settings.runner_mode != "cloud":
         return None
     from autorunner.queue.redis import RedisQueue  # noqa: PLC0415 - cloud mode only
-    from autorunner.queue.redis_spacer import RedisSpacer  # noqa: PLC0415
+    from autorunner.spacing.redis import RedisSpacer  # noqa: PLC0415
 
     if not isinstance(queue, RedisQueue):
         return None
@@ -268,7 +212,7 @@ def policy_warnings(policy: Policy, adapters: Mapping[str, Adapter]) -> list[str
     for route in (*policy.routes, policy.default):
         found += [
             f"route {route.name!r} allows {kind!r}, but no {kind} adapter is configured"
-            f" ({ADAPTER_SETTINGS.get(kind, '')}): its actions will be denied"
+            f" ({CONFIGURED_BY[kind]}): its actions will be denied"
             for kind in route.allowed_actions
             if kind not in adapters
         ]
@@ -283,14 +227,6 @@ def policy_warnings(policy: Policy, adapters: Mapping[str, Adapter]) -> list[str
                         f" {notional.reason}"
                     )
     return found
-
-
-ADAPTER_SETTINGS = {
-    "http": "set HTTP_ENDPOINTS",
-    "telegram": "set TELEGRAM_BOT_TOKEN and TELEGRAM_CHATS",
-    "relay": "set RELAY_TARGETS and RELAY_SECRET",
-    "exchange": "set EXCHANGE_ENABLED=true",
-}
 
 
 def policy_for(settings: Settings, path: str | None = None) -> Policy:
@@ -315,7 +251,9 @@ def build_runtime(
     http = http_client()
     auto = build_auto_client(settings, http)
     chosen = (
-        adapters if adapters is not None else build_adapters(settings, http, queue=backends.queue)
+        adapters
+        if adapters is not None
+        else build_adapters(settings, http, spacer=shared_spacer(settings, backends.queue))
     )
     policy = policy_for(settings)
     store, queue = backends.store, backends.queue
@@ -409,7 +347,7 @@ def _readiness(runtime: Runtime) -> Callable[[], Awaitable[dict[str, Any]]]:
         checks: dict[str, Any] = {"role": runtime.role, "store": "ok"}
         try:
             stats = await runtime.backends.queue.stats()
-        except StoreUnavailable as exc:
+        except Unavailable as exc:
             if runtime.role != "ingress":
                 raise
             return {"ok": True, **checks, "queue": f"unavailable: {exc}"}

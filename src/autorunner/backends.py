@@ -11,7 +11,7 @@ import structlog
 
 from autorunner.clock import Clock, system_clock
 from autorunner.config import Settings, sqlite_path
-from autorunner.errors import ConfigError, StoreUnavailable
+from autorunner.errors import ConfigError, Unavailable
 from autorunner.outbox import Outbox, StoreThenQueue
 from autorunner.queue.base import Queue
 from autorunner.queue.memory import MemoryQueue
@@ -19,7 +19,7 @@ from autorunner.queue.sqlite import SqliteQueue
 from autorunner.sqlite_outbox import SqliteOutbox
 from autorunner.sqlitedb import SqliteDatabase
 from autorunner.store import sqlite as sqlite_store
-from autorunner.store.base import Backend
+from autorunner.store.base import StoreBackend
 from autorunner.store.memory import MemoryStore
 
 log = structlog.get_logger("autorunner.backends")
@@ -29,7 +29,7 @@ log = structlog.get_logger("autorunner.backends")
 class Backends:
     """The store and queue a process works with, and the outbox between them."""
 
-    store: Backend
+    store: StoreBackend
     queue: Queue
     outbox: Outbox
 
@@ -88,7 +88,7 @@ async def open_backends_patiently(settings: Settings, *, clock: Clock = system_c
     while True:
         try:
             return await open_backends(settings, clock=clock)
-        except StoreUnavailable as exc:
+        except Unavailable as exc:
             if loop.time() + delay > deadline:
                 raise
             log.warning("startup.waiting", error=str(exc), retry_in=delay)

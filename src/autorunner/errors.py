@@ -5,7 +5,9 @@
     ├── InvalidEvent             a body or frame is not an event we understand (-> 400, counted)
     ├── InvalidDecision          a decider's output failed its schema (-> a denied verdict)
     ├── SignatureError           a delivery is not authentic (-> 401); ``reason`` is a stable code
-    ├── StoreUnavailable         the store or queue cannot take or give data right now (-> 503)
+    ├── Unavailable              the store or the queue cannot take or give data now (-> 503, retry)
+    │   ├── StoreUnavailable     the store (SQLite, whose file holds the local queue too; PostgreSQL)
+    │   └── QueueUnavailable     a queue of its own (Redis)
     ├── OperationRefused         an operator's request cannot be carried out as asked
     ├── JobError                 raised inside a job; decides retry vs dead letter
     │   ├── TransientError       worth retrying later (timeouts, 5xx, rate limits)
@@ -56,8 +58,16 @@ class SignatureError(AutorunnerError):
         self.reason = reason
 
 
-class StoreUnavailable(AutorunnerError):
+class Unavailable(AutorunnerError):
     """The store or the queue could not complete an operation; callers answer 503 or retry."""
+
+
+class StoreUnavailable(Unavailable):
+    """The store could not complete an operation (in local mode the queue shares its file)."""
+
+
+class QueueUnavailable(Unavailable):
+    """A queue of its own (Redis) could not complete an operation; the store still may."""
 
 
 class OperationRefused(AutorunnerError):

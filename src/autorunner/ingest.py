@@ -30,7 +30,7 @@ class Ingested:
 class Ingestor:
     """Admits an event through the outbox (atomically unique on event and execution id).
 
-    Returns once the event is durable in the store, and raises ``StoreUnavailable`` when it is
+    Returns once the event is durable in the store, and raises ``Unavailable`` when it is
     not: the store is the source of truth, so an event it holds is acknowledged even when it
     could not be queued yet (a separate queue, e.g. Redis, being down). Such an event is
     counted as deferred and the sweeper queues it once the queue is back.

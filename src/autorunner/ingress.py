@@ -1,6 +1,6 @@
-"""The ASGI app: ``POST /webhooks/auto``, ``/healthz``, ``/readyz``, ``/metrics``.
+"""The webhook route, ``POST /webhooks/auto`` (the probes around it are in ``probes``).
 
-The webhook route is plain ASGI (no framework request object, no middleware): it reads at most
+The route is plain ASGI (no framework request object, no middleware): it reads at most
 ``max_body`` raw bytes, verifies the signature over them, normalizes, and answers ``202`` only
 after the event is stored and queued. Refusals: ``401`` signature, ``405`` method, ``413`` size,
 ``415`` content type, ``400`` body, ``503`` store or queue down (Auto may retry; nothing is
@@ -11,27 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import structlog
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, Router
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from autorunner import signatures
 from autorunner.clock import Clock, system_clock
-from autorunner.errors import InvalidEvent, SignatureError, StoreUnavailable
+from autorunner.errors import InvalidEvent, SignatureError, Unavailable
 from autorunner.events import derived_event_id, normalize_webhook, parse_json_object
 from autorunner.ingest import Ingestor
 from autorunner.logs import shown
 from autorunner.metrics import Metrics
-from autorunner.queue.base import Queue
 from autorunner.records import RawDelivery
-from autorunner.store.base import Audit, Store
+from autorunner.store.base import Store
 
 log = structlog.get_logger("autorunner.ingress")
 
@@ -98,7 +93,7 @@ class WebhookApp:
         except Exception:  # the hostile-input tests reach none; if one does, no traceback leaks
             log.exception("webhook.failed")
             status, body = 500, {"error": "internal", "detail": "unexpected failure; retry"}
-        await _send_json(send, status, body, retry_after=status == 503)
+        await send_json(send, status, body, retry_after=status == 503)
         if status in (200, 202):
             self._metrics.ack_latency.observe(time.perf_counter() - started)
 
@@ -151,7 +146,7 @@ class WebhookApp:
         try:
             async with asyncio.timeout(self._config.store_timeout):
                 result = await self._ingestor.ingest(event, delivery)
-        except (StoreUnavailable, TimeoutError) as exc:
+        except (Unavailable, TimeoutError) as exc:
             self._metrics.unavailable.inc()
             log.error(  # noqa: TRY400 - an expected outage; no traceback wanted
                 "webhook.unavailable", event_id=event.event_id, error=str(exc) or "timeout"
@@ -175,7 +170,7 @@ class WebhookApp:
             await asyncio.wait_for(
                 self._store.record_rejected(reason, delivery), self._config.store_timeout
             )
-        except (StoreUnavailable, TimeoutError) as exc:
+        except (Unavailable, TimeoutError) as exc:
             log.warning("webhook.rejected_not_kept", reason=reason, error=str(exc) or "timeout")
 
 
@@ -199,7 +194,7 @@ async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> b
     return b"".join(chunks)
 
 
-async def _send_json(
+async def send_json(
     send: Send, status: int, body: dict[str, Any], *, retry_after: bool = False
 ) -> None:
     payload = orjson.dumps(body)
@@ -211,51 +206,3 @@ async def _send_json(
         headers.append((b"retry-after", b"5"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
-
-
-Probe = Callable[[], Awaitable[dict[str, Any]]]
-"""Returns readiness details; raises ``StoreUnavailable`` or returns ``{"ok": False, …}``."""
-
-
-def build_app(
-    *, webhook: WebhookApp | None, metrics: Metrics, audit: Audit, queue: Queue, ready: Probe
-) -> ASGIApp:
-    """The whole ASGI app; the webhook path bypasses the router entirely. Without ``webhook``
-    (a worker process) only the probes and metrics are served."""
-
-    async def healthz(_: Request) -> Response:
-        return JSONResponse({"ok": True})
-
-    async def readyz(_: Request) -> Response:
-        try:
-            detail = await ready()
-        except StoreUnavailable as exc:
-            return JSONResponse({"ok": False, "error": str(exc)}, status_code=503)
-        return JSONResponse(detail, status_code=200 if detail.get("ok") else 503)
-
-    async def metrics_endpoint(_: Request) -> Response:
-        try:
-            metrics.observe_stats(await queue.stats(), await audit.stats(done=False))
-        except StoreUnavailable as exc:
-            log.warning("metrics.stats_unavailable", error=str(exc))
-        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
-
-    async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
-        await _send_json(send, 404, {"error": "not_found", "detail": f"no route {scope['path']}"})
-
-    router = Router(
-        routes=[
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/metrics", metrics_endpoint),
-        ],
-        default=not_found,
-    )
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if webhook is not None and scope["type"] == "http" and scope["path"] == WEBHOOK_PATH:
-            await webhook(scope, receive, send)
-        else:
-            await router(scope, receive, send)
-
-    return app

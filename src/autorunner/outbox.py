@@ -21,7 +21,7 @@ from typing import Protocol
 import structlog
 
 from autorunner.clock import Clock, system_clock
-from autorunner.errors import StoreUnavailable
+from autorunner.errors import Unavailable
 from autorunner.events import Event
 from autorunner.queue.base import Job, Queue
 from autorunner.records import RawDelivery, RunRecord
@@ -41,7 +41,7 @@ class Admission:
 
 
 class Outbox(Protocol):
-    """Where events enter the runner and where their attempts end; ``StoreUnavailable`` when
+    """Where events enter the runner and where their attempts end; ``Unavailable`` when
     the store cannot answer (nothing was admitted or settled)."""
 
     async def admit(self, event: Event, raw: RawDelivery) -> Admission:
@@ -74,7 +74,7 @@ class StoreThenQueue:
             return Admission(inserted=False, existing_id=inserted.existing_id)
         try:
             await self._queue.enqueue(event.event_id)
-        except StoreUnavailable as exc:
+        except Unavailable as exc:
             log.warning("event.enqueue_deferred", event_id=event.event_id, error=str(exc))
             return Admission(inserted=True, queued=False)
         return Admission(inserted=True, queued=True)

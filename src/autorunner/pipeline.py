@@ -30,9 +30,9 @@ from autorunner.errors import (
     InvalidDecision,
     JobError,
     PermanentError,
-    StoreUnavailable,
     Superseded,
     TransientError,
+    Unavailable,
 )
 from autorunner.events import Event
 from autorunner.policy import Policy, Route, check
@@ -134,7 +134,7 @@ class Pipeline:
         self._sending: set[asyncio.Task[Any] | None] = set()
 
     async def run(self, leased: Leased) -> Attempt:
-        """Run one attempt; errors become the attempt's ``error``, except ``StoreUnavailable``."""
+        """Run one attempt; errors become the attempt's ``error``, except ``Unavailable``."""
         event = leased.event
         route = self.policy.default
         draft = _Draft(started_at=self._clock(), route=route.name)
@@ -161,7 +161,7 @@ class Pipeline:
             error = TransientError(f"timed out after {limit:g}s (route {route.name!r})")
         except JobError as exc:
             error = exc
-        except StoreUnavailable:
+        except Unavailable:
             # Nothing can be recorded now: the worker leaves the job, which comes back when its
             # lease lapses (an effect begun meanwhile is settled by the ledger on that attempt).
             raise

@@ -34,7 +34,7 @@ class DeadLetter:
     reason: str
 
 
-def decide(
+def after_failure(
     policy: RetryPolicy,
     *,
     attempt: int,

@@ -26,7 +26,7 @@ import structlog
 
 from autorunner.auto_client import AutoClient
 from autorunner.clock import sleep_unless
-from autorunner.errors import AutoError, AutoUnavailable, InvalidEvent, StoreUnavailable
+from autorunner.errors import AutoError, AutoUnavailable, InvalidEvent, Unavailable
 from autorunner.events import normalize_sse
 from autorunner.ingest import Ingestor
 from autorunner.metrics import Metrics
@@ -176,7 +176,7 @@ class Subscriber:
         )
         try:
             await self._ingestor.ingest(event, raw)
-        except StoreUnavailable as exc:
+        except Unavailable as exc:
             # The next reconciliation polls this execution again: nothing is lost for good.
             log.error("stream.store_unavailable", event_id=event.event_id, error=str(exc))  # noqa: TRY400
 
@@ -184,7 +184,7 @@ class Subscriber:
         try:
             await self._reconciler.reconcile(self.query_id)
             self._metrics.reconciliations.inc()
-        except (AutoError, StoreUnavailable, httpx2.TransportError) as exc:
+        except (AutoError, Unavailable, httpx2.TransportError) as exc:
             log.warning("reconcile.failed", query_id=self.query_id, error=str(exc))
 
     async def _periodic_reconcile(self, stop: asyncio.Event) -> None:

@@ -13,7 +13,7 @@ import asyncio
 import structlog
 
 from autorunner.clock import Clock, sleep_unless, system_clock
-from autorunner.errors import StoreUnavailable
+from autorunner.errors import Unavailable
 from autorunner.metrics import Metrics
 from autorunner.queue.base import Queue
 from autorunner.store.base import Store
@@ -45,7 +45,7 @@ async def run_sweeper(
     while not stop.is_set():
         try:
             count = await sweep_once(store, queue, after=after, clock=clock)
-        except StoreUnavailable as exc:
+        except Unavailable as exc:
             log.warning("sweeper.unavailable", error=str(exc))
         else:
             if count:

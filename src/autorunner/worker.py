@@ -18,7 +18,7 @@ import structlog
 
 from autorunner import retry
 from autorunner.clock import Clock, sleep_unless, system_clock
-from autorunner.errors import PermanentError, StoreUnavailable, TransientError
+from autorunner.errors import PermanentError, TransientError, Unavailable
 from autorunner.metrics import Metrics
 from autorunner.outbox import Outbox
 from autorunner.pipeline import Attempt, Pipeline
@@ -93,7 +93,7 @@ class Worker:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
-            with contextlib.suppress(StoreUnavailable):
+            with contextlib.suppress(Unavailable):
                 await self._journal.forget_worker(self.config.name)
 
     async def _beat(self) -> None:
@@ -107,7 +107,7 @@ class Worker:
         )
         try:
             await self._journal.beat(beat)
-        except StoreUnavailable as exc:
+        except Unavailable as exc:
             log.warning("worker.heartbeat_failed", backend="store", error=str(exc))
 
     async def _claim_loop(self, stop: asyncio.Event) -> None:
@@ -126,7 +126,7 @@ class Worker:
                 jobs = await self._queue.claim(
                     cfg.name, limit=free, lease=cfg.lease, wait=cfg.claim_wait
                 )
-            except StoreUnavailable as exc:
+            except Unavailable as exc:
                 log.warning("worker.queue_unavailable", error=str(exc))
                 await sleep_unless(stop, cfg.unavailable_backoff)
                 continue
@@ -165,7 +165,7 @@ class Worker:
             with self._metrics.job_seconds.time():
                 attempt = await self._pipeline.run(leased)
             await self._settle(job, leased, attempt)
-        except StoreUnavailable as exc:
+        except Unavailable as exc:
             # The job stays claimed; its lease lapses and it is delivered again.
             log.warning("worker.store_unavailable", event_id=job.event_id, error=str(exc))
         except asyncio.CancelledError:
@@ -191,7 +191,7 @@ class Worker:
             log.info("job.done", event_id=event_id, attempt=leased.attempt)
             return
         policy = replace(self.config.retry, max_attempts=attempt.max_attempts)
-        ruling = retry.decide(
+        ruling = retry.after_failure(
             policy,
             attempt=leased.attempt,
             error=str(attempt.error),
@@ -224,7 +224,7 @@ class Worker:
             )
 
     async def _give_back(self, job: Job, leased: Leased, *, delay: float = 0.0) -> None:
-        with contextlib.suppress(StoreUnavailable):
+        with contextlib.suppress(Unavailable):
             await self._store.release(job.event_id, owner=leased.owner)
             await self._queue.retry(job, delay=delay)
             log.info("job.released", event_id=job.event_id)
@@ -246,11 +246,11 @@ class Worker:
                     owner=self.config.name,
                     lease=self.config.lease,
                 )
-            except StoreUnavailable as exc:
+            except Unavailable as exc:
                 log.warning("worker.heartbeat_failed", backend="store", error=str(exc))
             try:
                 await self._queue.extend([job for job, _ in held], lease=self.config.lease)
-            except StoreUnavailable as exc:
+            except Unavailable as exc:
                 log.warning("worker.heartbeat_failed", backend="queue", error=str(exc))
 
     async def _drain(self) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx2
 
-from autorunner.sender import sample_event, send_event
+from autorunner.sim.sender import sample_event, send_event
 from tests.acceptance.runner import SECRET, Server, base_env, start_server
 from tests.helpers import eventually
 

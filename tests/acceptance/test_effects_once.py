@@ -15,7 +15,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from autorunner.sender import sample_event, send_event
+from autorunner.sim.sender import sample_event, send_event
 from tests.acceptance.runner import SECRET, base_env, start_server
 from tests.fake_api import IdempotentApi
 from tests.fake_http import serving

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from autorunner.sender import sample_event, send_event
+from autorunner.sim.sender import sample_event, send_event
 from tests.acceptance.runner import SECRET, Server, base_env, cli, start_server
 from tests.fake_http import serving
 from tests.fake_telegram import TelegramBot

@@ -16,7 +16,7 @@ from typing import Any
 import httpx2
 import psycopg
 
-from autorunner.sender import sample_event, send_event
+from autorunner.sim.sender import sample_event, send_event
 from tests.acceptance.runner import SECRET, Server, base_env, start_server
 from tests.services import PrivatePostgres, PrivateRedis
 

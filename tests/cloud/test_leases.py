@@ -8,7 +8,7 @@ import asyncio
 import time
 from typing import Any
 
-from autorunner.adapters.base import Delivery, Sending
+from autorunner.adapters.base import DeliveryMode, Sending
 from autorunner.deciders.rules import RulesDecider
 from autorunner.decision import Action
 from autorunner.events import Event
@@ -30,7 +30,7 @@ class SlowNotify:
     """A notify action that takes several leases' time, and counts its calls per worker."""
 
     kind = "notify"
-    delivery: Delivery = "at_most_once"
+    delivery: DeliveryMode = "at_most_once"
     notional = staticmethod(moves_no_money)
     waits_to_send = False
 

@@ -7,12 +7,12 @@ from dataclasses import replace
 
 from autorunner.queue.base import Queue
 from autorunner.records import EffectIntent, Operation, Resolved, WorkerBeat
-from autorunner.store.base import Backend
+from autorunner.store.base import StoreBackend
 from autorunner.store.rules import WORKER_RETENTION
 from tests.contract.records import intent, run
 from tests.helpers import FakeClock, make_event, raw_delivery
 
-Backends = tuple[Backend, Queue]
+Backends = tuple[StoreBackend, Queue]
 
 
 # -- the sending boundary: ``unknown`` only for a request that may have reached the remote ----
@@ -90,7 +90,7 @@ def operation(action: str, event_id: str | None = "e1", target: str | None = Non
     return Operation(at=5.0, actor="ops@host", action=action, event_id=event_id, target=target)
 
 
-async def unknown_effect(store: Backend, event_id: str = "e1") -> None:
+async def unknown_effect(store: StoreBackend, event_id: str = "e1") -> None:
     """A finished event whose one effect a crash left unknown."""
     await store.insert_event(make_event(event_id), raw_delivery())
     await store.acquire(event_id, owner="w", lease=30)

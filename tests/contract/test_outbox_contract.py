@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from autorunner.outbox import Outbox
 from autorunner.queue.base import Job, Queue
-from autorunner.store.base import Backend
+from autorunner.store.base import StoreBackend
 from tests.contract.records import run
 from tests.helpers import FakeClock, make_event, raw_delivery
 
-Backends = tuple[Backend, Queue]
+Backends = tuple[StoreBackend, Queue]
 
 
 async def admit_and_lease(backends: Backends, outbox: Outbox, event_id: str) -> Job:

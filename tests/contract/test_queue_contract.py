@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from autorunner.queue.base import Queue
-from autorunner.store.base import Backend
+from autorunner.store.base import StoreBackend
 from tests.helpers import FakeClock
 
-Backends = tuple[Backend, Queue]
+Backends = tuple[StoreBackend, Queue]
 
 
 async def test_enqueued_job_is_claimed_once(backends: Backends) -> None:

@@ -6,11 +6,11 @@ import asyncio
 
 from autorunner.queue.base import Queue
 from autorunner.records import EffectIntent
-from autorunner.store.base import Backend
+from autorunner.store.base import StoreBackend
 from tests.contract.records import intent, run
 from tests.helpers import FakeClock, make_event, raw_delivery
 
-Backends = tuple[Backend, Queue]
+Backends = tuple[StoreBackend, Queue]
 
 
 async def test_insert_is_new_once_per_event_id(backends: Backends) -> None:

@@ -11,9 +11,9 @@ import psycopg
 import pytest
 import redis.asyncio as aioredis
 
-from autorunner.errors import ConfigError, StoreUnavailable
+from autorunner.errors import ConfigError, QueueUnavailable
 from autorunner.queue.redis import RedisQueue
-from autorunner.queue.redis_spacer import RedisSpacer
+from autorunner.spacing.redis import RedisSpacer
 from autorunner.store.postgres import PostgresStore, migrations
 from tests.backends import postgres_schema, redis_queue
 from tests.services import free_port
@@ -86,9 +86,9 @@ async def test_telegram_spacing_is_shared_by_every_process_through_redis() -> No
 async def test_enqueue_fails_at_once_for_a_moment_after_redis_went_away() -> None:
     queue = RedisQueue(aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0"), name="gone")
     try:
-        with pytest.raises(StoreUnavailable, match="Connect"):
+        with pytest.raises(QueueUnavailable, match="Connect"):
             await queue.enqueue("e1")
-        with pytest.raises(StoreUnavailable, match="recent connection failure"):
+        with pytest.raises(QueueUnavailable, match="recent connection failure"):
             await queue.enqueue("e2")  # not tried: an ingress answers its webhook at once
     finally:
         await queue.close()

@@ -13,8 +13,8 @@ import pytest
 from elfa.client.auto_client import AsyncAutoClient
 from elfa.exceptions import ElfaAPIError
 
-from autorunner.sim_api import SimQuery
-from autorunner.simulator import SimConfig, Simulator
+from autorunner.sim.api import SimQuery
+from autorunner.sim.simulator import SimConfig, Simulator
 from tests.fake_http import serving
 
 KEY = "sdk-key"

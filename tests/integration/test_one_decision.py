@@ -14,7 +14,7 @@ import httpx2
 import orjson
 import pytest
 
-from autorunner.adapters.base import Delivery, Sending
+from autorunner.adapters.base import DeliveryMode, Sending
 from autorunner.auto_client import AutoClient, AutoCredentials
 from autorunner.context import AutoContext
 from autorunner.deciders.rules import RulesDecider
@@ -24,9 +24,9 @@ from autorunner.notional import Notional, Valuer
 from autorunner.pipeline import Pipeline
 from autorunner.policy_file import load_policy
 from autorunner.records import RunRecord
-from autorunner.sim_api import SimQuery
-from autorunner.sim_frames import stream_frame, webhook_body
-from autorunner.simulator import SimConfig, Simulator
+from autorunner.sim.api import SimQuery
+from autorunner.sim.frames import stream_frame, webhook_body
+from autorunner.sim.simulator import SimConfig, Simulator
 from autorunner.sse import SSEDecoder
 from autorunner.store.memory import MemoryStore
 from tests.fake_http import serving
@@ -55,7 +55,7 @@ QUERY = {
 class Recording:
     """Performs nothing, records what it was asked; valued like the real kind."""
 
-    delivery: Delivery = "at_least_once"
+    delivery: DeliveryMode = "at_least_once"
     waits_to_send = False
 
     def __init__(self, kind: str) -> None:

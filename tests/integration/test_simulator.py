@@ -11,7 +11,7 @@ import pytest
 from autorunner.auto_client import AutoClient, AutoCredentials
 from autorunner.errors import AutoAuthError, AutoRejected
 from autorunner.retry import RetryPolicy
-from autorunner.simulator import SimConfig, Simulator
+from autorunner.sim.simulator import SimConfig, Simulator
 from tests.fake_http import serving
 
 QUERY = {

@@ -11,7 +11,7 @@ from pydantic_ai.messages import ModelMessage, ModelResponse, ToolCallPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.models.test import TestModel
 
-from autorunner.adapters.base import Delivery, Sending
+from autorunner.adapters.base import DeliveryMode, Sending
 from autorunner.adapters.exchange import ExchangeAdapter
 from autorunner.adapters.http import HttpAdapter
 from autorunner.deciders.llm import LlmDecider
@@ -83,7 +83,7 @@ async def test_pydantic_ai_test_model_runs_offline_and_its_output_becomes_the_de
 
 class Recording:
     kind = "notify"
-    delivery: Delivery = "at_most_once"
+    delivery: DeliveryMode = "at_most_once"
     notional = staticmethod(moves_no_money)
     waits_to_send = False
 

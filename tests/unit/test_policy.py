@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from autorunner.deciders.rules import decide_default
+from autorunner.deciders.rules import announce
 from autorunner.decision import Action, Decision
 from autorunner.envelope import build_envelope
 from autorunner.policy import Constraints, Policy, Route, check, default_policy
@@ -85,7 +85,7 @@ def test_policy_hash_is_stable_and_changes_with_content() -> None:
 
 def test_default_rule_announces_title_and_body() -> None:
     envelope = build_envelope(make_event(), default_policy().default)
-    proposed = decide_default(envelope)
+    proposed = announce(envelope)
     assert [(a.step_id, a.kind, a.params["text"]) for a in proposed.actions] == [
         ("notify", "notify", "BTC above 100k: BTC crossed 100000")
     ]
@@ -94,4 +94,4 @@ def test_default_rule_announces_title_and_body() -> None:
 
 def test_default_rule_proposes_nothing_when_notify_is_not_allowed() -> None:
     route = Route(name="quiet", objective="o", allowed_actions=())
-    assert decide_default(build_envelope(make_event(), route)).actions == ()
+    assert announce(build_envelope(make_event(), route)).actions == ()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from autorunner.deciders.rules import decide
+from autorunner.deciders.rules import first_rule
 from autorunner.envelope import build_envelope
 from autorunner.errors import ConfigError
 from autorunner.policy_file import load_policy
@@ -76,7 +76,7 @@ def test_rules_render_templates_safely_and_the_first_match_decides(tmp_path: Pat
     envelope = build_envelope(
         make_event(symbol="BTC", title="BTC > 100k", status="triggered"), route
     )
-    decision = decide(envelope, route)
+    decision = first_rule(envelope, route)
     assert [(a.step_id, a.kind) for a in decision.actions] == [
         ("tell", "notify"),
         ("buy", "exchange"),
@@ -85,7 +85,7 @@ def test_rules_render_templates_safely_and_the_first_match_decides(tmp_path: Pat
     assert decision.actions[1].params["tags"] == ["BTC"]
     assert decision.rationale == "rule 2 of route 'btc'"
     stopped = build_envelope(make_event(symbol="BTC", status="stopped"), route)
-    assert decide(stopped, route).actions == ()
+    assert first_rule(stopped, route).actions == ()
 
 
 def test_templates_cannot_reach_attributes_or_evaluate(tmp_path: Path) -> None:
@@ -94,7 +94,7 @@ def test_templates_cannot_reach_attributes_or_evaluate(tmp_path: Path) -> None:
     braces = GOOD.replace("BTC: ${title}", "{0.__class__} {title}")
     route = load_policy(write(tmp_path, braces)).routes[0]
     envelope = build_envelope(make_event(symbol="BTC", title="T"), route)
-    assert decide(envelope, route).actions[0].params["text"].startswith("{0.__class__} {title}")
+    assert first_rule(envelope, route).actions[0].params["text"].startswith("{0.__class__} {title}")
 
 
 @pytest.mark.parametrize(

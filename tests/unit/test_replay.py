@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from autorunner.deciders.rules import RulesDecider, decide
+from autorunner.deciders.rules import RulesDecider, first_rule
 from autorunner.decision import Verdict
 from autorunner.envelope import build_envelope
 from autorunner.policy import (
@@ -28,7 +28,7 @@ async def recorded(store: MemoryStore, event_id: str, symbol: str, policy: Polic
     assert leased is not None
     route = policy.route_for(event)
     envelope = build_envelope(event, route)
-    verdict = check(decide(envelope, route), route, policy_hash=policy.hash, valuers=KINDS)
+    verdict = check(first_rule(envelope, route), route, policy_hash=policy.hash, valuers=KINDS)
     run = RunRecord(
         event_id=event_id,
         attempt=1,

@@ -27,10 +27,10 @@ ELFA_SECRET = "elfa-signing-secret"
 STANDARD_SECRET = "whsec_" + base64.b64encode(b"standard-webhooks-key-24b").decode()
 SECRETS = Secrets.parse(ELFA_SECRET, STANDARD_SECRET)
 
-Delivery = tuple[dict[str, str], bytes]
+Captured = tuple[dict[str, str], bytes]
 
 
-def elfa(event_id: str, body: bytes, ts: str, *, legacy: bool = False) -> Delivery:
+def elfa(event_id: str, body: bytes, ts: str, *, legacy: bool = False) -> Captured:
     key = hashlib.sha256(ELFA_SECRET.encode()).digest() if legacy else ELFA_SECRET.encode()
     mac = hmac.new(key, f"{ts}.{event_id}.".encode() + body, hashlib.sha256).hexdigest()
     headers = {
@@ -41,7 +41,7 @@ def elfa(event_id: str, body: bytes, ts: str, *, legacy: bool = False) -> Delive
     return headers, body
 
 
-def standard(msg_id: str, body: bytes, ts: int) -> Delivery:
+def standard(msg_id: str, body: bytes, ts: int) -> Captured:
     signature = Webhook(STANDARD_SECRET).sign(
         msg_id, datetime.fromtimestamp(ts, tz=UTC), body.decode()
     )
@@ -84,7 +84,7 @@ def timestamp_spellings(ts: str) -> list[str]:
     ]
 
 
-def reinterpretations(headers: dict[str, str], body: bytes) -> Iterator[Delivery]:
+def reinterpretations(headers: dict[str, str], body: bytes) -> Iterator[Captured]:
     """Every way we can think of to present a captured delivery's signature as another one."""
     if "x-auto-signature" in headers:
         yield from elfa_reinterpretations(headers, body)
@@ -104,7 +104,7 @@ def moved_separators(
                 yield cut
 
 
-def elfa_reinterpretations(headers: dict[str, str], body: bytes) -> Iterator[Delivery]:
+def elfa_reinterpretations(headers: dict[str, str], body: bytes) -> Iterator[Captured]:
     ts, eid = headers["x-auto-signature-timestamp"], headers["x-auto-event-id"]
     mac = headers["x-auto-signature"].removeprefix("v1=")
     # The other scheme over the same bytes: id and timestamp in either order, or both at once.
@@ -135,7 +135,7 @@ def elfa_reinterpretations(headers: dict[str, str], body: bytes) -> Iterator[Del
     yield {**older, "x-auto-timestamp": ts}, body
 
 
-def standard_reinterpretations(headers: dict[str, str], body: bytes) -> Iterator[Delivery]:
+def standard_reinterpretations(headers: dict[str, str], body: bytes) -> Iterator[Captured]:
     msg_id, ts = headers["webhook-id"], headers["webhook-timestamp"]
     mac = headers["webhook-signature"].split()[0].removeprefix("v1,")
     for elfa_ts, elfa_id in ((msg_id, ts), (ts, msg_id)):
@@ -172,7 +172,7 @@ BODIES = st.sampled_from(
 )
 
 
-def assert_only_itself(original: Delivery) -> None:
+def assert_only_itself(original: Captured) -> None:
     first = meaning(*original)
     assert first is not None, "the captured delivery itself must verify"
     for headers, body in reinterpretations(*original):

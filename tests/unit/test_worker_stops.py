@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from autorunner.adapters.base import Delivery, Sending
+from autorunner.adapters.base import DeliveryMode, Sending
 from autorunner.deciders.rules import RulesDecider
 from autorunner.decision import Action
 from autorunner.errors import DeliveryUnknown, Superseded
@@ -96,7 +96,7 @@ async def _flag_read_since(store: FlagCountingStore, seen: int, more: int) -> bo
     ("delivery", "status", "calls"), [("at_most_once", "unknown", 1), ("at_least_once", "done", 2)]
 )
 async def test_a_request_with_no_answer_is_unknown_at_most_once_and_resent_at_least_once(
-    delivery: Delivery, status: str, calls: int
+    delivery: DeliveryMode, status: str, calls: int
 ) -> None:
     notify = ScriptedAdapter(
         delivery=delivery, failures=[DeliveryUnknown("telegram did not answer (ReadTimeout)")]
@@ -128,7 +128,7 @@ class SlotWaiting:
     leaves, and counts what it really sent."""
 
     kind = "notify"
-    delivery: Delivery = "at_most_once"
+    delivery: DeliveryMode = "at_most_once"
     waits_to_send = True
     notional = staticmethod(moves_no_money)
 

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from autorunner.adapters.base import Adapter, Delivery, Sending
+from autorunner.adapters.base import Adapter, DeliveryMode, Sending
 from autorunner.deciders import Decider
 from autorunner.deciders.rules import RulesDecider
 from autorunner.decision import Action, Decision
@@ -33,7 +33,7 @@ class ScriptedAdapter:
     """An adapter whose n-th call raises ``failures[n]`` (if any) and records every call."""
 
     kind: str = "notify"
-    delivery: Delivery = "at_most_once"
+    delivery: DeliveryMode = "at_most_once"
     notional = staticmethod(moves_no_money)
     waits_to_send = False
     failures: list[Exception] = field(default_factory=list)

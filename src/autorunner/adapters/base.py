@@ -26,7 +26,7 @@ from autorunner.errors import PermanentError, TransientError
 from autorunner.events import Event
 from autorunner.notional import Notional, Valuer
 
-Delivery = Literal["at_most_once", "at_least_once"]
+DeliveryMode = Literal["at_most_once", "at_least_once"]
 
 
 Sending = Callable[[], Awaitable[None]]
@@ -41,7 +41,7 @@ class Adapter(Protocol):
     """One kind of effect."""
 
     kind: str
-    delivery: Delivery
+    delivery: DeliveryMode
     waits_to_send: bool
 
     async def execute(

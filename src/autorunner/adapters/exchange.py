@@ -30,7 +30,7 @@ import importlib
 from collections.abc import Mapping
 from typing import Any
 
-from autorunner.adapters.base import Delivery, Sending
+from autorunner.adapters.base import DeliveryMode, Sending
 from autorunner.decision import Action
 from autorunner.errors import PermanentError, TransientError
 from autorunner.events import Event
@@ -50,7 +50,7 @@ class ExchangeAdapter:
 
     kind = "exchange"
     waits_to_send = False
-    delivery: Delivery = "at_least_once"
+    delivery: DeliveryMode = "at_least_once"
 
     def __init__(
         self,

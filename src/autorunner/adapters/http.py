@@ -27,7 +27,7 @@ from typing import Any
 import httpx2
 import orjson
 
-from autorunner.adapters.base import Delivery, Sending, post
+from autorunner.adapters.base import DeliveryMode, Sending, post
 from autorunner.decision import Action
 from autorunner.errors import PermanentError
 from autorunner.events import Event
@@ -45,7 +45,7 @@ class HttpAdapter:
 
     kind = "http"
     waits_to_send = False
-    delivery: Delivery = "at_least_once"
+    delivery: DeliveryMode = "at_least_once"
 
     def __init__(
         self,

@@ -6,7 +6,7 @@ from typing import Any
 
 import structlog
 
-from autorunner.adapters.base import Delivery, Sending
+from autorunner.adapters.base import DeliveryMode, Sending
 from autorunner.decision import Action
 from autorunner.events import Event
 from autorunner.notional import moves_no_money
@@ -20,7 +20,7 @@ class NotifyAdapter:
     kind = "notify"
     waits_to_send = False
     notional = staticmethod(moves_no_money)
-    delivery: Delivery = "at_most_once"
+    delivery: DeliveryMode = "at_most_once"
 
     async def execute(
         self, action: Action, *, effect_key: str, event: Event, sending: Sending

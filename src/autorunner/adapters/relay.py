@@ -16,7 +16,7 @@ from typing import Any
 import httpx2
 import orjson
 
-from autorunner.adapters.base import Delivery, Sending, post
+from autorunner.adapters.base import DeliveryMode, Sending, post
 from autorunner.decision import Action
 from autorunner.errors import PermanentError
 from autorunner.events import Event
@@ -48,7 +48,7 @@ class RelayAdapter:
     kind = "relay"
     waits_to_send = False
     notional = staticmethod(no_money_with("relay", frozenset({"target"})))
-    delivery: Delivery = "at_least_once"
+    delivery: DeliveryMode = "at_least_once"
 
     def __init__(
         self,

@@ -14,20 +14,19 @@ marked unknown and not repeated; ``at_least_once`` repeats it (possibly a second
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
-import time
 from collections.abc import Mapping
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import httpx2
 
-from autorunner.adapters.base import Delivery, Sending
+from autorunner.adapters.base import DeliveryMode, Sending
 from autorunner.decision import Action
 from autorunner.errors import DeliveryUnknown, PermanentError, TransientError
 from autorunner.events import Event
 from autorunner.notional import no_money_with
+from autorunner.spacing import LocalSpacer, Spacer
 
 MAX_TEXT = 4096
 BOT_INTERVAL = 1 / 30
@@ -50,28 +49,6 @@ def fit(text: str) -> str:
     return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
 
 
-class Spacer(Protocol):
-    """Spaces sends: at most one per ``interval`` seconds for a key, waiting instead of failing."""
-
-    async def wait(self, key: str, interval: float) -> None:
-        """Return when a send for ``key`` may go."""
-
-
-class LocalSpacer:
-    """Spacing within this process (local mode: one process sends everything)."""
-
-    def __init__(self) -> None:
-        self._next: dict[str, float] = {}
-
-    async def wait(self, key: str, interval: float) -> None:
-        # No await between reading and writing ``_next``: atomic on the event loop.
-        now = time.monotonic()
-        at = max(self._next.get(key, 0.0), now)
-        self._next[key] = at + interval
-        if at > now:
-            await asyncio.sleep(at - now)
-
-
 class TelegramAdapter:
     """Sends ``params.text`` to ``chats[params.chat]``."""
 
@@ -87,7 +64,7 @@ class TelegramAdapter:
         chats: Mapping[str, str],
         api_base: str = "https://api.telegram.org",
         parse_mode: ParseMode = "plain",
-        delivery: Delivery = "at_most_once",
+        delivery: DeliveryMode = "at_most_once",
         chat_interval: float = 1.0,
         spacer: Spacer | None = None,
     ) -> None:
@@ -96,7 +73,7 @@ class TelegramAdapter:
         self._chats = dict(chats)
         self._api = api_base.rstrip("/")
         self._mode = parse_mode
-        self.delivery: Delivery = delivery
+        self.delivery: DeliveryMode = delivery
         self._chat_interval = chat_interval
         self._spacer = spacer or LocalSpacer()
         self._bot_key = f"bot:{hashlib.sha256(token.encode()).hexdigest()[:12]}"  # not the token

@@ -11,6 +11,7 @@ import typer
 
 from autorunner import app as composition
 from autorunner import facts, operations, views
+from autorunner.adapters import build_adapters
 from autorunner.adapters.base import valuers
 from autorunner.backends import Backends
 from autorunner.cli import tools
@@ -53,7 +54,7 @@ def check_file(file: Path, as_json: tools.JsonFlag = False) -> None:
 
 async def _warnings(settings: Settings, policy: Policy) -> list[str]:
     async with composition.http_client() as http:
-        return composition.policy_warnings(policy, composition.build_adapters(settings, http))
+        return composition.policy_warnings(policy, build_adapters(settings, http))
 
 
 @policy_cli.command("test")
@@ -79,15 +80,14 @@ def try_event(
     async def stored(backends: Backends) -> Redecided:
         assert event is not None  # noqa: S101 - checked above
         detail = await operations.find(backends, event)
-        async with composition.http_client() as http:
-            kinds = valuers(composition.build_adapters(settings, http))
-            return await redecide(detail, policy, deciders, valuers=kinds)
+        kinds = await composition.valuation(settings)
+        return await redecide(detail, policy, deciders, valuers=kinds)
 
     async def given() -> Redecided:
         assert body is not None  # noqa: S101 - checked above
         delivered = _event_from(body)
         async with composition.http_client() as http:
-            kinds = valuers(composition.build_adapters(settings, http))
+            kinds = valuers(build_adapters(settings, http))
             auto = composition.build_auto_client(settings, http)
             if auto is None:
                 return await decide_event(delivered, {}, policy, deciders, valuers=kinds)

@@ -12,7 +12,7 @@ import typer
 
 from autorunner.cli import tools
 from autorunner.errors import ConfigError
-from autorunner.sender import sample_event, send_event
+from autorunner.sim.sender import sample_event, send_event
 
 
 def send_test_event(

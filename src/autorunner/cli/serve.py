@@ -26,7 +26,7 @@ def serve(
     """Run ingress, workers, stream subscribers and the sweeper in one process (local mode)."""
     settings = tools.settings(port=port, host=host)
     if demo:
-        from autorunner.demo import run_demo  # noqa: PLC0415 - only the demo needs the simulator
+        from autorunner.sim.demo import run_demo  # noqa: PLC0415 - only the demo needs the simulator
 
         tools.serve_forever(run_demo(settings, demo))
     else:

@@ -42,11 +42,11 @@ def simulate_run(
     ] = 0.0,
 ) -> None:
     """Serve the simulator until Ctrl-C."""
-    from autorunner.sim_frames import (  # noqa: PLC0415 - only this command needs them
+    from autorunner.sim.frames import (  # noqa: PLC0415 - only this command needs them
         FrameVersion,
         WebhookShape,
     )
-    from autorunner.simulator import SimConfig, Simulator  # noqa: PLC0415
+    from autorunner.sim.simulator import SimConfig, Simulator  # noqa: PLC0415
 
     if frames not in ("A", "B", "C"):
         raise tools.UsageError(f"--frames must be A, B or C, not {frames!r}")

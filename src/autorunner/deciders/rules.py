@@ -19,13 +19,13 @@ class RulesDecider:
     async def decide(
         self, envelope: Envelope, context: dict[str, Any], *, route: Route
     ) -> Decision:
-        return decide(envelope, route)
+        return first_rule(envelope, route)
 
 
-def decide(envelope: Envelope, route: Route) -> Decision:
+def first_rule(envelope: Envelope, route: Route) -> Decision:
     """The first rule of ``route`` whose ``when`` matches; the default announcement if none."""
     if not route.rules:
-        return decide_default(envelope)
+        return announce(envelope)
     values = envelope.template_values()
     for number, rule in enumerate(route.rules, start=1):
         if rule_matches(rule, values):
@@ -47,7 +47,7 @@ def decide(envelope: Envelope, route: Route) -> Decision:
     )
 
 
-def decide_default(envelope: Envelope) -> Decision:
+def announce(envelope: Envelope) -> Decision:
     """One ``notify`` step whose text names the trigger."""
     trigger = envelope.trigger
     headline = trigger.title or trigger.event_type or "trigger"

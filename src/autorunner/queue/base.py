@@ -37,7 +37,7 @@ class QueueStats:
 
 
 class Queue(Protocol):
-    """Every method raises ``StoreUnavailable`` when the backend cannot answer."""
+    """Every method raises ``Unavailable`` when the backend cannot answer."""
 
     async def enqueue(self, event_id: str, *, delay: float = 0.0) -> None:
         """Make a job for ``event_id`` visible after ``delay`` seconds (idempotent per id)."""

@@ -20,7 +20,7 @@ so no two workers can ever hold one entry:
 
 A lost Redis (restart without persistence) loses only deliveries: the store is the source of
 truth and the sweeper enqueues every unfinished event again. Connection failures are
-``StoreUnavailable``.
+``QueueUnavailable``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from autorunner.clock import Clock, system_clock
-from autorunner.errors import StoreUnavailable
+from autorunner.errors import QueueUnavailable
 from autorunner.queue import redis_scripts
 from autorunner.queue.base import Job, QueueStats
 
@@ -85,7 +85,7 @@ class RedisQueue:
         clock: Clock = system_clock,
         connect_timeout: float = 5.0,
     ) -> RedisQueue:
-        """Connect and check the server; ``StoreUnavailable`` if it cannot be reached."""
+        """Connect and check the server; ``QueueUnavailable`` if it cannot be reached."""
         client = aioredis.Redis.from_url(
             url,
             socket_connect_timeout=connect_timeout,
@@ -95,10 +95,10 @@ class RedisQueue:
         queue = cls(client, name=name, clock=clock)
         try:
             await queue.ping()
-        except StoreUnavailable as exc:
+        except QueueUnavailable as exc:
             await client.aclose()
             where = urlsplit(url)
-            raise StoreUnavailable(
+            raise QueueUnavailable(
                 f"cannot reach Redis at {where.hostname}:{where.port or 6379}: {exc.__cause__}"
             ) from exc
         return queue
@@ -107,10 +107,10 @@ class RedisQueue:
         try:
             return await step()
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise StoreUnavailable(f"Redis queue unavailable: {exc}") from exc
+            raise QueueUnavailable(f"Redis queue unavailable: {exc}") from exc
         except ResponseError as exc:
             if "LOADING" in str(exc) or "MISCONF" in str(exc) or "READONLY" in str(exc):
-                raise StoreUnavailable(f"Redis queue unavailable: {exc}") from exc
+                raise QueueUnavailable(f"Redis queue unavailable: {exc}") from exc
             raise
 
     async def _run(self, script: AsyncScript, *args: Any) -> Any:
@@ -131,10 +131,10 @@ class RedisQueue:
         without trying: the caller (an ingress answering a webhook) must not wait on a Redis
         that is away, since the store already holds the event and the sweeper will queue it."""
         if time.monotonic() < self._enqueue_paused_until:
-            raise StoreUnavailable("Redis queue unavailable (recent connection failure)")
+            raise QueueUnavailable("Redis queue unavailable (recent connection failure)")
         try:
             await self._run(self._enqueue, event_id, repr(self._clock() + delay))
-        except StoreUnavailable:
+        except QueueUnavailable:
             self._enqueue_paused_until = time.monotonic() + ENQUEUE_PAUSE
             raise
 

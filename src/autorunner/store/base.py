@@ -1,5 +1,5 @@
 """The store seams: the source of truth for events, leases, runs, the effect ledger, operator
-flags and the journal. Each backend (memory, sqlite, postgres) implements them all (``Backend``);
+flags and the journal. Each backend (memory, sqlite, postgres) implements them all (``StoreBackend``);
 each part of the runner asks only for the concern it uses:
 
 * ``Events`` — an event's life: inserted if new, leased, finished, brought back (redrive,
@@ -223,5 +223,5 @@ class Audit(Protocol):
         asks for on every scrape of every process."""
 
 
-class Backend(Store, Audit, Protocol):
+class StoreBackend(Store, Audit, Protocol):
     """What a store backend class implements."""

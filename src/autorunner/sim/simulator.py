@@ -28,8 +28,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 
 from autorunner.signatures import sign_auto_request, sign_elfa
-from autorunner.sim_api import TERMINAL, AutoApi, SimDraft, SimQuery, now_iso
-from autorunner.sim_frames import (
+from autorunner.sim.api import TERMINAL, AutoApi, SimDraft, SimQuery, now_iso
+from autorunner.sim.frames import (
     Firing,
     FrameVersion,
     WebhookShape,
@@ -38,7 +38,7 @@ from autorunner.sim_frames import (
     webhook_body,
 )
 
-log = structlog.get_logger("autorunner.simulator")
+log = structlog.get_logger("autorunner.sim.simulator")
 
 
 @dataclass

@@ -16,7 +16,7 @@ import structlog
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from autorunner.adapters.telegram import LocalSpacer
+from autorunner.spacing import LocalSpacer
 
 log = structlog.get_logger("autorunner.spacer")
 

@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 if TYPE_CHECKING:
-    from autorunner.simulator import Simulator
+    from autorunner.sim.simulator import Simulator
 
 TERMINAL = frozenset({"triggered", "expired", "cancelled", "failed"})
 EXCHANGES = frozenset({"hyperliquid", "binance"})

@@ -20,10 +20,10 @@ from pydantic import SecretStr
 
 from autorunner import serving
 from autorunner.config import Settings
-from autorunner.sim_api import SimQuery
-from autorunner.simulator import SimConfig, Simulator
+from autorunner.sim.api import SimQuery
+from autorunner.sim.simulator import SimConfig, Simulator
 
-log = structlog.get_logger("autorunner.demo")
+log = structlog.get_logger("autorunner.sim.demo")
 
 DEMO_API_KEY = "demo-key"
 
