@@ -46,10 +46,6 @@ class SSEDecoder:
         self._retry: int | None = None
         self.comments = 0
 
-    @property
-    def last_event_id(self) -> str | None:
-        return self._last_id
-
     def feed(self, chunk: bytes) -> Iterator[ServerSentEvent]:
         """Decode ``chunk`` and yield every event it completes."""
         text = self._utf8.decode(chunk)

@@ -94,15 +94,6 @@ def test_send_test_event_then_events_list_show_and_status(
     assert [line["event_id"] for line in notified] == ["x-1"]
 
 
-def test_secrets_never_appear_in_logs(
-    served: tuple[Server, dict[str, str]], tmp_path: Path
-) -> None:
-    server, env = served
-    cli(env, "send-test-event", server.url, "--event-id", "s-1", cwd=tmp_path)
-    wait_done(env, tmp_path, "s-1")
-    assert env["AUTO_SECRET"] not in server.log_path.read_text()
-
-
 def test_invalid_setting_is_one_line_and_exit_2(tmp_path: Path) -> None:
     env = base_env(tmp_path / "x.db", PORT="not-a-port")
     result = cli(env, "status", cwd=tmp_path)

@@ -22,8 +22,6 @@ import pytest
 from tests.acceptance.runner import Server, base_env, cli, start_server
 from tests.helpers import canonical, signed
 
-pytestmark = pytest.mark.acceptance
-
 SECRET = "acceptance-secret"
 LIMITS = {
     "HTTP_HEADER_TIMEOUT": "1",

@@ -83,6 +83,9 @@ async def test_injected_429_and_5xx_are_absorbed_by_the_client() -> None:
         simulator.faults.rate_limit_next = 1
         simulator.faults.error_next = 1
         assert (await client.poll(created.query_id)).query_id == created.query_id
+        # Both faults were served (a 429, then a 503) before the poll went through.
+        assert (simulator.stats["rate_limited"], simulator.stats["errors_injected"]) == (1, 1)
+        assert (simulator.faults.rate_limit_next, simulator.faults.error_next) == (0, 0)
 
 
 async def test_invalid_query_is_rejected_with_422() -> None:

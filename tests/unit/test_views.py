@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from autorunner import views
-from autorunner.cli import tools as clitools
+from autorunner.cli import tools
 from autorunner.records import EventDetail, EventSummary, Operation, RunRecord
 from tests.helpers import make_event, raw_delivery
 
@@ -113,16 +113,16 @@ def test_events_show_tells_route_decision_verdict_effects_and_operators() -> Non
     ],
 )
 def test_times_are_read_relative_iso_or_epoch(given: str, expected: float) -> None:
-    assert clitools.instant(given, option="--since", now=10_000.0) == expected
+    assert tools.instant(given, option="--since", now=10_000.0) == expected
 
 
 def test_an_unreadable_time_or_window_or_limit_is_a_usage_error() -> None:
-    with pytest.raises(clitools.UsageError, match="--since: cannot read 'yesterday'"):
-        clitools.instant("yesterday", option="--since")
-    with pytest.raises(clitools.UsageError, match="must be later than --since"):
-        clitools.window("1h", "2h")
-    with pytest.raises(clitools.UsageError, match="--limit must be at least 1, got 0"):
-        clitools.limit(0)
+    with pytest.raises(tools.UsageError, match="--since: cannot read 'yesterday'"):
+        tools.instant("yesterday", option="--since")
+    with pytest.raises(tools.UsageError, match="must be later than --since"):
+        tools.window("1h", "2h")
+    with pytest.raises(tools.UsageError, match="--limit must be at least 1, got 0"):
+        tools.limit(0)
 
 
 def test_durations_read_like_a_person_would_say_them() -> None:

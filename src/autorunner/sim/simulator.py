@@ -79,6 +79,8 @@ class Simulator:
             "webhook_failures": 0,
             "frames": 0,
             "drops": 0,
+            "rate_limited": 0,
+            "errors_injected": 0,
         }
         self._http = httpx2.AsyncClient(timeout=5)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -111,6 +113,7 @@ class Simulator:
     async def gate(self, request: Request, *, mutation: bool) -> Response | None:
         if self.faults.rate_limit_next > 0:
             self.faults.rate_limit_next -= 1
+            self.stats["rate_limited"] += 1
             reset = int(time.time()) + 1
             return JSONResponse(
                 {"error": "rate limited"},
@@ -119,6 +122,7 @@ class Simulator:
             )
         if self.faults.error_next > 0:
             self.faults.error_next -= 1
+            self.stats["errors_injected"] += 1
             return JSONResponse(
                 {"error": "temporarily unavailable"}, 503, headers={"retry-after": "1"}
             )
