@@ -12,6 +12,7 @@ import psycopg
 
 from autorunner.clock import Clock, system_clock
 from autorunner.queue.redis import RedisQueue
+from tests.services import need
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -20,7 +21,8 @@ DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.
 @asynccontextmanager
 async def postgres_schema() -> AsyncIterator[str]:
     """A connection URL (usable as ``DATABASE_URL``) whose ``search_path`` is a fresh schema,
-    dropped afterwards."""
+    dropped afterwards; skips the test when PostgreSQL is not here (``services.need``)."""
+    need("postgres")
     schema = f"t_{uuid.uuid4().hex[:12]}"
     async with await psycopg.AsyncConnection.connect(DATABASE_URL, autocommit=True) as conn:
         await conn.execute(f"CREATE SCHEMA {schema}".encode())
@@ -32,7 +34,9 @@ async def postgres_schema() -> AsyncIterator[str]:
 
 @asynccontextmanager
 async def redis_queue(clock: Clock = system_clock) -> AsyncIterator[RedisQueue]:
-    """A queue under a fresh name on the shared Redis, its keys deleted afterwards."""
+    """A queue under a fresh name on the shared Redis, its keys deleted afterwards; skips the
+    test when Redis is not here (``services.need``)."""
+    need("redis")
     queue = await RedisQueue.open(REDIS_URL, name=f"t-{uuid.uuid4().hex[:12]}", clock=clock)
     try:
         yield queue

@@ -12,6 +12,57 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+_FOUND: dict[str, str | None] = {}
+
+
+def need(service: str) -> None:
+    """Skip the calling test, with one line naming what is missing, when ``service`` is not
+    here: ``postgres`` or ``redis`` (the shared servers the tests use), ``redis-server`` or
+    ``postgres-binaries`` (to start private ones). With ``CI=true`` a missing service fails the
+    test instead: CI must run everything."""
+    if service not in _FOUND:
+        _FOUND[service] = _missing(service)
+    reason = _FOUND[service]
+    if reason is None:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} (CI=true refuses to skip)", pytrace=False)
+    pytest.skip(reason)
+
+
+def _missing(service: str) -> str | None:
+    """Why ``service`` cannot be used here, or ``None`` when it can."""
+    from tests.backends import DATABASE_URL, REDIS_URL  # noqa: PLC0415 - avoids an import cycle
+
+    if service in ("postgres", "redis"):
+        url = urlsplit(DATABASE_URL if service == "postgres" else REDIS_URL)
+        host, port = (
+            url.hostname or "127.0.0.1",
+            url.port or (5432 if service == "postgres" else 6379),
+        )
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return None
+        except OSError:
+            variable = "TEST_DATABASE_URL" if service == "postgres" else "TEST_REDIS_URL"
+            name = "PostgreSQL" if service == "postgres" else "Redis"
+            return f"needs {name}: nothing answers at {host}:{port} (start it, or set {variable})"
+    if service == "redis-server":
+        return (
+            None if shutil.which("redis-server") else "needs the redis-server binary (not on PATH)"
+        )
+    if service == "postgres-binaries":
+        missing = [name for name in ("initdb", "pg_ctl") if not Path(_pg_bin(name)).exists()]
+        if missing:
+            return f"needs PostgreSQL's {' and '.join(missing)} (not installed)"
+        if os.geteuid() == 0 and not shutil.which("runuser"):
+            return "needs runuser to start PostgreSQL as the postgres user"
+        return None
+    raise ValueError(f"unknown service {service!r}")
 
 
 def free_port() -> int:
@@ -37,6 +88,7 @@ class PrivateRedis:
     """``redis-server`` on its own port, keeping nothing on disk (like the shared one)."""
 
     def __init__(self) -> None:
+        need("redis-server")
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="autorunner-redis-"))
         self._process: subprocess.Popen[bytes] | None = None
@@ -76,6 +128,7 @@ class PrivatePostgres:
     when the tests run as root, since PostgreSQL refuses to run as root), trust auth."""
 
     def __init__(self) -> None:
+        need("postgres-binaries")
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="autorunner-pg-"))
         self.data = self.dir / "data"

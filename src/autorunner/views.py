@@ -14,6 +14,7 @@ import orjson
 
 from autorunner.decision import Verdict
 from autorunner.records import EventDetail, EventSummary, Operation, RejectedView, RunRecord
+from autorunner.replay import Replayed
 
 UNKNOWN_HINT = "may have been sent; settle it: autorunner effects resolve {key} --sent | --resend"
 EFFECT_ORDER = ("done", "planned", "pending", "unknown", "failed")
@@ -307,3 +308,40 @@ def rejected_rows(rejected: Iterable[RejectedView]) -> list[str]:
         ["ID", "RECEIVED (UTC)", "REASON", "BODY"],
         ([str(r.id), when(r.received_at), r.reason, text(r.body, 120)] for r in rejected),
     )
+
+
+def verdict_line(verdict: Verdict | None) -> str:
+    """A verdict on one line: what it allows, what it denies and why, or why it was refused."""
+    if verdict is None:
+        return "(no recorded decision)"
+    allowed = ", ".join(f"{a.step_id}:{a.kind}" for a in verdict.allowed) or "nothing"
+    denied = "; ".join(f"{d.action.step_id} ({d.reason})" for d in verdict.denied)
+    refused = f"; refused: {verdict.refused}" if verdict.refused else ""
+    return f"allowed {allowed}" + (f"; denied {denied}" if denied else "") + refused
+
+
+def replayed_lines(result: Replayed, policy_hash: str) -> list[str]:
+    """``replay EVENT_ID``: the change, and the verdict before and after."""
+    return [
+        f"{result.event_id}: {result.change} (route {result.route}, policy {policy_hash})",
+        f"  before: {verdict_line(result.before)}",
+        f"  after:  {verdict_line(result.after)}",
+    ]
+
+
+def replay_summary_lines(
+    policy_hash: str, counts: Mapping[str, int], differences: Sequence[Replayed]
+) -> list[str]:
+    """``replay --since``: how many of each change, then every event that changed."""
+    total = sum(counts.values())
+    return [
+        f"replayed {total} event(s) under policy {policy_hash}: "
+        f"{counts['unchanged']} unchanged, {counts['changed']} changed, "
+        f"{counts['newly_denied']} newly denied, {counts['newly_allowed']} newly allowed, "
+        f"{counts['no_record']} never decided",
+        *(
+            f"  {r.event_id}: {r.change}  before: {verdict_line(r.before)}"
+            f"  after: {verdict_line(r.after)}"
+            for r in differences
+        ),
+    ]

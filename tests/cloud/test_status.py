@@ -12,6 +12,7 @@ from autorunner.store.postgres import PostgresStore
 from tests.acceptance.runner import base_env, cli
 from tests.backends import REDIS_URL, postgres_schema, redis_queue
 from tests.helpers import make_event, raw_delivery
+from tests.services import need
 
 
 async def test_status_reports_queue_lag_against_the_threshold(tmp_path: Path) -> None:
@@ -41,6 +42,7 @@ async def test_status_reports_queue_lag_against_the_threshold(tmp_path: Path) ->
 
 
 async def test_status_never_creates_the_schema_of_an_empty_database(tmp_path: Path) -> None:
+    need("redis")
     async with postgres_schema() as url:
         env = base_env(
             tmp_path / "unused.db", RUNNER_MODE="cloud", QUEUE_URL=REDIS_URL, DATABASE_URL=url

@@ -36,6 +36,7 @@ from autorunner.config import Settings
 from autorunner.views import dumps, event_detail
 from tests.backends import DATABASE_URL, REDIS_URL
 from tests.helpers import elfa_signature
+from tests.services import need
 
 T = TypeVar("T")
 SECRET = "fuzz-secret"
@@ -76,6 +77,9 @@ def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
 def portal(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Portal]:
+    if request.param != "sqlite":
+        need("postgres")
+        need("redis")
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=_run_loop, args=(loop,), daemon=True)
     thread.start()

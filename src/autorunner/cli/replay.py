@@ -10,9 +10,8 @@ from typing import Annotated
 import typer
 
 from autorunner import app as composition
-from autorunner import operations
+from autorunner import operations, views
 from autorunner.cli import events, tools
-from autorunner.decision import Verdict
 
 
 def replay_command(
@@ -52,10 +51,8 @@ def replay_command(
         )
         if as_json:
             tools.print_json(result.to_dict())
-            return
-        print(f"{result.event_id}: {result.change} (route {result.route}, policy {chosen.hash})")
-        print(f"  before: {verdict_line(result.before)}")
-        print(f"  after:  {verdict_line(result.after)}")
+        else:
+            tools.lines(views.replayed_lines(result, chosen.hash))
         return
 
     summary = tools.run(
@@ -75,29 +72,10 @@ def replay_command(
     )
     if as_json:
         tools.print_json(summary.to_dict())
-        return
-    counts = summary.counts()
-    print(
-        f"replayed {len(summary.results)} event(s) under policy {summary.policy_hash}: "
-        f"{counts['unchanged']} unchanged, {counts['changed']} changed, "
-        f"{counts['newly_denied']} newly denied, {counts['newly_allowed']} newly allowed, "
-        f"{counts['no_record']} never decided"
-    )
-    for item in summary.differences():
-        print(
-            f"  {item.event_id}: {item.change}  before: {verdict_line(item.before)}"
-            f"  after: {verdict_line(item.after)}"
+    else:
+        tools.lines(
+            views.replay_summary_lines(summary.policy_hash, summary.counts(), summary.differences())
         )
-
-
-def verdict_line(verdict: Verdict | None) -> str:
-    """A verdict on one line: what it allows and what it denies, and why."""
-    if verdict is None:
-        return "(no recorded decision)"
-    allowed = ", ".join(f"{a.step_id}:{a.kind}" for a in verdict.allowed) or "nothing"
-    denied = "; ".join(f"{d.action.step_id} ({d.reason})" for d in verdict.denied)
-    refused = f"; refused: {verdict.refused}" if verdict.refused else ""
-    return f"allowed {allowed}" + (f"; denied {denied}" if denied else "") + refused
 
 
 def _silent(_: int) -> Callable[[], None]:
