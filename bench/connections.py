@@ -22,13 +22,10 @@ import asyncio
 import os
 import resource
 import socket
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from bench import loadgen
@@ -39,6 +36,7 @@ from bench.ingest import (
     rss_mb,
     runner_env,
     serve_cmd,
+    server,
     signed_lines,
     wrk,
 )
@@ -46,34 +44,6 @@ from bench.ingest import (
 VENV_PY = sys.executable
 PLAIN = [VENV_PY, "-m", "bench.plain_serve"]
 HEALTHZ = b"GET /healthz HTTP/1.1\r\nhost: bench\r\n\r\n"
-
-
-@contextmanager
-def runner(
-    cmd: list[str], port: int, env: dict[str, str], *, max_files: int | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
-    def limit() -> None:
-        if max_files is not None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (max_files, max_files))
-
-    proc = subprocess.Popen(
-        cmd,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=limit,  # noqa: PLW1509 - only a setrlimit, before exec
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.05)
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def healthz(port: int, timeout: float = 5.0) -> str:
@@ -134,7 +104,7 @@ def cost(args: argparse.Namespace, tmp: Path, lines_file: Path) -> None:
         for name, cmd in (("limits", serve_cmd()), ("uvicorn only", PLAIN)):
             port = free_port()
             env = runner_env(tmp / f"{name}-{round_no}.db", port, workers=False, log_level="info")
-            with runner(cmd, port, env):
+            with server(cmd, port, env):
                 closed = wrk(port, lines_file, args.duration, 64)
             half = args.half or closed["rate"] / 2
             args.half = half  # the same open-loop rate for both servers
@@ -143,7 +113,7 @@ def cost(args: argparse.Namespace, tmp: Path, lines_file: Path) -> None:
                 tmp / f"{name}-{round_no}-open.db", port, workers=False, log_level="info"
             )
             fresh = [raw_request(r, port) for r in signed_lines(int(half * args.duration))]
-            with runner(cmd, port, env):
+            with server(cmd, port, env):
                 opened = asyncio.run(
                     loadgen.run("127.0.0.1", port, fresh, rate=half, connections=32)
                 )
@@ -167,7 +137,7 @@ def slow_bodies(args: argparse.Namespace, tmp: Path) -> None:
                 **runner_env(tmp / f"slow-{name}-{size}.db", port, workers=False, log_level="info"),
                 "MAX_BODY_BYTES": str(64 * 1024 if name == "limits" else 256 * 1024),
             }
-            with runner(cmd, port, env) as proc:
+            with server(cmd, port, env) as proc:
                 before = rss_mb(proc.pid)
                 clients = open_clients(port, args.clients, partial_body(size))
                 time.sleep(2)  # let the server read what was sent
@@ -193,7 +163,7 @@ def idle_flood(tmp: Path) -> None:
     for name, cmd in (("limits", serve_cmd()), ("uvicorn only", PLAIN)):
         port = free_port()
         env = runner_env(tmp / f"idle-{name}.db", port, workers=False, log_level="info")
-        with runner(cmd, port, env, max_files=1024) as proc:
+        with server(cmd, port, env, max_files=1024) as proc:
             before = rss_mb(proc.pid)
             clients = open_clients(port, 1100, b"")
             time.sleep(2)

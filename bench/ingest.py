@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import os
 import re
+import resource
 import socket
 import subprocess
 import sys
@@ -67,8 +68,22 @@ def raw_request(row: tuple[str, str, str, bytes], port: int) -> bytes:
 
 
 @contextmanager
-def server(cmd: list[str], port: int, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def server(
+    cmd: list[str], port: int, env: dict[str, str], *, max_files: int | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A server process, listening; ``max_files`` sets its descriptor limit (``ulimit -n``)."""
+
+    def limit() -> None:
+        if max_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max_files, max_files))
+
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=limit,  # noqa: PLW1509 - only a setrlimit, before exec
+    )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         with socket.socket() as s:

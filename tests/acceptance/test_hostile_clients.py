@@ -88,6 +88,17 @@ def webhook_request(payload: dict[str, object], *, extra: bytes = b"") -> bytes:
     )
 
 
+def trickle(sock: socket.socket, data: bytes, *, every: float) -> None:
+    """Send ``data`` a byte every ``every`` seconds, as a slow client would, until the server
+    closes the connection (a failed test if it has not within ``WAIT``)."""
+    started = time.monotonic()
+    with pytest.raises(ConnectionError):  # noqa: PT012 - the server closes while we send
+        for byte in data:
+            sock.sendall(bytes([byte]))
+            time.sleep(every)  # the slow client itself
+            assert time.monotonic() - started < WAIT, "the server never dropped the client"
+
+
 def stored(server: Server, event_id: str) -> bool:
     db = server.log_path.parent / "runner.db"
     with sqlite3.connect(db) as conn:
@@ -116,12 +127,7 @@ def test_headers_trickled_a_byte_at_a_time_are_cut_off_at_the_header_timeout(
 ) -> None:
     request = b"GET /healthz HTTP/1.1\r\n" + b"x-slow: " + b"a" * 10_000
     with connect(server.port) as sock:
-        started = time.monotonic()
-        with pytest.raises(ConnectionError):  # noqa: PT012 - the server closes while we send
-            for byte in request:
-                sock.sendall(bytes([byte]))
-                time.sleep(0.05)  # the slow client itself
-                assert time.monotonic() - started < WAIT, "the server never dropped the client"
+        trickle(sock, request, every=0.05)
         assert status_of(read_until_closed(sock)) in (0, 408)
 
 
@@ -144,12 +150,7 @@ def test_a_body_trickled_under_the_idle_limit_is_still_cut_at_the_total_limit(
     head, body = request.split(b"\r\n\r\n", 1)
     with connect(server.port) as sock:
         sock.sendall(head + b"\r\n\r\n")
-        started = time.monotonic()
-        with pytest.raises(ConnectionError):  # noqa: PT012 - the server closes while we send
-            for byte in body * 10:  # more than it takes, a byte every 0.3 s
-                sock.sendall(bytes([byte]))
-                time.sleep(0.3)
-                assert time.monotonic() - started < WAIT, "the server never dropped the client"
+        trickle(sock, body * 10, every=0.3)  # more than it takes, under the idle limit
     assert not stored(server, "evt-trickled-body")
 
 
