@@ -10,18 +10,23 @@ with the workers. So the runner keeps uvicorn and adds, per connection:
 
 * **headers**: the request line and headers must arrive within ``header_timeout`` seconds of
   the connection opening (or of the previous response) and within ``max_header_bytes``
-  (``431`` past it, counted before the parser sees the bytes), with at most ``max_headers``
-  headers (``431``);
+  (``431`` past it), with at most ``max_headers`` headers (``431``);
 * **body**: no pause between body bytes longer than ``body_idle_timeout``, the whole body
   within ``body_timeout`` of the headers (``408`` either way; the application sees the client
-  gone and stores nothing);
+  gone and stores nothing), and no more than ``max_body_bytes`` plus ``max_header_bytes`` of
+  framing on the wire (``413``); trailers after a chunked body are refused (``400``), so a
+  header can neither grow unbounded after the headers nor be added to a request after them;
 * **connections**: at most ``max_connections`` open at once; one more is answered ``503`` and
   closed at once, so the process never runs out of descriptors and never wedges;
-* **garbage after a request** (or a client that half-closes after sending it) does not take the
-  request's answer away: the request is answered, then the connection closes. A client that
-  half-closes in the middle of a request is closed at once.
+* **a bad request after good ones** on the same connection (garbage, too many headers, a
+  timeout) does not take their answers away: the requests read whole are answered, then the
+  connection closes unanswered for the rest. A client that half-closes after sending a request
+  gets its answer; one that half-closes in the middle of a request is closed at once.
 
-Deadlines are checked by one timer per server every ``tick`` seconds, not one timer per request.
+Bytes are parsed in slices of ``SLICE``, each counted against the phase (headers or body) of the
+request it ends in, so the parser never holds more than a limit and a slice of one request,
+however many requests a single read carries. Deadlines are checked by one timer per server every
+``tick`` seconds, not one timer per request.
 """
 
 from __future__ import annotations
@@ -36,7 +41,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 Refusal = Callable[[str], None]
 """Called with a reason (``header_timeout``, ``body_timeout``, ``headers_too_large``,
-``too_many_headers``, ``connection_limit``, ``bad_request``) each time a client is refused."""
+``too_many_headers``, ``body_too_large``, ``trailers``, ``connection_limit``, ``bad_request``,
+``upgrade_ignored``) each time a client is refused, or its upgrade ignored."""
+SLICE = 8 * 1024
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -48,6 +55,7 @@ class HttpLimits:
     body_timeout: float = 30.0
     max_header_bytes: int = 64 * 1024
     max_headers: int = 100
+    max_body_bytes: int = 64 * 1024
     max_connections: int = 1000
 
     @property
@@ -72,12 +80,22 @@ _RESPONSES = {
     "body_timeout": _canned("408 Request Timeout", "body_timeout"),
     "headers_too_large": _canned("431 Request Header Fields Too Large", "headers_too_large"),
     "too_many_headers": _canned("431 Request Header Fields Too Large", "too_many_headers"),
+    "body_too_large": _canned("413 Content Too Large", "body_too_large"),
+    "trailers": _canned("400 Bad Request", "trailers"),
     "connection_limit": _canned("503 Service Unavailable", "connection_limit"),
     "bad_request": _canned("400 Bad Request", "bad_request"),
 }
 
 
 class _TooManyHeaders(Exception):
+    pass
+
+
+class _Trailers(Exception):
+    pass
+
+
+class _HeadersTooLarge(Exception):
     pass
 
 
@@ -107,8 +125,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._refused = False
         self._headers_since: float | None = None
-        self._header_bytes = 0
+        self._message = 0
+        self._phase_bytes = 0
         self._header_count = 0
+        self._header_size = 0
         self._body_since: float | None = None
         self._body_progress = 0.0
 
@@ -127,19 +147,35 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._refused:
             return
         self._unset_keepalive_if_required()
+        for start in range(0, len(data), SLICE):
+            piece = data[start : start + SLICE]
+            before = (self._message, self._phase())
+            if not self._feed(piece):
+                return
+            self._count(len(piece), before)
+            if self._refused:
+                return
+
+    def _phase(self) -> str | None:
         if self._headers_since is not None:
-            room = self.limits.max_header_bytes - self._header_bytes
-            if len(data) > room:
-                # Feed only what the headers may still take; more, and they are too large.
-                if not self._feed(data[:room]):
-                    return
-                if self._headers_since is not None:
-                    self._refuse("headers_too_large")
-                    return
-                data = data[room:]
-            else:
-                self._header_bytes += len(data)
-        self._feed(data)
+            return "headers"
+        return "body" if self._body_since is not None else None
+
+    def _count(self, size: int, before: tuple[int, str | None]) -> None:
+        """Charge a slice to the phase of the request it ended in (the whole slice when that
+        phase began within it: an upper bound), and refuse past the phase's limit."""
+        phase = self._phase()
+        if phase is None:
+            return
+        same = before == (self._message, phase)
+        self._phase_bytes = self._phase_bytes + size if same else size
+        limits = self.limits
+        if phase == "headers" and self._phase_bytes > limits.max_header_bytes:
+            self._refuse("headers_too_large")
+        elif (
+            phase == "body" and self._phase_bytes > limits.max_body_bytes + limits.max_header_bytes
+        ):
+            self._refuse("body_too_large")
 
     def _feed(self, data: bytes) -> bool:
         """Parse ``data``; False when the connection is being refused or upgraded."""
@@ -151,10 +187,19 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         except httptools.HttpParserError as exc:
             if isinstance(exc.__context__, _TooManyHeaders):
                 self._refuse("too_many_headers")
+            elif isinstance(exc.__context__, _HeadersTooLarge):
+                self._refuse("headers_too_large")
+            elif isinstance(exc.__context__, _Trailers):
+                self._refuse("trailers")
             else:
-                self._garbage()
+                self._refuse("bad_request")
             return False
         return not self._refused
+
+    def _unsupported_upgrade_warning(self) -> None:
+        # Counted and logged like a refusal (at most a line a reason every so often), not two
+        # lines of uvicorn's per connection: the request itself is answered as plain HTTP.
+        self.refused.call("upgrade_ignored")
 
     def eof_received(self) -> bool | None:  # type: ignore[override]
         if self._answering():
@@ -169,17 +214,32 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
         if self._headers_since is None:
             self._headers_since = self.loop.time()
+        self._message += 1
         self._header_count = 0
+        self._header_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._grow_headers(len(url))
+        super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._body_since is not None:
+            raise _Trailers  # after a chunked body: never added to the request's headers
         self._header_count += 1
         if self._header_count > self.limits.max_headers:
             raise _TooManyHeaders
+        self._grow_headers(len(name) + len(value) + 4)
         super().on_header(name, value)
+
+    def _grow_headers(self, size: int) -> None:
+        # The exact size of what the parser handed over; unfinished headers are bounded by the
+        # byte count of ``_count`` instead (the parser holds a header until its line ends).
+        self._header_size += size
+        if self._header_size > self.limits.max_header_bytes:
+            raise _HeadersTooLarge
 
     def on_headers_complete(self) -> None:
         self._headers_since = None
-        self._header_bytes = 0
         self._body_since = self._body_progress = self.loop.time()
         super().on_headers_complete()
 
@@ -204,27 +264,23 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.cycle is not None and not self.cycle.more_body and not self.cycle.response_complete
         )
 
-    def _garbage(self) -> None:
-        if self._answering():
-            # Bytes that are not HTTP after a whole request: answer that request, then close.
-            self.cycle.keep_alive = False
-            self.flow.pause_reading()
-            self._headers_since = None
-            return
-        self._refuse("bad_request")
-
     def _refuse(self, reason: str) -> None:
-        """Answer ``reason``'s canned response (unless an answer has begun) and close."""
+        """Answer ``reason``'s canned response and close; but when requests read whole before
+        this one still await their answers, answer those first and close unanswered after."""
         self._refused = True
         self._headers_since = self._body_since = None
+        self.refused.call(reason)
         cycle = self.cycle
+        if reason != "connection_limit" and self._answering():
+            cycle.keep_alive = False  # the last request read whole closes the connection
+            self.flow.pause_reading()
+            return
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True  # the application sees the client gone, sends nothing
             cycle.message_event.set()
         if cycle is None or not cycle.response_started:
             self.transport.write(_RESPONSES[reason])
         self.transport.close()
-        self.refused.call(reason)
 
     # Deadlines
 

@@ -73,6 +73,7 @@ def configure(*, level: str = "info", fmt: LogFormat = "auto") -> None:
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
     )
+    sink = cast(TextIO, _Sink(sys.stderr))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -85,9 +86,30 @@ def configure(*, level: str = "info", fmt: LogFormat = "auto") -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.WriteLoggerFactory(file=cast(TextIO, _Sink(sys.stderr))),
+        logger_factory=structlog.WriteLoggerFactory(file=sink),
         cache_logger_on_first_use=True,
     )
+    # What libraries log through the standard library (uvicorn, psycopg, httpx) becomes the
+    # same lines, bounded the same way: a library never writes an unbounded plain-text traceback.
+    handler = logging.StreamHandler(sink)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                structlog.processors.format_exc_info,
+                _bound_values,
+            ],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [h for h in root.handlers if getattr(h, "autorunner", False) is False]
+    handler.autorunner = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    # Libraries speak up from warnings on (httpx announces every request at info).
+    root.setLevel(max(logging.WARNING, logging.getLevelNamesMapping()[level.upper()]))
     # The PostgreSQL pool retries connections in the background and says so on every attempt,
     # in several unstructured lines; our own ``*.unavailable`` lines report an outage instead.
     logging.getLogger("psycopg.pool").setLevel(logging.ERROR)

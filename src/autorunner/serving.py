@@ -254,6 +254,7 @@ def http_limits(settings: Settings) -> HttpLimits:
         body_timeout=settings.http_body_timeout,
         max_header_bytes=settings.http_max_header_bytes,
         max_headers=settings.http_max_headers,
+        max_body_bytes=settings.max_body_bytes,
         max_connections=connections,
     )
 

@@ -326,3 +326,77 @@ def test_a_signed_body_nested_past_the_bound_is_400_and_kept_as_rejected(
     )
     assert rejected.returncode == 0, rejected.stderr
     assert any("nests deeper" in row["reason"] for row in orjson.loads(rejected.stdout))
+
+
+CHUNKED = (
+    b"POST /webhooks/auto HTTP/1.1\r\nhost: runner\r\ncontent-type: application/json\r\n"
+    b"transfer-encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n"
+)
+
+
+def test_trailers_after_a_chunked_body_are_refused_and_never_become_headers(
+    server: Server,
+) -> None:
+    with connect(server.port) as sock:
+        sock.sendall(CHUNKED + b"user-agent: injected-by-trailer\r\n\r\n")
+        answer = read_until_closed(sock)
+    assert status_of(answer) == 400
+    assert b"trailers" in answer
+    assert b"injected-by-trailer" not in (server.log_path.parent / "runner.db").read_bytes()
+
+
+def test_a_trailer_that_never_ends_is_cut_off_at_the_size_limit(server: Server) -> None:
+    with connect(server.port) as sock:
+        sock.sendall(CHUNKED + b"x-t: ")
+        with contextlib.suppress(ConnectionError):  # refused while we were still sending
+            for _ in range(64):  # 4 MiB, far past what the server may hold
+                sock.sendall(b"a" * 65536)
+        answer = read_until_closed(sock)
+    assert status_of(answer) in (0, 413)  # 0: reset before the answer could be read
+    with connect(server.port) as probe:
+        probe.sendall(HEALTHZ)
+        assert status_of(probe.recv(4096)) == 200
+
+
+def test_a_bad_request_pipelined_after_good_ones_leaves_them_their_answers(
+    server: Server,
+) -> None:
+    before = server.log_path.stat().st_size
+    bad = b"GET / HTTP/1.1\r\n" + b"".join(b"x-h%d: 1\r\n" % i for i in range(101)) + b"\r\n"
+    with connect(server.port) as sock:
+        sock.sendall(webhook_request(canonical("evt-before-bad")) + HEALTHZ + bad)
+        answers = read_until_closed(sock)
+    assert [status_of(b"HTTP/1.1 " + a) for a in answers.split(b"HTTP/1.1 ")[1:]] == [202, 200]
+    assert stored(server, "evt-before-bad")
+    with server.log_path.open("rb") as log:
+        log.seek(before)
+        grown = log.read()
+    assert b"Traceback" not in grown
+    assert b"Exception in ASGI application" not in grown
+
+
+def test_many_small_requests_in_one_write_are_all_answered(server: Server) -> None:
+    request = b"GET /healthz HTTP/1.1\r\nhost: runner\r\nx-pad: " + b"p" * 200 + b"\r\n\r\n"
+    count = 400  # about 100 KiB in one write: more than one request's header limit
+    with connect(server.port) as sock:
+        sock.sendall(request * count)
+        received = b""
+        while received.count(b"HTTP/1.1 200 OK") < count:
+            chunk = sock.recv(65536)
+            assert chunk, f"closed after {received.count(b'HTTP/1.1 200 OK')} answers"
+            received += chunk
+    assert b"HTTP/1.1 4" not in received
+
+
+def test_ignored_upgrades_grow_the_log_by_a_bounded_amount(server: Server) -> None:
+    before = server.log_path.stat().st_size
+    upgrade = (
+        b"POST /healthz HTTP/1.1\r\nhost: runner\r\nconnection: upgrade\r\nupgrade: h2c\r\n"
+        b"content-length: 0\r\n\r\n"
+    )
+    for _ in range(100):
+        with connect(server.port) as sock:
+            sock.sendall(upgrade)
+            sock.recv(4096)
+    grown = server.log_path.stat().st_size - before
+    assert grown < 2048, f"the log grew {grown} bytes for 100 upgrade requests"
