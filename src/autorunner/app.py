@@ -40,6 +40,7 @@ from autorunner.reconcile import Reconciler
 from autorunner.retry import RetryPolicy
 from autorunner.spacing import Spacer
 from autorunner.subscriber import Subscriber, SubscriberConfig
+from autorunner.tracing import OFF, OtelTracing, Tracing, from_environment, traced_transport
 from autorunner.worker import Worker, WorkerConfig
 
 log = structlog.get_logger("autorunner.app")
@@ -65,6 +66,7 @@ class Runtime:
     ingestor: Ingestor | None = None
     pipeline: Pipeline | None = None
     role: Role = "serve"
+    tracing: Tracing = OFF
 
     @property
     def runs_workers(self) -> bool:
@@ -91,10 +93,11 @@ class Runtime:
             log.warning("policy.warning", warning=warning)
 
     async def aclose(self) -> None:
-        """Close the HTTP client and the backends."""
+        """Close the HTTP client and the backends; send the spans still buffered."""
         if self.http is not None:
             await self.http.aclose()
         await self.backends.close()
+        self.tracing.shutdown()
 
 
 def auto_credentials(settings: Settings) -> AutoCredentials | None:
@@ -127,12 +130,14 @@ def build_auto_client(settings: Settings, http: httpx2.AsyncClient) -> AutoClien
     )
 
 
-def http_client() -> httpx2.AsyncClient:
-    """The one outgoing HTTP client of a process: explicit limits and timeouts."""
-    return httpx2.AsyncClient(
-        timeout=httpx2.Timeout(10.0),
-        limits=httpx2.Limits(max_connections=50, max_keepalive_connections=20),
-    )
+def http_client(tracing: Tracing = OFF) -> httpx2.AsyncClient:
+    """The one outgoing HTTP client of a process: explicit limits and timeouts; with tracing
+    on, each request is a client span and carries ``traceparent``."""
+    limits = httpx2.Limits(max_connections=50, max_keepalive_connections=20)
+    if not isinstance(tracing, OtelTracing):
+        return httpx2.AsyncClient(timeout=httpx2.Timeout(10.0), limits=limits)
+    transport = traced_transport(tracing, httpx2.AsyncHTTPTransport(limits=limits))
+    return httpx2.AsyncClient(timeout=httpx2.Timeout(10.0), transport=transport)
 
 
 def shared_spacer(settings: Settings, queue: Queue | None) -> Spacer | None:
@@ -160,16 +165,20 @@ def deciders(
     settings: Settings | None = None,
     http: httpx2.AsyncClient | None = None,
     auto: AutoClient | None = None,
+    tracing: Tracing = OFF,
 ) -> dict[str, Decider]:
     """The deciders a route may name: ``rules`` always, ``llm`` when ``LLM_MODEL`` is set."""
     found: dict[str, Decider] = {"rules": RulesDecider()}
     if settings is not None and settings.llm_model:
-        found["llm"] = build_llm_decider(settings, http, auto)
+        found["llm"] = build_llm_decider(settings, http, auto, tracing)
     return found
 
 
 def build_llm_decider(
-    settings: Settings, http: httpx2.AsyncClient | None, auto: AutoClient | None
+    settings: Settings,
+    http: httpx2.AsyncClient | None,
+    auto: AutoClient | None,
+    tracing: Tracing = OFF,
 ) -> Decider:
     """An OpenAI-compatible model (hosted or self-hosted) behind the ``llm`` decider."""
     from pydantic_ai.models.openai import OpenAIChatModel  # noqa: PLC0415 - only with LLM_MODEL
@@ -191,6 +200,7 @@ def build_llm_decider(
         request_limit=settings.llm_request_limit,
         total_tokens_limit=settings.llm_total_tokens_limit,
         sessions=sessions,
+        tracer_provider=tracing.provider if isinstance(tracing, OtelTracing) else None,
     )
 
 
@@ -245,10 +255,15 @@ def build_runtime(
     adapters: dict[str, Adapter] | None = None,
     clock: Clock = system_clock,
     role: Role = "serve",
+    tracing: Tracing | None = None,
 ) -> Runtime:
-    """Wire the pipeline, worker and ASGI app over open backends."""
+    """Wire the pipeline, worker and ASGI app over open backends; ``tracing`` defaults to what
+    the process environment asks for (``tracing.from_environment``)."""
     metrics = Metrics()
-    http = http_client()
+    name = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
+    if tracing is None:
+        tracing = from_environment(os.environ, instance=name, role=role)
+    http = http_client(tracing)
     auto = build_auto_client(settings, http)
     chosen = (
         adapters
@@ -257,7 +272,7 @@ def build_runtime(
     )
     policy = policy_for(settings)
     store, queue = backends.store, backends.queue
-    available = deciders(settings, http, auto)
+    available = deciders(settings, http, auto, tracing)
     check_deciders(policy, available)
     for warning in policy_warnings(policy, chosen):
         log.warning("policy.warning", warning=warning)
@@ -274,6 +289,7 @@ def build_runtime(
             else NoContext()
         ),
         clock=clock,
+        tracing=tracing,
     )
     worker = Worker(
         store=store,
@@ -282,7 +298,7 @@ def build_runtime(
         outbox=backends.outbox,
         pipeline=pipeline,
         config=WorkerConfig(
-            name=f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}",
+            name=name,
             concurrency=settings.worker_concurrency,
             lease=settings.lease_seconds,
             grace=settings.shutdown_grace,
@@ -296,8 +312,9 @@ def build_runtime(
         ),
         metrics=metrics,
         clock=clock,
+        tracing=tracing,
     )
-    ingestor = Ingestor(outbox=backends.outbox, metrics=metrics)
+    ingestor = Ingestor(outbox=backends.outbox, metrics=metrics, tracing=tracing)
     webhook = WebhookApp(
         ingestor=ingestor,
         store=store,
@@ -310,6 +327,7 @@ def build_runtime(
         ),
         metrics=metrics,
         clock=clock,
+        tracing=tracing,
     )
     runtime = Runtime(
         settings=settings,
@@ -323,6 +341,7 @@ def build_runtime(
         ingestor=ingestor,
         pipeline=pipeline,
         role=role,
+        tracing=tracing,
     )
     runtime.app = build_app(
         webhook=webhook if role != "worker" else None,

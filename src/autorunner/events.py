@@ -52,6 +52,9 @@ class Event:
     delivery_id: str | None = None
     """The id the delivery itself carried (``X-Auto-Event-Id``, the SSE frame id), when it
     differs from ``event_id``."""
+    traceparent: str | None = None
+    """The W3C trace context of the span that admitted the event, when tracing is on: every
+    attempt continues that trace (``tracing``)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form (the store's codec); ``payload`` is shared, not copied."""

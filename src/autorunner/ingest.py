@@ -3,7 +3,7 @@ enter the runner."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 
@@ -11,6 +11,7 @@ from autorunner.events import Event
 from autorunner.metrics import Metrics
 from autorunner.outbox import Outbox
 from autorunner.records import RawDelivery
+from autorunner.tracing import OFF, Tracing
 
 log = structlog.get_logger("autorunner.ingest")
 
@@ -36,12 +37,24 @@ class Ingestor:
     counted as deferred and the sweeper queues it once the queue is back.
     """
 
-    def __init__(self, *, outbox: Outbox, metrics: Metrics) -> None:
+    def __init__(self, *, outbox: Outbox, metrics: Metrics, tracing: Tracing = OFF) -> None:
         self._outbox = outbox
         self._metrics = metrics
+        self._tracing = tracing
         self._enqueued = {c: metrics.enqueued.labels(c) for c in ("webhook", "sse", "poll", "test")}
 
     async def ingest(self, event: Event, raw: RawDelivery) -> Ingested:
+        """Admit ``event``; the ``admit`` span (a trace's root for a stream or poll delivery)
+        is the parent of everything the event leads to."""
+        attributes = {"autorunner.event_id": event.event_id, "autorunner.channel": event.channel}
+        with self._tracing.span("admit", attributes, kind="producer") as span:
+            if self._tracing.enabled:
+                event = replace(event, traceparent=self._tracing.traceparent())
+            ingested = await self._admit(event, raw)
+            span.set({"autorunner.duplicate_of": ingested.duplicate_of})
+            return ingested
+
+    async def _admit(self, event: Event, raw: RawDelivery) -> Ingested:
         admitted = await self._outbox.admit(event, raw)
         if not admitted.inserted:
             self._metrics.duplicates.labels(event.channel).inc()

@@ -27,6 +27,7 @@ from autorunner.logs import shown
 from autorunner.metrics import Metrics
 from autorunner.records import RawDelivery
 from autorunner.store.base import Store
+from autorunner.tracing import OFF, Tracing
 
 log = structlog.get_logger("autorunner.ingress")
 
@@ -75,8 +76,10 @@ class WebhookApp:
         config: WebhookConfig,
         metrics: Metrics,
         clock: Clock = system_clock,
+        tracing: Tracing = OFF,
     ) -> None:
         self._ingestor = ingestor
+        self._tracing = tracing
         self._store = store
         self._config = config
         self._metrics = metrics
@@ -85,15 +88,20 @@ class WebhookApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        try:
-            status, body = await self._handle(scope, receive)
-        except ClientGone:
-            self._metrics.rejected.labels("webhook", "client_gone").inc()
-            return
-        except Exception:  # the hostile-input tests reach none; if one does, no traceback leaks
-            log.exception("webhook.failed")
-            status, body = 500, {"error": "internal", "detail": "unexpected failure; retry"}
-        await send_json(send, status, body, retry_after=status == 503)
+        method = scope["method"]
+        attributes = {"http.request.method": method, "http.route": WEBHOOK_PATH}
+        with self._tracing.span(f"{method} {WEBHOOK_PATH}", attributes, kind="server") as span:
+            try:
+                status, body = await self._handle(scope, receive)
+            except ClientGone:
+                self._metrics.rejected.labels("webhook", "client_gone").inc()
+                span.fail("client gone")
+                return
+            except Exception:  # the hostile-input tests reach none; if one does, no traceback leaks
+                log.exception("webhook.failed")
+                status, body = 500, {"error": "internal", "detail": "unexpected failure; retry"}
+            span.set({"http.response.status_code": status, "error.type": body.get("error")})
+            await send_json(send, status, body, retry_after=status == 503)
         if status in (200, 202):
             self._metrics.ack_latency.observe(time.perf_counter() - started)
 
@@ -118,14 +126,15 @@ class WebhookApp:
             return self._refuse(413, "too_large", f"body is over {self._config.max_body} bytes")
         now = self._clock()
         try:
-            verified = signatures.verify(
-                headers,
-                raw,
-                secrets=self._config.secrets,
-                now=now,
-                tolerance=self._config.tolerance,
-                allow_unsigned=self._config.allow_unsigned,
-            )
+            with self._tracing.span("verify"):
+                verified = signatures.verify(
+                    headers,
+                    raw,
+                    secrets=self._config.secrets,
+                    now=now,
+                    tolerance=self._config.tolerance,
+                    allow_unsigned=self._config.allow_unsigned,
+                )
         except SignatureError as exc:
             return self._refuse(401, exc.reason, str(exc))
         delivery = RawDelivery(

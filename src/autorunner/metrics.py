@@ -5,9 +5,10 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from autorunner.queue.base import QueueStats
-from autorunner.records import StoreStats
+from autorunner.records import RunRecord, StoreStats
 
 ACK_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+DECISION_BUCKETS = (0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 class Metrics:
@@ -72,6 +73,19 @@ class Metrics:
         self.job_seconds = Histogram(
             "autorunner_job_seconds", "One attempt, end to end", registry=r
         )
+        self.decision_seconds = Histogram(
+            "autorunner_decision_seconds",
+            "Time a decider took to decide (a pinned decision reused is not counted)",
+            ["decider"],
+            buckets=DECISION_BUCKETS,
+            registry=r,
+        )
+        self.decision_tokens = Counter(
+            "autorunner_decision_tokens",
+            "Model tokens spent deciding, by direction (input, output)",
+            ["decider", "type"],
+            registry=r,
+        )
         self.queue_depth = Gauge(
             "autorunner_queue_depth", "Jobs waiting (ready or delayed)", registry=r
         )
@@ -93,6 +107,20 @@ class Metrics:
         self.rejected_stored = Gauge(
             "autorunner_rejected_stored", "Authentic deliveries kept as rejected", registry=r
         )
+
+    def observe_run(self, record: RunRecord) -> None:
+        """Count what one attempt did: its effects, and its decision when it made one."""
+        for effect in record.effects:
+            self.effects.labels(effect["kind"], effect["status"]).inc()
+        decision, took = record.decision, record.timings_ms.get("decide")
+        if decision is None or decision.get("reused") or took is None:
+            return
+        decider = str(decision.get("decider", "unknown"))
+        self.decision_seconds.labels(decider).observe(took / 1000)
+        usage = (decision.get("trace") or {}).get("usage") or {}
+        for kind in ("input", "output"):
+            if tokens := usage.get(f"{kind}_tokens"):
+                self.decision_tokens.labels(decider, kind).inc(tokens)
 
     def observe_stats(self, queue: QueueStats, store: StoreStats) -> None:
         self.queue_depth.set(queue.depth)

@@ -39,6 +39,7 @@ from autorunner.policy import Policy, Route, check
 from autorunner.records import EffectIntent, EffectStatus, Leased, RunRecord
 from autorunner.store.base import Flags, Ledger
 from autorunner.store.rules import effect_key
+from autorunner.tracing import OFF, Tracing
 
 log = structlog.get_logger("autorunner.pipeline")
 
@@ -119,7 +120,9 @@ class Pipeline:
         context: ContextSource | None = None,
         clock: Clock = system_clock,
         pause_check_seconds: float = 1.0,
+        tracing: Tracing = OFF,
     ) -> None:
+        self._tracing = tracing
         self._ledger = ledger
         self._flags = flags
         self.policy = policy
@@ -146,7 +149,8 @@ class Pipeline:
                 # The facts come first: the route is chosen on them, whatever channel won. Its
                 # time limit then counts from the start of the attempt.
                 mark = time.perf_counter()
-                event = facts.resolve(event, await self._query(event, draft))
+                with self._tracing.span("facts"):
+                    event = facts.resolve(event, await self._query(event, draft))
                 _lap(draft, "facts", mark)
                 route = self.policy.route_for(event)
                 if route.constraints.max_execution_seconds != limit:
@@ -192,21 +196,16 @@ class Pipeline:
                 return
             decision = found
             mark = time.perf_counter()
-        verdict = check(decision, route, policy_hash=self.policy.hash, valuers=self._valuers)
-        if pinned is None and verdict.allowed:
-            mine = decision.to_dict()
-            pinned = await self._ledger.pin_decision(
-                event.event_id, mine, owner=leased.owner, generation=leased.generation
+        with self._tracing.span("verdict") as span:
+            decision, verdict, pinned = await self._rule(leased, event, route, decision, pinned)
+            span.set(
+                {
+                    "autorunner.allowed": len(verdict.allowed),
+                    "autorunner.denied": len(verdict.denied),
+                    "autorunner.refused": verdict.refused,
+                    "autorunner.decision_reused": pinned is not None,
+                }
             )
-            if pinned is None:
-                raise Superseded("another attempt holds this event now: nothing was performed")
-            if pinned == mine:
-                pinned = None
-            else:  # an earlier attempt reached its effects first: act on its decision
-                decision = Decision.from_dict(pinned)
-                verdict = check(
-                    decision, route, policy_hash=self.policy.hash, valuers=self._valuers
-                )
         draft.decision, draft.reused, draft.verdict = decision, pinned is not None, verdict
         mark = _lap(draft, "verdict", mark)
         for action in verdict.allowed:
@@ -223,6 +222,33 @@ class Pipeline:
                     f" {route.constraints.max_effects_per_hour} effects an hour",
                 )
         _lap(draft, "effects", mark)
+
+    async def _rule(
+        self,
+        leased: Leased,
+        event: Event,
+        route: Route,
+        decision: Decision,
+        pinned: dict[str, Any] | None,
+    ) -> tuple[Decision, Verdict, dict[str, Any] | None]:
+        """The policy's verdict on ``decision``, which is pinned to the event when it allows
+        anything; ``pinned`` is returned when an earlier pin (this one's or another's) rules."""
+        verdict = check(decision, route, policy_hash=self.policy.hash, valuers=self._valuers)
+        if pinned is None and verdict.allowed:
+            mine = decision.to_dict()
+            pinned = await self._ledger.pin_decision(
+                event.event_id, mine, owner=leased.owner, generation=leased.generation
+            )
+            if pinned is None:
+                raise Superseded("another attempt holds this event now: nothing was performed")
+            if pinned == mine:
+                pinned = None
+            else:  # an earlier attempt reached its effects first: act on its decision
+                decision = Decision.from_dict(pinned)
+                verdict = check(
+                    decision, route, policy_hash=self.policy.hash, valuers=self._valuers
+                )
+        return decision, verdict, pinned
 
     async def _query(self, event: Event, draft: _Draft) -> dict[str, Any] | None:
         """Auto's record of the event's query. When Auto refuses to give it (credentials,
@@ -244,10 +270,13 @@ class Pipeline:
         if decider is None:
             raise PermanentError(f"route {route.name!r} names unknown decider {route.decider!r}")
         mark = time.perf_counter()
-        draft.context = await self._context.fetch(event, route.context)
+        with self._tracing.span("context", {"autorunner.context": ",".join(route.context)}):
+            draft.context = await self._context.fetch(event, route.context)
         mark = _lap(draft, "context", mark)
+        attributes = {"autorunner.decider": route.decider, "autorunner.route": route.name}
         try:
-            return await decider.decide(envelope, draft.context, route=route)
+            with self._tracing.span("decide", attributes):
+                return await decider.decide(envelope, draft.context, route=route)
         except InvalidDecision as exc:
             draft.decision = InvalidProposal(
                 reason=str(exc), decider=route.decider, trace=exc.trace
@@ -290,6 +319,29 @@ class Pipeline:
             route=route.name,
             budget=route.constraints.max_effects_per_hour,
         )
+        attributes = {"autorunner.adapter": action.kind, "autorunner.effect_key": key}
+        with self._tracing.span(f"effect {action.kind}", attributes) as span:
+            entry = await self._perform(adapter, intent, event, action, staged=staged)
+            span.set(
+                {"autorunner.outcome": entry["status"], "autorunner.skipped": entry["skipped"]}
+            )
+            if entry["status"] == "unknown":
+                span.fail("outcome unknown")
+            return entry
+
+    async def _perform(
+        self,
+        adapter: Adapter,
+        intent: EffectIntent,
+        event: Event,
+        action: Action,
+        *,
+        staged: bool,
+    ) -> dict[str, Any]:
+        """Begin ``intent`` in the ledger, perform it when the ledger says so, and record its
+        outcome; returns the run record's entry for it."""
+        key = intent.effect_key
+        at_least_once = adapter.delivery == "at_least_once"
         state = await self._ledger.begin_effect(intent, at_least_once=at_least_once, staged=staged)
         entry: dict[str, Any] = {
             "effect_key": key,

@@ -54,6 +54,8 @@ class Leased:
     lease_until: float
     generation: int = 1
     pinned: dict[str, Any] | None = None
+    available_at: float | None = None
+    """Since when the event waited for a worker (admitted, retry due, or lease lapsed)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

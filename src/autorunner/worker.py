@@ -25,6 +25,7 @@ from autorunner.pipeline import Attempt, Pipeline
 from autorunner.queue.base import Job, Queue
 from autorunner.records import Leased, WorkerBeat
 from autorunner.store.base import Events, Journal
+from autorunner.tracing import OFF, Tracing, Value
 
 log = structlog.get_logger("autorunner.worker")
 
@@ -62,7 +63,9 @@ class Worker:
         metrics: Metrics,
         clock: Clock = system_clock,
         rand: Callable[[], float] = random.random,
+        tracing: Tracing = OFF,
     ) -> None:
+        self._tracing = tracing
         self._store = store
         self._journal = journal
         self._queue = queue
@@ -154,6 +157,7 @@ class Worker:
         assert task is not None  # noqa: S101 - always inside a task
         leased: Leased | None = None
         try:
+            claimed = self._clock()
             leased = await self._store.acquire(
                 job.event_id, owner=self.config.name, lease=self.config.lease
             )
@@ -162,9 +166,7 @@ class Worker:
                 await self._queue.ack(job)
                 return
             self._running[task] = (job, leased)
-            with self._metrics.job_seconds.time():
-                attempt = await self._pipeline.run(leased)
-            await self._settle(job, leased, attempt)
+            await self._attempt(job, leased, claimed)
         except Unavailable as exc:
             # The job stays claimed; its lease lapses and it is delivered again.
             log.warning("worker.store_unavailable", event_id=job.event_id, error=str(exc))
@@ -175,21 +177,47 @@ class Worker:
         except Exception:  # a bug: the lease lapses and the job is delivered again
             log.exception("worker.job_crashed", event_id=job.event_id)
 
-    async def _settle(self, job: Job, leased: Leased, attempt: Attempt) -> None:
+    async def _attempt(self, job: Job, leased: Leased, claimed: float) -> None:
+        """Run and settle one attempt, in the event's trace (``tracing``)."""
+        parent = leased.event.traceparent
+        if leased.available_at is not None:
+            self._tracing.record(
+                "queue wait", parent=parent, start=leased.available_at, end=claimed
+            )
+        attributes: dict[str, Value] = {
+            "autorunner.event_id": job.event_id,
+            "autorunner.attempt": leased.attempt,
+            "autorunner.generation": leased.generation,
+            "autorunner.worker": self.config.name,
+            "messaging.message.delivery_count": job.deliveries,
+        }
+        with self._tracing.span(
+            "attempt", attributes, kind="consumer", parent=parent, start=claimed
+        ) as span:
+            with self._metrics.job_seconds.time():
+                attempt = await self._pipeline.run(leased)
+            with self._tracing.span("settle") as settling:
+                outcome = await self._settle(job, leased, attempt)
+                settling.set({"autorunner.outcome": outcome})
+            span.set({"autorunner.outcome": outcome, "autorunner.route": attempt.record.route})
+            if attempt.error is not None:
+                span.fail(str(attempt.error))
+
+    async def _settle(self, job: Job, leased: Leased, attempt: Attempt) -> str:
+        """Ack, retry, hold or dead-letter ``job`` as ``attempt`` ended; returns which."""
         event_id = job.event_id
-        for effect in attempt.record.effects:
-            self._metrics.effects.labels(effect["kind"], effect["status"]).inc()
+        self._metrics.observe_run(attempt.record)
         if attempt.held is not None:
             # Paused before an effect: not an attempt; the event waits for ``resume``.
             await self._give_back(job, leased, delay=self.config.pause_poll)
             self._metrics.processed.labels("held").inc()
             log.info("job.held", event_id=event_id, reason=attempt.held)
-            return
+            return "held"
         if attempt.error is None:
             await self._outbox.settle(job, attempt.record, owner=leased.owner)
             self._metrics.processed.labels("done").inc()
             log.info("job.done", event_id=event_id, attempt=leased.attempt)
-            return
+            return "done"
         policy = replace(self.config.retry, max_attempts=attempt.max_attempts)
         ruling = retry.after_failure(
             policy,
@@ -214,14 +242,15 @@ class Worker:
                 delay=round(ruling.delay, 3),
                 error=attempt.record.error,
             )
-        else:
-            record = replace(attempt.record, outcome="dead")
-            await self._outbox.settle(job, record, owner=leased.owner, reason=ruling.reason)
-            self._metrics.dead_lettered.inc()
-            self._metrics.processed.labels("dead").inc()
-            log.error(
-                "job.dead_letter", event_id=event_id, attempt=leased.attempt, reason=ruling.reason
-            )
+            return "retry"
+        record = replace(attempt.record, outcome="dead")
+        await self._outbox.settle(job, record, owner=leased.owner, reason=ruling.reason)
+        self._metrics.dead_lettered.inc()
+        self._metrics.processed.labels("dead").inc()
+        log.error(
+            "job.dead_letter", event_id=event_id, attempt=leased.attempt, reason=ruling.reason
+        )
+        return "dead"
 
     async def _give_back(self, job: Job, leased: Leased, *, delay: float = 0.0) -> None:
         with contextlib.suppress(Unavailable):

@@ -8,13 +8,16 @@ told the allowed actions, but the policy, not the model, decides: anything outsi
 denied by the verdict. Output that fails the schema becomes ``InvalidDecision`` (a denied
 verdict); a model that cannot be reached is a transient error (the job retries). Request and
 token limits apply to every run, and the route's time limit bounds it from outside. The prompt,
-model, parameters, raw output and usage are kept in the decision's ``trace``.
+model, parameters, raw output and usage are kept in the decision's ``trace``. With a tracer
+provider, pydantic-ai's own instrumentation adds the model calls to the event's trace (the GenAI
+semantic conventions: model, tokens in and out, cost when the price is known), without the
+prompt's content: that stays in the audit record.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import BaseModel, Field
@@ -26,6 +29,7 @@ from pydantic_ai.exceptions import (
     UsageLimitExceeded,
 )
 from pydantic_ai.models import Model
+from pydantic_ai.models.instrumented import InstrumentationSettings, InstrumentedModel
 from pydantic_ai.settings import ModelSettings
 from pydantic_ai.usage import UsageLimits
 
@@ -33,6 +37,9 @@ from autorunner.decision import Action, Decision
 from autorunner.envelope import Envelope
 from autorunner.errors import InvalidDecision, TransientError
 from autorunner.policy import Route
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 SessionReader = Callable[[str], Awaitable[dict[str, Any] | None]]
 
@@ -75,14 +82,25 @@ class LlmDecider:
         request_limit: int = 3,
         total_tokens_limit: int | None = 20_000,
         sessions: SessionReader | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self._label = label
         self._settings = settings or ModelSettings()
         self._limits = UsageLimits(
             request_limit=request_limit, total_tokens_limit=total_tokens_limit
         )
+        if tracer_provider is not None:
+            settings_ = InstrumentationSettings(
+                tracer_provider=tracer_provider, include_content=False
+            )
+            model = InstrumentedModel(model, settings_)
         self._agent: Agent[Envelope, LlmOutput] = Agent(
-            model, output_type=LlmOutput, instructions=INSTRUCTIONS, deps_type=Envelope, retries=1
+            model,
+            name="autorunner",
+            output_type=LlmOutput,
+            instructions=INSTRUCTIONS,
+            deps_type=Envelope,
+            retries=1,
         )
         if sessions is not None:
             reader = sessions

@@ -132,6 +132,7 @@ class MemoryStore:
             lease_until=now + lease,
             generation=row.generation,
             pinned=copy.deepcopy(pinned) if pinned is not None else None,
+            available_at=row.available_at,
         )
 
     async def extend(self, event_ids: list[str], *, owner: str, lease: float) -> None:

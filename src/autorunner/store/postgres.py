@@ -147,7 +147,7 @@ class PostgresStore(PostgresOperators):
                 "UPDATE events SET status = 'running', attempts = attempts + 1,"
                 " lease_owner = %(owner)s, lease_until = %(until)s WHERE event_id = %(id)s"
                 " AND (status = 'pending' OR (status = 'running' AND lease_until <= %(now)s))"
-                " RETURNING attempts, event_json, generation, decision_json",
+                " RETURNING attempts, event_json, generation, decision_json, available_at",
                 {"owner": owner, "until": now + lease, "id": event_id, "now": now},
             )
             row = await cur.fetchone()
@@ -160,6 +160,7 @@ class PostgresStore(PostgresOperators):
             lease_until=now + lease,
             generation=row[2],
             pinned=row[3],
+            available_at=row[4],
         )
 
     async def extend(self, event_ids: list[str], *, owner: str, lease: float) -> None:

@@ -114,7 +114,7 @@ class SqliteStore(SqliteOperators):
                 "UPDATE events SET status = 'running', attempts = attempts + 1,"
                 " lease_owner = ?, lease_until = ?"
                 " WHERE event_id = ? AND (status = 'pending' OR (status = 'running' AND lease_until <= ?))"
-                " RETURNING attempts, event_json, generation, decision_json",
+                " RETURNING attempts, event_json, generation, decision_json, available_at",
                 (owner, now + lease, event_id, now),
             ).fetchone()
             if row is None:
@@ -126,6 +126,7 @@ class SqliteStore(SqliteOperators):
                 lease_until=now + lease,
                 generation=row[2],
                 pinned=None if row[3] is None else orjson.loads(row[3]),
+                available_at=row[4],
             )
 
         return await self.db.write(op)
