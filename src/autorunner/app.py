@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from autorunner.adapters import CONFIGURED_BY, build_adapters
 from autorunner.adapters.base import Adapter, valuers
+from autorunner.alerts import Watch
 from autorunner.auto_client import AutoClient, AutoCredentials
 from autorunner.backends import Backends
 from autorunner.clock import Clock, system_clock
@@ -30,6 +31,7 @@ from autorunner.errors import ConfigError, Unavailable
 from autorunner.ingest import Ingestor
 from autorunner.ingress import WebhookApp, WebhookConfig
 from autorunner.metrics import Metrics
+from autorunner.notifier import Notifier, StreamState, stream_names, targets
 from autorunner.notional import Malformed, Valuer
 from autorunner.pipeline import Pipeline
 from autorunner.policy import Policy
@@ -67,6 +69,7 @@ class Runtime:
     pipeline: Pipeline | None = None
     role: Role = "serve"
     tracing: Tracing = OFF
+    notifier: Notifier | None = None
 
     @property
     def runs_workers(self) -> bool:
@@ -342,6 +345,7 @@ def build_runtime(
         pipeline=pipeline,
         role=role,
         tracing=tracing,
+        notifier=build_notifier(settings, backends, metrics, http, name=name, clock=clock),
     )
     runtime.app = build_app(
         webhook=webhook if role != "worker" else None,
@@ -351,6 +355,39 @@ def build_runtime(
         ready=_readiness(runtime),
     )
     return runtime
+
+
+def build_notifier(
+    settings: Settings,
+    backends: Backends,
+    metrics: Metrics,
+    http: httpx2.AsyncClient,
+    *,
+    name: str,
+    clock: Clock = system_clock,
+) -> Notifier | None:
+    """The alert notifier, when ``ALERT_TELEGRAM_CHAT`` or ``ALERT_WEBHOOK_URL`` is set."""
+    chosen = targets(settings, http)
+    if not chosen:
+        return None
+    return Notifier(
+        name=name,
+        store=backends.store,
+        audit=backends.store,
+        queue=backends.queue,
+        watch=Watch(
+            lag_threshold=settings.lag_threshold,
+            window=settings.alert_window,
+            hold_for=settings.alert_for,
+        ),
+        targets=chosen,
+        refused=lambda: int(
+            metrics.registry.get_sample_value("autorunner_store_unavailable_total") or 0
+        ),
+        streams=stream_names(settings),
+        interval=settings.alert_interval,
+        clock=clock,
+    )
 
 
 def _readiness(runtime: Runtime) -> Callable[[], Awaitable[dict[str, Any]]]:
@@ -391,7 +428,8 @@ def _readiness(runtime: Runtime) -> Callable[[], Awaitable[dict[str, Any]]]:
 
 
 def subscriber(runtime: Runtime, query_id: str | None) -> Subscriber:
-    """A subscriber for one stream, over the runtime's Elfa client and ingest path."""
+    """A subscriber for one stream, over the runtime's Elfa client and ingest path; its state
+    (up, or down since when) is kept in the store for the notifier (``stream_state``)."""
     if runtime.auto is None or runtime.ingestor is None:
         raise ConfigError("streaming needs ELFA_API_KEY or ELFA_AGENT_SECRET")
     settings = runtime.settings
@@ -406,4 +444,10 @@ def subscriber(runtime: Runtime, query_id: str | None) -> Subscriber:
             silence_factor=settings.sse_silence_factor,
             reconcile_interval=settings.reconcile_interval,
         ),
+        report=stream_state(runtime, query_id).report,
     )
+
+
+def stream_state(runtime: Runtime, query_id: str | None) -> StreamState:
+    """Where the stream of ``query_id`` (``None``: the account's) reports up or down."""
+    return StreamState(runtime.backends.store, query_id or "*", clock=runtime.clock)

@@ -137,6 +137,24 @@ class Settings(BaseSettings):
     llm_request_limit: int = Field(default=3, ge=1)
     llm_total_tokens_limit: int = Field(default=20_000, ge=1)
 
+    alert_telegram_chat: str | None = Field(
+        default=None, description="chat id the notifier's alerts go to (with TELEGRAM_BOT_TOKEN)"
+    )
+    alert_webhook_url: str | None = Field(
+        default=None,
+        description="URL the notifier POSTs alerts to, signed with ALERT_WEBHOOK_SECRET",
+    )
+    alert_webhook_secret: SecretStr | None = Field(
+        default=None, description="whsec_ secret signing alert webhooks (Standard Webhooks)"
+    )
+    alert_interval: float = Field(default=15.0, gt=0, description="seconds between checks")
+    alert_for: float = Field(
+        default=60.0, ge=0, description="how long a stream or backend outage lasts before it fires"
+    )
+    alert_window: float = Field(
+        default=600.0, gt=0, description="look-back for dead-letter growth and failing adapters"
+    )
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: LogFormat = "auto"
 
@@ -158,7 +176,7 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("relay_secret")
+    @field_validator("relay_secret", "alert_webhook_secret")
     @classmethod
     def _whsec_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
@@ -171,6 +189,16 @@ class Settings(BaseSettings):
             self.webhook_secrets  # noqa: B018 - parsing is the check
         except ValueError as exc:
             raise ValueError(f"STANDARD_WEBHOOKS_SECRET: {exc}") from exc
+        return self
+
+    @model_validator(mode="after")
+    def _alert_targets_complete(self) -> Settings:
+        if self.alert_telegram_chat and self.telegram_bot_token is None:
+            raise ValueError("ALERT_TELEGRAM_CHAT: alerts to Telegram need TELEGRAM_BOT_TOKEN")
+        if self.alert_webhook_url and self.alert_webhook_secret is None:
+            raise ValueError(
+                "ALERT_WEBHOOK_URL: alert webhooks are signed: set ALERT_WEBHOOK_SECRET"
+            )
         return self
 
     @model_validator(mode="after")

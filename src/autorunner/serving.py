@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 import uvicorn
 
-from autorunner.app import Role, Runtime, build_runtime, subscriber
+from autorunner.app import Role, Runtime, build_runtime, stream_state, subscriber
 from autorunner.backends import open_backends_patiently
 from autorunner.config import Settings
 from autorunner.errors import AutoError, ConfigError
@@ -61,6 +61,8 @@ async def running(runtime: Runtime, stop: asyncio.Event) -> AsyncIterator[list[a
                 name="sweeper",
             )
         )
+    if runtime.notifier is not None:
+        tasks.append(asyncio.create_task(runtime.notifier.run(stop), name="notifier"))
     tasks += [
         asyncio.create_task(follow(runtime, query_id, stop), name=f"stream-{query_id or 'account'}")
         for query_id in (settings.streams if runtime.runs_streams else [])
@@ -79,6 +81,7 @@ async def follow(runtime: Runtime, query_id: str | None, stop: asyncio.Event) ->
         ending = await subscriber(runtime, query_id).run(stop)
     except AutoError as exc:
         log.error("stream.refused", query_id=query_id, error=str(exc))  # noqa: TRY400 - the message says it all
+        await stream_state(runtime, query_id).report(f"refused: {exc}")
         return exc
     log.info("stream.finished", query_id=query_id, ending=ending)
     return None

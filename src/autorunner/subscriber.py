@@ -67,7 +67,9 @@ class Subscriber:
         query_id: str | None,
         config: SubscriberConfig | None = None,
         rand: Callable[[], float] = random.random,
+        report: Callable[[str | None], Awaitable[None]] | None = None,
     ) -> None:
+        self._report = report
         self._client = client
         self._ingestor = ingestor
         self._reconciler = reconciler
@@ -97,11 +99,14 @@ class Subscriber:
             if outcome in ("gone", "no_content") or (
                 outcome == "ended" and self.query_id is not None
             ):
+                await self._state(None)  # ended as Auto meant it to: nothing is down
                 await self._reconcile()
                 log.info("stream.stopped", query_id=self.query_id, reason=outcome)
                 return outcome
             if outcome == "ended":  # the account stream: reconnect after a gap fill
                 await self._reconcile()
+            if outcome != "ended":
+                await self._state(outcome)
             failures = 1 if self.connections > connected else failures + 1
             delay = self._config.backoff.ceiling(failures) * self._rand()
             log.warning(
@@ -128,6 +133,7 @@ class Subscriber:
                     return "dropped"
                 self.connections += 1
                 self._metrics.sse_connections.inc()
+                await self._state(None)
                 await self._reconcile()
                 return await self._read(response)
         except (httpx2.TransportError, AutoUnavailable) as exc:
@@ -179,6 +185,10 @@ class Subscriber:
         except Unavailable as exc:
             # The next reconciliation polls this execution again: nothing is lost for good.
             log.error("stream.store_unavailable", event_id=event.event_id, error=str(exc))  # noqa: TRY400
+
+    async def _state(self, down: str | None) -> None:
+        if self._report is not None:
+            await self._report(down)
 
     async def _reconcile(self) -> None:
         try:

@@ -340,6 +340,23 @@ async def test_flags_are_set_read_and_cleared(backends: Backends) -> None:
     assert await store.get_flag("paused") is None
 
 
+async def test_one_owner_leads_at_a_time_until_its_lease_lapses_or_it_renews(
+    backends: Backends, clock: FakeClock
+) -> None:
+    store, _ = backends
+    assert await store.lead("notifier", owner="a", ttl=10)
+    assert not await store.lead("notifier", owner="b", ttl=10)
+    clock.advance(9)
+    assert await store.lead("notifier", owner="a", ttl=10)  # renewed: good until 19
+    clock.advance(9)
+    assert not await store.lead("notifier", owner="b", ttl=10)
+    assert await store.lead("other", owner="b", ttl=10), "each name is its own lease"
+    clock.advance(2)
+    assert await store.lead("notifier", owner="b", ttl=10)  # a lapsed: b takes over
+    assert not await store.lead("notifier", owner="a", ttl=10)
+    assert await store.get_flag("notifier") is None, "a lease is not an operator flag"
+
+
 async def test_a_route_budget_refuses_new_effects_once_spent_and_frees_up_after_an_hour(
     backends: Backends, clock: FakeClock
 ) -> None:

@@ -173,6 +173,11 @@ class Flags(Protocol):
     async def get_flag(self, name: str) -> str | None:
         """The flag's value, ``None`` when unset."""
 
+    async def lead(self, name: str, *, owner: str, ttl: float) -> bool:
+        """Hold the lease called ``name`` for ``ttl`` more seconds: True when ``owner`` now holds
+        it (it was free, lapsed, or already ``owner``'s), False while another holds it. One
+        process of many does a job this way (the alert notifier)."""
+
 
 class Store(Events, Ledger, Flags, Journal, Protocol):
     """Every write-side seam of one backend."""

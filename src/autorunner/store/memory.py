@@ -68,6 +68,7 @@ class MemoryStore:
         self._rejected: list[tuple[str, RawDelivery]] = []
         self.available = True
         self._flags: dict[str, str] = {}
+        self._leads: dict[str, tuple[str, float]] = {}
         self._decisions: dict[str, dict[str, Any]] = {}
         self._operations: list[Operation] = []
         self._aliases: dict[str, str] = {}
@@ -372,6 +373,15 @@ class MemoryStore:
     async def get_flag(self, name: str) -> str | None:
         self._check()
         return self._flags.get(name)
+
+    async def lead(self, name: str, *, owner: str, ttl: float) -> bool:
+        self._check()
+        now = self._clock()
+        holder, until = self._leads.get(name, (owner, now))
+        if holder != owner and until > now:
+            return False
+        self._leads[name] = (owner, now + ttl)
+        return True
 
     async def record_rejected(self, reason: str, raw: RawDelivery) -> None:
         self._check()

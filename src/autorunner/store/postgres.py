@@ -367,6 +367,20 @@ class PostgresStore(PostgresOperators):
                     (name, value, self._clock()),
                 )
 
+    async def lead(self, name: str, *, owner: str, ttl: float) -> bool:
+        now = self._clock()
+        async with self._tx() as conn:
+            cur = await conn.execute(
+                "INSERT INTO flags (name, value, updated_at) VALUES (%(n)s, %(o)s, %(until)s)"
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value,"
+                " updated_at = excluded.updated_at"
+                " WHERE flags.value = excluded.value OR flags.updated_at <= %(now)s"
+                " RETURNING value",
+                {"n": f"lead:{name}", "o": owner, "until": now + ttl, "now": now},
+            )
+            row = await cur.fetchone()
+        return row is not None
+
     async def get_flag(self, name: str) -> str | None:
         async with self._tx() as conn:
             cur = await conn.execute("SELECT value FROM flags WHERE name = %s", (name,))

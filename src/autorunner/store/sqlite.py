@@ -330,6 +330,19 @@ class SqliteStore(SqliteOperators):
                 )
             )
 
+    async def lead(self, name: str, *, owner: str, ttl: float) -> bool:
+        now = self._clock()
+        row = await self.db.write(
+            lambda conn: conn.execute(
+                "INSERT INTO flags (name, value, updated_at) VALUES (:n, :o, :until)"
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value,"
+                " updated_at = excluded.updated_at"
+                " WHERE flags.value = excluded.value OR flags.updated_at <= :now RETURNING value",
+                {"n": f"lead:{name}", "o": owner, "until": now + ttl, "now": now},
+            ).fetchone()
+        )
+        return row is not None
+
     async def get_flag(self, name: str) -> str | None:
         row = await self.db.read(
             lambda conn: conn.execute("SELECT value FROM flags WHERE name = ?", (name,)).fetchone()
