@@ -1,4 +1,5 @@
-"""Structured logs: JSON lines when stderr is not a terminal, readable lines when it is.
+"""Structured logs: JSON lines when stderr is not a terminal, readable lines when it is (one
+short line per event: ``human_log``).
 
 Every line about an event carries ``event_id``; secrets never reach a log call (settings mask
 them and signature headers are dropped before anything is logged or stored).
@@ -11,6 +12,8 @@ import sys
 from typing import Literal, TextIO, cast
 
 import structlog
+
+from autorunner.human_log import HumanRenderer, drop_chatter
 
 LogFormat = Literal["auto", "json", "console"]
 
@@ -71,13 +74,16 @@ def configure(*, level: str = "info", fmt: LogFormat = "auto") -> None:
     """Configure structlog once for the process (the composition root calls this)."""
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
+        structlog.processors.JSONRenderer()
+        if use_json
+        else HumanRenderer(colors=sys.stderr.isatty(), debug=level == "debug")
     )
     sink = cast(TextIO, _Sink(sys.stderr))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
+            *([] if use_json else [drop_chatter(level == "debug")]),
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             _bound_values,

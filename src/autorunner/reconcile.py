@@ -49,7 +49,13 @@ class Reconciler:
             )
             result = await self._ingestor.ingest(event, raw)
             new += not result.duplicate
-        log.info("reconcile.done", query_id=query_id, seen=len(executions), new=new)
+        log.info(
+            "reconcile.done",
+            query_id=query_id,
+            seen=len(executions),
+            new=new,
+            known=len(executions) - new,
+        )
         return new
 
     async def _executions(self, query_id: str | None) -> list[Execution]:

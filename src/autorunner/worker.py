@@ -19,6 +19,7 @@ import structlog
 from autorunner import retry
 from autorunner.clock import Clock, sleep_unless, system_clock
 from autorunner.errors import PermanentError, TransientError, Unavailable
+from autorunner.human_log import run_fields
 from autorunner.metrics import Metrics
 from autorunner.outbox import Outbox
 from autorunner.pipeline import Attempt, Pipeline
@@ -211,12 +212,22 @@ class Worker:
             # Paused before an effect: not an attempt; the event waits for ``resume``.
             await self._give_back(job, leased, delay=self.config.pause_poll)
             self._metrics.processed.labels("held").inc()
-            log.info("job.held", event_id=event_id, reason=attempt.held)
+            log.info(
+                "job.held",
+                event_id=event_id,
+                reason=attempt.held,
+                **run_fields(leased.event, attempt.record),
+            )
             return "held"
         if attempt.error is None:
             await self._outbox.settle(job, attempt.record, owner=leased.owner)
             self._metrics.processed.labels("done").inc()
-            log.info("job.done", event_id=event_id, attempt=leased.attempt)
+            log.info(
+                "job.done",
+                event_id=event_id,
+                attempt=leased.attempt,
+                **run_fields(leased.event, attempt.record),
+            )
             return "done"
         policy = replace(self.config.retry, max_attempts=attempt.max_attempts)
         ruling = retry.after_failure(
@@ -241,6 +252,7 @@ class Worker:
                 attempt=leased.attempt,
                 delay=round(ruling.delay, 3),
                 error=attempt.record.error,
+                **run_fields(leased.event, attempt.record),
             )
             return "retry"
         record = replace(attempt.record, outcome="dead")
@@ -248,7 +260,11 @@ class Worker:
         self._metrics.dead_lettered.inc()
         self._metrics.processed.labels("dead").inc()
         log.error(
-            "job.dead_letter", event_id=event_id, attempt=leased.attempt, reason=ruling.reason
+            "job.dead_letter",
+            event_id=event_id,
+            attempt=leased.attempt,
+            reason=ruling.reason,
+            **run_fields(leased.event, attempt.record),
         )
         return "dead"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -107,9 +108,13 @@ def start_server(
     server = Server(process=process, log_path=log_path)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        started = [line for line in server.log_lines() if line.get("event") == "serve.started"]
+        started = [
+            line["port"] for line in server.log_lines() if line.get("event") == "serve.started"
+        ]
+        # or a console line (``LOG_FORMAT=console``): ``12:00:00  serve.started  … port=N …``
+        started += re.findall(r"serve\.started .*port=(\d+)", log_path.read_text())
         if started and process.poll() is None:
-            server.port = int(started[-1]["port"])
+            server.port = int(started[-1])
             return server
         if process.poll() is not None:
             raise AssertionError(
