@@ -265,7 +265,7 @@ def build_runtime(
     metrics = Metrics()
     name = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
     if tracing is None:
-        tracing = from_environment(os.environ, instance=name, role=role)
+        tracing = from_environment(instance=name, role=role)
     http = http_client(tracing)
     auto = build_auto_client(settings, http)
     chosen = (

@@ -8,6 +8,8 @@ from autorunner.queue.base import QueueStats
 from autorunner.records import RunRecord, StoreStats
 
 ACK_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+JOB_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+"""Up to past the default JOB_TIMEOUT (30 s) and a route's longer limits."""
 DECISION_BUCKETS = (0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -71,7 +73,10 @@ class Metrics:
             registry=r,
         )
         self.job_seconds = Histogram(
-            "autorunner_job_seconds", "One attempt, end to end", registry=r
+            "autorunner_job_seconds",
+            "One attempt, end to end",
+            buckets=JOB_BUCKETS,
+            registry=r,
         )
         self.decision_seconds = Histogram(
             "autorunner_decision_seconds",

@@ -15,6 +15,7 @@ on any worker, after any restart, continues that trace.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -131,9 +132,11 @@ def requested(environ: Mapping[str, str]) -> bool:
     return any(environ.get(name, "").strip() for name in ENDPOINT_VARIABLES)
 
 
-def from_environment(environ: Mapping[str, str], *, instance: str, role: str) -> Tracing:
-    """``OtelTracing`` exporting over OTLP/HTTP when ``environ`` asks for it, else ``OFF``."""
-    if not requested(environ):
+def from_environment(*, instance: str, role: str) -> Tracing:
+    """``OtelTracing`` exporting over OTLP/HTTP when the process environment asks for it, else
+    ``OFF``. The SDK reads its ``OTEL_*`` variables from ``os.environ`` itself, so this is the
+    one place besides the settings where the runner looks at the environment."""
+    if not requested(os.environ):
         return OFF
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
         OTLPSpanExporter,

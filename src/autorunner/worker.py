@@ -185,13 +185,17 @@ class Worker:
             self._tracing.record(
                 "queue wait", parent=parent, start=leased.available_at, end=claimed
             )
-        attributes: dict[str, Value] = {
-            "autorunner.event_id": job.event_id,
-            "autorunner.attempt": leased.attempt,
-            "autorunner.generation": leased.generation,
-            "autorunner.worker": self.config.name,
-            "messaging.message.delivery_count": job.deliveries,
-        }
+        attributes: dict[str, Value] = (
+            {
+                "autorunner.event_id": job.event_id,
+                "autorunner.attempt": leased.attempt,
+                "autorunner.generation": leased.generation,
+                "autorunner.worker": self.config.name,
+                "messaging.message.delivery_count": job.deliveries,
+            }
+            if self._tracing.enabled
+            else {}
+        )
         with self._tracing.span(
             "attempt", attributes, kind="consumer", parent=parent, start=claimed
         ) as span:

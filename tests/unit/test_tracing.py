@@ -20,10 +20,14 @@ from autorunner import tracing
     ],
 )
 def test_traces_are_on_only_when_an_otlp_endpoint_is_named_and_nothing_turns_them_off(
-    environ: dict[str, str], on: bool
+    environ: dict[str, str], on: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert tracing.requested(environ) is on
-    made = tracing.from_environment(environ, instance="i", role="serve")
+    for name in (*tracing.ENDPOINT_VARIABLES, "OTEL_SDK_DISABLED", "OTEL_TRACES_EXPORTER"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    made = tracing.from_environment(instance="i", role="serve")
     assert made.enabled is on
     made.shutdown()
 
