@@ -31,9 +31,7 @@ class Health:
     """The kill switch's reason, when on (only meaningful when ``dead`` was read)."""
     failing: dict[str, int] | None = None
     """Adapter → effects that failed within the window."""
-    refused: int = 0
-    """This process's webhook ``503`` answers since it started (a counter)."""
-    streams_down: dict[str, tuple[float, str]] = field(default_factory=dict)
+    streams_down: dict[str, tuple[float, str]] | None = None
     """Stream (query id, ``*`` for the account's) → since when it has been down, and why."""
     unreachable: dict[str, tuple[float, str]] = field(default_factory=dict)
     """Backend (``store``, ``queue``) → since when it has not answered, and the error."""
@@ -49,6 +47,21 @@ class Watch:
         self._dead: deque[tuple[float, int]] = deque()
         self._refused: deque[tuple[float, int]] = deque()
         self._last: dict[str, str] = {}
+
+    def reset(self) -> None:
+        """Forget earlier readings: growth is measured afresh from the next one."""
+        self._dead.clear()
+        self._last = {}
+
+    def refusing(self, at: float, refused: int) -> str | None:
+        """This process's incident when its webhook answered ``503`` (``refused`` counts them
+        since it started) within ``hold_for``; ``None`` otherwise."""
+        if _growth(self._refused, at, refused, self.hold_for) <= 0:
+            return None
+        return (
+            "the webhook is answering 503 (the store is down or too slow): Auto's deliveries"
+            " are being refused"
+        )
 
     def incidents(self, health: Health) -> dict[str, str]:
         """The incidents firing at ``health.at``."""
@@ -79,12 +92,7 @@ class Watch:
             found[f"adapter:{adapter}"] = (
                 f"the {adapter} adapter failed {count} effect(s) in the last {_span(self.window)}"
             )
-        if _growth(self._refused, at, health.refused, self.hold_for) > 0:
-            found["ingress_refusing"] = (
-                "the webhook is answering 503 (the store or queue is down): Auto's deliveries"
-                " are being refused"
-            )
-        for name, (since, error) in sorted(health.streams_down.items()):
+        for name, (since, error) in sorted((health.streams_down or {}).items()):
             if at - since >= self.hold_for:
                 found[f"stream:{name}"] = (
                     f"the Auto stream {name} has been down for {_span(at - since)} ({error})"
@@ -105,6 +113,7 @@ class Watch:
             "unknown_effects": health.unknown_effects is None,
             "paused": health.dead is None,
             "adapter:": health.failing is None,
+            "stream:": health.streams_down is None,
         }
         return {
             key: summary

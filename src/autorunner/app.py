@@ -6,6 +6,7 @@ backends and adapters.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from collections.abc import Awaitable, Callable, Mapping
@@ -42,7 +43,7 @@ from autorunner.reconcile import Reconciler
 from autorunner.retry import RetryPolicy
 from autorunner.spacing import Spacer
 from autorunner.subscriber import Subscriber, SubscriberConfig
-from autorunner.tracing import OFF, OtelTracing, Tracing, from_environment, traced_transport
+from autorunner.tracing import OFF, OtelTracing, Tracing, from_environment, trace_requests
 from autorunner.worker import Worker, WorkerConfig
 
 log = structlog.get_logger("autorunner.app")
@@ -97,10 +98,13 @@ class Runtime:
 
     async def aclose(self) -> None:
         """Close the HTTP client and the backends; send the spans still buffered."""
-        if self.http is not None:
-            await self.http.aclose()
-        await self.backends.close()
-        self.tracing.shutdown()
+        try:
+            if self.http is not None:
+                await self.http.aclose()
+            await self.backends.close()
+        finally:
+            # A blocking flush (with the exporter's retries): off the event loop.
+            await asyncio.to_thread(self.tracing.shutdown)
 
 
 def auto_credentials(settings: Settings) -> AutoCredentials | None:
@@ -136,11 +140,13 @@ def build_auto_client(settings: Settings, http: httpx2.AsyncClient) -> AutoClien
 def http_client(tracing: Tracing = OFF) -> httpx2.AsyncClient:
     """The one outgoing HTTP client of a process: explicit limits and timeouts; with tracing
     on, each request is a client span and carries ``traceparent``."""
-    limits = httpx2.Limits(max_connections=50, max_keepalive_connections=20)
-    if not isinstance(tracing, OtelTracing):
-        return httpx2.AsyncClient(timeout=httpx2.Timeout(10.0), limits=limits)
-    transport = traced_transport(tracing, httpx2.AsyncHTTPTransport(limits=limits))
-    return httpx2.AsyncClient(timeout=httpx2.Timeout(10.0), transport=transport)
+    client = httpx2.AsyncClient(
+        timeout=httpx2.Timeout(10.0),
+        limits=httpx2.Limits(max_connections=50, max_keepalive_connections=20),
+    )
+    if isinstance(tracing, OtelTracing):
+        trace_requests(tracing, client)
+    return client
 
 
 def shared_spacer(settings: Settings, queue: Queue | None) -> Spacer | None:

@@ -195,6 +195,10 @@ class Settings(BaseSettings):
     def _alert_targets_complete(self) -> Settings:
         if self.alert_telegram_chat and self.telegram_bot_token is None:
             raise ValueError("ALERT_TELEGRAM_CHAT: alerts to Telegram need TELEGRAM_BOT_TOKEN")
+        if self.alert_webhook_url and not self.alert_webhook_url.startswith(
+            ("http://", "https://")
+        ):
+            raise ValueError("ALERT_WEBHOOK_URL: an http:// or https:// URL")
         if self.alert_webhook_url and self.alert_webhook_secret is None:
             raise ValueError(
                 "ALERT_WEBHOOK_URL: alert webhooks are signed: set ALERT_WEBHOOK_SECRET"

@@ -57,8 +57,12 @@ class Event:
     attempt continues that trace (``tracing``)."""
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able form (the store's codec); ``payload`` is shared, not copied."""
-        return {name: getattr(self, name) for name in _EVENT_FIELDS}
+        """Plain JSON-able form (the store's codec); ``payload`` is shared, not copied. Without
+        a ``traceparent`` the key is left out, so a runner from before tracing reads it."""
+        data = {name: getattr(self, name) for name in _EVENT_FIELDS}
+        if self.traceparent is None:
+            del data["traceparent"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Event:

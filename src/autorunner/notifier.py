@@ -42,6 +42,10 @@ STATE_FLAG = "alerts.firing"
 STREAM_FLAG = "stream.down:"
 """``stream.down:<query id or *>`` = JSON ``{"since": t, "reason": …}`` while a stream is down."""
 MAX_PENDING = 200
+MAX_TRIES = 20
+"""Ticks a message is tried on before it is dropped (a chat that no longer exists, say)."""
+GROWTH = ("dead_letters",)
+"""Incidents measured as growth: a new leader does not resolve them before a whole window."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -144,8 +148,14 @@ class Notifier:
         self.interval = interval
         self._clock = clock
         self.leading = False
-        self._firing: dict[str, tuple[float, str]] | None = None
-        self._pending: list[tuple[Target, Alert]] = []
+        self._warm_until = 0.0
+        self._firing: dict[str, tuple[float, str]] = {}
+        """The shared incidents announced, as last read from the store (and changed since)."""
+        self._unsaved: dict[str, tuple[float, str] | None] = {}
+        """Changes to ``_firing`` the store has not taken yet (``None``: resolved)."""
+        self._local: dict[str, tuple[float, str]] = {}
+        """This process's own incidents (its webhook ``503``s): never shared, never led."""
+        self._pending: list[tuple[Target, Alert, int]] = []
         self._unreachable: dict[str, tuple[float, str]] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -158,47 +168,66 @@ class Notifier:
                 return
 
     async def tick(self) -> list[Alert]:
-        """Read, compare, send; returns the alerts this tick produced (when leading)."""
-        if not await self._lead():
-            return []
-        if self._firing is None:
-            self._firing = await self._kept()
-        health = await self._health()
-        now = health.at
-        firing = self._watch.incidents(health)
-        alerts = [
-            Alert(key=key, state="firing", summary=summary, since=now, at=now)
-            for key, summary in firing.items()
-            if key not in self._firing
-        ]
-        alerts += [
-            Alert(key=key, state="resolved", summary=summary, since=since, at=now)
-            for key, (since, summary) in self._firing.items()
-            if key not in firing
-        ]
+        """Read, compare, send; returns the alerts this tick produced."""
+        now = self._clock()
+        if self._unsaved:
+            await self._keep()  # what an outage kept from the store, before anyone reads it
+        refusing = self._watch.refusing(now, self._refused())
+        alerts = _changes(
+            self._local, {} if refusing is None else {"ingress_refusing": refusing}, now
+        )
+        if await self._lead(now):
+            alerts += await self._shared(now)
+        elif self._pending:
+            # Standing by: what this process had not delivered is the leader's to tell now.
+            log.warning("alert.dropped", reason="standby", alerts=len(self._pending))
+            self._pending = [p for p in self._pending if p[1].key in self._local]
         for alert in alerts:
             if alert.state == "firing":
-                self._firing[alert.key] = (now, alert.summary)
                 log.warning("alert.firing", alert=alert.key, summary=alert.summary)
             else:
-                del self._firing[alert.key]
                 log.info("alert.resolved", alert=alert.key, summary=alert.summary)
-        if alerts:
-            await self._keep()
-        self._pending += [(target, alert) for alert in alerts for target in self._targets]
+        self._pending += [(target, alert, 0) for alert in alerts for target in self._targets]
         await self._deliver()
         return alerts
 
-    async def _lead(self) -> bool:
+    async def _lead(self, now: float) -> bool:
+        was = self.leading
         # With the store down nobody can take the lease: the leader goes on (to say so).
         with contextlib.suppress(Unavailable):
             self.leading = await self._store.lead(
                 LEASE, owner=self.name, ttl=max(3 * self.interval, 10.0)
             )
+        if self.leading and not was:
+            # A new leader measures growth afresh, and resolves none of it for one window.
+            self._watch.reset()
+            self._warm_until = now + self._watch.window
         return self.leading
 
-    async def _health(self) -> Health:
-        now = self._clock()
+    async def _shared(self, now: float) -> list[Alert]:
+        health = await self._health(now)
+        kept = await self._kept()
+        if kept is not None:
+            self._firing = kept
+        for key, value in self._unsaved.items():
+            if value is None:
+                self._firing.pop(key, None)
+            else:
+                self._firing[key] = value
+        found = self._watch.incidents(health)
+        if now < self._warm_until:
+            for key in GROWTH:
+                if key in self._firing and key not in found:
+                    found[key] = self._firing[key][1]
+        alerts = _changes(self._firing, found, now)
+        if alerts:
+            self._unsaved.update(
+                {a.key: (a.since, a.summary) if a.state == "firing" else None for a in alerts}
+            )
+            await self._keep()
+        return alerts
+
+    async def _health(self, now: float) -> Health:
         store: dict[str, Any] = {}
         lag = None
         try:
@@ -219,9 +248,7 @@ class Notifier:
             self._unreachable.pop("queue", None)
         except Unavailable as exc:
             self._unreachable.setdefault("queue", (now, str(exc) or "unavailable"))
-        return Health(
-            at=now, lag=lag, refused=self._refused(), unreachable=dict(self._unreachable), **store
-        )
+        return Health(at=now, lag=lag, unreachable=dict(self._unreachable), **store)
 
     async def _streams_down(self) -> dict[str, tuple[float, str]]:
         down = {}
@@ -232,29 +259,75 @@ class Notifier:
                 down[name] = (float(state["since"]), str(state["reason"]))
         return down
 
-    async def _kept(self) -> dict[str, tuple[float, str]]:
+    async def _kept(self) -> dict[str, tuple[float, str]] | None:
+        """The announced incidents the store keeps; ``None`` when it cannot say."""
         try:
             value = await self._store.get_flag(STATE_FLAG)
         except Unavailable:
-            return {}
+            return None
         kept = orjson.loads(value) if value else {}
         return {key: (float(since), str(summary)) for key, (since, summary) in kept.items()}
 
     async def _keep(self) -> None:
+        """Apply the unsaved changes to what the store keeps (another leader may have written
+        since: only this process's changes are applied)."""
+        kept = await self._kept()
+        if kept is None:
+            return
+        for key, value in self._unsaved.items():
+            if value is None:
+                kept.pop(key, None)
+            else:
+                kept[key] = value
         try:
-            await self._store.set_flag(STATE_FLAG, orjson.dumps(self._firing).decode())
+            await self._store.set_flag(STATE_FLAG, orjson.dumps(kept).decode())
         except Unavailable as exc:
             log.warning("notifier.state_not_kept", error=str(exc))
+            return
+        self._unsaved.clear()
 
     async def _deliver(self) -> None:
+        """Send what waits, oldest first; a target that fails is left until the next tick."""
         waiting, self._pending = self._pending, []
-        for target, alert in waiting:
+        failed: set[str] = set()
+        for target, alert, tries in waiting:
+            if target.name in failed:
+                self._pending.append((target, alert, tries))
+                continue
             try:
                 await target.send(alert)
-            except (httpx2.HTTPError, RuntimeError) as exc:
+            except Exception as exc:
+                failed.add(target.name)
+                if tries + 1 >= MAX_TRIES:
+                    log.error(  # noqa: TRY400 - the error says it; no traceback wanted
+                        "alert.dropped", target=target.name, alert=alert.key, error=str(exc)
+                    )
+                    continue
                 log.warning("alert.not_sent", target=target.name, alert=alert.key, error=str(exc))
-                self._pending.append((target, alert))
+                self._pending.append((target, alert, tries + 1))
         del self._pending[:-MAX_PENDING]
+
+
+def _changes(
+    firing: dict[str, tuple[float, str]], found: dict[str, str], now: float
+) -> list[Alert]:
+    """The alerts that move ``firing`` (updated in place) to ``found``."""
+    alerts = [
+        Alert(key=key, state="firing", summary=summary, since=now, at=now)
+        for key, summary in found.items()
+        if key not in firing
+    ]
+    alerts += [
+        Alert(key=key, state="resolved", summary=summary, since=since, at=now)
+        for key, (since, summary) in firing.items()
+        if key not in found
+    ]
+    for alert in alerts:
+        if alert.state == "firing":
+            firing[alert.key] = (now, alert.summary)
+        else:
+            del firing[alert.key]
+    return alerts
 
 
 class StreamState:
@@ -263,7 +336,9 @@ class StreamState:
 
     def __init__(self, flags: Flags, name: str, clock: Clock = system_clock) -> None:
         self._flags, self._flag, self._clock = flags, STREAM_FLAG + name, clock
-        self._down = False
+        self._down: bool | None = None
+        """Unknown at first: the first report is written, clearing what an earlier process
+        left."""
 
     async def report(self, reason: str | None) -> None:
         """``None``: the stream is up (or ended as asked); else it is down for ``reason``."""

@@ -127,7 +127,8 @@ def requested(environ: Mapping[str, str]) -> bool:
     """Whether ``environ`` asks for traces (see the module docstring)."""
     if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return False
-    if environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() == "none":
+    exporters = environ.get("OTEL_TRACES_EXPORTER", "otlp").lower().replace(" ", "").split(",")
+    if "otlp" not in exporters:  # ``none``, or an exporter this runner does not ship
         return False
     return any(environ.get(name, "").strip() for name in ENDPOINT_VARIABLES)
 
@@ -250,12 +251,20 @@ class OtelTracing:
         self.provider.shutdown()
 
 
-def traced_transport(tracing: OtelTracing, inner: httpx2.AsyncBaseTransport) -> Any:
-    """``inner`` with a client span around each request and its ``traceparent`` sent along. The span names the method and the server, never the path or query
-    (a Telegram bot token is part of its path)."""
+def trace_requests(tracing: OtelTracing, client: httpx2.AsyncClient) -> None:
+    """Make each request of ``client`` a client span that sends its ``traceparent`` along.
+
+    The client is built as usual first, so its proxies (``HTTPS_PROXY``, ``NO_PROXY``…) stay
+    as the environment says; then its transport and every proxy transport are wrapped (the
+    client's ``_transport`` and ``_mounts``: httpx2 offers no public way to wrap the transports
+    it chose; pinned below 3). The span names the method and the server, never the path or
+    query: a Telegram bot token is part of its path."""
     import httpx2  # noqa: PLC0415
 
     class TracedTransport(httpx2.AsyncBaseTransport):
+        def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
+            self.inner = inner
+
         async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
             url = request.url
             with tracing.span(
@@ -268,13 +277,17 @@ def traced_transport(tracing: OtelTracing, inner: httpx2.AsyncBaseTransport) -> 
                 kind="client",
             ) as span:
                 tracing.inject(request.headers)
-                response = await inner.handle_async_request(request)
+                response = await self.inner.handle_async_request(request)
                 span.set({"http.response.status_code": response.status_code})
                 if response.status_code >= 500:
                     span.fail(f"HTTP {response.status_code}")
                 return response
 
         async def aclose(self) -> None:
-            await inner.aclose()
+            await self.inner.aclose()
 
-    return TracedTransport()
+    client._transport = TracedTransport(client._transport)
+    client._mounts = {
+        pattern: None if inner is None else TracedTransport(inner)
+        for pattern, inner in client._mounts.items()
+    }

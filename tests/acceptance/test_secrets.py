@@ -36,6 +36,7 @@ VALUES = {
     "AUTO_SECRET": SECRET,
     "STANDARD_WEBHOOKS_SECRET": whsec(b"standard-probe"),
     "RELAY_SECRET": whsec(b"relay-probe"),
+    "ALERT_WEBHOOK_SECRET": whsec(b"alert-probe"),
     "ELFA_API_KEY": "elfa-api-key-probe",
     "ELFA_AGENT_SECRET": "elfa-agent-secret-probe",
     "ELFA_HMAC_SECRET": "elfa-hmac-secret-probe",
@@ -67,6 +68,9 @@ def test_no_secret_reaches_a_log_an_answer_or_an_output(tmp_path: Path) -> None:
         LLM_BASE_URL=f"{nowhere}/v1",
         MAX_ATTEMPTS="2",
         RETRY_BASE_DELAY="0.05",
+        ALERT_TELEGRAM_CHAT="9",  # alerts, which cannot be sent either
+        ALERT_WEBHOOK_URL=f"{nowhere}/alerts",
+        ALERT_INTERVAL="0.1",
     )
     server = start_server(env, tmp_path, tmp_path / "serve.log")
     seen: list[str] = []
@@ -103,6 +107,13 @@ def test_no_secret_reaches_a_log_an_answer_or_an_output(tmp_path: Path) -> None:
         ):
             shown = cli(env, *args, cwd=tmp_path)
             seen += [shown.stdout, shown.stderr]
+        # The kill switch is an incident: its alert cannot be sent (nowhere) and says so.
+        paused = cli(env, "pause", "--reason", "probe", cwd=tmp_path)
+        seen += [paused.stdout, paused.stderr]
+        deadline = time.monotonic() + 20
+        while "alert.not_sent" not in server.log_path.read_text():
+            assert time.monotonic() < deadline, "no alert was tried"
+            time.sleep(0.05)
         broken = cli({**env, "HTTP_NOTIONAL": "nope=x"}, "serve", cwd=tmp_path)
         assert broken.returncode == 2
         seen += [broken.stdout, broken.stderr]
@@ -111,9 +122,9 @@ def test_no_secret_reaches_a_log_an_answer_or_an_output(tmp_path: Path) -> None:
     seen.append(server.log_path.read_text())
     found = _leaks("\n".join(seen))
     assert found == {}, found
-    assert any(
-        json.loads(line).get("event") == "webhook.rejected" for line in _json_lines(seen[-1])
-    )
+    logged = {json.loads(line).get("event") for line in _json_lines(seen[-1])}
+    assert "webhook.rejected" in logged
+    assert "alert.not_sent" in logged
 
 
 BROKEN = b'{"not": "an event"'

@@ -13,7 +13,14 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from autorunner.alerts import Watch
-from autorunner.notifier import Notifier, StreamState, Target, TelegramTarget, WebhookTarget
+from autorunner.notifier import (
+    Alert,
+    Notifier,
+    StreamState,
+    Target,
+    TelegramTarget,
+    WebhookTarget,
+)
 from autorunner.queue.memory import MemoryQueue
 from autorunner.records import EffectIntent
 from autorunner.store.memory import MemoryStore
@@ -220,3 +227,84 @@ async def test_an_alert_a_target_refused_is_sent_on_a_later_tick_and_the_others_
     rig.clock.advance(15)
     await notifier.tick()
     assert len(rig.hooks()) == 2
+
+
+async def test_a_stream_flag_left_down_by_an_earlier_process_is_cleared_when_it_connects(
+    rig: Rig,
+) -> None:
+    await StreamState(rig.store, "q-1", clock=rig.clock).report("refused: 401")
+    restarted = StreamState(rig.store, "q-1", clock=rig.clock)
+    await restarted.report(None)
+    assert await rig.store.get_flag("stream.down:q-1") is None
+
+
+async def test_a_store_outage_neither_resolves_nor_repeats_a_stream_incident(rig: Rig) -> None:
+    notifier = rig.notifier(streams=("q-1",))
+    await StreamState(rig.store, "q-1", clock=rig.clock).report("dropped")
+    rig.clock.advance(61)
+    (fired,) = await notifier.tick()
+    assert fired.key == "stream:q-1"
+    rig.store.available = False
+    assert await notifier.tick() == [], "unread: the stream's incident stands"
+    rig.clock.advance(61)
+    during = await notifier.tick()
+    assert [a.key for a in during] == ["unreachable:store"]
+    rig.store.available = True
+    rig.clock.advance(15)
+    after = await notifier.tick()
+    assert [(a.key, a.state) for a in after] == [("unreachable:store", "resolved")]
+
+
+async def test_a_leader_coming_back_reads_what_its_successor_announced_and_resolves_nothing_twice(
+    rig: Rig,
+) -> None:
+    first, second = rig.notifier("a"), rig.notifier("b")
+    await rig.store.set_flag("paused", "desk")
+    await first.tick()
+    rig.clock.advance(46)
+    await rig.store.set_flag("paused", None)
+    (resolved,) = await second.tick()  # b leads now and resolves it
+    assert resolved.state == "resolved"
+    rig.clock.advance(46)  # b dies in turn; a comes back
+    assert await first.tick() == []
+    assert first.leading is True
+    assert len(rig.bot.messages) == 2
+
+
+async def test_a_new_leader_does_not_resolve_dead_letter_growth_before_a_whole_window(
+    rig: Rig,
+) -> None:
+    first = rig.notifier("a")
+    await first.tick()
+    await rig.store.set_flag(
+        "alerts.firing", orjson.dumps({"dead_letters": [rig.clock.now, "2 dead"]}).decode()
+    )
+    second = rig.notifier("b")
+    rig.clock.advance(46)  # a died; b takes over and cannot yet see growth
+    assert await second.tick() == []
+    rig.clock.advance(600)
+    (resolved,) = await second.tick()
+    assert (resolved.key, resolved.state) == ("dead_letters", "resolved")
+
+
+async def test_a_target_failing_unexpectedly_keeps_its_alert_and_the_others_still_get_theirs(
+    rig: Rig,
+) -> None:
+    class Broken:
+        name = "broken"
+        calls = 0
+
+        async def send(self, alert: Alert) -> None:
+            Broken.calls += 1
+            if Broken.calls == 1:
+                raise ValueError("not a URL it can use")
+
+    notifier = rig.notifier()
+    notifier._targets = [Broken(), *rig.targets()]
+    await rig.store.set_flag("paused", "desk")
+    await notifier.tick()
+    assert len(rig.bot.messages) == 1
+    rig.clock.advance(15)
+    await notifier.tick()
+    assert Broken.calls == 2
+    assert len(rig.bot.messages) == 1
