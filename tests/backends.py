@@ -1,5 +1,5 @@
 """The shared PostgreSQL and Redis services, isolated per test: a fresh schema, a fresh queue
-name. Override the addresses with ``TEST_DATABASE_URL`` and ``TEST_REDIS_URL``."""
+name; and queues on the private JetStream and SQS-speaking servers, under fresh names. Override the addresses with ``TEST_DATABASE_URL`` and ``TEST_REDIS_URL``."""
 
 from __future__ import annotations
 
@@ -9,10 +9,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import psycopg
+from aiobotocore.session import get_session
 
 from autorunner.clock import Clock, system_clock
+from autorunner.queue.nats import NatsQueue
 from autorunner.queue.redis import RedisQueue
-from tests.services import need
+from autorunner.queue.sqs import SqsQueue
+from autorunner.store.postgres import PostgresStore
+from tests.services import MotoSqs, PrivateNats, need
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -43,3 +47,38 @@ async def redis_queue(clock: Clock = system_clock) -> AsyncIterator[RedisQueue]:
     finally:
         await queue.drop()
         await queue.close()
+
+
+@asynccontextmanager
+async def nats_queue(server: PrivateNats, *, lease: float) -> AsyncIterator[NatsQueue]:
+    """A queue under a fresh name on a private JetStream server, its streams deleted after."""
+    queue = await NatsQueue.open(server.url, lease=lease, name=f"t{uuid.uuid4().hex[:12]}")
+    try:
+        yield queue
+    finally:
+        await queue.drop()
+        await queue.close()
+
+
+@asynccontextmanager
+async def sqs_queue(
+    moto: MotoSqs, database_url: str, *, fifo: bool = False
+) -> AsyncIterator[SqsQueue]:
+    """A fresh SQS queue on moto's server, its registry in the PostgreSQL at ``database_url``
+    (migrated here). The process environment must hold ``moto.environment``."""
+    name = f"t{uuid.uuid4().hex[:12]}" + (".fifo" if fifo else "")
+    attributes = {"FifoQueue": "true"} if fifo else {}
+    async with get_session().create_client(
+        "sqs", endpoint_url=moto.endpoint, region_name=moto.REGION
+    ) as client:
+        answer = await client.create_queue(QueueName=name, Attributes=attributes)
+    store = await PostgresStore.open(database_url)
+    try:
+        queue = await SqsQueue.open(str(answer["QueueUrl"]), db=store.db, region=moto.REGION)
+        try:
+            yield queue
+        finally:
+            await queue.drop()
+            await queue.close()
+    finally:
+        await store.close()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from autorunner.store.memory import MemoryStore
 from autorunner.store.postgres import PostgresStore
 from tests.backends import postgres_schema, redis_queue
 from tests.helpers import FakeClock
+from tests.services import MotoSqs, PrivateNats
 
 # Property tests judge behaviour, not speed: a loaded CI machine must not turn them red.
 settings.register_profile("autorunner", deadline=None)
@@ -63,3 +65,32 @@ def outbox(backends: tuple[StoreBackend, Queue], clock: FakeClock) -> Outbox:
     if isinstance(store, sqlite_store.SqliteStore) and isinstance(queue, SqliteQueue):
         return SqliteOutbox(store, queue, clock=clock)
     return StoreThenQueue(store, queue, clock=clock)
+
+
+@pytest.fixture(scope="session")
+def nats_server() -> Iterator[PrivateNats]:
+    """A JetStream server of the tests' own, for the session (queues use fresh names)."""
+    server = PrivateNats()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def sqs_server() -> Iterator[MotoSqs]:
+    """moto's SQS-speaking server for the session, and the environment pointing at it."""
+    server = MotoSqs()
+    server.start()
+    saved = {key: os.environ.get(key) for key in server.environment}
+    os.environ.update(server.environment)
+    try:
+        yield server
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        server.close()

@@ -1,5 +1,6 @@
-"""Private Redis and PostgreSQL servers for tests that stop and restart them (never the shared
-ones): real binaries on free loopback ports, in throw-away directories."""
+"""Private servers for tests: Redis and PostgreSQL for tests that stop and restart them (never
+the shared ones), a JetStream ``nats-server`` and moto's SQS-speaking server: real processes on
+free loopback ports, in throw-away directories."""
 
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ _FOUND: dict[str, str | None] = {}
 
 def need(service: str) -> None:
     """Skip the calling test, with one line naming what is missing, when ``service`` is not
-    here: ``postgres`` or ``redis`` (the shared servers the tests use), ``redis-server`` or
-    ``postgres-binaries`` (to start private ones). With ``CI=true`` a missing service fails the
+    here: ``postgres`` or ``redis`` (the shared servers the tests use), ``redis-server``,
+    ``postgres-binaries``, ``nats-server`` or ``moto`` (to start private ones). With ``CI=true`` a missing service fails the
     test instead: CI must run everything."""
     if service not in _FOUND:
         _FOUND[service] = _missing(service)
@@ -51,10 +52,6 @@ def _missing(service: str) -> str | None:
             variable = "TEST_DATABASE_URL" if service == "postgres" else "TEST_REDIS_URL"
             name = "PostgreSQL" if service == "postgres" else "Redis"
             return f"needs {name}: nothing answers at {host}:{port} (start it, or set {variable})"
-    if service == "redis-server":
-        return (
-            None if shutil.which("redis-server") else "needs the redis-server binary (not on PATH)"
-        )
     if service == "postgres-binaries":
         missing = [name for name in ("initdb", "pg_ctl") if not Path(_pg_bin(name)).exists()]
         if missing:
@@ -62,6 +59,14 @@ def _missing(service: str) -> str | None:
         if os.geteuid() == 0 and not shutil.which("runuser"):
             return "needs runuser to start PostgreSQL as the postgres user"
         return None
+    binaries = {
+        "redis-server": ("redis-server", "needs the redis-server binary (not on PATH)"),
+        "nats-server": ("nats-server", "needs the nats-server binary (not on PATH)"),
+        "moto": ("moto_server", "needs moto's server (pip install moto[server])"),
+    }
+    if service in binaries:
+        binary, reason = binaries[service]
+        return None if shutil.which(binary) else reason
     raise ValueError(f"unknown service {service!r}")
 
 
@@ -172,3 +177,97 @@ class PrivatePostgres:
 def _pg_bin(name: str) -> str:
     found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or [shutil.which(name) or name]
     return found[-1]
+
+
+class PrivateNats:
+    """``nats-server`` with JetStream on its own port, its store in a temporary directory."""
+
+    def __init__(self) -> None:
+        need("nats-server")
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="autorunner-nats-"))
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(
+            [shutil.which("nats-server") or "nats-server", "-js", "-a", "127.0.0.1",
+             "-p", str(self.port), "-sd", str(self.dir)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        _wait_for_port(self.port, within=10, process=self._process)
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGKILL)
+            self._process.wait(timeout=10)
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class MotoSqs:
+    """moto's server: a real HTTP endpoint speaking the SQS protocol (state in memory)."""
+
+    REGION = "us-east-1"
+
+    def __init__(self) -> None:
+        need("moto")
+        self.port = free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return self.endpoint
+
+    def create_queue(self, name: str) -> str:
+        """Make a queue (as a deployment would); its URL."""
+        import boto3  # noqa: PLC0415 - moto brings it; only these tests use it
+
+        client = boto3.client(
+            "sqs",
+            endpoint_url=self.endpoint,
+            region_name=self.REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        return str(client.create_queue(QueueName=name)["QueueUrl"])
+
+    def stop(self) -> None:
+        """Kill it: every queue and message it held is gone."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait(timeout=10)
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """What a process needs to talk to it as it would to AWS."""
+        return {
+            "AWS_ENDPOINT_URL_SQS": self.endpoint,
+            "AWS_REGION": self.REGION,
+            "AWS_DEFAULT_REGION": self.REGION,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(
+            [shutil.which("moto_server") or "moto_server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _wait_for_port(self.port, within=30, process=self._process)
+
+    def close(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            self._process.wait(timeout=10)

@@ -1,16 +1,18 @@
 """Opening the configured store and queue: one SQLite file for both in local mode; PostgreSQL
-and Redis Streams in cloud mode, waited for at start when they come late."""
+and Redis Streams, NATS JetStream or SQS in cloud mode, waited for at start when they come
+late."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 
 from autorunner.clock import Clock, system_clock
-from autorunner.config import Settings, sqlite_path
+from autorunner.config import Settings, queue_kind, sqlite_path
 from autorunner.errors import ConfigError, Unavailable
 from autorunner.outbox import Outbox, StoreThenQueue
 from autorunner.queue.base import Queue
@@ -21,6 +23,9 @@ from autorunner.sqlitedb import SqliteDatabase
 from autorunner.store import sqlite as sqlite_store
 from autorunner.store.base import StoreBackend
 from autorunner.store.memory import MemoryStore
+
+if TYPE_CHECKING:
+    from autorunner.store.postgres import PostgresStore
 
 log = structlog.get_logger("autorunner.backends")
 
@@ -100,10 +105,9 @@ async def open_cloud_backends(
     settings: Settings, *, clock: Clock = system_clock, migrate: bool = True
 ) -> Backends:
     """PostgreSQL (store, migrated at start unless ``migrate`` is False: the inspection
-    commands change nothing) and Redis Streams (queue); one clear line when a service cannot be
-    reached at start. Once open, both ride out outages by themselves."""
-    from autorunner.queue.redis import RedisQueue  # noqa: PLC0415 - cloud mode only
-    from autorunner.store.postgres import PostgresStore  # noqa: PLC0415
+    commands change nothing) and the queue: Redis Streams, NATS JetStream or SQS; one clear
+    line when a service cannot be reached at start. Once open, both ride out outages."""
+    from autorunner.store.postgres import PostgresStore  # noqa: PLC0415 - cloud mode only
 
     assert settings.database_url is not None  # noqa: S101 - Settings checks it in cloud mode
     store = await PostgresStore.open(
@@ -113,13 +117,41 @@ async def open_cloud_backends(
         migrate=migrate,
     )
     try:
-        queue = await RedisQueue.open(
-            settings.queue_url,
-            name=settings.queue_name,
-            clock=clock,
-            connect_timeout=settings.store_timeout,
-        )
+        queue = await open_cloud_queue(settings, store, clock=clock)
     except BaseException:
         await store.close()
         raise
     return Backends(store=store, queue=queue, outbox=StoreThenQueue(store, queue, clock=clock))
+
+
+async def open_cloud_queue(settings: Settings, store: PostgresStore, *, clock: Clock) -> Queue:
+    """The queue ``QUEUE_URL`` names (each backend's client is imported only when used)."""
+    kind = queue_kind(settings.queue_url)
+    if kind == "nats":
+        from autorunner.queue.nats import NatsQueue  # noqa: PLC0415
+
+        return await NatsQueue.open(
+            settings.queue_url,
+            lease=settings.lease_seconds,
+            name=settings.queue_name,
+            clock=clock,
+            connect_timeout=settings.store_timeout,
+        )
+    if kind == "sqs":
+        from autorunner.queue.sqs import SqsQueue  # noqa: PLC0415
+
+        return await SqsQueue.open(
+            settings.queue_url,
+            db=store.db,
+            region=settings.aws_region,
+            clock=clock,
+            connect_timeout=settings.store_timeout,
+        )
+    from autorunner.queue.redis import RedisQueue  # noqa: PLC0415
+
+    return await RedisQueue.open(
+        settings.queue_url,
+        name=settings.queue_name,
+        clock=clock,
+        connect_timeout=settings.store_timeout,
+    )

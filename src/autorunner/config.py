@@ -6,7 +6,9 @@ environment.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,6 +20,28 @@ from autorunner.signatures import Secrets, standard_key
 LOCAL_SCHEMES = ("sqlite://", "memory://")
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+NATS_SCHEMES = ("nats://", "tls://")
+_SQS_PATH = re.compile(r"^/\d{12}/[A-Za-z0-9_-]{1,80}(\.fifo)?$")
+QueueKind = Literal["sqlite", "memory", "redis", "nats", "sqs"]
+
+
+def queue_kind(url: str) -> QueueKind | None:
+    """Which queue ``QUEUE_URL`` names; None if none. SQS is ``sqs://NAME`` or a queue URL
+    (``https://sqs.REGION.amazonaws.com/ACCOUNT/NAME``, or the same path on another endpoint)."""
+    schemes: list[tuple[tuple[str, ...], QueueKind]] = [
+        (("sqlite://",), "sqlite"),
+        (("memory://",), "memory"),
+        (REDIS_SCHEMES, "redis"),
+        (NATS_SCHEMES, "nats"),
+    ]
+    for prefixes, kind in schemes:
+        if url.startswith(prefixes):
+            return kind
+    if url.startswith("sqs://") and len(url) > len("sqs://"):
+        return "sqs"
+    if url.startswith(("https://", "http://")) and _SQS_PATH.match(urlsplit(url).path):
+        return "sqs"
+    return None
 
 
 class Settings(BaseSettings):
@@ -31,7 +55,12 @@ class Settings(BaseSettings):
     )
     queue_url: str = "sqlite:///autorunner.db"
     queue_name: str = Field(
-        default="autorunner", min_length=1, description="Redis key prefix of the queue (cloud)"
+        default="autorunner",
+        min_length=1,
+        description="Redis key prefix, or JetStream stream name, of the queue (cloud)",
+    )
+    aws_region: str | None = Field(
+        default=None, description="the SQS queue's region, for QUEUE_URL=sqs://NAME"
     )
     database_url: str | None = Field(
         default=None, description="defaults to QUEUE_URL in local mode"
@@ -161,9 +190,10 @@ class Settings(BaseSettings):
     @field_validator("queue_url")
     @classmethod
     def _known_queue(cls, value: str) -> str:
-        if not value.startswith(LOCAL_SCHEMES + REDIS_SCHEMES):
+        if queue_kind(value) is None:
             raise ValueError(
-                "use sqlite:///PATH or memory:// (local), or redis://HOST:PORT/DB (cloud)"
+                "use sqlite:///PATH or memory:// (local), or redis://HOST:PORT/DB,"
+                " nats://HOST:PORT, sqs://NAME or an SQS queue's https URL (cloud)"
             )
         return value
 
@@ -208,15 +238,19 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _mode_matches_urls(self) -> Settings:
         if self.runner_mode == "cloud":
-            if not self.queue_url.startswith(REDIS_SCHEMES):
-                raise ValueError("QUEUE_URL: cloud mode needs redis://HOST:PORT/DB")
+            if queue_kind(self.queue_url) not in ("redis", "nats", "sqs"):
+                raise ValueError(
+                    "QUEUE_URL: cloud mode needs redis://HOST:PORT/DB, nats://HOST:PORT,"
+                    " or an SQS queue (sqs://NAME or its https URL)"
+                )
             if self.database_url is None or not self.database_url.startswith(POSTGRES_SCHEMES):
                 raise ValueError("DATABASE_URL: cloud mode needs postgresql://USER@HOST:PORT/DB")
-        elif self.queue_url.startswith(REDIS_SCHEMES) or (self.database_url or "").startswith(
-            POSTGRES_SCHEMES
-        ):
+        elif queue_kind(self.queue_url) in ("redis", "nats", "sqs") or (
+            self.database_url or ""
+        ).startswith(POSTGRES_SCHEMES):
             raise ValueError(
-                "RUNNER_MODE: Redis and PostgreSQL URLs need RUNNER_MODE=cloud (local mode is SQLite)"
+                "RUNNER_MODE: Redis, NATS, SQS and PostgreSQL URLs need RUNNER_MODE=cloud"
+                " (local mode is SQLite)"
             )
         return self
 

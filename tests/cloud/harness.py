@@ -1,5 +1,6 @@
-"""The cloud stack for acceptance tests: private Redis and PostgreSQL, a fake internal API in
-its own process, and ``autorunner ingress``/``worker`` processes started as a user would."""
+"""The cloud stack for acceptance tests: a private queue server (Redis, JetStream or moto's SQS)
+and PostgreSQL, a fake internal API in its own process, and ``autorunner ingress``/``worker``
+processes started as a user would."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ import psycopg
 
 from autorunner.sim.sender import sample_event, send_event
 from tests.acceptance.runner import SECRET, Server, base_env, start_server
-from tests.services import PrivatePostgres, PrivateRedis
+from tests.services import MotoSqs, PrivateNats, PrivatePostgres, PrivateRedis
+
+QueueServer = PrivateRedis | PrivateNats | MotoSqs
 
 POLICY = """
 [default]
@@ -60,7 +63,7 @@ class Stack:
     """The services and processes of one cloud deployment on loopback."""
 
     tmp_path: Path
-    redis: PrivateRedis
+    queue: QueueServer
     postgres: PrivatePostgres
     env: dict[str, str]
     ingresses: list[Server] = field(default_factory=list)
@@ -88,18 +91,30 @@ class Stack:
                 server.process.wait(timeout=10)
 
 
+def queue_server(kind: str) -> QueueServer:
+    if kind == "nats":
+        return PrivateNats()
+    return MotoSqs() if kind == "sqs" else PrivateRedis()
+
+
 @contextlib.contextmanager
-def cloud_stack(tmp_path: Path, api: FakeApi, **extra: str) -> Iterator[Stack]:
-    redis, postgres = PrivateRedis(), PrivatePostgres()
+def cloud_stack(
+    tmp_path: Path, api: FakeApi, *, queue: str = "redis", **extra: str
+) -> Iterator[Stack]:
+    """The stack on the ``queue`` named (``redis``, ``nats`` or ``sqs``)."""
+    server, postgres = queue_server(queue), PrivatePostgres()
     (tmp_path / "policy.toml").write_text(POLICY)
     try:
-        redis.start()
+        server.start()
         postgres.init()
         postgres.start()
+        queue_env = {"QUEUE_URL": server.url}
+        if isinstance(server, MotoSqs):
+            queue_env = {**server.environment, "QUEUE_URL": server.create_queue("jobs")}
         env = base_env(
             tmp_path / "unused.db",
             RUNNER_MODE="cloud",
-            QUEUE_URL=redis.url,
+            **queue_env,
             DATABASE_URL=postgres.url,
             RUNNER_POLICY=str(tmp_path / "policy.toml"),
             HTTP_ENDPOINTS=f"orders=http://127.0.0.1:{api.port}/orders",
@@ -113,13 +128,13 @@ def cloud_stack(tmp_path: Path, api: FakeApi, **extra: str) -> Iterator[Stack]:
             SHUTDOWN_GRACE="2",
         )
         env.update(extra)
-        stack = Stack(tmp_path=tmp_path, redis=redis, postgres=postgres, env=env)
+        stack = Stack(tmp_path=tmp_path, queue=server, postgres=postgres, env=env)
         try:
             yield stack
         finally:
             stack.stop_all()
     finally:
-        redis.close()
+        server.close()
         postgres.close()
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from autorunner.config import Settings, load_settings, sqlite_path
+from autorunner.config import Settings, load_settings, queue_kind, sqlite_path
 from autorunner.errors import ConfigError
 
 
@@ -52,15 +52,28 @@ def test_invalid_value_is_one_error_naming_the_variable(monkeypatch: pytest.Monk
     [
         (
             {"QUEUE_URL": "amqp://localhost"},
-            "invalid QUEUE_URL: use sqlite:///PATH or memory:// (local), or redis://HOST:PORT/DB (cloud)",
+            "invalid QUEUE_URL: use sqlite:///PATH or memory:// (local), or redis://HOST:PORT/DB,"
+            " nats://HOST:PORT, sqs://NAME or an SQS queue's https URL (cloud)",
+        ),
+        (
+            {"QUEUE_URL": "https://example.com/not/a/queue"},
+            "invalid QUEUE_URL: use sqlite:///PATH or memory:// (local), or redis://HOST:PORT/DB,"
+            " nats://HOST:PORT, sqs://NAME or an SQS queue's https URL (cloud)",
         ),
         (
             {"QUEUE_URL": "redis://localhost"},
-            "invalid RUNNER_MODE: Redis and PostgreSQL URLs need RUNNER_MODE=cloud (local mode is SQLite)",
+            "invalid RUNNER_MODE: Redis, NATS, SQS and PostgreSQL URLs need RUNNER_MODE=cloud"
+            " (local mode is SQLite)",
+        ),
+        (
+            {"QUEUE_URL": "sqs://jobs"},
+            "invalid RUNNER_MODE: Redis, NATS, SQS and PostgreSQL URLs need RUNNER_MODE=cloud"
+            " (local mode is SQLite)",
         ),
         (
             {"RUNNER_MODE": "cloud"},
-            "invalid QUEUE_URL: cloud mode needs redis://HOST:PORT/DB",
+            "invalid QUEUE_URL: cloud mode needs redis://HOST:PORT/DB, nats://HOST:PORT,"
+            " or an SQS queue (sqs://NAME or its https URL)",
         ),
         (
             {"RUNNER_MODE": "cloud", "QUEUE_URL": "redis://r:6379/0"},
@@ -84,6 +97,24 @@ def test_cloud_mode_takes_redis_and_postgresql_urls(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("DATABASE_URL", "postgresql://runner@pg:5432/autorunner")
     settings = load_settings()
     assert settings.store_url == "postgresql://runner@pg:5432/autorunner"
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [
+        ("redis://r:6379/0", "redis"),
+        ("nats://n:4222", "nats"),
+        ("tls://n:4222", "nats"),
+        ("sqs://jobs", "sqs"),
+        ("https://sqs.eu-west-1.amazonaws.com/123456789012/jobs", "sqs"),
+        ("https://sqs.eu-west-1.amazonaws.com/123456789012/jobs.fifo", "sqs"),
+        ("http://127.0.0.1:4566/000000000000/jobs", "sqs"),
+        ("https://sqs.eu-west-1.amazonaws.com/jobs", None),
+        ("sqs://", None),
+    ],
+)
+def test_queue_urls_name_their_backend(url: str, kind: str | None) -> None:
+    assert queue_kind(url) == kind
 
 
 @pytest.mark.parametrize(

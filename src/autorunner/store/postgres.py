@@ -54,12 +54,17 @@ CREATE TABLE workers (name text PRIMARY KEY, role text NOT NULL,
     started_at double precision NOT NULL, heartbeat_at double precision NOT NULL,
     in_flight integer NOT NULL);
 """
+MIGRATION_5 = """CREATE TABLE sqs_jobs (queue text NOT NULL, event_id text NOT NULL,
+    state text NOT NULL, sent_at double precision NOT NULL, receipt text, reason text,
+    PRIMARY KEY (queue, event_id));
+"""
+# sqs_jobs: which SQS delivery of a job is current, kept by ``queue.sqs`` (SQS cannot say).
 
 
 def migrations() -> list[str]:
     """The versioned schema scripts, oldest first."""
     text = resources.files("autorunner.store").joinpath("postgres_schema.sql").read_text()
-    return [text, MIGRATION_2, MIGRATION_3, MIGRATION_4]
+    return [text, MIGRATION_2, MIGRATION_3, MIGRATION_4, MIGRATION_5]
 
 
 class PostgresStore(PostgresOperators):
