@@ -13,6 +13,7 @@ import contextlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import structlog
 
@@ -29,6 +30,9 @@ from autorunner.store.base import Events, Journal
 from autorunner.tracing import OFF, Tracing, Value
 
 log = structlog.get_logger("autorunner.worker")
+
+Outcome = Literal["done", "retry", "dead", "held", "skipped", "failed"]
+"""How one delivery of a job ended (``Worker.run_batch``)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -76,7 +80,7 @@ class Worker:
         self._metrics = metrics
         self._clock = clock
         self._rand = rand
-        self._running: dict[asyncio.Task[None], tuple[Job, Leased | None]] = {}
+        self._running: dict[asyncio.Task[str], tuple[Job, Leased | None]] = {}
         self.last_heartbeat: float | None = None
         self._paused = False
         self._started = self._clock()
@@ -150,10 +154,33 @@ class Worker:
                 log.info("worker.resumed")
         return self._paused
 
-    def _forget(self, task: asyncio.Task[None]) -> None:
+    async def run_batch(self, jobs: list[Job]) -> list[Outcome]:
+        """Run jobs another party delivered (an SQS-triggered function's batch), at most
+        ``concurrency`` at a time, with the heartbeat keeping their leases; each job's outcome,
+        in order. ``skipped``: finished already, or running under another worker's lease;
+        ``failed``: the store did not answer, or a bug — the job is to be delivered again."""
+        await self._beat()
+        heartbeat = asyncio.create_task(self._heartbeat(), name="worker-heartbeat")
+        slots = asyncio.Semaphore(self.config.concurrency)
+
+        async def one(job: Job) -> Outcome:
+            async with slots:
+                task = asyncio.create_task(self._handle(job), name=f"job-{job.event_id}")
+                self._running[task] = (job, None)
+                task.add_done_callback(self._forget)
+                return await task
+
+        try:
+            return list(await asyncio.gather(*(one(job) for job in jobs)))
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    def _forget(self, task: asyncio.Task[Outcome]) -> None:
         self._running.pop(task, None)
 
-    async def _handle(self, job: Job) -> None:
+    async def _handle(self, job: Job) -> Outcome:
         task = asyncio.current_task()
         assert task is not None  # noqa: S101 - always inside a task
         leased: Leased | None = None
@@ -165,9 +192,9 @@ class Worker:
             if leased is None:
                 # Finished, dead, or running under another worker's live lease: nothing to do here.
                 await self._queue.ack(job)
-                return
+                return "skipped"
             self._running[task] = (job, leased)
-            await self._attempt(job, leased, claimed)
+            return await self._attempt(job, leased, claimed)
         except Unavailable as exc:
             # The job stays claimed; its lease lapses and it is delivered again.
             log.warning("worker.store_unavailable", event_id=job.event_id, error=str(exc))
@@ -177,8 +204,9 @@ class Worker:
             raise
         except Exception:  # a bug: the lease lapses and the job is delivered again
             log.exception("worker.job_crashed", event_id=job.event_id)
+        return "failed"
 
-    async def _attempt(self, job: Job, leased: Leased, claimed: float) -> None:
+    async def _attempt(self, job: Job, leased: Leased, claimed: float) -> Outcome:
         """Run and settle one attempt, in the event's trace (``tracing``)."""
         parent = leased.event.traceparent
         if leased.available_at is not None:
@@ -207,8 +235,9 @@ class Worker:
             span.set({"autorunner.outcome": outcome, "autorunner.route": attempt.record.route})
             if attempt.error is not None:
                 span.fail(str(attempt.error))
+        return outcome
 
-    async def _settle(self, job: Job, leased: Leased, attempt: Attempt) -> str:
+    async def _settle(self, job: Job, leased: Leased, attempt: Attempt) -> Outcome:
         """Ack, retry, hold or dead-letter ``job`` as ``attempt`` ended; returns which."""
         event_id = job.event_id
         self._metrics.observe_run(attempt.record)
