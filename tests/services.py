@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -229,18 +230,21 @@ class MotoSqs:
     def url(self) -> str:
         return self.endpoint
 
-    def create_queue(self, name: str) -> str:
-        """Make a queue (as a deployment would); its URL."""
+    def client(self) -> Any:
+        """A plain (boto3) SQS client of its own, as a deployment's tooling would use."""
         import boto3  # noqa: PLC0415 - moto brings it; only these tests use it
 
-        client = boto3.client(
+        return boto3.client(
             "sqs",
             endpoint_url=self.endpoint,
             region_name=self.REGION,
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
         )
-        return str(client.create_queue(QueueName=name)["QueueUrl"])
+
+    def create_queue(self, name: str) -> str:
+        """Make a queue (as a deployment would); its URL."""
+        return str(self.client().create_queue(QueueName=name)["QueueUrl"])
 
     def stop(self) -> None:
         """Kill it: every queue and message it held is gone."""

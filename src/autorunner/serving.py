@@ -101,7 +101,8 @@ async def serve(
     if role != "serve" and settings.runner_mode != "cloud":
         raise ConfigError(
             f"`autorunner {role}` is for cloud mode: set RUNNER_MODE=cloud, "
-            "QUEUE_URL=redis://… and DATABASE_URL=postgresql://… (or run `autorunner serve`)"
+            "QUEUE_URL=redis://…, nats://… or sqs://… and DATABASE_URL=postgresql://… (or run"
+            " `autorunner serve`)"
         )
     secrets = settings.webhook_secrets
     if (

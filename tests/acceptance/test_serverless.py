@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import orjson
 import psycopg
 import pytest
@@ -159,13 +158,7 @@ def deploy(sqs_server: MotoSqs, tmp_path: Path, database_url: str, api: FakeApi)
         STORE_TIMEOUT="2",
         **sqs_server.environment,
     )
-    sqs = boto3.client(
-        "sqs",
-        endpoint_url=sqs_server.endpoint,
-        region_name=MotoSqs.REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    sqs = sqs_server.client()
     return Deployment(env=env, queue_url=queue_url, database_url=database_url, api=api, sqs=sqs)
 
 

@@ -37,7 +37,7 @@ def ingress(
     port: Port = None,
     host: Host = None,
 ) -> None:
-    """Cloud mode: webhooks (and STREAM_QUERIES) in, stored in PostgreSQL, queued on Redis."""
+    """Cloud mode: webhooks (and STREAM_QUERIES) in, stored in PostgreSQL, queued."""
     settings = tools.settings(port=port, host=host)
     tools.serve_forever(serving.serve(settings, role="ingress"))
 
