@@ -10,7 +10,8 @@ PostgreSQL and SQS and an SQS-triggered function runs them (``deploy/aws/templat
   again (a retry at its delay, a held event, the store away) is reported in
   ``batchItemFailures``, so one bad event does not redeliver the batch; the others are deleted
   (by us, as ``claim`` would settle them, and by Lambda). The ledger keeps each effect once
-  across redeliveries.
+  across redeliveries. A failed record comes back in ``AGAIN_IN`` seconds; while the kill
+  switch is on nothing runs and records come back every ``PAUSED_AGAIN_IN`` seconds.
 * ``sweeper`` (on a schedule) enqueues stored events no message is bringing to a worker: the
   serverless stand-in for the sweeper a long-running worker runs.
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,12 +34,17 @@ from autorunner.app import Role, Runtime, build_runtime
 from autorunner.backends import open_backends
 from autorunner.config import load_settings
 from autorunner.errors import ConfigError, Unavailable
+from autorunner.queue.base import Job
 from autorunner.queue.sqs import SqsQueue
 from autorunner.sweeper import sweep_once
 
 Event = dict[str, Any]
 AGAIN = frozenset({"retry", "held", "failed"})
 """Outcomes whose record SQS is to deliver again."""
+AGAIN_IN = 5.0
+"""Seconds before a record that failed (the store away, a bug) is delivered again."""
+PAUSED_AGAIN_IN = 60.0
+"""Seconds between deliveries of a record while the kill switch is on."""
 
 
 @dataclass
@@ -50,27 +57,45 @@ _environments: dict[Role, _Environment] = {}
 
 
 def _environment(role: Role) -> _Environment:
-    """This execution environment's runtime for ``role``, built at the first invocation."""
+    """This execution environment's runtime for ``role``, built at the first invocation (and
+    at the next one again if that failed: nothing half-built is kept)."""
     found = _environments.get(role)
-    if found is None:
-        settings = load_settings()
-        logs.configure(level=settings.log_level, fmt="json")
-        if settings.runner_mode != "cloud":
-            raise ConfigError("the Lambda handlers need RUNNER_MODE=cloud")
-        loop = asyncio.new_event_loop()
+    if found is not None:
+        return found
+    settings = load_settings()
+    logs.configure(level=settings.log_level, fmt="json")
+    if settings.runner_mode != "cloud":
+        raise ConfigError("the Lambda handlers need RUNNER_MODE=cloud")
+    loop = asyncio.new_event_loop()
 
-        async def build() -> Runtime:
-            backends = await open_backends(settings)
+    async def build() -> Runtime:
+        backends = await open_backends(settings)
+        try:
             return build_runtime(settings, backends, role=role)
+        except BaseException:
+            await backends.close()
+            raise
 
+    try:
         found = _Environment(loop=loop, runtime=loop.run_until_complete(build()))
-        _environments[role] = found
+    except BaseException:
+        loop.close()
+        raise
+    _environments[role] = found
     return found
 
 
 def ingress(event: Event, context: object = None) -> Event:
-    """The HTTP function: one webhook (or probe) request, answered as the route answers."""
-    found = _environment("ingress")
+    """The HTTP function: one webhook (or probe) request, answered as the route answers — a
+    store or queue that cannot be reached at a cold start included (``503``, Auto retries)."""
+    try:
+        found = _environment("ingress")
+    except Unavailable:
+        return _answer(
+            503,
+            b'{"error":"store_unavailable","detail":"event not stored; retry later"}',
+            {"content-type": "application/json", "retry-after": "5"},
+        )
     return found.loop.run_until_complete(call_asgi(found.runtime.app, event))
 
 
@@ -97,27 +122,33 @@ def sweeper(event: Event, context: object = None) -> Event:
 
 
 async def run_records(runtime: Runtime, records: list[Event]) -> Event:
-    """Run an SQS batch through the worker; the records to deliver again."""
+    """Run an SQS batch through the worker; the records to deliver again. A record that failed
+    (the store away, a bug) comes back in ``AGAIN_IN`` seconds, not after the queue's long
+    visibility timeout; while paused, records come back every ``PAUSED_AGAIN_IN`` seconds."""
     queue = runtime.backends.queue
     if not isinstance(queue, SqsQueue):
         raise ConfigError("the SQS-triggered worker needs QUEUE_URL to name an SQS queue")
     every = [{"itemIdentifier": str(record["messageId"])} for record in records]
     try:
         jobs = await queue.adopt(records)
+        runnable = [job for job in jobs if job is not None]
+        outcomes = await runtime.worker.run_batch(runnable, paused_delay=PAUSED_AGAIN_IN)
     except Unavailable:
+        as_jobs = [
+            Job(event_id=str(r["body"]), deliveries=1, receipt=str(r["receiptHandle"]))
+            for r in records
+        ]
+        with contextlib.suppress(Unavailable):
+            await queue.extend(as_jobs, lease=AGAIN_IN)
         return {"batchItemFailures": every}
-    runnable = [job for job in jobs if job is not None]
-    outcomes = dict(
-        zip(
-            (job.receipt for job in runnable),
-            await runtime.worker.run_batch(runnable),
-            strict=True,
-        )
-    )
+    ended = dict(zip((job.receipt for job in runnable), outcomes, strict=True))
+    failed = [job for job in runnable if ended[job.receipt] == "failed"]
+    with contextlib.suppress(Unavailable):
+        await queue.extend(failed, lease=AGAIN_IN)
     again = [
         failure
         for failure, job in zip(every, jobs, strict=True)
-        if job is not None and outcomes[job.receipt] in AGAIN
+        if job is not None and ended[job.receipt] in AGAIN
     ]
     return {"batchItemFailures": again}
 
@@ -135,6 +166,9 @@ async def call_asgi(app: Any, event: Event) -> Event:
     else:
         raw = body.encode()
     path = str(event.get("rawPath") or http.get("path") or "/")
+    stage = str(event.get("requestContext", {}).get("stage") or "$default")
+    if stage != "$default" and path.startswith(f"/{stage}/"):
+        path = path[len(stage) + 1 :]  # an HTTP API's named stage prefixes the raw path
     scope = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},

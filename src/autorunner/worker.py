@@ -154,11 +154,18 @@ class Worker:
                 log.info("worker.resumed")
         return self._paused
 
-    async def run_batch(self, jobs: list[Job]) -> list[Outcome]:
+    async def run_batch(self, jobs: list[Job], *, paused_delay: float) -> list[Outcome]:
         """Run jobs another party delivered (an SQS-triggered function's batch), at most
         ``concurrency`` at a time, with the heartbeat keeping their leases; each job's outcome,
         in order. ``skipped``: finished already, or running under another worker's lease;
-        ``failed``: the store did not answer, or a bug — the job is to be delivered again."""
+        ``failed``: the store did not answer, or a bug — the job is to be delivered again.
+        While the kill switch is on nothing runs: every job is ``held``, back in
+        ``paused_delay`` seconds."""
+        if await self._paused_now():
+            for job in jobs:
+                with contextlib.suppress(Unavailable):
+                    await self._queue.retry(job, delay=paused_delay)
+            return ["held"] * len(jobs)
         await self._beat()
         heartbeat = asyncio.create_task(self._heartbeat(), name="worker-heartbeat")
         slots = asyncio.Semaphore(self.config.concurrency)
@@ -326,8 +333,10 @@ class Worker:
                 )
             except Unavailable as exc:
                 log.warning("worker.heartbeat_failed", backend="store", error=str(exc))
+            # Read again: a job settled meanwhile (a retry's delay set) must not be extended.
+            still = [job for job, _ in self._running.values()]
             try:
-                await self._queue.extend([job for job, _ in held], lease=self.config.lease)
+                await self._queue.extend(still, lease=self.config.lease)
             except Unavailable as exc:
                 log.warning("worker.heartbeat_failed", backend="queue", error=str(exc))
 

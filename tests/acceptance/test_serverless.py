@@ -19,11 +19,11 @@ import orjson
 import psycopg
 import pytest
 
-from tests.acceptance.runner import SECRET, base_env
+from tests.acceptance.runner import SECRET, base_env, cli
 from tests.backends import postgres_schema
 from tests.cloud.harness import POLICY, FakeApi, fake_api
 from tests.helpers import canonical, signed
-from tests.services import MotoSqs, PrivatePostgres
+from tests.services import MotoSqs, PrivatePostgres, free_port
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -283,3 +283,45 @@ def test_a_retried_record_comes_back_at_its_delay_and_completes(deployment: Depl
     assert second == {"batchItemFailures": []}
     assert deployment.count("SELECT count(*) FROM events WHERE status = 'done'") == 10
     assert set(deployment.api.counts()["performed"].values()) == {1}
+
+
+def test_while_paused_the_sqs_function_runs_nothing_and_after_resume_everything(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    ids = [f"lx-p{n}" for n in range(3)]
+    with deployment.host() as host:
+        for event_id in ids:
+            host.invoke("ingress", webhook(event_id))
+        records = deployment.receive(10)
+        assert cli(deployment.env, "pause", "--reason", "audit", cwd=tmp_path).returncode == 0
+        held = host.invoke("worker", {"Records": records})
+        performed_while_paused = deployment.api.counts()["performed"]
+        # Held for PAUSED_AGAIN_IN (60 s), not redelivered at once: no loop while paused.
+        redelivered_soon = deployment.receive(10, wait=3)
+        assert cli(deployment.env, "resume", cwd=tmp_path).returncode == 0
+        # The held messages come back later (PAUSED_AGAIN_IN); their receipts still hold.
+        after = host.invoke("worker", {"Records": records})
+    assert len(held["batchItemFailures"]) == 3
+    assert performed_while_paused == {}
+    assert redelivered_soon == []
+    assert after == {"batchItemFailures": []}
+    assert deployment.count("SELECT count(*) FROM events WHERE status = 'done'") == 3
+
+
+def test_a_cold_start_without_postgresql_answers_503_not_an_error(
+    deployment: Deployment,
+) -> None:
+    deployment.env["DATABASE_URL"] = f"postgresql://postgres@127.0.0.1:{free_port()}/none"
+    with deployment.host() as host:
+        answer = host.invoke("ingress", webhook("lx-cold"))
+    assert answer["statusCode"] == 503
+    assert answer["headers"]["retry-after"] == "5"
+
+
+def test_an_http_api_stage_in_the_raw_path_reaches_the_webhook(deployment: Deployment) -> None:
+    event = webhook("lx-stage")
+    event["rawPath"] = "/prod/webhooks/auto"
+    event["requestContext"]["stage"] = "prod"
+    with deployment.host() as host:
+        answer = host.invoke("ingress", event)
+    assert answer["statusCode"] == 202

@@ -83,3 +83,53 @@ def test_every_environment_variable_is_a_setting() -> None:
     assert set(variables) <= known
     assert variables["RUNNER_MODE"] == "cloud"
     assert variables["QUEUE_URL"] == {"Ref": "Jobs"}  # the queue's URL
+
+
+SAM_POLICIES = {  # what AWS SAM's policy templates grant (its policy_templates.json)
+    "SQSSendMessagePolicy": {"sqs:SendMessage*"},
+    "SQSPollerPolicy": {
+        "sqs:ChangeMessageVisibility",
+        "sqs:ChangeMessageVisibilityBatch",
+        "sqs:DeleteMessage",
+        "sqs:DeleteMessageBatch",
+        "sqs:GetQueueAttributes",
+        "sqs:ReceiveMessage",
+    },
+}
+NEEDS = {  # the SQS calls each handler's code makes (queue.sqs)
+    "Ingress": {"sqs:SendMessage", "sqs:GetQueueAttributes"},
+    "Worker": {
+        "sqs:GetQueueAttributes",
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:ChangeMessageVisibilityBatch",
+    },
+    "Sweeper": {"sqs:SendMessage", "sqs:GetQueueAttributes"},
+}
+
+
+def granted(policies: list[dict[str, Any]]) -> set[str]:
+    actions: set[str] = set()
+    for policy in policies:
+        for name, body in policy.items():
+            if name == "Statement":
+                for statement in body:
+                    assert statement["Effect"] == "Allow"
+                    actions |= set(statement["Action"])
+            else:
+                actions |= SAM_POLICIES[name]
+    return actions
+
+
+def allows(actions: set[str], needed: str) -> bool:
+    return any(
+        needed == action or (action.endswith("*") and needed.startswith(action[:-1]))
+        for action in actions
+    )
+
+
+def test_every_function_may_make_the_sqs_calls_its_handler_makes() -> None:
+    for name, props in functions().items():
+        actions = granted(props["Policies"])
+        missing = {call for call in NEEDS[name] if not allows(actions, call)}
+        assert not missing, f"{name} may not call {sorted(missing)}"

@@ -22,6 +22,8 @@ What JetStream cannot say, and what we do about it:
 * A delayed ``enqueue`` is a header read at claim: a job claimed early is sent back with a
   ``NAK`` for the rest of its delay, which counts as a delivery (only the tracing attribute reads
   that count). ``stats`` counts such jobs as ready.
+* A server that comes back without its data has lost the streams: the next call declares
+  them again (what they held is brought back by the sweeper, as after a Redis restart).
 * The server accepts an acknowledgement from an earlier delivery of a job claimed again. The
   store makes that harmless: a worker runs an event only while it holds the event's lease in
   the store, and an event whose job was settled early stays unfinished there until the sweeper
@@ -61,8 +63,11 @@ T = TypeVar("T")
 CONSUMER = "workers"
 NOT_BEFORE = "Autorunner-Not-Before"
 REASON = "Autorunner-Reason"
-PER_SUBJECT_FULL = 10077
-"""JetStream's error code for "maximum messages per subject exceeded": already queued."""
+STORE_FAILED = 10077
+"""JetStream's code for a refused store; "maximum messages per subject" among its reasons
+means the job is already queued."""
+GONE = {10059, 10014}
+"""Stream not found, consumer not found."""
 MIN_FETCH = 0.05
 """A claim that does not wait still asks the server once, for this long at most."""
 _PLAIN = re.compile(r"[A-Za-z0-9_-]{1,200}")
@@ -97,6 +102,7 @@ class NatsQueue:
         self.dead = f"autorunner.{part}.dead"
         self._claiming = asyncio.Lock()
         self._sub: nats.js.JetStreamContext.PullSubscription | None = None
+        self._declared = False
 
     @classmethod
     async def open(
@@ -155,43 +161,61 @@ class NatsQueue:
         for config in (jobs, dead):
             await self._call(self._js.add_stream(config))
         await self._call(self._js.add_consumer(self.stream, consumer))
+        if self._sub is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await self._sub.unsubscribe()
         self._sub = await self._call(self._js.pull_subscribe_bind(CONSUMER, stream=self.stream))
+        self._declared = True
 
     async def _call(self, step: Awaitable[T]) -> T:
-        """``step``, or ``QueueUnavailable`` at once while the client is reconnecting (it would
-        buffer the request and wait out its timeout: an ingress must answer now)."""
+        """``step``, or ``QueueUnavailable``: at once while the client is reconnecting (it would
+        buffer the request and wait out its timeout: an ingress must answer now), and for any
+        refusal. A refusal saying a stream or the consumer is gone (a server restarted without
+        its data) makes the next call declare them again."""
         if not self._nc.is_connected:
             if asyncio.iscoroutine(step):
                 step.close()
             raise QueueUnavailable("NATS queue unavailable (reconnecting)")
         try:
             return await step
-        except nats.js.errors.APIError:
-            raise
+        except nats.js.errors.APIError as exc:
+            if exc.err_code in GONE:
+                self._declared = False
+            raise QueueUnavailable(f"NATS refused: {exc}") from exc
+        except (nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError) as exc:
+            # no stream listens on the subject
+            self._declared = False
+            raise QueueUnavailable(f"NATS queue unavailable: {exc!r}") from exc
         except (nats.errors.Error, OSError, TimeoutError) as exc:
             raise QueueUnavailable(f"NATS queue unavailable: {exc!r}") from exc
 
+    async def _ready(self) -> None:
+        if not self._declared:
+            await self._declare()
+
     async def enqueue(self, event_id: str, *, delay: float = 0.0) -> None:
+        await self._ready()
         token = subject_token(event_id)
         headers = {NOT_BEFORE: repr(self._clock() + delay)} if delay > 0 else None
         try:
             await self._call(
                 self._js.publish(f"{self.jobs}.{token}", event_id.encode(), headers=headers)
             )
-        except nats.js.errors.APIError as exc:
-            if exc.err_code != PER_SUBJECT_FULL:
-                raise QueueUnavailable(f"NATS refused the job: {exc}") from exc
-            return  # queued or running already
+        except QueueUnavailable as exc:
+            if _already_queued(exc.__cause__):
+                return  # waiting or running already
+            raise
         # A redrive: the event is no longer dead. (Nothing to purge is the usual case.)
         await self._call(self._js.purge_stream(self.dead_stream, subject=f"{self.dead}.{token}"))
 
     async def claim(self, consumer: str, *, limit: int, lease: float, wait: float) -> list[Job]:
-        assert self._sub is not None  # noqa: S101 - open() binds it
         async with self._claiming:
+            await self._ready()
+            assert self._sub is not None  # noqa: S101 - _declare binds it
             try:
                 msgs = await self._call(self._sub.fetch(limit, timeout=max(wait, MIN_FETCH)))
             except QueueUnavailable as exc:
-                if isinstance(exc.__cause__, nats.errors.TimeoutError) and self._nc.is_connected:
+                if isinstance(exc.__cause__, TimeoutError) and self._nc.is_connected:
                     return []  # nothing arrived in time
                 raise
         jobs: list[Job] = []
@@ -242,7 +266,9 @@ class NatsQueue:
                 first = await self._call(
                     self._js.get_msg(self.stream, seq=(delivered or 0) + 1, next=True)
                 )
-            except nats.js.errors.NotFoundError:
+            except QueueUnavailable as exc:
+                if not isinstance(exc.__cause__, nats.js.errors.NotFoundError):
+                    raise
                 first = None
             if first is not None and first.time is not None:
                 oldest = max(0.0, time.time() - first.time.timestamp())
@@ -258,10 +284,18 @@ class NatsQueue:
         """Delete both streams (tests, and decommissioning a queue name)."""
         for stream in (self.stream, self.dead_stream):
             with contextlib.suppress(nats.js.errors.NotFoundError):
-                await self._call(self._js.delete_stream(stream))
+                await self._js.delete_stream(stream)
 
     async def close(self) -> None:
         await self._nc.close()
+
+
+def _already_queued(error: BaseException | None) -> bool:
+    return (
+        isinstance(error, nats.js.errors.APIError)
+        and error.err_code == STORE_FAILED
+        and "per subject" in (error.description or "")
+    )
 
 
 def _nak(delay: float) -> bytes:

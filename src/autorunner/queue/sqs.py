@@ -7,13 +7,15 @@ SQS carries the deliveries; the store's PostgreSQL keeps, per job, which deliver
 (table ``sqs_jobs``), because SQS itself cannot say:
 
 * **Once per event id.** SQS has no "already queued": ``enqueue`` registers the job first and
-  sends only when it was not registered (or its registration is older than ``RESEND_AFTER``:
-  a send cut off between the two steps is repaired by the sweeper's next enqueue then). A send
-  that fails is unregistered again, so the sweeper's next pass sends it.
+  sends only when it was not registered (or has not been seen — claimed or retried — for
+  ``RESEND_AFTER``: a send cut off between the two steps is repaired by the sweeper's next
+  enqueue then). A send that fails or takes past ``SEND_TIMEOUT`` is unregistered again, so the
+  sweeper's next pass sends it.
 * **Leases.** ``claim`` receives with the lease as the visibility timeout, extended by the
   running worker's heartbeat (``ChangeMessageVisibility``), and records each message's receipt
   handle as the job's current one — one statement per batch. A message whose job is not
-  registered (a stray copy of a job already settled) is deleted, not handed out.
+  registered (a copy of a job already settled), or whose job is another message's (a resend
+  that raced the original), is deleted, not handed out.
 * **Settling by receipt.** ``ack``, ``retry`` and ``dead_letter`` act only when their receipt is
   still the current one: SQS honours an earlier delivery's receipt, and a worker whose lease
   lapsed must not settle the job a second worker now runs.
@@ -26,17 +28,20 @@ SQS carries the deliveries; the store's PostgreSQL keeps, per job, which deliver
 Limits SQS sets and how we stay correct: a visibility timeout is at most 12 hours from the first
 receive — the heartbeat renews the lease long before, and a job running that long is failed by
 ``JOB_TIMEOUT`` first; a delayed enqueue waits at most 15 minutes (``DelaySeconds``), enough for
-the sweeper's and operators' enqueues, which are never delayed; a FIFO queue (``.fifo``) takes no
-per-message delay (a delayed enqueue is sent at once, the store's ``available_at`` still holds
-the event back) and gets one message group per event id and a deduplication id per send;
+the sweeper's and operators' enqueues, which are never delayed (retries are visibility
+changes); a FIFO queue (``.fifo``) takes no per-message delay (a delayed enqueue is sent at
+once) and gets one message group per event id and a deduplication id per send;
 ``stats`` counts are approximate, as SQS reports them. Failures to reach SQS, and throttling,
 are ``QueueUnavailable``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import math
+import time
 from collections.abc import Awaitable
 from contextlib import AsyncExitStack
 from typing import Any, TypeVar
@@ -47,13 +52,18 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from autorunner.clock import Clock, system_clock
-from autorunner.errors import ConfigError, QueueUnavailable
+from autorunner.errors import ConfigError, QueueUnavailable, Unavailable
 from autorunner.postgresdb import PostgresDatabase
 from autorunner.queue.base import Job, QueueStats
 
 T = TypeVar("T")
-RESEND_AFTER = 300.0
-"""Seconds after which an enqueue sends again for a job registered but perhaps never sent."""
+RESEND_AFTER = 900.0
+"""Seconds a registered job may go unseen (not claimed or retried) before an enqueue sends it
+again: the repair for a send cut off between registering and sending."""
+SEND_TIMEOUT = 2.0
+"""Longest an enqueue waits for SQS (its retries included) before the store alone holds it."""
+ENQUEUE_PAUSE = 1.0
+"""Seconds ``enqueue`` fails fast after a failed send."""
 MAX_VISIBILITY = 43_200
 MAX_DELAY = 900
 MAX_WAIT = 20
@@ -96,7 +106,9 @@ class SqsQueue:
         self._fifo = fifo
         self._clock = clock
         self._resources = resources or AsyncExitStack()
+        self._enqueue_paused_until = 0.0
         self.name = url.rstrip("/").rsplit("/", 1)[-1]
+        self._key = urlsplit(url).path.strip("/")  # ACCOUNT/NAME: this queue's rows in sqs_jobs
 
     @classmethod
     async def open(
@@ -146,15 +158,20 @@ class SqsQueue:
         return cls(client, queue_url, db, fifo=fifo, clock=clock, resources=resources)
 
     async def enqueue(self, event_id: str, *, delay: float = 0.0) -> None:
+        """Register and send; for ``ENQUEUE_PAUSE`` seconds after a failed send, fail at once
+        without trying (an ingress answering a webhook must not wait on an SQS that is away:
+        the store holds the event and the sweeper will queue it)."""
+        if time.monotonic() < self._enqueue_paused_until:
+            raise QueueUnavailable("SQS unavailable (a recent send failed)")
         now = self._clock()
         async with self._db.tx() as conn:
             cur = await conn.execute(
                 "INSERT INTO sqs_jobs (queue, event_id, state, sent_at)"
                 " VALUES (%(q)s, %(e)s, 'queued', %(now)s)"
                 " ON CONFLICT (queue, event_id) DO UPDATE SET state = 'queued',"
-                " sent_at = excluded.sent_at, reason = NULL"
+                " sent_at = excluded.sent_at, reason = NULL, message_id = NULL"
                 " WHERE sqs_jobs.state = 'dead' OR sqs_jobs.sent_at < %(resend)s RETURNING 1",
-                {"q": self.name, "e": event_id, "now": now, "resend": now - RESEND_AFTER},
+                {"q": self._key, "e": event_id, "now": now, "resend": now - RESEND_AFTER},
             )
             if await cur.fetchone() is None:
                 return  # waiting or running already
@@ -166,14 +183,21 @@ class SqsQueue:
         elif delay > 0:
             message["DelaySeconds"] = _seconds(delay, MAX_DELAY)
         try:
-            await self._request(self._client.send_message(**message))
-        except BaseException:
-            async with self._db.tx() as conn:  # unregistered: the sweeper's next pass sends it
-                await conn.execute(
-                    "DELETE FROM sqs_jobs WHERE queue = %s AND event_id = %s AND sent_at = %s"
-                    " AND state = 'queued'",
-                    (self.name, event_id, now),
-                )
+            async with asyncio.timeout(SEND_TIMEOUT):
+                await self._request(self._client.send_message(**message))
+        except BaseException as exc:
+            self._enqueue_paused_until = time.monotonic() + ENQUEUE_PAUSE
+            # Unregistered, so the sweeper's next pass sends it (a send that did arrive after
+            # all is a stray copy, deleted at its claim).
+            with contextlib.suppress(Unavailable):
+                async with self._db.tx() as conn:
+                    await conn.execute(
+                        "DELETE FROM sqs_jobs WHERE queue = %s AND event_id = %s"
+                        " AND sent_at = %s AND state = 'queued'",
+                        (self._key, event_id, now),
+                    )
+            if isinstance(exc, TimeoutError):
+                raise QueueUnavailable(f"SQS did not answer within {SEND_TIMEOUT}s") from exc
             raise
 
     async def claim(self, consumer: str, *, limit: int, lease: float, wait: float) -> list[Job]:
@@ -204,6 +228,7 @@ class SqsQueue:
             [
                 {
                     "Body": record["body"],
+                    "MessageId": record["messageId"],
                     "ReceiptHandle": record["receiptHandle"],
                     "Attributes": record.get("attributes", {}),
                 }
@@ -228,17 +253,26 @@ class SqsQueue:
         return jobs
 
     async def _make_current(self, messages: list[dict[str, Any]]) -> dict[str, str]:
-        """Record each message's receipt as its registered job's current one."""
+        """Record each message's receipt as its registered job's current one, in one statement.
+
+        A job's message is the first one claimed since it was (re)sent; a copy with another
+        message id is a stray — a resend raced the original, which is running or waiting — and
+        is never handed out, so it cannot take the job from the worker that holds it."""
         async with self._db.tx() as conn:
             cur = await conn.execute(
-                "UPDATE sqs_jobs SET receipt = m.receipt"
-                " FROM unnest(%s::text[], %s::text[]) AS m(event_id, receipt)"
+                "UPDATE sqs_jobs SET receipt = m.receipt, message_id = m.message_id,"
+                " sent_at = %s"
+                " FROM unnest(%s::text[], %s::text[], %s::text[]) AS m(event_id, message_id, receipt)"
                 " WHERE sqs_jobs.queue = %s AND sqs_jobs.event_id = m.event_id"
-                " AND sqs_jobs.state = 'queued' RETURNING sqs_jobs.event_id, sqs_jobs.receipt",
+                " AND sqs_jobs.state = 'queued'"
+                " AND (sqs_jobs.message_id IS NULL OR sqs_jobs.message_id = m.message_id)"
+                " RETURNING sqs_jobs.event_id, sqs_jobs.receipt",
                 (
+                    self._clock(),
                     [str(m["Body"]) for m in messages],
+                    [str(m["MessageId"]) for m in messages],
                     [str(m["ReceiptHandle"]) for m in messages],
-                    self.name,
+                    self._key,
                 ),
             )
             return {str(event_id): str(receipt) for event_id, receipt in await cur.fetchall()}
@@ -250,7 +284,7 @@ class SqsQueue:
         async with self._db.tx() as conn:
             cur = await conn.execute(
                 f"{head} WHERE queue = %s AND event_id = %s AND receipt = %s RETURNING 1".encode(),
-                (*params, self.name, job.event_id, job.receipt),
+                (*params, self._key, job.event_id, job.receipt),
             )
             return await cur.fetchone() is not None
 
@@ -270,7 +304,7 @@ class SqsQueue:
             await self._delete(job.receipt)
 
     async def retry(self, job: Job, *, delay: float) -> None:
-        if await self._holds(job, "reason = NULL"):
+        if await self._holds(job, "sent_at = %s", self._clock()):
             await self._by_receipt(
                 self._client.change_message_visibility(
                     QueueUrl=self.url,
@@ -280,7 +314,9 @@ class SqsQueue:
             )
 
     async def dead_letter(self, job: Job, *, reason: str) -> None:
-        if await self._holds(job, "state = 'dead', receipt = NULL, reason = %s", reason):
+        if await self._holds(
+            job, "state = 'dead', receipt = NULL, message_id = NULL, reason = %s", reason
+        ):
             await self._delete(job.receipt)
 
     async def _delete(self, receipt: str) -> None:
@@ -306,7 +342,7 @@ class SqsQueue:
                 "SELECT count(*) FILTER (WHERE state = 'dead'),"
                 " min(sent_at) FILTER (WHERE state = 'queued' AND receipt IS NULL)"
                 " FROM sqs_jobs WHERE queue = %s",
-                (self.name,),
+                (self._key,),
             )
             row = await cur.fetchone()
         dead, oldest = (int(row[0]), row[1]) if row else (0, None)
@@ -335,7 +371,7 @@ class SqsQueue:
     async def drop(self) -> None:
         """Forget this queue's registry rows (tests)."""
         async with self._db.tx() as conn:
-            await conn.execute("DELETE FROM sqs_jobs WHERE queue = %s", (self.name,))
+            await conn.execute("DELETE FROM sqs_jobs WHERE queue = %s", (self._key,))
 
     async def close(self) -> None:
         await self._resources.aclose()

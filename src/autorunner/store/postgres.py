@@ -55,8 +55,8 @@ CREATE TABLE workers (name text PRIMARY KEY, role text NOT NULL,
     in_flight integer NOT NULL);
 """
 MIGRATION_5 = """CREATE TABLE sqs_jobs (queue text NOT NULL, event_id text NOT NULL,
-    state text NOT NULL, sent_at double precision NOT NULL, receipt text, reason text,
-    PRIMARY KEY (queue, event_id));
+    state text NOT NULL, sent_at double precision NOT NULL, message_id text, receipt text,
+    reason text, PRIMARY KEY (queue, event_id));
 """
 # sqs_jobs: which SQS delivery of a job is current, kept by ``queue.sqs`` (SQS cannot say).
 
