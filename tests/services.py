@@ -24,7 +24,7 @@ _FOUND: dict[str, str | None] = {}
 def need(service: str) -> None:
     """Skip the calling test, with one line naming what is missing, when ``service`` is not
     here: ``postgres`` or ``redis`` (the shared servers the tests use), ``redis-server``,
-    ``postgres-binaries``, ``nats-server`` or ``moto`` (to start private ones). With ``CI=true`` a missing service fails the
+    ``postgres-binaries``, ``nats-server`` or ``moto`` (to start private ones), ``chromium``. With ``CI=true`` a missing service fails the
     test instead: CI must run everything."""
     if service not in _FOUND:
         _FOUND[service] = _missing(service)
@@ -61,13 +61,17 @@ def _missing(service: str) -> str | None:
             return "needs runuser to start PostgreSQL as the postgres user"
         return None
     binaries = {
-        "redis-server": ("redis-server", "needs the redis-server binary (not on PATH)"),
-        "nats-server": ("nats-server", "needs the nats-server binary (not on PATH)"),
-        "moto": ("moto_server", "needs moto's server (pip install moto[server])"),
+        "redis-server": (("redis-server",), "needs the redis-server binary (not on PATH)"),
+        "nats-server": (("nats-server",), "needs the nats-server binary (not on PATH)"),
+        "moto": (("moto_server",), "needs moto's server (pip install moto[server])"),
+        "chromium": (
+            ("chromium", "chromedriver"),
+            "needs Debian's chromium and chromium-driver (apt-get install)",
+        ),
     }
     if service in binaries:
-        binary, reason = binaries[service]
-        return None if shutil.which(binary) else reason
+        needed, reason = binaries[service]
+        return None if all(shutil.which(binary) for binary in needed) else reason
     raise ValueError(f"unknown service {service!r}")
 
 

@@ -25,6 +25,8 @@ from autorunner.auto_client import AutoClient, AutoCredentials
 from autorunner.backends import Backends
 from autorunner.clock import Clock, system_clock
 from autorunner.config import Settings
+from autorunner.console import Console, build_console, console_enabled, tokens_for
+from autorunner.console.auth import Tokens
 from autorunner.context import AutoContext, NoContext
 from autorunner.deciders import Decider
 from autorunner.deciders.rules import RulesDecider
@@ -49,7 +51,7 @@ from autorunner.worker import Worker, WorkerConfig
 log = structlog.get_logger("autorunner.app")
 
 
-Role = Literal["serve", "ingress", "worker"]
+Role = Literal["serve", "ingress", "worker", "console"]
 """What a process runs: everything (``serve``), only the HTTP ingress and streams (``ingress``),
 or only workers and the sweeper, with HTTP for probes and metrics (``worker``)."""
 
@@ -71,14 +73,20 @@ class Runtime:
     role: Role = "serve"
     tracing: Tracing = OFF
     notifier: Notifier | None = None
+    console: Console | None = None
+    """The console, when this process serves it."""
+
+    @property
+    def console_tokens(self) -> Tokens | None:
+        return None if self.console is None else self.console.tokens
 
     @property
     def runs_workers(self) -> bool:
-        return self.role != "ingress" and self.settings.workers_enabled
+        return self.role in ("serve", "worker") and self.settings.workers_enabled
 
     @property
     def runs_streams(self) -> bool:
-        return self.role != "worker" and self.auto is not None
+        return self.role in ("serve", "ingress") and self.auto is not None
 
     def reload_policy(self) -> None:
         """Re-read ``RUNNER_POLICY`` (SIGHUP); a bad file is logged and the running policy kept."""
@@ -353,8 +361,20 @@ def build_runtime(
         tracing=tracing,
         notifier=build_notifier(settings, backends, metrics, http, name=name, clock=clock),
     )
+    console = None
+    if role in ("serve", "console") and console_enabled(settings, host=settings.host):
+        runtime.console = Console(
+            backends=backends,
+            settings=settings,
+            tokens=tokens_for(settings),
+            policy=lambda: pipeline.policy,
+            deciders=available,
+            valuers=valuers(chosen),
+        )
+        console = build_console(runtime.console)
     runtime.app = build_app(
-        webhook=webhook if role != "worker" else None,
+        webhook=webhook if role in ("serve", "ingress") else None,
+        console=console,
         metrics=metrics,
         audit=store,
         queue=queue,

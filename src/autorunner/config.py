@@ -184,6 +184,18 @@ class Settings(BaseSettings):
         default=600.0, gt=0, description="look-back for dead-letter growth and failing adapters"
     )
 
+    console: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="the operator console at /console: auto = on a loopback bind or with a token",
+    )
+    console_token: SecretStr | None = Field(default=None, description="the operators' login")
+    console_readonly_token: SecretStr | None = Field(
+        default=None, description="a login that can look but change nothing"
+    )
+    console_secure_cookie: bool = Field(
+        default=False, description="mark the session cookie Secure (set it behind TLS)"
+    )
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: LogFormat = "auto"
 
@@ -204,6 +216,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 "use sqlite:///PATH or memory:// (local), or postgresql://USER@HOST:PORT/DB (cloud)"
             )
+        return value
+
+    @field_validator("console_token", "console_readonly_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("a console token needs 16 characters at least")
         return value
 
     @field_validator("relay_secret", "alert_webhook_secret")

@@ -48,13 +48,14 @@ def _operation(
     action: str,
     *,
     clock: Clock,
+    by: str | None = None,
     event_id: str | None = None,
     target: str | None = None,
     **detail: Any,
 ) -> Operation:
     return Operation(
         at=clock(),
-        actor=actor(),
+        actor=by or actor(),
         action=action,
         event_id=event_id,
         target=target,
@@ -62,18 +63,21 @@ def _operation(
     )
 
 
-async def pause(backends: Backends, reason: str, *, clock: Clock = system_clock) -> None:
-    """Set the kill switch: no effect begins anywhere until ``resume``; events wait."""
+async def pause(
+    backends: Backends, reason: str, *, by: str | None = None, clock: Clock = system_clock
+) -> None:
+    """Set the kill switch: no effect begins anywhere until ``resume``; events wait. ``by``
+    names who acts (the OS user at this host when not given, as for every operation)."""
     await backends.store.set_flag("paused", reason)
-    await backends.store.record_operation(_operation("pause", clock=clock, reason=reason))
+    await backends.store.record_operation(_operation("pause", clock=clock, by=by, reason=reason))
 
 
-async def resume(backends: Backends, *, clock: Clock = system_clock) -> bool:
+async def resume(backends: Backends, *, by: str | None = None, clock: Clock = system_clock) -> bool:
     """Lift the kill switch; the events that waited run. False when it was not on."""
     if await backends.store.get_flag("paused") is None:
         return False
     await backends.store.set_flag("paused", None)
-    await backends.store.record_operation(_operation("resume", clock=clock))
+    await backends.store.record_operation(_operation("resume", clock=clock, by=by))
     return True
 
 
@@ -83,6 +87,7 @@ async def resolve_effect(
     *,
     resend: bool,
     note: str | None = None,
+    by: str | None = None,
     clock: Clock = system_clock,
 ) -> Resolved:
     """Settle an ``unknown`` effect as sent, or send it again (its event runs once more on its
@@ -90,6 +95,7 @@ async def resolve_effect(
     operation = _operation(
         "effects.resolve",
         clock=clock,
+        by=by,
         event_id=effect_key.rsplit(":", 1)[0],
         target=effect_key,
         resolution="resend" if resend else "sent",
@@ -116,13 +122,19 @@ async def rerun(
     decision: dict[str, Any] | None = None,
     policy_hash: str | None = None,
     note: str | None = None,
+    by: str | None = None,
     clock: Clock = system_clock,
 ) -> int:
     """Decide a finished event again and execute what is allowed: a new generation whose effect
     keys cannot collide with the earlier ones'. With ``decision`` (made under another policy,
     ``policy_hash``) the workers act on it, still checked against their own policy's limits."""
     operation = _operation(
-        "events.rerun", clock=clock, event_id=event_id, policy_hash=policy_hash, note=note
+        "events.rerun",
+        clock=clock,
+        by=by,
+        event_id=event_id,
+        policy_hash=policy_hash,
+        note=note,
     )
     generation = await backends.store.rerun(event_id, operation=operation, decision=decision)
     if generation is None:
@@ -136,10 +148,20 @@ async def rerun(
     return generation
 
 
-async def redrive(backends: Backends, event_id: str | None) -> list[str]:
-    """Dead letters (one, or all with ``None``) back to the queue, on the decision they had."""
+async def redrive(
+    backends: Backends,
+    event_id: str | None,
+    *,
+    by: str | None = None,
+    clock: Clock = system_clock,
+) -> list[str]:
+    """Dead letters (one, or all with ``None``) back to the queue, on the decision they had;
+    each is journaled."""
     ids = await backends.store.redrive(event_id)
     for found in ids:
+        await backends.store.record_operation(
+            _operation("dlq.redrive", clock=clock, by=by, event_id=found)
+        )
         await backends.queue.enqueue(found)
     if event_id is not None and not ids:
         raise OperationRefused(f"no dead letter with id {event_id!r}")
@@ -322,6 +344,7 @@ async def rerun_planned(
     decided_now: bool,
     policy_hash: str,
     note: str | None = None,
+    by: str | None = None,
     clock: Clock = system_clock,
 ) -> list[dict[str, Any]]:
     """Start each planned event's next generation; with ``decided_now`` the workers act on the
@@ -335,6 +358,7 @@ async def rerun_planned(
             decision=pinned,
             policy_hash=policy_hash if decided_now else None,
             note=note,
+            by=by,
             clock=clock,
         )
         started.append({"event_id": plan.detail.summary.event_id, "generation": generation})

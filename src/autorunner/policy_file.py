@@ -182,21 +182,31 @@ def load_policy(path: str | Path) -> Policy:
     """Read and validate a policy file; ``ConfigError`` (one line) on any problem."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text())
+        text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the policy file: {exc.strerror or exc}") from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    warnings = [f"{path}: {w}" for w in modernize(raw)]
+    return parse_policy(text, source=str(path))
+
+
+def parse_policy(text: str, *, source: str = "the policy") -> Policy:
+    """Validate a policy's TOML text (a file's, or one pasted in the console); ``ConfigError``
+    (one line, naming ``source``) on any problem."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    warnings = [f"{source}: {w}" for w in modernize(raw)]
     try:
         model = PolicyModel.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: {_describe(exc, raw)}") from exc
+        raise ConfigError(f"{source}: {_describe(exc, raw)}") from exc
     return Policy(
         routes=tuple(_route(r) for r in model.routes),
         default=_route(model.default),
         warnings=tuple(warnings),
-        source=str(path),
+        source=source,
     )
 
 

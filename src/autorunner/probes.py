@@ -10,7 +10,7 @@ from typing import Any
 import structlog
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, Router
+from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from autorunner.errors import Unavailable
@@ -26,10 +26,17 @@ Probe = Callable[[], Awaitable[dict[str, Any]]]
 
 
 def build_app(
-    *, webhook: WebhookApp | None, metrics: Metrics, audit: Audit, queue: Queue, ready: Probe
+    *,
+    webhook: WebhookApp | None,
+    metrics: Metrics,
+    audit: Audit,
+    queue: Queue,
+    ready: Probe,
+    console: ASGIApp | None = None,
 ) -> ASGIApp:
     """The whole ASGI app; the webhook path bypasses the router entirely. Without ``webhook``
-    (a worker process) only the probes and metrics are served."""
+    (a worker process) only the probes and metrics are served; ``console`` is mounted at
+    ``/console``."""
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"ok": True})
@@ -51,14 +58,14 @@ def build_app(
     async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
         await send_json(send, 404, {"error": "not_found", "detail": f"no route {scope['path']}"})
 
-    router = Router(
-        routes=[
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/metrics", metrics_endpoint),
-        ],
-        default=not_found,
-    )
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics_endpoint),
+    ]
+    if console is not None:
+        routes.append(Mount("/console", app=console))
+    router = Router(routes=routes, default=not_found)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if webhook is not None and scope["type"] == "http" and scope["path"] == WEBHOOK_PATH:

@@ -24,6 +24,7 @@ import uvicorn
 from autorunner.app import Role, Runtime, build_runtime, stream_state, subscriber
 from autorunner.backends import open_backends_patiently
 from autorunner.config import Settings
+from autorunner.console import console_enabled
 from autorunner.errors import AutoError, ConfigError
 from autorunner.http_limits import HttpLimits, Refusal, limited_protocol
 from autorunner.metrics import Metrics
@@ -105,8 +106,13 @@ async def serve(
             " `autorunner serve`)"
         )
     secrets = settings.webhook_secrets
+    if role == "console" and not console_enabled(settings, host=settings.host):
+        raise ConfigError(
+            f"the console on {settings.host} (not loopback) needs CONSOLE_TOKEN, and CONSOLE"
+            " not off"
+        )
     if (
-        role != "worker"
+        role in ("serve", "ingress")
         and not settings.auto_allow_unsigned
         and not (secrets.elfa_keys or secrets.standard_keys)
     ):
@@ -137,6 +143,8 @@ async def serve(
     def request_stop() -> None:
         server.should_exit = True
         stop.set()
+        if runtime.console is not None:
+            runtime.console.stopping.set()  # live streams end; shutdown waits on none
         # Last: a log line that cannot be written (its pipe closed) must not keep us running.
         with contextlib.suppress(OSError):
             log.info("serve.stopping")
@@ -161,6 +169,7 @@ async def serve(
                     store=_safe_url(settings.store_url),
                     policy_hash=runtime.pipeline.policy.hash if runtime.pipeline else None,
                 )
+                _announce_console(runtime, settings.host, port)
                 if on_started is not None:
                     await on_started(port)
             await serving
@@ -171,6 +180,20 @@ async def serve(
         sock.close()
         await runtime.aclose()
         log.info("serve.stopped")
+
+
+def _announce_console(runtime: Runtime, host: str, port: int) -> None:
+    """Where the console is; with a token made at start (loopback, no ``CONSOLE_TOKEN``), the
+    token too, once: the only way in, as a notebook server prints its own."""
+    tokens = runtime.console_tokens
+    if tokens is None:
+        return
+    shown_host = f"[{host}]" if ":" in host else host
+    url = f"http://{shown_host}:{port}/console/"
+    if tokens.generated:
+        log.warning("console.login", url=url, token=tokens.operator, until="this process stops")
+    else:
+        log.info("console.ready", url=url)
 
 
 async def serve_app(

@@ -56,6 +56,7 @@ def _root(
 cli.command()(serve.serve)
 cli.command()(serve.ingress)
 cli.command()(serve.worker)
+cli.command()(serve.console)
 cli.add_typer(events.events_cli, name="events")
 cli.add_typer(effects.effects_cli, name="effects")
 cli.add_typer(dlq.dlq_cli, name="dlq")

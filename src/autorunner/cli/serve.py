@@ -51,3 +51,12 @@ def worker(
     """Cloud mode: workers and the sweeper; run as many replicas as the load needs."""
     settings = tools.settings(port=port, host=host)
     tools.serve_forever(serving.serve(settings, role="worker"))
+
+
+def console(
+    port: Port = None,
+    host: Host = None,
+) -> None:
+    """Cloud mode: the operator console at /console, on the deployment's store and queue."""
+    settings = tools.settings(port=port, host=host)
+    tools.serve_forever(serving.serve(settings, role="console"))

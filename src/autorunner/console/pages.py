@@ -1,0 +1,292 @@
+"""The console's pages and actions; each reads or acts through ``operations`` or the store's
+audit queries, as the CLI does (``console`` builds the app and guards it)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.templating import Jinja2Templates
+
+from autorunner import operations
+from autorunner.console import auth
+from autorunner.errors import ConfigError, OperationRefused, Unavailable
+from autorunner.policy_file import parse_policy
+
+if TYPE_CHECKING:
+    from autorunner.console import Console
+
+PAGE = 50
+"""Events per page."""
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+
+def _when(at: float | None) -> str:
+    return "—" if at is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+
+
+def _pretty(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2, default=str).decode()
+
+
+templates.env.filters["when"] = _when
+templates.env.filters["pretty"] = _pretty
+
+
+def _console(request: Request) -> Console:
+    found: Console = request.app.state.console
+    return found
+
+
+def _page(request: Request, name: str, code: int = 200, **context: Any) -> Response:
+    context.update(role=auth.role(request), csrf=auth.csrf_token(request))
+    return templates.TemplateResponse(request, name, context, status_code=code)
+
+
+def _message(request: Request, title: str, text: str, code: int = 200) -> Response:
+    return _page(request, "message.html", code, title=title, text=text)
+
+
+# -- login -------------------------------------------------------------------------------------
+
+
+async def login_form(request: Request) -> Response:
+    return _page(request, "login.html", next=request.query_params.get("next", "/"), error=None)
+
+
+async def login(request: Request) -> Response:
+    form = await request.form()
+    target = str(form.get("next") or "/")
+    if not target.startswith("/") or target.startswith("//"):
+        target = "/"  # never a redirect off the console
+    if not await auth.csrf_ok(request):
+        return _page(request, "login.html", 403, next=target, error="The form expired; again.")
+    role = _console(request).tokens.role_of(str(form.get("token", "")))
+    if role is None:
+        return _page(request, "login.html", 401, next=target, error="That token is not valid.")
+    request.session.clear()
+    request.session["role"] = role
+    auth.csrf_token(request)
+    return RedirectResponse(request.url_for("overview").path.rstrip("/") + target, 303)
+
+
+async def logout(request: Request) -> Response:
+    request.session.clear()
+    return RedirectResponse(str(request.url_for("login")), 303)
+
+
+# -- overview and live updates -------------------------------------------------------------------
+
+
+async def _overview(console: Console) -> dict[str, Any]:
+    now = time.time()
+    status = await operations.status(console.backends, console.settings)
+    recent = await console.backends.store.list_events(limit=1000, since=now - 300)
+    status["ingest_per_minute"] = round(len(recent) / 5, 1)
+    return status
+
+
+async def overview(request: Request) -> Response:
+    try:
+        status = await _overview(_console(request))
+    except Unavailable as exc:
+        return _message(request, "Store unavailable", str(exc), 503)
+    return _page(request, "overview.html", status=status)
+
+
+async def live(request: Request) -> Response:
+    """Server-sent events: the overview and the newest events, when they change."""
+    console = _console(request)
+
+    async def pause() -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(console.stopping.wait(), console.live_interval)
+
+    async def frames() -> AsyncIterator[bytes]:
+        sent: dict[str, str] = {}
+        while not console.stopping.is_set() and not await request.is_disconnected():
+            try:
+                status = await _overview(console)
+                newest = await console.backends.store.list_events(limit=PAGE)
+            except Unavailable:
+                await pause()
+                continue
+            parts = {
+                "overview": templates.get_template("_overview.html").render(status=status),
+                "events": templates.get_template("_event_rows.html").render(
+                    events=newest, url_for=request.url_for
+                ),
+            }
+            for name, html in parts.items():
+                if sent.get(name) != html:
+                    sent[name] = html
+                    data = "\n".join(f"data: {line}" for line in html.splitlines() or [""])
+                    yield f"event: {name}\n{data}\n\n".encode()
+            await pause()
+
+    return StreamingResponse(
+        frames(), media_type="text/event-stream", headers={"cache-control": "no-store"}
+    )
+
+
+# -- events ------------------------------------------------------------------------------------
+
+
+async def events(request: Request) -> Response:
+    console = _console(request)
+    params = request.query_params
+    wanted = params.get("q", "").strip()
+    if wanted:
+        found = await console.backends.store.find_event(wanted)
+        if found is not None:
+            return RedirectResponse(str(request.url_for("event", event_id=found)), 303)
+    status = params.get("status") or None
+    if status not in (None, "pending", "running", "done", "dead"):
+        return _message(request, "Bad filter", f"no status {status!r}", 400)
+    before = params.get("before")
+    try:
+        until = float(before) if before else None
+    except ValueError:
+        return _message(request, "Bad page", "before= takes a time in seconds", 400)
+    found_events = await console.backends.store.list_events(
+        limit=PAGE,
+        status=status,  # type: ignore[arg-type]  # checked above
+        until=until,
+        query_id=params.get("query") or None,
+        route=params.get("route") or None,
+    )
+    return _page(
+        request,
+        "events.html",
+        events=found_events,
+        searched=wanted,
+        filters={k: params.get(k, "") for k in ("status", "route", "query")},
+        more=found_events[-1].received_at if len(found_events) == PAGE else None,
+        live=until is None and not any(params.get(k) for k in ("status", "route", "query")),
+    )
+
+
+async def event(request: Request) -> Response:
+    console = _console(request)
+    try:
+        detail = await operations.find(console.backends, request.path_params["event_id"])
+    except OperationRefused as exc:
+        return _message(request, "No such event", str(exc), 404)
+    return _page(request, "event.html", detail=detail)
+
+
+async def rerun(request: Request) -> Response:
+    console = _console(request)
+    event_id = request.path_params["event_id"]
+    form = await request.form()
+    try:
+        if form.get("confirm") != "yes":
+            planned = await operations.plan_rerun(
+                console.backends,
+                console.policy(),
+                console.deciders,
+                valuers=console.valuers,
+                event_id=event_id,
+            )
+            return _page(request, "rerun.html", planned=planned[0], event_id=event_id)
+        generation = await operations.rerun(console.backends, event_id, by=auth.actor(request))
+    except (OperationRefused, ConfigError) as exc:
+        return _message(request, "Not rerun", str(exc), 409)
+    return _message(request, "Rerun started", f"{event_id}: generation {generation} queued")
+
+
+# -- dead letters, effects, the kill switch ----------------------------------------------------
+
+
+async def dead(request: Request) -> Response:
+    letters = await _console(request).backends.store.list_dead_letters(limit=500)
+    return _page(request, "dead.html", letters=letters)
+
+
+async def redrive(request: Request) -> Response:
+    console = _console(request)
+    form = await request.form()
+    chosen = [str(value) for value in form.getlist("event_id")]
+    everything = form.get("all") == "yes"
+    if not chosen and not everything:
+        return _message(request, "Nothing chosen", "pick dead letters, or all of them", 400)
+    if form.get("confirm") != "yes":
+        count = len(await console.backends.store.list_dead_letters(limit=100_000))
+        return _page(request, "redrive.html", chosen=chosen, everything=everything, total=count)
+    redriven: list[str] = []
+    try:
+        if everything:
+            redriven = await operations.redrive(console.backends, None, by=auth.actor(request))
+        else:
+            for event_id in chosen:
+                redriven += await operations.redrive(
+                    console.backends, event_id, by=auth.actor(request)
+                )
+    except OperationRefused as exc:
+        return _message(request, "Redrive stopped", f"{exc} (after {len(redriven)})", 409)
+    return _message(request, "Redriven", f"{len(redriven)} dead letter(s) back on the queue")
+
+
+async def effects(request: Request) -> Response:
+    found = await _console(request).backends.store.list_effects(limit=500, status="unknown")
+    return _page(request, "effects.html", effects=found)
+
+
+async def resolve(request: Request) -> Response:
+    console = _console(request)
+    form = await request.form()
+    key = str(form.get("effect_key", ""))
+    try:
+        resolved = await operations.resolve_effect(
+            console.backends, key, resend=form.get("resolution") == "resend", by=auth.actor(request)
+        )
+    except OperationRefused as exc:
+        return _message(request, "Not resolved", str(exc), 409)
+    what = "sent again" if resolved.reopened else "marked as sent"
+    return _message(request, "Resolved", f"{key}: {what}")
+
+
+async def pause(request: Request) -> Response:
+    form = await request.form()
+    reason = str(form.get("reason") or "paused from the console")
+    await operations.pause(_console(request).backends, reason, by=auth.actor(request))
+    return RedirectResponse(str(request.url_for("overview")), 303)
+
+
+async def resume(request: Request) -> Response:
+    await operations.resume(_console(request).backends, by=auth.actor(request))
+    return RedirectResponse(str(request.url_for("overview")), 303)
+
+
+# -- replay --------------------------------------------------------------------------------------
+
+
+async def replay_form(request: Request) -> Response:
+    return _page(request, "replay.html", policy_text="", summary=None, error=None)
+
+
+async def replay(request: Request) -> Response:
+    console = _console(request)
+    form = await request.form()
+    text = str(form.get("policy", ""))
+    try:
+        policy = parse_policy(text, source="the pasted policy")
+        summary = await operations.replay_window(
+            console.backends,
+            policy,
+            console.deciders,
+            valuers=console.valuers,
+            since=None,
+            until=None,
+            limit=int(str(form.get("limit") or 200)),
+        )
+    except (ConfigError, ValueError) as exc:
+        return _page(request, "replay.html", 400, policy_text=text, summary=None, error=str(exc))
+    return _page(request, "replay.html", policy_text=text, summary=summary, error=None)

@@ -1,0 +1,183 @@
+"""The operator console from outside: ``autorunner serve`` in a subprocess, requests over HTTP
+as a browser (or an attacker) would send them."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+from starlette.routing import Mount, Route
+
+from autorunner.console import OPEN, ROUTES
+from autorunner.sim.sender import sample_event, signed_headers
+from tests.acceptance.runner import SECRET, Server, base_env, start_server
+
+OPERATOR = "operator-token-0123456789"
+READER = "readonly-token-0123456789"
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    env = base_env(tmp_path / "console.db", CONSOLE_TOKEN=OPERATOR, CONSOLE_READONLY_TOKEN=READER)
+    running = start_server(env, tmp_path, tmp_path / "serve.log")
+    try:
+        yield running
+    finally:
+        running.terminate()
+
+
+def base(server: Server) -> str:
+    return f"http://127.0.0.1:{server.port}/console"
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, "no CSRF field on the page"
+    return found.group(1)
+
+
+def logged_in(server: Server, token: str) -> tuple[httpx2.Client, str]:
+    """A client holding a session for ``token``, and the session's CSRF token."""
+    client = httpx2.Client(base_url=base(server), timeout=10)
+    form = client.get("/login")
+    answer = client.post("/login", data={"csrf": csrf_of(form.text), "token": token, "next": "/"})
+    assert answer.status_code == 303, answer.text
+    page = client.get("/")
+    assert page.status_code == 200
+    return client, csrf_of(page.text)
+
+
+def send(server: Server, event_id: str) -> None:
+    body = httpx2.Request("POST", server.url, json=sample_event(event_id=event_id)).read()
+    answer = httpx2.post(
+        server.url, content=body, headers=signed_headers(SECRET, body, event_id=event_id)
+    )
+    assert answer.status_code == 202
+
+
+def every_route() -> list[tuple[str, str]]:
+    """(method, path) of every console route, a path parameter filled in."""
+    found = []
+    for route in ROUTES:
+        if isinstance(route, Mount):
+            continue
+        assert isinstance(route, Route)
+        path = route.path.replace("{event_id:path}", "some-event")
+        found += [(method, path) for method in sorted(route.methods or ()) if method != "HEAD"]
+    return found
+
+
+def test_every_console_route_refuses_without_a_session(server: Server) -> None:
+    closed = [(m, p) for m, p in every_route() if not p.startswith(OPEN)]
+    assert len(closed) >= 14  # every page and action, as listed in console.ROUTES
+    with httpx2.Client(base_url=base(server), timeout=10) as anonymous:
+        for method, path in closed:
+            answer = anonymous.request(method, path, data={"csrf": "x", "confirm": "yes"})
+            assert answer.status_code in (303, 401), (method, path, answer.status_code)
+            if answer.status_code == 303:
+                assert "/console/login" in answer.headers["location"]
+
+
+def test_a_wrong_token_is_refused_and_the_session_cookie_is_httponly_and_strict(
+    server: Server,
+) -> None:
+    with httpx2.Client(base_url=base(server), timeout=10) as client:
+        form = client.get("/login")
+        wrong = client.post("/login", data={"csrf": csrf_of(form.text), "token": "guess" * 5})
+        assert wrong.status_code == 401
+        right = client.post(
+            "/login", data={"csrf": csrf_of(wrong.text), "token": OPERATOR, "next": "/"}
+        )
+    cookie = right.headers["set-cookie"].lower()
+    assert right.status_code == 303
+    assert "httponly" in cookie
+    assert "samesite=strict" in cookie
+    assert "path=/console" in cookie
+
+
+def test_a_login_never_redirects_off_the_console(server: Server) -> None:
+    with httpx2.Client(base_url=base(server), timeout=10) as client:
+        form = client.get("/login")
+        answer = client.post(
+            "/login",
+            data={"csrf": csrf_of(form.text), "token": OPERATOR, "next": "//evil.example/"},
+        )
+    assert answer.headers["location"].endswith("/console/")
+
+
+def test_a_readonly_session_may_look_but_not_act(server: Server, tmp_path: Path) -> None:
+    client, csrf = logged_in(server, READER)
+    with contextlib.closing(client):
+        assert client.get("/events").status_code == 200
+        refused = client.post("/pause", data={"csrf": csrf, "reason": "x"})
+    assert refused.status_code == 403
+    assert not paused(tmp_path)
+
+
+def test_an_action_without_the_session_csrf_token_is_refused(
+    server: Server, tmp_path: Path
+) -> None:
+    client, _ = logged_in(server, OPERATOR)
+    with contextlib.closing(client):
+        forged = client.post("/pause", data={"csrf": "forged", "reason": "x"})
+        missing = client.post("/pause", data={"reason": "x"})
+    assert (forged.status_code, missing.status_code) == (403, 403)
+    assert not paused(tmp_path)
+
+
+def test_pause_and_resume_from_the_console_are_journaled_with_who(
+    server: Server, tmp_path: Path
+) -> None:
+    client, csrf = logged_in(server, OPERATOR)
+    with contextlib.closing(client):
+        paused_page = client.post("/pause", data={"csrf": csrf, "reason": "checking"})
+        assert paused_page.status_code == 303
+        assert "Paused: checking" in client.get("/").text
+        assert paused(tmp_path)
+        client.post("/resume", headers={"x-csrf-token": csrf})
+        assert not paused(tmp_path)
+    with sqlite3.connect(tmp_path / "console.db") as db:
+        journal = db.execute("SELECT actor, action FROM operations ORDER BY at").fetchall()
+    assert journal == [
+        ("console:operator@127.0.0.1", "pause"),
+        ("console:operator@127.0.0.1", "resume"),
+    ]
+
+
+def test_an_event_page_shows_the_timeline_and_no_secret(server: Server) -> None:
+    send(server, "console-1")
+    client, _ = logged_in(server, OPERATOR)
+    with contextlib.closing(client):
+        for _ in range(100):  # the worker runs it within moments
+            page = client.get("/events/console-1")
+            if "Attempt 1" in page.text:
+                break
+        found = client.get("/events", params={"q": "console-1"})
+    assert page.status_code == 200
+    for part in ("Delivery", "Event", "Attempt 1 (generation 1): done", "Ledger"):
+        assert part in page.text
+    assert SECRET not in page.text
+    assert 'x-auto-signature"' not in page.text  # the signature header is never kept
+    assert found.status_code == 303
+    assert found.headers["location"].endswith("/console/events/console-1")
+
+
+def test_the_console_is_off_on_a_public_bind_without_a_token(tmp_path: Path) -> None:
+    env = base_env(tmp_path / "public.db", HOST="0.0.0.0")  # noqa: S104 - the case under test
+    running = start_server(env, tmp_path, tmp_path / "public.log")
+    try:
+        answer = httpx2.get(f"http://127.0.0.1:{running.port}/console/login", timeout=10)
+    finally:
+        running.terminate()
+    assert answer.status_code == 404
+
+
+def paused(tmp_path: Path) -> bool:
+    with sqlite3.connect(tmp_path / "console.db") as db:
+        row = db.execute("SELECT value FROM flags WHERE name = 'paused'").fetchone()
+    return row is not None
