@@ -62,7 +62,7 @@ async def nats_queue(server: PrivateNats, *, lease: float) -> AsyncIterator[Nats
 
 @asynccontextmanager
 async def sqs_queue(
-    moto: MotoSqs, database_url: str, *, fifo: bool = False
+    moto: MotoSqs, database_url: str, *, fifo: bool = False, clock: Clock = system_clock
 ) -> AsyncIterator[SqsQueue]:
     """A fresh SQS queue on moto's server, its registry in the PostgreSQL at ``database_url``
     (migrated here). The process environment must hold ``moto.environment``."""
@@ -74,7 +74,9 @@ async def sqs_queue(
         answer = await client.create_queue(QueueName=name, Attributes=attributes)
     store = await PostgresStore.open(database_url)
     try:
-        queue = await SqsQueue.open(str(answer["QueueUrl"]), db=store.db, region=moto.REGION)
+        queue = await SqsQueue.open(
+            str(answer["QueueUrl"]), db=store.db, region=moto.REGION, clock=clock
+        )
         try:
             yield queue
         finally:

@@ -3,10 +3,14 @@ bring that Redis does not (a resent copy racing its original, a server that lost
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from autorunner.errors import QueueUnavailable
+from autorunner.queue.sqs import RESEND_AFTER
 from tests.backends import nats_queue, postgres_schema, sqs_queue
+from tests.helpers import FakeClock
 from tests.services import MotoSqs, PrivateNats
 
 
@@ -22,6 +26,23 @@ async def test_a_resent_sqs_copy_never_takes_the_job_from_the_worker_holding_it(
         await queue.ack(held)  # still the current delivery: the job is settled
         stats = await queue.stats()
     assert (stats.depth, stats.in_flight) == (0, 0)  # the copy was deleted, not handed out
+
+
+async def test_a_lost_sqs_message_is_sent_again_once_its_job_goes_unseen(
+    sqs_server: MotoSqs,
+) -> None:
+    clock = FakeClock(now=time.time())
+    async with postgres_schema() as url, sqs_queue(sqs_server, url, clock=clock) as queue:
+        await queue.enqueue("e1")
+        client = sqs_server.client()
+        [lost] = client.receive_message(QueueUrl=queue.url)["Messages"]
+        client.delete_message(QueueUrl=queue.url, ReceiptHandle=lost["ReceiptHandle"])
+        await queue.enqueue("e1")  # the sweeper, soon after: still registered, nothing sent
+        assert await queue.claim("c", limit=10, lease=30, wait=0) == []
+        clock.advance(RESEND_AFTER + 1)
+        await queue.enqueue("e1")  # unseen for RESEND_AFTER: sent again
+        jobs = await queue.claim("c", limit=10, lease=30, wait=0)
+    assert [job.event_id for job in jobs] == ["e1"]
 
 
 async def test_a_failed_sqs_send_leaves_the_job_unregistered_for_the_sweeper(

@@ -7,9 +7,9 @@ SQS carries the deliveries; the store's PostgreSQL keeps, per job, which deliver
 (table ``sqs_jobs``), because SQS itself cannot say:
 
 * **Once per event id.** SQS has no "already queued": ``enqueue`` registers the job first and
-  sends only when it was not registered (or has not been seen — claimed or retried — for
-  ``RESEND_AFTER``: a send cut off between the two steps is repaired by the sweeper's next
-  enqueue then). A send that fails or takes past ``SEND_TIMEOUT`` is unregistered again, so the
+  sends only when it was not registered (or has gone unseen — not claimed since it was due — for
+  ``RESEND_AFTER``: a send cut off between the two steps, or a message lost, is repaired by the
+  sweeper's next enqueue then). A send that fails or takes past ``SEND_TIMEOUT`` is unregistered again, so the
   sweeper's next pass sends it.
 * **Leases.** ``claim`` receives with the lease as the visibility timeout, extended by the
   running worker's heartbeat (``ChangeMessageVisibility``), and records each message's receipt
@@ -57,9 +57,11 @@ from autorunner.postgresdb import PostgresDatabase
 from autorunner.queue.base import Job, QueueStats
 
 T = TypeVar("T")
-RESEND_AFTER = 900.0
-"""Seconds a registered job may go unseen (not claimed or retried) before an enqueue sends it
-again: the repair for a send cut off between registering and sending."""
+RESEND_AFTER = 120.0
+"""Seconds a registered job may go unseen — not claimed since it was due — before the sweeper's
+enqueue sends it again: the repair for a send cut off between registering and sending, or a
+message lost. A copy claimed after its original is deleted unrun, so a resend during a long
+backlog costs one extra message, never a second run."""
 SEND_TIMEOUT = 2.0
 """Longest an enqueue waits for SQS (its retries included) before the store alone holds it."""
 ENQUEUE_PAUSE = 1.0
@@ -304,7 +306,8 @@ class SqsQueue:
             await self._delete(job.receipt)
 
     async def retry(self, job: Job, *, delay: float) -> None:
-        if await self._holds(job, "sent_at = %s", self._clock()):
+        # Due again after ``delay``: it is unseen only from then on.
+        if await self._holds(job, "sent_at = %s", self._clock() + delay):
             await self._by_receipt(
                 self._client.change_message_visibility(
                     QueueUrl=self.url,
