@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import re
 import statistics
 import tempfile
@@ -49,7 +50,7 @@ def login(base: str) -> httpx2.Client:
 
 def page_times(base: str, requests: int) -> dict[str, tuple[float, float]]:
     figures = {}
-    with login(base) as client:
+    with contextlib.closing(login(base)) as client:
         for page in PAGES:
             client.get(page)  # warm
             took = []
@@ -65,7 +66,10 @@ def page_times(base: str, requests: int) -> dict[str, tuple[float, float]]:
 
 def live_readers(base: str, count: int, stop: threading.Event) -> list[threading.Thread]:
     def read() -> None:
-        with login(base) as client, client.stream("GET", "/live", timeout=None) as stream:
+        with (
+            contextlib.closing(login(base)) as client,
+            client.stream("GET", "/live", timeout=None) as stream,
+        ):
             for _ in stream.iter_bytes():
                 if stop.is_set():
                     return

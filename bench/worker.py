@@ -26,7 +26,7 @@ from autorunner.records import RawDelivery
 from bench.calibrate import python_loop_seconds
 
 
-async def preload(settings: Settings, count: int) -> None:
+async def preload(settings: Settings, count: int, *, concurrency: int = 500) -> None:
     backends = await open_backends(settings)
     raw = RawDelivery(received_at=time.time(), headers={}, body="{}")
 
@@ -41,8 +41,8 @@ async def preload(settings: Settings, count: int) -> None:
         )
         await backends.outbox.admit(event, raw)
 
-    for start in range(0, count, 500):
-        await asyncio.gather(*(one(n) for n in range(start, min(count, start + 500))))
+    for start in range(0, count, concurrency):
+        await asyncio.gather(*(one(n) for n in range(start, min(count, start + concurrency))))
     await backends.close()
 
 

@@ -87,7 +87,7 @@ async def logout(request: Request) -> Response:
 
 async def _overview(console: Console) -> dict[str, Any]:
     now = time.time()
-    status = await operations.status(console.backends, console.settings)
+    status = await operations.status(console.backends, console.settings, done=False)
     recent = await console.backends.store.list_events(limit=1000, since=now - 300)
     status["ingest_per_minute"] = round(len(recent) / 5, 1)
     return status
