@@ -15,7 +15,7 @@ from starlette.routing import Mount, Route
 
 from autorunner.console import OPEN, ROUTES
 from autorunner.sim.sender import sample_event, signed_headers
-from tests.acceptance.runner import SECRET, Server, base_env, start_server
+from tests.acceptance.runner import SECRET, Server, base_env, cli, start_server
 
 OPERATOR = "operator-token-0123456789"
 READER = "readonly-token-0123456789"
@@ -45,7 +45,8 @@ def logged_in(server: Server, token: str) -> tuple[httpx2.Client, str]:
     """A client holding a session for ``token``, and the session's CSRF token."""
     client = httpx2.Client(base_url=base(server), timeout=10)
     form = client.get("/login")
-    answer = client.post("/login", data={"csrf": csrf_of(form.text), "token": token, "next": "/"})
+    form_data = {"csrf": csrf_of(form.text), "token": token, "name": "alice", "next": "/"}
+    answer = client.post("/login", data=form_data)
     assert answer.status_code == 303, answer.text
     page = client.get("/")
     assert page.status_code == 200
@@ -119,6 +120,44 @@ def test_a_readonly_session_may_look_but_not_act(server: Server, tmp_path: Path)
     assert not paused(tmp_path)
 
 
+def test_a_readonly_session_may_log_out(server: Server) -> None:
+    client, csrf = logged_in(server, READER)
+    with contextlib.closing(client):
+        out = client.post("/logout", data={"csrf": csrf})
+        after = client.get("/events")
+    assert out.status_code == 303
+    assert after.status_code == 303  # back to the login page
+
+
+def test_a_replay_beyond_its_bounds_or_a_resolution_not_chosen_is_refused(server: Server) -> None:
+    client, csrf = logged_in(server, OPERATOR)
+    with contextlib.closing(client):
+        everything = client.post(
+            "/replay", data={"csrf": csrf, "policy": "[default]\n", "limit": "-1"}
+        )
+        unchosen = client.post("/effects/resolve", data={"csrf": csrf, "effect_key": "e:x"})
+    assert everything.status_code == 400
+    assert "from 1 to 5000" in everything.text
+    assert unchosen.status_code == 400
+
+
+def test_an_id_with_path_characters_links_to_its_own_event(server: Server) -> None:
+    odd = "x/../../resume?#"
+    body = httpx2.Request(
+        "POST", server.url, json=sample_event(event_id="plain-1", execution_id=odd)
+    ).read()
+    headers = signed_headers(SECRET, body, event_id="plain-1")
+    assert httpx2.post(server.url, content=body, headers=headers).status_code == 202
+    client, _ = logged_in(server, OPERATOR)
+    with contextlib.closing(client):
+        rows = client.get("/events").text
+        [href] = re.findall(r'href="([^"]*/events/x[^"]*)"', rows)
+        page = client.get(href.removeprefix("http://testserver"))
+    assert "%2F" in href
+    assert page.status_code == 200
+    assert "<code>x/../../resume?#</code>" in page.text
+
+
 def test_an_action_without_the_session_csrf_token_is_refused(
     server: Server, tmp_path: Path
 ) -> None:
@@ -144,8 +183,8 @@ def test_pause_and_resume_from_the_console_are_journaled_with_who(
     with sqlite3.connect(tmp_path / "console.db") as db:
         journal = db.execute("SELECT actor, action FROM operations ORDER BY at").fetchall()
     assert journal == [
-        ("console:operator@127.0.0.1", "pause"),
-        ("console:operator@127.0.0.1", "resume"),
+        ("console:alice:operator@127.0.0.1", "pause"),
+        ("console:alice:operator@127.0.0.1", "resume"),
     ]
 
 
@@ -165,6 +204,13 @@ def test_an_event_page_shows_the_timeline_and_no_secret(server: Server) -> None:
     assert 'x-auto-signature"' not in page.text  # the signature header is never kept
     assert found.status_code == 303
     assert found.headers["location"].endswith("/console/events/console-1")
+
+
+def test_console_on_on_a_public_bind_without_a_token_is_refused_at_start(tmp_path: Path) -> None:
+    env = base_env(tmp_path / "on.db", HOST="0.0.0.0", CONSOLE="on")  # noqa: S104
+    result = cli(env, "serve", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "CONSOLE=on on 0.0.0.0 (not loopback) needs CONSOLE_TOKEN" in result.stderr
 
 
 def test_the_console_is_off_on_a_public_bind_without_a_token(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from autorunner.config import Settings
 from autorunner.console import auth, pages
 from autorunner.console.auth import SESSION_SECONDS, Tokens
 from autorunner.deciders import Decider
+from autorunner.errors import ConfigError, Unavailable
 from autorunner.notional import Valuer
 from autorunner.policy import Policy
 
@@ -54,6 +55,9 @@ class Console:
     deciders: Mapping[str, Decider]
     valuers: Mapping[str, Valuer]
     live_interval: float = 1.0
+    max_live_streams: int = 20
+    """Live pages one process serves at once (each reads the store every second)."""
+    live_streams: int = 0
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when the process stops: live streams end, so shutdown does not wait on them."""
 
@@ -82,7 +86,7 @@ class _Gate:
                 await PlainTextResponse("log in first", status_code=401)(scope, receive, send)
             return
         if request.method not in SAFE_METHODS:
-            if who != "operator":
+            if who != "operator" and path != "/logout":
                 response = PlainTextResponse("read-only: ask an operator", status_code=403)
                 await response(scope, receive, send)
                 return
@@ -134,6 +138,7 @@ def build_console(console: Console) -> ASGIApp:
     """The console's ASGI app, to mount at ``/console``."""
     app = Starlette(
         routes=ROUTES,
+        exception_handlers={Unavailable: pages.unavailable},
         middleware=[
             Middleware(
                 SessionMiddleware,
@@ -152,11 +157,15 @@ def build_console(console: Console) -> ASGIApp:
 
 
 def console_enabled(settings: Settings, *, host: str) -> bool:
-    """``CONSOLE=auto``: on for a loopback bind, or anywhere once a token is set."""
-    if settings.console != "auto":
-        return settings.console == "on"
+    """``CONSOLE=auto``: on for a loopback bind, or anywhere once a token is set. ``on`` on a
+    bind beyond loopback without ``CONSOLE_TOKEN`` is a ``ConfigError``: the only way in would
+    be a token made at start and written to the logs."""
     loopback = host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
-    return loopback or settings.console_token is not None
+    if settings.console == "off":
+        return False
+    if settings.console == "on" and not loopback and settings.console_token is None:
+        raise ConfigError(f"CONSOLE=on on {host} (not loopback) needs CONSOLE_TOKEN")
+    return settings.console == "on" or loopback or settings.console_token is not None
 
 
 def tokens_for(settings: Settings) -> Tokens:

@@ -88,6 +88,14 @@ async def csrf_ok(request: Request) -> bool:
 
 
 def actor(request: Request) -> str:
-    """Who acts, for the operators' journal."""
+    """Who acts, for the operators' journal: the name given at login (the token is shared by
+    every operator), the role, and the client's address (a proxy's, behind one)."""
     client = request.client.host if request.client else "unknown"
-    return f"console:{role(request) or 'nobody'}@{client}"
+    name = request.session.get("name") or "anonymous"
+    return f"console:{name}:{role(request) or 'nobody'}@{client}"
+
+
+def login_name(given: str) -> str:
+    """The name given at login, as the journal keeps it: printable, 40 characters at most."""
+    kept = "".join(c for c in given.strip() if c.isprintable() and c not in ":@")[:40]
+    return kept or "anonymous"

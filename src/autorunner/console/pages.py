@@ -9,8 +9,10 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import orjson
+import structlog
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.templating import Jinja2Templates
@@ -23,8 +25,16 @@ from autorunner.policy_file import parse_policy
 if TYPE_CHECKING:
     from autorunner.console import Console
 
+log = structlog.get_logger("autorunner.console")
+
 PAGE = 50
 """Events per page."""
+REPLAY_MAX = 5000
+"""Most events one replay from the console decides again (the CLI takes more)."""
+LIVE_SECONDS = 300.0
+"""How long one live stream lasts; the browser opens the next through the gate (a session
+that ended gets no more)."""
+RECENT_CAP = 10_000
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
 
@@ -36,8 +46,14 @@ def _pretty(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_INDENT_2, default=str).decode()
 
 
+def segment(value: str) -> str:
+    """An id as one URL path segment: ids come from signed payloads and may hold ``/ ? # ..``."""
+    return quote(value, safe="")
+
+
 templates.env.filters["when"] = _when
 templates.env.filters["pretty"] = _pretty
+templates.env.filters["segment"] = segment
 
 
 def _console(request: Request) -> Console:
@@ -69,17 +85,26 @@ async def login(request: Request) -> Response:
     if not await auth.csrf_ok(request):
         return _page(request, "login.html", 403, next=target, error="The form expired; again.")
     role = _console(request).tokens.role_of(str(form.get("token", "")))
+    client = request.client.host if request.client else "unknown"
     if role is None:
+        log.warning("console.login_refused", client=client)
         return _page(request, "login.html", 401, next=target, error="That token is not valid.")
     request.session.clear()
     request.session["role"] = role
+    request.session["name"] = auth.login_name(str(form.get("name", "")))
     auth.csrf_token(request)
+    log.info("console.login", who=auth.actor(request))
     return RedirectResponse(request.url_for("overview").path.rstrip("/") + target, 303)
 
 
 async def logout(request: Request) -> Response:
+    log.info("console.logout", who=auth.actor(request))
     request.session.clear()
     return RedirectResponse(str(request.url_for("login")), 303)
+
+
+async def unavailable(request: Request, exc: Exception) -> Response:
+    return _message(request, "Store unavailable", str(exc), 503)
 
 
 # -- overview and live updates -------------------------------------------------------------------
@@ -88,8 +113,9 @@ async def logout(request: Request) -> Response:
 async def _overview(console: Console) -> dict[str, Any]:
     now = time.time()
     status = await operations.status(console.backends, console.settings, done=False)
-    recent = await console.backends.store.list_events(limit=1000, since=now - 300)
+    recent = await console.backends.store.list_events(limit=RECENT_CAP, since=now - 300)
     status["ingest_per_minute"] = round(len(recent) / 5, 1)
+    status["ingest_capped"] = len(recent) == RECENT_CAP
     return status
 
 
@@ -109,9 +135,25 @@ async def live(request: Request) -> Response:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(console.stopping.wait(), console.live_interval)
 
+    if console.live_streams >= console.max_live_streams:
+        return Response("too many live pages open", status_code=503, headers={"retry-after": "30"})
+
     async def frames() -> AsyncIterator[bytes]:
         sent: dict[str, str] = {}
-        while not console.stopping.is_set() and not await request.is_disconnected():
+        ends = time.monotonic() + LIVE_SECONDS
+        console.live_streams += 1
+        try:
+            async for frame in updates(sent, ends):
+                yield frame
+        finally:
+            console.live_streams -= 1
+
+    async def updates(sent: dict[str, str], ends: float) -> AsyncIterator[bytes]:
+        while (
+            not console.stopping.is_set()
+            and time.monotonic() < ends
+            and not await request.is_disconnected()
+        ):
             try:
                 status = await _overview(console)
                 newest = await console.backends.store.list_events(limit=PAGE)
@@ -146,7 +188,7 @@ async def events(request: Request) -> Response:
     if wanted:
         found = await console.backends.store.find_event(wanted)
         if found is not None:
-            return RedirectResponse(str(request.url_for("event", event_id=found)), 303)
+            return RedirectResponse(str(request.url_for("event", event_id=segment(found))), 303)
     status = params.get("status") or None
     if status not in (None, "pending", "running", "done", "dead"):
         return _message(request, "Bad filter", f"no status {status!r}", 400)
@@ -243,9 +285,20 @@ async def resolve(request: Request) -> Response:
     console = _console(request)
     form = await request.form()
     key = str(form.get("effect_key", ""))
+    resolution = form.get("resolution")
+    if resolution not in ("sent", "resend"):
+        return _message(
+            request, "Not resolved", "say whether it was sent, or to send it again", 400
+        )
+    if resolution == "resend" and form.get("confirm") != "yes":
+        return _page(request, "resend.html", effect_key=key)
     try:
         resolved = await operations.resolve_effect(
-            console.backends, key, resend=form.get("resolution") == "resend", by=auth.actor(request)
+            console.backends,
+            key,
+            resend=resolution == "resend",
+            note=str(form.get("note") or "") or None,
+            by=auth.actor(request),
         )
     except OperationRefused as exc:
         return _message(request, "Not resolved", str(exc), 409)
@@ -268,6 +321,13 @@ async def resume(request: Request) -> Response:
 # -- replay --------------------------------------------------------------------------------------
 
 
+def _replay_limit(given: str) -> int:
+    limit = int(given)
+    if not 1 <= limit <= REPLAY_MAX:
+        raise ValueError(f"events: a number from 1 to {REPLAY_MAX}")
+    return limit
+
+
 async def replay_form(request: Request) -> Response:
     return _page(request, "replay.html", policy_text="", summary=None, error=None)
 
@@ -277,6 +337,7 @@ async def replay(request: Request) -> Response:
     form = await request.form()
     text = str(form.get("policy", ""))
     try:
+        limit = _replay_limit(str(form.get("limit") or 200))
         policy = parse_policy(text, source="the pasted policy")
         summary = await operations.replay_window(
             console.backends,
@@ -285,7 +346,7 @@ async def replay(request: Request) -> Response:
             valuers=console.valuers,
             since=None,
             until=None,
-            limit=int(str(form.get("limit") or 200)),
+            limit=limit,
         )
     except (ConfigError, ValueError) as exc:
         return _page(request, "replay.html", 400, policy_text=text, summary=None, error=str(exc))
