@@ -227,3 +227,34 @@ def paused(tmp_path: Path) -> bool:
     with sqlite3.connect(tmp_path / "console.db") as db:
         row = db.execute("SELECT value FROM flags WHERE name = 'paused'").fetchone()
     return row is not None
+
+
+def test_events_filter_by_symbol_and_receive_time(server: Server) -> None:
+    for event_id, symbol in (("f-btc", "BTC"), ("f-eth", "ETH")):
+        body = httpx2.Request(
+            "POST", server.url, json=sample_event(event_id=event_id, symbol=symbol)
+        ).read()
+        headers = signed_headers(SECRET, body, event_id=event_id)
+        assert httpx2.post(server.url, content=body, headers=headers).status_code == 202
+    client, _ = logged_in(server, OPERATOR)
+    with contextlib.closing(client):
+        eth = client.get("/events", params={"symbol": "ETH"}).text
+        future = client.get("/events", params={"since": "2999-01-01T00:00"}).text
+        bad = client.get("/events", params={"since": "yesterday"})
+    assert "f-eth" in eth
+    assert "f-btc" not in eth
+    assert "no events" in future
+    assert bad.status_code == 400
+
+
+def test_a_replay_takes_a_policy_file(server: Server) -> None:
+    send(server, "file-1")
+    client, csrf = logged_in(server, OPERATOR)
+    with contextlib.closing(client):
+        answer = client.post(
+            "/replay",
+            data={"csrf": csrf, "policy": "", "limit": "10"},
+            files={"policy_file": ("strict.toml", b"[default]\nallowed_actions = []\n")},
+        )
+    assert answer.status_code == 200, answer.text
+    assert 'id="replay-counts"' in answer.text

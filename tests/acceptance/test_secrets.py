@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import httpx2
 from pydantic import SecretStr
 
 from autorunner.config import Settings
-from tests.acceptance.runner import SECRET, base_env, cli, start_server
+from tests.acceptance.runner import SECRET, Server, base_env, cli, start_server
 from tests.helpers import canonical, elfa_signature, signed
 from tests.services import free_port
 
@@ -46,6 +47,8 @@ VALUES = {
     "EXCHANGE_SECRET": "exchange-secret-probe",
     "TELEGRAM_BOT_TOKEN": "123456:telegram-token-probe",
     "LLM_API_KEY": "sk-llm-key-probe",
+    "CONSOLE_TOKEN": "console-operator-token-probe",
+    "CONSOLE_READONLY_TOKEN": "console-readonly-token-probe",
 }
 
 
@@ -114,6 +117,7 @@ def test_no_secret_reaches_a_log_an_answer_or_an_output(tmp_path: Path) -> None:
         while "alert.not_sent" not in server.log_path.read_text():
             assert time.monotonic() < deadline, "no alert was tried"
             time.sleep(0.05)
+        seen += _console_pages(server)
         broken = cli({**env, "HTTP_NOTIONAL": "nope=x"}, "serve", cwd=tmp_path)
         assert broken.returncode == 2
         seen += [broken.stdout, broken.stderr]
@@ -125,6 +129,19 @@ def test_no_secret_reaches_a_log_an_answer_or_an_output(tmp_path: Path) -> None:
     logged = {json.loads(line).get("event") for line in _json_lines(seen[-1])}
     assert "webhook.rejected" in logged
     assert "alert.not_sent" in logged
+
+
+def _console_pages(server: Server) -> list[str]:
+    """Every console page an operator reads, logged in (the token is sent, never shown)."""
+    base = f"http://127.0.0.1:{server.port}/console"
+    with httpx2.Client(base_url=base, timeout=10) as client:
+        form = client.get("/login").text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)  # type: ignore[union-attr]
+        client.post("/login", data={"csrf": csrf, "token": VALUES["CONSOLE_TOKEN"]})
+        pages = ["/", "/events", "/events/sec-1", "/dead", "/effects", "/replay"]
+        answers = [client.get(page) for page in pages]
+    assert [a.status_code for a in answers] == [200] * len(pages)
+    return [a.text for a in answers]
 
 
 BROKEN = b'{"not": "an event"'

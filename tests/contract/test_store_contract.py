@@ -286,6 +286,14 @@ async def test_list_events_bounds_the_receive_time(backends: Backends, clock: Fa
     assert [e.event_id for e in window] == ["e1"]
 
 
+async def test_list_events_filters_by_the_events_symbol(backends: Backends) -> None:
+    store, _ = backends
+    for n, symbol in enumerate(["BTC", "ETH", None, "ETH"]):
+        await store.insert_event(make_event(f"e{n}", symbol=symbol), raw_delivery())
+    found = await store.list_events(limit=10, symbol="ETH")
+    assert sorted(e.event_id for e in found) == ["e1", "e3"]
+
+
 async def test_the_first_pinned_decision_is_kept_and_survives_a_redrive(
     backends: Backends,
 ) -> None:

@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import orjson
 import structlog
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.templating import Jinja2Templates
@@ -30,11 +31,13 @@ log = structlog.get_logger("autorunner.console")
 PAGE = 50
 """Events per page."""
 REPLAY_MAX = 5000
+MAX_POLICY_BYTES = 256 * 1024
 """Most events one replay from the console decides again (the CLI takes more)."""
 LIVE_SECONDS = 300.0
 """How long one live stream lasts; the browser opens the next through the gate (a session
 that ended gets no more)."""
 RECENT_CAP = 10_000
+FILTERS = ("status", "route", "query", "symbol", "since", "until")
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
 
@@ -192,27 +195,40 @@ async def events(request: Request) -> Response:
     status = params.get("status") or None
     if status not in (None, "pending", "running", "done", "dead"):
         return _message(request, "Bad filter", f"no status {status!r}", 400)
-    before = params.get("before")
     try:
-        until = float(before) if before else None
+        before = float(params["before"]) if params.get("before") else None
+        since = _local_time(params.get("since", ""))
+        until = _local_time(params.get("until", ""))
     except ValueError:
-        return _message(request, "Bad page", "before= takes a time in seconds", 400)
+        return _message(request, "Bad filter", "times are YYYY-MM-DDTHH:MM, local time", 400)
+    if before is not None:
+        until = before if until is None else min(until, before)
     found_events = await console.backends.store.list_events(
         limit=PAGE,
         status=status,  # type: ignore[arg-type]  # checked above
+        since=since,
         until=until,
         query_id=params.get("query") or None,
         route=params.get("route") or None,
+        symbol=params.get("symbol") or None,
     )
+    filters = {k: params.get(k, "") for k in FILTERS}
     return _page(
         request,
         "events.html",
         events=found_events,
         searched=wanted,
-        filters={k: params.get(k, "") for k in ("status", "route", "query")},
+        filters=filters,
         more=found_events[-1].received_at if len(found_events) == PAGE else None,
-        live=until is None and not any(params.get(k) for k in ("status", "route", "query")),
+        live=before is None and not any(filters.values()),
     )
+
+
+def _local_time(given: str) -> float | None:
+    """A ``datetime-local`` input's value as seconds since the epoch; None for none."""
+    if not given:
+        return None
+    return time.mktime(time.strptime(given[:16], "%Y-%m-%dT%H:%M"))
 
 
 async def event(request: Request) -> Response:
@@ -336,6 +352,11 @@ async def replay(request: Request) -> Response:
     console = _console(request)
     form = await request.form()
     text = str(form.get("policy", ""))
+    upload = form.get("policy_file")
+    if not text.strip() and isinstance(upload, UploadFile) and upload.filename:
+        text = (await upload.read(MAX_POLICY_BYTES + 1)).decode("utf-8", errors="replace")
+        if len(text) > MAX_POLICY_BYTES:
+            text = ""
     try:
         limit = _replay_limit(str(form.get("limit") or 200))
         policy = parse_policy(text, source="the pasted policy")

@@ -195,8 +195,10 @@ class Audit(Protocol):
         until: float | None = None,
         query_id: str | None = None,
         route: str | None = None,
+        symbol: str | None = None,
     ) -> list[EventSummary]:
-        """Newest first; ``since``/``until`` bound the receive time (inclusive, exclusive)."""
+        """Newest first; ``since``/``until`` bound the receive time (inclusive, exclusive);
+        ``symbol`` is the event's (its trigger's) symbol."""
 
     async def get_event(self, event_id: str) -> EventDetail | None:
         """The whole record of one event."""

@@ -399,6 +399,7 @@ class MemoryStore:
         until: float | None = None,
         query_id: str | None = None,
         route: str | None = None,
+        symbol: str | None = None,
     ) -> list[EventSummary]:
         self._check()
         rows = [
@@ -409,6 +410,7 @@ class MemoryStore:
             and (until is None or r.summary.received_at < until)
             and (query_id is None or r.summary.query_id == query_id)
             and (route is None or r.summary.route == route)
+            and (symbol is None or r.event.symbol == symbol)
         ]
         return sorted(rows, key=lambda s: s.received_at, reverse=True)[:limit]
 

@@ -51,6 +51,9 @@ FIND_EVENT = (
 """Indexed lookups first; the first delivery's own id last, by a scan: an index on it would
 cost every webhook a B-tree insert for a lookup only an operator makes."""
 
+SYMBOL = "event_json->>'symbol'"
+"""The event's symbol, kept in its JSON (``list_events(symbol=...)``)."""
+
 
 class PostgresOperators:
     """The operators' half of ``PostgresStore`` (which it is mixed into)."""
@@ -217,6 +220,7 @@ class PostgresOperators:
         until: float | None = None,
         query_id: str | None = None,
         route: str | None = None,
+        symbol: str | None = None,
     ) -> list[EventSummary]:
         filters = {
             "status": status,
@@ -224,8 +228,9 @@ class PostgresOperators:
             "until": until,
             "query_id": query_id,
             "route": route,
+            "symbol": symbol,
         }
-        where = event_filters(lambda name: f"%({name})s", filters)
+        where = event_filters(lambda name: f"%({name})s", filters, symbol=SYMBOL)
         query = (
             f"SELECT {SUMMARY_COLUMNS} FROM events{where} ORDER BY received_at DESC LIMIT %(limit)s"
         )

@@ -29,11 +29,15 @@ _FILTERS = {
 }
 
 
-def event_filters(style: Callable[[str], str], filters: Mapping[str, object]) -> str:
+def event_filters(
+    style: Callable[[str], str], filters: Mapping[str, object], *, symbol: str
+) -> str:
     """The ``WHERE`` clause of ``list_events`` for the given (not ``None``) ``filters``;
-    ``style`` turns a parameter name into the dialect's placeholder."""
+    ``style`` turns a parameter name into the dialect's placeholder, ``symbol`` is the
+    dialect's expression for the event's symbol (it lives in the event's JSON)."""
+    columns = {**_FILTERS, "symbol": f"{symbol} = "}
     conditions = [
-        f"{_FILTERS[name]}{style(name)}" for name, value in filters.items() if value is not None
+        f"{columns[name]}{style(name)}" for name, value in filters.items() if value is not None
     ]
     return " WHERE " + " AND ".join(conditions) if conditions else ""
 

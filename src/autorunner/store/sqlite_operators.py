@@ -56,6 +56,10 @@ def dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+SYMBOL = "json_extract(event_json, '$.symbol')"
+"""The event's symbol, kept in its JSON (``list_events(symbol=...)``)."""
+
+
 class SqliteOperators:
     """The operators' half of ``SqliteStore`` (which it is mixed into)."""
 
@@ -228,6 +232,7 @@ class SqliteOperators:
         until: float | None = None,
         query_id: str | None = None,
         route: str | None = None,
+        symbol: str | None = None,
     ) -> list[EventSummary]:
         filters = {
             "status": status,
@@ -235,8 +240,9 @@ class SqliteOperators:
             "until": until,
             "query_id": query_id,
             "route": route,
+            "symbol": symbol,
         }
-        where = event_filters(lambda name: f":{name}", filters)
+        where = event_filters(lambda name: f":{name}", filters, symbol=SYMBOL)
         args = {**filters, "limit": limit}
         rows = await self.db.read(
             lambda conn: conn.execute(
