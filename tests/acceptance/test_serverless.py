@@ -65,11 +65,17 @@ class Deployment:
             assert orjson.loads(process.stdout.readline())["ready"] is True
             yield Host(process)
         finally:
-            process.kill()
-            process.wait(timeout=10)
-            for pipe in (process.stdin, process.stdout):
-                if pipe is not None:
-                    pipe.close()
+            # End of input ends the host, as the end of an execution environment would (and
+            # lets coverage write what it measured); kill it only if it does not stop.
+            if process.stdin is not None:
+                process.stdin.close()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+            if process.stdout is not None:
+                process.stdout.close()
 
     def receive(self, count: int, *, wait: int = 0) -> list[dict[str, Any]]:
         """Receive up to ``count`` messages as Lambda's poller does (long-polling up to
