@@ -214,8 +214,10 @@ async def test_concurrent_claims_never_share_a_job(case: Case) -> None:
     queue, pace = case
     for n in range(50):
         await queue.enqueue(f"e{n}")
+    # A lease long enough not to lapse while ten claims share a loaded machine (SQS's is per
+    # claim; a lapse would rightly hand a job to a second claim, which is not what this pins).
     batches = await asyncio.gather(
-        *(queue.claim(f"c{n}", limit=7, lease=pace.lease, wait=0) for n in range(10))
+        *(queue.claim(f"c{n}", limit=7, lease=max(pace.lease, 30), wait=0) for n in range(10))
     )
     claimed = [j.event_id for batch in batches for j in batch]
     assert sorted(claimed) == sorted(f"e{n}" for n in range(50))
