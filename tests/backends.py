@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Protocol, TypeVar
 
 import psycopg
 from aiobotocore.session import get_session
@@ -41,23 +42,19 @@ async def redis_queue(clock: Clock = system_clock) -> AsyncIterator[RedisQueue]:
     """A queue under a fresh name on the shared Redis, its keys deleted afterwards; skips the
     test when Redis is not here (``services.need``)."""
     need("redis")
-    queue = await RedisQueue.open(REDIS_URL, name=f"t-{uuid.uuid4().hex[:12]}", clock=clock)
-    try:
+    async with _dropped(
+        await RedisQueue.open(REDIS_URL, name=f"t-{uuid.uuid4().hex[:12]}", clock=clock)
+    ) as queue:
         yield queue
-    finally:
-        await queue.drop()
-        await queue.close()
 
 
 @asynccontextmanager
 async def nats_queue(server: PrivateNats, *, lease: float) -> AsyncIterator[NatsQueue]:
     """A queue under a fresh name on a private JetStream server, its streams deleted after."""
-    queue = await NatsQueue.open(server.url, lease=lease, name=f"t{uuid.uuid4().hex[:12]}")
-    try:
+    async with _dropped(
+        await NatsQueue.open(server.url, lease=lease, name=f"t{uuid.uuid4().hex[:12]}")
+    ) as queue:
         yield queue
-    finally:
-        await queue.drop()
-        await queue.close()
 
 
 @asynccontextmanager
@@ -77,10 +74,25 @@ async def sqs_queue(
         queue = await SqsQueue.open(
             str(answer["QueueUrl"]), db=store.db, region=moto.REGION, clock=clock
         )
-        try:
+        async with _dropped(queue):
             yield queue
-        finally:
-            await queue.drop()
-            await queue.close()
     finally:
         await store.close()
+
+
+class _Droppable(Protocol):
+    async def drop(self) -> None: ...
+    async def close(self) -> None: ...
+
+
+Q = TypeVar("Q", bound=_Droppable)
+
+
+@asynccontextmanager
+async def _dropped(queue: Q) -> AsyncIterator[Q]:
+    """``queue``, its keys or streams deleted and its connection closed afterwards."""
+    try:
+        yield queue
+    finally:
+        await queue.drop()
+        await queue.close()

@@ -94,36 +94,29 @@ def _wait_for_port(port: int, *, within: float, process: subprocess.Popen[bytes]
     raise AssertionError(f"nothing listens on port {port} after {within}s")
 
 
-class PrivateRedis:
-    """``redis-server`` on its own port, keeping nothing on disk (like the shared one)."""
+class _ServerProcess:
+    """A server binary on its own loopback port, with a throw-away directory: ``stop`` kills it
+    (what it kept only in memory is gone, as after a crash), ``close`` also removes the
+    directory. A subclass names its ``service`` (``need``) and its ``command``."""
+
+    service = ""
 
     def __init__(self) -> None:
-        need("redis-server")
+        need(self.service)
         self.port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="autorunner-redis-"))
+        self.dir = Path(tempfile.mkdtemp(prefix=f"autorunner-{self.service}-"))
         self._process: subprocess.Popen[bytes] | None = None
 
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+    def command(self) -> list[str]:
+        raise NotImplementedError
 
     def start(self) -> None:
         self._process = subprocess.Popen(
-            [
-                shutil.which("redis-server") or "redis-server",
-                "--bind", "127.0.0.1",
-                "--port", str(self.port),
-                "--save", "",
-                "--appendonly", "no",
-                "--dir", str(self.dir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        _wait_for_port(self.port, within=10, process=self._process)
+            self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        _wait_for_port(self.port, within=30, process=self._process)
 
     def stop(self) -> None:
-        """Kill it: everything it held is gone, as after a crash of a Redis without persistence."""
         if self._process is not None and self._process.poll() is None:
             self._process.send_signal(signal.SIGKILL)
             self._process.wait(timeout=10)
@@ -131,6 +124,26 @@ class PrivateRedis:
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PrivateRedis(_ServerProcess):
+    """``redis-server`` on its own port, keeping nothing on disk (like the shared one)."""
+
+    service = "redis-server"
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def command(self) -> list[str]:
+        return [
+            shutil.which("redis-server") or "redis-server",
+            "--bind", "127.0.0.1",
+            "--port", str(self.port),
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(self.dir),
+        ]  # fmt: skip
 
 
 class PrivatePostgres:
@@ -184,47 +197,28 @@ def _pg_bin(name: str) -> str:
     return found[-1]
 
 
-class PrivateNats:
-    """``nats-server`` with JetStream on its own port, its store in a temporary directory."""
+class PrivateNats(_ServerProcess):
+    """``nats-server`` with JetStream on its own port, its store in the directory (a restart
+    keeps what it had written)."""
 
-    def __init__(self) -> None:
-        need("nats-server")
-        self.port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="autorunner-nats-"))
-        self._process: subprocess.Popen[bytes] | None = None
+    service = "nats-server"
 
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
-        self._process = subprocess.Popen(
-            [shutil.which("nats-server") or "nats-server", "-js", "-a", "127.0.0.1",
-             "-p", str(self.port), "-sd", str(self.dir)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        _wait_for_port(self.port, within=10, process=self._process)
-
-    def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.send_signal(signal.SIGKILL)
-            self._process.wait(timeout=10)
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
+    def command(self) -> list[str]:
+        return [
+            shutil.which("nats-server") or "nats-server", "-js", "-a", "127.0.0.1",
+            "-p", str(self.port), "-sd", str(self.dir),
+        ]  # fmt: skip
 
 
-class MotoSqs:
+class MotoSqs(_ServerProcess):
     """moto's server: a real HTTP endpoint speaking the SQS protocol (state in memory)."""
 
+    service = "moto"
     REGION = "us-east-1"
-
-    def __init__(self) -> None:
-        need("moto")
-        self.port = free_port()
-        self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def endpoint(self) -> str:
@@ -250,12 +244,6 @@ class MotoSqs:
         """Make a queue (as a deployment would); its URL."""
         return str(self.client().create_queue(QueueName=name)["QueueUrl"])
 
-    def stop(self) -> None:
-        """Kill it: every queue and message it held is gone."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
-            self._process.wait(timeout=10)
-
     @property
     def environment(self) -> dict[str, str]:
         """What a process needs to talk to it as it would to AWS."""
@@ -267,15 +255,11 @@ class MotoSqs:
             "AWS_SECRET_ACCESS_KEY": "testing",
         }
 
-    def start(self) -> None:
-        self._process = subprocess.Popen(
-            [shutil.which("moto_server") or "moto_server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        _wait_for_port(self.port, within=30, process=self._process)
-
-    def close(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            self._process.wait(timeout=10)
+    def command(self) -> list[str]:
+        return [
+            shutil.which("moto_server") or "moto_server",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+        ]

@@ -68,3 +68,19 @@ async def test_a_jetstream_server_that_lost_its_streams_gets_them_declared_again
         await queue.enqueue("e1")
         jobs = await queue.claim("c", limit=10, lease=30, wait=0)
     assert [job.event_id for job in jobs] == ["e1"]
+
+
+async def test_a_fifo_sqs_queue_takes_jobs_once_each_and_a_redrive_again(
+    sqs_server: MotoSqs,
+) -> None:
+    async with postgres_schema() as url, sqs_queue(sqs_server, url, fifo=True) as queue:
+        await queue.enqueue("e1")
+        await queue.enqueue("e1")
+        await queue.enqueue("e2", delay=60)  # FIFO takes no per-message delay: sent at once
+        jobs = await queue.claim("c", limit=10, lease=30, wait=0)
+        assert sorted(j.event_id for j in jobs) == ["e1", "e2"]
+        first = next(j for j in jobs if j.event_id == "e1")
+        await queue.dead_letter(first, reason="boom")
+        await queue.enqueue("e1")  # a redrive: a new deduplication id, so it is sent
+        again = await queue.claim("c", limit=10, lease=30, wait=0)
+    assert [j.event_id for j in again] == ["e1"]
