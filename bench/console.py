@@ -1,10 +1,15 @@
 """Benchmark: the operator console's pages on a large store, and what an open console costs ingest.
 
     .venv/bin/python -m bench.console [--sizes 10000,100000] [--requests 50] [--duration 8]
+    .venv/bin/python -m bench.console --postgres postgresql://postgres@127.0.0.1/postgres
 
 For each size: that many events stored and run to ``done`` (no-op ``notify``) in a SQLite file,
 then ``autorunner serve`` on it with workers off, and each page requested ``--requests`` times
 by a logged-in client, one at a time: server-side time to the full answer (median, p95).
+With ``--postgres`` (a server where a database may be created and dropped) the events go to a
+fresh PostgreSQL database ``autorunner_bench_console`` in cloud mode (Redis at ``--redis``,
+database 14, flushed), the pages are served by ``autorunner console``, and ingest is not
+measured.
 Then ingest (``wrk``, as ``bench.ingest``) with the console closed, and with three live pages
 open (three server-sent-event streams, each re-reading the overview and the newest events every
 second), alternating, twice. Needs ``wrk``.
@@ -31,6 +36,7 @@ from bench.ingest import free_port, runner_env, serve_cmd, server, signed_lines,
 from bench.worker import drain, preload
 
 TOKEN = "bench-console-token-0123456789"
+PG_DATABASE = "autorunner_bench_console"
 PAGES = ("/", "/events", "/events?status=done", "/events/bench-7", "/dead")
 
 
@@ -38,6 +44,32 @@ def stored(db: Path, count: int) -> None:
     settings = Settings(queue_url=f"sqlite:///{db}", worker_concurrency=64, log_level="warning")
     asyncio.run(preload(settings, count))
     asyncio.run(drain(settings, count))
+
+
+def stored_in_postgres(server_url: str, redis_url: str, count: int) -> dict[str, str]:
+    """A fresh database with ``count`` events run to ``done``; the cloud settings for it."""
+    import psycopg  # noqa: PLC0415 - only this mode needs them
+    import redis  # noqa: PLC0415
+
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {PG_DATABASE}")
+    redis.Redis.from_url(redis_url).flushdb()
+    env = {
+        "RUNNER_MODE": "cloud",
+        "QUEUE_URL": redis_url,
+        "DATABASE_URL": server_url.rsplit("/", 1)[0] + f"/{PG_DATABASE}",
+    }
+    settings = Settings(
+        runner_mode="cloud",
+        queue_url=redis_url,
+        database_url=env["DATABASE_URL"],
+        worker_concurrency=64,
+        log_level="warning",
+    )
+    asyncio.run(preload(settings, count))
+    asyncio.run(drain(settings, count))
+    return env
 
 
 def login(base: str) -> httpx2.Client:
@@ -64,6 +96,19 @@ def page_times(base: str, requests: int) -> dict[str, tuple[float, float]]:
     return figures
 
 
+def show(figures: dict[str, tuple[float, float]]) -> None:
+    print("| page | median ms | p95 ms |\n|---|---:|---:|")
+    for page, (median, p95) in figures.items():
+        print(f"| `{page}` | {median:.1f} | {p95:.1f} |")
+
+
+def vacuum(database_url: str) -> None:
+    import psycopg  # noqa: PLC0415 - only the PostgreSQL mode needs it
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+
+
 def live_readers(base: str, count: int, stop: threading.Event) -> list[threading.Thread]:
     def read() -> None:
         with (
@@ -87,6 +132,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--duration", type=int, default=8)
+    parser.add_argument("--postgres", help="a PostgreSQL server URL: measure pages on it")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
     args = parser.parse_args()
     logs.configure(level="warning")
     tmp = Path(tempfile.mkdtemp(prefix="autorunner-bench-console-"))
@@ -94,15 +141,24 @@ def main() -> None:
     for size in (int(s) for s in args.sizes.split(",")):
         db = tmp / f"events-{size}.db"
         started = time.perf_counter()
-        stored(db, size)
-        print(f"\n{size:,} events stored and run in {time.perf_counter() - started:.0f}s")
         port = free_port()
         env = {**runner_env(db, port, workers=False, log_level="warning"), "CONSOLE_TOKEN": TOKEN}
-        with server(serve_cmd(), port, env):
+        command = serve_cmd()
+        if args.postgres:
+            env.update(stored_in_postgres(args.postgres, args.redis, size))
+            command = [*command[:-1], "console"]
+        else:
+            stored(db, size)
+        print(f"\n{size:,} events stored and run in {time.perf_counter() - started:.0f}s")
+        with server(command, port, env):
             figures = page_times(f"http://127.0.0.1:{port}/console", args.requests)
-        print("| page | median ms | p95 ms |\n|---|---:|---:|")
-        for page, (median, p95) in figures.items():
-            print(f"| `{page}` | {median:.1f} | {p95:.1f} |")
+            show(figures)
+            if args.postgres:  # as autovacuum would leave it (this machine's server has it off)
+                vacuum(env["DATABASE_URL"])
+                print("after VACUUM ANALYZE:")
+                show(page_times(f"http://127.0.0.1:{port}/console", args.requests))
+    if args.postgres:
+        return
 
     lines = tmp / "signed.tsv"
     rows = signed_lines(150_000)

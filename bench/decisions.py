@@ -75,6 +75,7 @@ async def pipeline_overhead(n: int) -> tuple[float, float]:
     pipeline = Pipeline(
         ledger=store,
         flags=store,
+        approvals=store,
         policy=default_policy(),
         deciders={"rules": RulesDecider()},
         adapters={"notify": adapter},

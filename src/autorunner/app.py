@@ -21,6 +21,7 @@ from pydantic import SecretStr
 from autorunner.adapters import CONFIGURED_BY, build_adapters
 from autorunner.adapters.base import Adapter, valuers
 from autorunner.alerts import Watch
+from autorunner.approval_desk import ApprovalDesk, webhook_endpoint
 from autorunner.auto_client import AutoClient, AutoCredentials
 from autorunner.backends import Backends
 from autorunner.clock import Clock, system_clock
@@ -75,6 +76,8 @@ class Runtime:
     notifier: Notifier | None = None
     console: Console | None = None
     """The console, when this process serves it."""
+    desk: ApprovalDesk | None = None
+    """The approvals' Telegram desk, when a bot token is set and the policy names approvers."""
 
     @property
     def console_tokens(self) -> Tokens | None:
@@ -296,6 +299,7 @@ def build_runtime(
     pipeline = Pipeline(
         ledger=store,
         flags=store,
+        approvals=store,
         policy=policy,
         deciders=available,
         pause_check_seconds=settings.pause_check_seconds,
@@ -361,6 +365,9 @@ def build_runtime(
         tracing=tracing,
         notifier=build_notifier(settings, backends, metrics, http, name=name, clock=clock),
     )
+    runtime.desk = build_desk(
+        settings, backends, lambda: pipeline.policy, http, name=name, clock=clock
+    )
     console = None
     if role in ("serve", "console") and console_enabled(settings, host=settings.host):
         runtime.console = Console(
@@ -379,8 +386,42 @@ def build_runtime(
         audit=store,
         queue=queue,
         ready=_readiness(runtime),
+        telegram=(
+            webhook_endpoint(runtime.desk, settings.telegram_webhook_secret.get_secret_value())
+            if runtime.desk is not None
+            and settings.telegram_webhook_secret is not None
+            and role in ("serve", "ingress")
+            else None
+        ),
     )
     return runtime
+
+
+def build_desk(
+    settings: Settings,
+    backends: Backends,
+    policy: Callable[[], Policy],
+    http: httpx2.AsyncClient,
+    *,
+    name: str,
+    clock: Clock = system_clock,
+) -> ApprovalDesk | None:
+    """The approvals' Telegram desk, when ``TELEGRAM_BOT_TOKEN`` is set and the policy has
+    approver groups; it polls ``getUpdates`` unless ``TELEGRAM_WEBHOOK_SECRET`` is set."""
+    if settings.telegram_bot_token is None or not policy().approvers:
+        return None
+    return ApprovalDesk(
+        backends,
+        policy,
+        http,
+        api=settings.telegram_api_url,
+        token=settings.telegram_bot_token.get_secret_value(),
+        name=name,
+        poll=settings.telegram_webhook_secret is None,
+        poll_seconds=settings.approvals_poll_seconds,
+        alone=settings.runner_mode == "local",
+        clock=clock,
+    )
 
 
 def build_notifier(

@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(default=10.0, ge=0)
     sweep_interval: float = Field(default=10.0, gt=0)
     sweep_after: float = Field(default=30.0, ge=0)
+    tally_interval: float = Field(
+        default=10.0, gt=0, description="how often a process adds its counts to the overview's"
+    )
     lag_threshold: float = Field(default=60.0, gt=0)
     pause_check_seconds: float = Field(
         default=1.0, ge=0, description="how stale a read of the kill switch may be"
@@ -155,6 +158,12 @@ class Settings(BaseSettings):
     telegram_chat_interval: float = Field(
         default=1.0, ge=0, description="seconds between sends to one chat"
     )
+    telegram_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="take approvals' answers at POST /telegram/updates (Telegram's secret token)"
+        " instead of getUpdates polling",
+    )
+    approvals_poll_seconds: float = Field(default=25.0, gt=0, le=50)
 
     llm_model: str | None = Field(default=None, description="model name; enables the llm decider")
     llm_base_url: str | None = Field(

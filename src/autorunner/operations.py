@@ -29,7 +29,7 @@ from autorunner.deciders import Decider
 from autorunner.errors import ConfigError, OperationRefused
 from autorunner.notional import Valuer
 from autorunner.policy import Policy
-from autorunner.records import EventDetail, Operation, Resolved
+from autorunner.records import Answered, EventDetail, Operation, Resolved
 from autorunner.replay import Change, Redecided, Replayed, redecide, replay
 
 CHANGES: tuple[Change, ...] = ("unchanged", "changed", "newly_denied", "newly_allowed", "no_record")
@@ -68,16 +68,18 @@ async def pause(
 ) -> None:
     """Set the kill switch: no effect begins anywhere until ``resume``; events wait. ``by``
     names who acts (the OS user at this host when not given, as for every operation)."""
-    await backends.store.set_flag("paused", reason)
-    await backends.store.record_operation(_operation("pause", clock=clock, by=by, reason=reason))
+    await backends.store.set_flag(
+        "paused", reason, operation=_operation("pause", clock=clock, by=by, reason=reason)
+    )
 
 
 async def resume(backends: Backends, *, by: str | None = None, clock: Clock = system_clock) -> bool:
     """Lift the kill switch; the events that waited run. False when it was not on."""
     if await backends.store.get_flag("paused") is None:
         return False
-    await backends.store.set_flag("paused", None)
-    await backends.store.record_operation(_operation("resume", clock=clock, by=by))
+    await backends.store.set_flag(
+        "paused", None, operation=_operation("resume", clock=clock, by=by)
+    )
     return True
 
 
@@ -156,12 +158,11 @@ async def redrive(
     clock: Clock = system_clock,
 ) -> list[str]:
     """Dead letters (one, or all with ``None``) back to the queue, on the decision they had;
-    each is journaled."""
-    ids = await backends.store.redrive(event_id)
+    each is journaled in the transaction that moves it."""
+    ids = await backends.store.redrive(
+        event_id, operation=_operation("dlq.redrive", clock=clock, by=by)
+    )
     for found in ids:
-        await backends.store.record_operation(
-            _operation("dlq.redrive", clock=clock, by=by, event_id=found)
-        )
         await backends.queue.enqueue(found)
     if event_id is not None and not ids:
         raise OperationRefused(f"no dead letter with id {event_id!r}")
@@ -210,7 +211,19 @@ async def status(
         "lapsed_leases": store.lapsed_leases,
         "unknown_effects": store.unknown_effects,
         "rejected_deliveries": store.rejected,
+        "last_hour": await last_hour(backends, clock=clock),
     }
+
+
+async def last_hour(backends: Backends, *, clock: Clock = system_clock) -> dict[str, Any]:
+    """What every process counted in the last hour (``tallies``, up to ``FLUSH_EVERY`` late):
+    deliveries refused by reason and runs by outcome, each most first."""
+    found = await backends.store.tallies(since_minute=int(clock() // 60) - 59)
+    split: dict[str, dict[str, int]] = {"refused": {}, "runs": {}}
+    for name, count in sorted(found.items(), key=lambda item: (-item[1], item[0])):
+        kind, _, what = name.partition(":")
+        split.setdefault(kind, {})[what] = count
+    return split
 
 
 async def find(backends: Backends, any_id: str) -> EventDetail:
@@ -365,3 +378,31 @@ async def rerun_planned(
         )
         started.append({"event_id": plan.detail.summary.event_id, "generation": generation})
     return started
+
+
+async def answer_approval(
+    backends: Backends,
+    approval_id: str,
+    *,
+    approve: bool,
+    via: str,
+    by: str | None = None,
+    reason: str | None = None,
+    clock: Clock = system_clock,
+) -> Answered:
+    """Approve or reject a pending approval (the first answer wins; a second is refused with
+    what stands); its event goes back to the queue to act on the answer."""
+    answered = await backends.store.answer_approval(
+        approval_id, approve=approve, by=by or actor(), via=via, reason=reason, at=clock()
+    )
+    if answered is None:
+        raise OperationRefused(f"no approval with id {approval_id!r}")
+    if not answered.changed:
+        view = answered.view
+        raise OperationRefused(
+            f"approval {approval_id} was {view.status} already"
+            f" (by {view.answered_by} via {view.answered_via})"
+        )
+    if answered.resumed:
+        await backends.queue.enqueue(answered.view.event_id)
+    return answered

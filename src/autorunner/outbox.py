@@ -103,7 +103,7 @@ async def settle_job(
 ) -> None:
     """Settle ``job`` on ``queue`` by its receipt as ``run.outcome`` says (a receipt another
     consumer has since replaced settles nothing)."""
-    if run.outcome == "done":
+    if run.outcome in ("done", "awaiting"):  # an awaiting event comes back by its answer
         await queue.ack(job)
     elif run.outcome == "retry":
         delay = 0.0 if retry_at is None else max(0.0, retry_at - clock())

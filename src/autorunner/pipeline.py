@@ -17,6 +17,7 @@ import structlog
 
 from autorunner import facts
 from autorunner.adapters.base import Adapter, valuers
+from autorunner.approvals import denial, gated, record_of, request_for
 from autorunner.clock import Clock, system_clock
 from autorunner.context import ContextSource, NoContext
 from autorunner.deciders import Decider
@@ -35,9 +36,9 @@ from autorunner.errors import (
     Unavailable,
 )
 from autorunner.events import Event
-from autorunner.policy import Policy, Route, check
+from autorunner.policy import Approval, Policy, Route, check
 from autorunner.records import EffectIntent, EffectStatus, Leased, RunRecord
-from autorunner.store.base import Flags, Ledger
+from autorunner.store.base import Approvals, Flags, Ledger
 from autorunner.store.rules import effect_key
 from autorunner.tracing import OFF, Tracing
 
@@ -56,10 +57,20 @@ class Attempt:
     error: JobError | None
     max_attempts: int
     held: str | None = None
+    awaiting: str | None = None
+    """The approval the event now waits for: not an attempt; an answer brings it back."""
 
 
 class Held(Exception):
     """The kill switch is on: no effect may begin now (raised inside the pipeline only)."""
+
+
+class Awaiting(Exception):
+    """A gated action waits for a person's answer (raised inside the pipeline only)."""
+
+    def __init__(self, approval_id: str) -> None:
+        super().__init__(approval_id)
+        self.approval_id = approval_id
 
 
 @dataclass(kw_only=True, slots=True)
@@ -76,6 +87,7 @@ class _Draft:
     effects: list[dict[str, Any]] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
     facts_error: str | None = None
+    approval: dict[str, Any] | None = None
 
     def record(
         self, leased: Leased, *, policy_hash: str, finished_at: float, error: JobError | None
@@ -103,6 +115,7 @@ class _Draft:
             timings_ms=self.timings_ms,
             error=None if error is None else f"{type(error).__name__}: {error}",
             generation=leased.generation,
+            approval=self.approval,
         )
 
 
@@ -114,6 +127,7 @@ class Pipeline:
         *,
         ledger: Ledger,
         flags: Flags,
+        approvals: Approvals,
         policy: Policy,
         deciders: Mapping[str, Decider],
         adapters: Mapping[str, Adapter],
@@ -125,6 +139,7 @@ class Pipeline:
         self._tracing = tracing
         self._ledger = ledger
         self._flags = flags
+        self._approvals = approvals
         self.policy = policy
         self._deciders = deciders
         self.adapters = adapters
@@ -144,6 +159,7 @@ class Pipeline:
         limit = route.constraints.max_execution_seconds
         error: JobError | None = None
         held: str | None = None
+        awaiting: str | None = None
         try:
             async with asyncio.timeout(limit) as deadline:
                 # The facts come first: the route is chosen on them, whatever channel won. Its
@@ -161,6 +177,8 @@ class Pipeline:
                 await self._steps(leased, event, route, draft)
         except Held as exc:
             held = str(exc)
+        except Awaiting as exc:
+            awaiting = exc.approval_id
         except TimeoutError:
             error = TransientError(f"timed out after {limit:g}s (route {route.name!r})")
         except JobError as exc:
@@ -178,7 +196,11 @@ class Pipeline:
             leased, policy_hash=self.policy.hash, finished_at=self._clock(), error=error
         )
         return Attempt(
-            record=record, error=error, max_attempts=route.constraints.max_attempts, held=held
+            record=record,
+            error=error,
+            max_attempts=route.constraints.max_attempts,
+            held=held,
+            awaiting=awaiting,
         )
 
     async def _steps(self, leased: Leased, event: Event, route: Route, draft: _Draft) -> None:
@@ -208,7 +230,34 @@ class Pipeline:
             )
         draft.decision, draft.reused, draft.verdict = decision, pinned is not None, verdict
         mark = _lap(draft, "verdict", mark)
-        for action in verdict.allowed:
+        to_run, waiting = verdict.allowed, None
+        if route.approval is not None and (
+            asked := gated(verdict.allowed, route.approval, self._valuers)
+        ):
+            with self._tracing.span("approval") as span:
+                verdict, waiting = await self._asked(
+                    leased, event, route, route.approval, asked, verdict, draft
+                )
+                span.set(
+                    {
+                        "autorunner.approval": draft.approval["approval_id"]
+                        if draft.approval
+                        else None,
+                        "autorunner.approval_status": draft.approval["status"]
+                        if draft.approval
+                        else None,
+                    }
+                )
+            draft.verdict = verdict
+            to_run = verdict.allowed
+            if waiting is not None:
+                steps = {a.step_id for a in asked}
+                to_run = (
+                    tuple(a for a in verdict.allowed if a.step_id not in steps)
+                    if route.approval.ungated == "run"
+                    else ()
+                )
+        for action in to_run:
             if self._closing:  # stopping: begin nothing more; the event is given back
                 raise asyncio.CancelledError
             if (reason := await self.paused()) is not None:
@@ -222,6 +271,37 @@ class Pipeline:
                     f" {route.constraints.max_effects_per_hour} effects an hour",
                 )
         _lap(draft, "effects", mark)
+        if waiting is not None:
+            raise Awaiting(waiting)
+
+    async def _asked(  # noqa: PLR0917 - one private call site, every part needed
+        self,
+        leased: Leased,
+        event: Event,
+        route: Route,
+        approval: Approval,
+        asked: list[Action],
+        verdict: Verdict,
+        draft: _Draft,
+    ) -> tuple[Verdict, str | None]:
+        """Ask for (or find) the approval of ``asked``: the verdict as its answer leaves it, and
+        the approval's id while it waits. Asking again is finding: the request is kept once."""
+        request = request_for(
+            event,
+            generation=leased.generation,
+            route=route,
+            approval=approval,
+            actions=asked,
+            now=self._clock(),
+        )
+        view = await self._approvals.request_approval(request)
+        draft.approval = record_of(view)
+        if view.status == "pending":
+            return verdict, view.approval_id
+        if not view.approved:
+            for action in asked:
+                verdict = verdict.deny(action.step_id, denial(view))
+        return verdict, None
 
     async def _rule(
         self,

@@ -53,6 +53,44 @@ class Rule:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Approval:
+    """Which of a route's allowed actions wait for a person, and what a silence means.
+
+    An action of a kind in ``actions`` is gated when ``above_notional_usd`` is ``None``, or its
+    notional exceeds it, or its notional cannot be told (fail closed). ``ungated``: the other
+    actions of the same decision ``wait`` for the answer too, or ``run`` at once."""
+
+    actions: tuple[str, ...]
+    approvers: tuple[str, ...]
+    above_notional_usd: float | None = None
+    timeout_seconds: float = 900.0
+    on_timeout: Literal["deny", "approve"] = "deny"
+    ungated: Literal["wait", "run"] = "wait"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ApproverGroup:
+    """People who may answer an approval: requests go to ``chat_id``; an answer there counts
+    when its sender is one of ``user_ids`` (any member of the chat when empty)."""
+
+    name: str
+    chat_id: int
+    user_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LlmBudget:
+    """What a route's model may spend: per decision and per UTC day, in USD and in tokens."""
+
+    per_decision_usd: float | None = None
+    per_day_usd: float | None = None
+    per_decision_tokens: int | None = None
+    per_day_tokens: int | None = None
+    on_exceeded: Literal["deny", "rules"] = "deny"
+    """Over budget: a denied verdict, or the route's rules decide instead."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Route:
     """Events matching ``match`` (field name → required value) are handled under these limits."""
 
@@ -65,6 +103,8 @@ class Route:
     rules: tuple[Rule, ...] = ()
     context: tuple[str, ...] = ("llm_session", "query")
     """What to fetch from Auto before deciding (``context.CONTEXT_PARTS``); empty: nothing."""
+    approval: Approval | None = None
+    llm_budget: LlmBudget | None = None
 
     def matches(self, event: Event) -> bool:
         return all(str(getattr(event, name, None)) == value for name, value in self.match.items())
@@ -77,6 +117,7 @@ class Policy:
 
     routes: tuple[Route, ...]
     default: Route
+    approvers: tuple[ApproverGroup, ...] = ()
     warnings: tuple[str, ...] = field(default=(), compare=False)
     source: str | None = field(default=None, compare=False)
     """The file it was read from (``None``: the built-in policy), for messages."""
@@ -84,12 +125,30 @@ class Policy:
     @functools.cached_property
     def hash(self) -> str:
         """Content hash stored with every decision, so a run names the policy it ran under."""
-        content = {"routes": [asdict(r) for r in self.routes], "default": asdict(self.default)}
+        content: dict[str, Any] = {
+            "routes": [_content(r) for r in self.routes],
+            "default": _content(self.default),
+        }
+        if self.approvers:  # absent from older policies' content: their hash stays the same
+            content["approvers"] = [asdict(g) for g in self.approvers]
         text = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
         return "sha256:" + hashlib.sha256(text).hexdigest()[:16]
 
     def route_for(self, event: Event) -> Route:
         return next((r for r in self.routes if r.matches(event)), self.default)
+
+    def approver_group(self, name: str) -> ApproverGroup | None:
+        return next((g for g in self.approvers if g.name == name), None)
+
+
+def _content(route: Route) -> dict[str, Any]:
+    """A route's content for the hash; a gate or a budget counts only when there is one, so a
+    policy without them hashes as it did before they existed."""
+    content = asdict(route)
+    for name in ("approval", "llm_budget"):
+        if content[name] is None:
+            del content[name]
+    return content
 
 
 def default_policy(*, max_execution_seconds: float = 30.0, max_attempts: int = 5) -> Policy:

@@ -17,6 +17,13 @@ Shape (every table optional except what a route needs)::
     allowed_actions = ["notify"]
     constraints = { max_execution_seconds = 20, max_attempts = 3, risk_mode = "conservative" }
     context = ["query"]            # from Auto before deciding: "query", "llm_session"; [] = none
+    approval = { actions = ["exchange"], above_notional_usd = 200, timeout_seconds = 900,
+                 on_timeout = "deny", approvers = ["desk"], ungated = "wait" }
+    llm_budget = { per_decision_usd = 0.05, per_day_usd = 5 }   # the llm decider's spend
+
+    [approvers.desk]               # who answers approvals: a Telegram chat, and who in it
+    chat_id = -1001234567890
+    user_ids = [111111111]         # empty: any member of the chat
 
     [[routes.rules]]               # rules decider: the first rule whose `when` matches decides
     when = { status = "triggered" }
@@ -47,7 +54,10 @@ from autorunner.policy import (
     EVENT_FIELDS,
     TEMPLATE_FIELDS,
     ActionTemplate,
+    Approval,
+    ApproverGroup,
     Constraints,
+    LlmBudget,
     Policy,
     Route,
     Rule,
@@ -103,6 +113,28 @@ class ConstraintsModel(_Strict):
     max_effects_per_hour: int | None = Field(default=None, ge=0)
 
 
+class ApprovalModel(_Strict):
+    actions: list[str] = Field(min_length=1)
+    approvers: list[str] = Field(min_length=1)
+    above_notional_usd: float | None = Field(default=None, ge=0)
+    timeout_seconds: float = Field(default=900.0, gt=0, le=7 * 86400)
+    on_timeout: Literal["deny", "approve"] = "deny"
+    ungated: Literal["wait", "run"] = "wait"
+
+
+class ApproverGroupModel(_Strict):
+    chat_id: int
+    user_ids: list[int] = Field(default_factory=list)
+
+
+class LlmBudgetModel(_Strict):
+    per_decision_usd: float | None = Field(default=None, gt=0)
+    per_day_usd: float | None = Field(default=None, gt=0)
+    per_decision_tokens: int | None = Field(default=None, gt=0)
+    per_day_tokens: int | None = Field(default=None, gt=0)
+    on_exceeded: Literal["deny", "rules"] = "deny"
+
+
 class ActionModel(_Strict):
     step: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     kind: str = Field(min_length=1)
@@ -143,6 +175,8 @@ class RouteModel(_Strict):
     decider: str = "rules"
     rules: list[RuleModel] = Field(default_factory=list)
     context: list[Literal["query", "llm_session"]] = ["query", "llm_session"]  # pydantic copies it
+    approval: ApprovalModel | None = None
+    llm_budget: LlmBudgetModel | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> RouteModel:
@@ -162,12 +196,18 @@ class RouteModel(_Strict):
                     raise ValueError(
                         f"rule {n} proposes {action.kind!r}, which allowed_actions does not list"
                     )
+        for kind in self.approval.actions if self.approval else []:
+            if kind not in self.allowed_actions:
+                raise ValueError(
+                    f"approval.actions: {kind!r} is not in allowed_actions: nothing to gate"
+                )
         return self
 
 
 class PolicyModel(_Strict):
     default: RouteModel = Field(default_factory=RouteModel)
     routes: list[RouteModel] = Field(default_factory=list)
+    approvers: dict[str, ApproverGroupModel] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _unique_names(self) -> PolicyModel:
@@ -175,6 +215,13 @@ class PolicyModel(_Strict):
         for name in names:
             if names.count(name) > 1:
                 raise ValueError(f"route name {name!r} is used twice")
+        for route in [self.default, *self.routes]:
+            for group in route.approval.approvers if route.approval else []:
+                if group not in self.approvers:
+                    raise ValueError(
+                        f"route {route.name!r}: approval.approvers: no [approvers.{group}] table"
+                        f" (defined: {', '.join(sorted(self.approvers)) or 'none'})"
+                    )
         return self
 
 
@@ -207,6 +254,10 @@ def parse_policy(text: str, *, source: str = "the policy") -> Policy:
         default=_route(model.default),
         warnings=tuple(warnings),
         source=source,
+        approvers=tuple(
+            ApproverGroup(name=name, chat_id=g.chat_id, user_ids=tuple(g.user_ids))
+            for name, g in sorted(model.approvers.items())
+        ),
     )
 
 
@@ -288,6 +339,17 @@ def _route(model: RouteModel) -> Route:
             max_effects_per_hour=c.max_effects_per_hour,
         ),
         decider=model.decider,
+        approval=None
+        if model.approval is None
+        else Approval(
+            actions=tuple(model.approval.actions),
+            approvers=tuple(model.approval.approvers),
+            above_notional_usd=model.approval.above_notional_usd,
+            timeout_seconds=model.approval.timeout_seconds,
+            on_timeout=model.approval.on_timeout,
+            ungated=model.approval.ungated,
+        ),
+        llm_budget=None if model.llm_budget is None else LlmBudget(**model.llm_budget.model_dump()),
         match=dict(model.match),
         context=tuple(sorted(set(model.context))),
         rules=tuple(

@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from autorunner.approval_desk import TELEGRAM_PATH
 from autorunner.errors import Unavailable
 from autorunner.ingress import WEBHOOK_PATH, WebhookApp, send_json
 from autorunner.metrics import Metrics
@@ -33,6 +34,7 @@ def build_app(
     queue: Queue,
     ready: Probe,
     console: ASGIApp | None = None,
+    telegram: Callable[[Request], Awaitable[Response]] | None = None,
 ) -> ASGIApp:
     """The whole ASGI app; the webhook path bypasses the router entirely. Without ``webhook``
     (a worker process) only the probes and metrics are served; ``console`` is mounted at
@@ -65,6 +67,8 @@ def build_app(
     ]
     if console is not None:
         routes.append(Mount("/console", app=console))
+    if telegram is not None:
+        routes.append(Route(TELEGRAM_PATH, telegram, methods=["POST"]))
     router = Router(routes=routes, default=not_found)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:

@@ -3,7 +3,8 @@ leaves for the audit, what operators see. Plain frozen values with explicit ``to
 no behaviour, no I/O.
 
 Event lifecycle: ``pending`` → (acquire) ``running`` → ``done`` | ``pending`` (retry at a time) |
-``dead``; ``redrive`` moves ``dead`` back to ``pending``. The effect ledger's statuses are
+``dead`` | ``awaiting`` (an approval is asked for); ``redrive`` moves ``dead`` back to
+``pending``, an answer (or its timeout) moves ``awaiting`` back. The effect ledger's statuses are
 described in ``store/base.py``.
 """
 
@@ -14,9 +15,10 @@ from typing import Any, Literal
 
 from autorunner.events import Event
 
-EventStatus = Literal["pending", "running", "done", "dead"]
+EventStatus = Literal["pending", "running", "done", "dead", "awaiting"]
 EffectStatus = Literal["planned", "pending", "done", "failed", "unknown", "over_budget"]
-Outcome = Literal["done", "retry", "dead"]
+Outcome = Literal["done", "retry", "dead", "awaiting"]
+ApprovalStatus = Literal["pending", "approved", "rejected", "expired"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -138,9 +140,69 @@ class RunRecord:
     retry_delay: float | None = None
     generation: int = 1
     """The decision generation the attempt ran in (2 and on after ``events rerun``)."""
+    approval: dict[str, Any] | None = None
+    """The approval the attempt asked for or acted on (``ApprovalView.to_dict``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ApprovalRequest:
+    """A person's answer asked for: the gated ``actions`` of one event's decision generation,
+    bound by ``fingerprint`` (``approvals.fingerprint``), whose id derives from all three."""
+
+    approval_id: str
+    event_id: str
+    generation: int
+    fingerprint: str
+    route: str
+    summary: str
+    actions: list[dict[str, Any]]
+    approvers: list[str]
+    requested_at: float
+    expires_at: float
+    on_timeout: Literal["deny", "approve"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ApprovalView:
+    """An approval as the store keeps it: the request, and its answer once there is one
+    (``approved`` is the decision that stands, a timeout's included)."""
+
+    approval_id: str
+    event_id: str
+    generation: int
+    fingerprint: str
+    route: str
+    summary: str
+    actions: list[dict[str, Any]]
+    approvers: list[str]
+    requested_at: float
+    expires_at: float
+    on_timeout: Literal["deny", "approve"]
+    status: ApprovalStatus = "pending"
+    approved: bool | None = None
+    answered_by: str | None = None
+    answered_via: str | None = None
+    """``telegram``, ``console``, ``cli`` or ``timeout``."""
+    answered_at: float | None = None
+    reason: str | None = None
+    message: dict[str, Any] | None = None
+    """Where the request was sent (``chat_id``, ``message_id``); ``None`` until it was."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Answered:
+    """What an answer did: ``view`` as it stands now; ``changed`` when this answer decided it
+    (a second answer changes nothing); ``resumed`` when its event went back to the queue."""
+
+    view: ApprovalView
+    changed: bool
+    resumed: bool = False
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

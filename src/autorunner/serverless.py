@@ -26,8 +26,9 @@ import asyncio
 import base64
 import binascii
 import contextlib
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from autorunner import logs
 from autorunner.app import Role, Runtime, build_runtime
@@ -37,8 +38,10 @@ from autorunner.errors import ConfigError, Unavailable
 from autorunner.queue.base import Job
 from autorunner.queue.sqs import SqsQueue
 from autorunner.sweeper import sweep_once
+from autorunner.tallies import Tallies
 
 Event = dict[str, Any]
+T = TypeVar("T")
 AGAIN = frozenset({"retry", "held", "failed"})
 """Outcomes whose record SQS is to deliver again."""
 AGAIN_IN = 5.0
@@ -51,6 +54,19 @@ PAUSED_AGAIN_IN = 60.0
 class _Environment:
     loop: asyncio.AbstractEventLoop
     runtime: Runtime
+    tallies: Tallies
+
+    def run(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run one invocation's work, then flush the tallies when one is due (an environment
+        may be frozen for good after any invocation: at most ``FLUSH_EVERY`` is lost)."""
+
+        async def invocation() -> T:
+            try:
+                return await work
+            finally:
+                await self.tallies.flush_due()
+
+        return self.loop.run_until_complete(invocation())
 
 
 _environments: dict[Role, _Environment] = {}
@@ -77,7 +93,9 @@ def _environment(role: Role) -> _Environment:
             raise
 
     try:
-        found = _Environment(loop=loop, runtime=loop.run_until_complete(build()))
+        runtime = loop.run_until_complete(build())
+        tallies = Tallies(runtime.backends.store, runtime.metrics, clock=runtime.clock)
+        found = _Environment(loop=loop, runtime=runtime, tallies=tallies)
     except BaseException:
         loop.close()
         raise
@@ -96,21 +114,21 @@ def ingress(event: Event, context: object = None) -> Event:
             b'{"error":"store_unavailable","detail":"event not stored; retry later"}',
             {"content-type": "application/json", "retry-after": "5"},
         )
-    return found.loop.run_until_complete(call_asgi(found.runtime.app, event))
+    return found.run(call_asgi(found.runtime.app, event))
 
 
 def worker(event: Event, context: object = None) -> Event:
     """The SQS-triggered function: ``{"batchItemFailures": [...]}`` names the records to
     deliver again (the event source mapping needs ``ReportBatchItemFailures``)."""
     found = _environment("worker")
-    return found.loop.run_until_complete(run_records(found.runtime, event.get("Records", [])))
+    return found.run(run_records(found.runtime, event.get("Records", [])))
 
 
 def sweeper(event: Event, context: object = None) -> Event:
     """The scheduled function: ``{"requeued": N}``."""
     found = _environment("worker")
     runtime = found.runtime
-    count = found.loop.run_until_complete(
+    count = found.run(
         sweep_once(
             runtime.backends.store,
             runtime.backends.queue,

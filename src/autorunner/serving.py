@@ -29,6 +29,7 @@ from autorunner.errors import AutoError, ConfigError
 from autorunner.http_limits import HttpLimits, Refusal, limited_protocol
 from autorunner.metrics import Metrics
 from autorunner.sweeper import run_sweeper
+from autorunner.tallies import Tallies
 
 log = structlog.get_logger("autorunner.serving")
 
@@ -64,6 +65,13 @@ async def running(runtime: Runtime, stop: asyncio.Event) -> AsyncIterator[list[a
         )
     if runtime.notifier is not None:
         tasks.append(asyncio.create_task(runtime.notifier.run(stop), name="notifier"))
+    if runtime.desk is not None and runtime.role in ("serve", "worker"):
+        tasks.append(asyncio.create_task(runtime.desk.run(stop), name="approval-desk"))
+    if runtime.role != "console":
+        tallies = Tallies(runtime.backends.store, runtime.metrics, clock=runtime.clock)
+        tasks.append(
+            asyncio.create_task(tallies.run(stop, every=settings.tally_interval), name="tallies")
+        )
     tasks += [
         asyncio.create_task(follow(runtime, query_id, stop), name=f"stream-{query_id or 'account'}")
         for query_id in (settings.streams if runtime.runs_streams else [])

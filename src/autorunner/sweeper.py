@@ -24,11 +24,15 @@ log = structlog.get_logger("autorunner.sweeper")
 async def sweep_once(
     store: Store, queue: Queue, *, after: float, clock: Clock, limit: int = 1000
 ) -> int:
-    """One pass; returns how many events were re-enqueued."""
-    ids = await store.sweepable(older_than=clock() - after, limit=limit)
-    for event_id in ids:
+    """One pass; returns how many events were re-enqueued: unfinished ones overdue, and those
+    whose approval timed out (answered as its ``on_timeout`` says) or was answered while they
+    were being parked."""
+    now = clock()
+    resumed = await store.expire_approvals(now=now, limit=limit)
+    ids = await store.sweepable(older_than=now - after, limit=limit)
+    for event_id in dict.fromkeys([*resumed, *ids]):
         await queue.enqueue(event_id)
-    return len(ids)
+    return len(resumed) + len(ids)
 
 
 async def run_sweeper(

@@ -299,6 +299,13 @@ def status_lines(status: Mapping[str, Any]) -> list[str]:
             f"  rejected     {status['rejected_deliveries']} authentic deliveries kept:"
             " autorunner rejected list"
         )
+    hour = status.get("last_hour", {})
+    for kind, label in (("runs", "runs"), ("refused", "refused")):
+        counted = hour.get(kind) or {}
+        lines.append(
+            f"  {label:<12} last hour: "
+            + (", ".join(f"{n} {what}" for what, n in counted.items()) or "none")
+        )
     return lines
 
 

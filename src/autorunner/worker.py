@@ -31,7 +31,7 @@ from autorunner.tracing import OFF, Tracing, Value
 
 log = structlog.get_logger("autorunner.worker")
 
-Outcome = Literal["done", "retry", "dead", "held", "skipped", "failed"]
+Outcome = Literal["done", "retry", "dead", "held", "skipped", "failed", "awaiting"]
 """How one delivery of a job ended (``Worker.run_batch``)."""
 
 
@@ -259,6 +259,18 @@ class Worker:
                 **run_fields(leased.event, attempt.record),
             )
             return "held"
+        if attempt.awaiting is not None:
+            # A person's answer is asked for: not an attempt; the answer brings the event back.
+            record = replace(attempt.record, outcome="awaiting")
+            await self._outbox.settle(job, record, owner=leased.owner)
+            self._metrics.processed.labels("awaiting").inc()
+            log.info(
+                "job.awaiting_approval",
+                event_id=event_id,
+                approval=attempt.awaiting,
+                **run_fields(leased.event, attempt.record),
+            )
+            return "awaiting"
         if attempt.error is None:
             await self._outbox.settle(job, attempt.record, owner=leased.owner)
             self._metrics.processed.labels("done").inc()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import re
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from starlette.routing import Mount, Route
 from autorunner.console import OPEN, ROUTES
 from autorunner.sim.sender import sample_event, signed_headers
 from tests.acceptance.runner import SECRET, Server, base_env, cli, start_server
+from tests.services import free_port
 
 OPERATOR = "operator-token-0123456789"
 READER = "readonly-token-0123456789"
@@ -23,7 +25,39 @@ READER = "readonly-token-0123456789"
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    env = base_env(tmp_path / "console.db", CONSOLE_TOKEN=OPERATOR, CONSOLE_READONLY_TOKEN=READER)
+    env = base_env(
+        tmp_path / "console.db",
+        CONSOLE_TOKEN=OPERATOR,
+        CONSOLE_READONLY_TOKEN=READER,
+        TALLY_INTERVAL="0.2",
+    )
+    running = start_server(env, tmp_path, tmp_path / "serve.log")
+    try:
+        yield running
+    finally:
+        running.terminate()
+
+
+DYING_POLICY = """
+[default]
+allowed_actions = ["http"]
+constraints = { max_attempts = 1 }
+[[default.rules]]
+actions = [{ step = "order", kind = "http", params = { endpoint = "orders", body = {} } }]
+"""
+
+
+@pytest.fixture
+def dying(tmp_path: Path) -> Iterator[Server]:
+    """A runner whose every event dies at its one attempt: nothing listens at its endpoint."""
+    (tmp_path / "policy.toml").write_text(DYING_POLICY)
+    env = base_env(
+        tmp_path / "console.db",
+        CONSOLE_TOKEN=OPERATOR,
+        TALLY_INTERVAL="0.2",
+        RUNNER_POLICY=str(tmp_path / "policy.toml"),
+        HTTP_ENDPOINTS=f"orders=http://127.0.0.1:{free_port()}/orders",
+    )
     running = start_server(env, tmp_path, tmp_path / "serve.log")
     try:
         yield running
@@ -68,7 +102,7 @@ def every_route() -> list[tuple[str, str]]:
         if isinstance(route, Mount):
             continue
         assert isinstance(route, Route)
-        path = route.path.replace("{event_id:path}", "some-event")
+        path = route.path.replace("{event_id:path}", "some-event").replace("{number:int}", "1")
         found += [(method, path) for method in sorted(route.methods or ()) if method != "HEAD"]
     return found
 
@@ -258,3 +292,82 @@ def test_a_replay_takes_a_policy_file(server: Server) -> None:
         )
     assert answer.status_code == 200, answer.text
     assert 'id="replay-counts"' in answer.text
+
+
+def dead_soon(client: httpx2.Client, count: int) -> None:
+    """Wait until ``count`` dead letters are listed (the sample events die: no Auto API)."""
+    for _ in range(200):
+        if client.get("/dead").text.count('name="event_id" value=') >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{count} dead letters never listed")
+
+
+def test_a_bulk_redrive_of_what_a_filter_matches_shows_progress_and_journals_each(
+    dying: Server, tmp_path: Path
+) -> None:
+    server = dying
+    for n in range(3):
+        send(server, f"bulk-{n}")
+    client, csrf = logged_in(server, OPERATOR)
+    with contextlib.closing(client):
+        dead_soon(client, 3)
+        assert "no dead letters match" in client.get("/dead", params={"reason": "zzz"}).text
+        reason = "orders"  # every one dies of the same: its endpoint refused
+        listed = client.get("/dead", params={"reason": reason}).text
+        assert listed.count('name="event_id" value="bulk-') == 3, listed
+        form = {"csrf": csrf, "matching": "yes", "reason": reason, "route": ""}
+        preview = client.post("/dead/redrive", data=form)
+        assert "Redrive 3 dead letter(s)?" in preview.text
+        started = client.post("/dead/redrive", data={**form, "confirm": "yes"})
+        assert started.status_code == 303
+        progress_url = started.headers["location"]
+        assert re.search(r"/console/dead/redrive/\d+$", progress_url)
+        for _ in range(200):  # the page's fragment, as htmx asks for it every second
+            fragment = client.get(progress_url, headers={"hx-request": "true"}).text
+            if "finished" in fragment:
+                break
+            time.sleep(0.05)
+        assert "3 redriven" in fragment
+        assert "3 of 3: finished" in fragment
+        assert 'hx-trigger="every 1s"' not in fragment  # a finished one stops asking
+        assert client.get("/dead/redrive/999999").status_code == 404
+    with sqlite3.connect(tmp_path / "console.db") as db:
+        journal = db.execute(
+            "SELECT event_id, actor FROM operations WHERE action = 'dlq.redrive' ORDER BY event_id"
+        ).fetchall()
+    assert journal == [(f"bulk-{n}", "console:alice:operator@127.0.0.1") for n in range(3)]
+
+
+def test_the_overview_and_status_count_refusals_by_reason_and_runs_by_outcome(
+    dying: Server, tmp_path: Path
+) -> None:
+    server = dying
+    send(server, "counted-1")
+    forged = httpx2.post(
+        server.url,
+        content=b"{}",
+        headers=signed_headers("another-secret-entirely", b"{}", event_id="forged"),
+    )
+    assert forged.status_code == 401
+    client, _ = logged_in(server, OPERATOR)
+    with contextlib.closing(client):
+        dead_soon(client, 1)
+        for _ in range(200):  # each process adds its counts every TALLY_INTERVAL
+            page = client.get("/").text
+            runs = table_of(page, "runs")
+            refused = table_of(page, "refused")
+            if ">dead</th><td>1<" in runs and "bad_signature" in refused:
+                break
+            time.sleep(0.05)
+    assert re.search(r">dead</th><td>1<", runs), runs
+    assert re.search(r">bad_signature</th><td>1<", refused), refused
+    status = cli(base_env(tmp_path / "console.db"), "status", cwd=tmp_path)
+    assert "runs         last hour: 1 dead" in status.stdout, status.stdout
+    assert "refused      last hour: 1 bad_signature" in status.stdout, status.stdout
+
+
+def table_of(page: str, table_id: str) -> str:
+    found = re.search(rf'<table id="{table_id}">(.*?)</table>', page, re.S)
+    assert found, f"no table {table_id} on the page"
+    return found.group(1)

@@ -247,6 +247,10 @@ def test_the_http_function_refuses_as_the_route_does(deployment: Deployment) -> 
     assert too_big["statusCode"] == 413
     assert health["statusCode"] == 200
     assert deployment.count("SELECT count(*) FROM events") == 0
+    # The first invocation's refusal reached the overview's tallies; the next two came within
+    # the same TALLY_INTERVAL, so they wait for a later invocation (one write per interval).
+    refused = "SELECT coalesce(sum(count), 0) FROM tallies WHERE name LIKE 'refused:%'"
+    assert deployment.count(refused) == 1
 
 
 def test_the_sqs_function_reports_only_the_failed_record_and_a_redelivery_performs_nothing_twice(

@@ -67,6 +67,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
     env = base_env(
         tmp_path / "browser.db",
         CONSOLE_TOKEN=TOKEN,
+        TALLY_INTERVAL="0.2",
         RUNNER_POLICY=str(tmp_path / "policy.toml"),
         # Nothing listens there and one attempt is all: every event is a dead letter.
         HTTP_ENDPOINTS=f"orders=http://127.0.0.1:{free_port()}/orders",
@@ -121,14 +122,15 @@ def test_an_operator_walks_through_the_console(browser: object, server: Server) 
         assert part in page
     shot("event")
 
-    # Redrive it from the dead letters: choose, preview, confirm.
+    # Redrive it from the dead letters: choose, preview, confirm, watch its progress.
     driver.get(f"{console}/dead")
     driver.find_element(By.CSS_SELECTOR, 'input[value="browser-1"]').click()
     driver.find_element(By.ID, "redrive-chosen").click()
     wait.until(seen.title_contains("Redrive?"))
     assert "Redrive 1 dead letter(s)?" in driver.find_element(By.TAG_NAME, "h1").text
     driver.find_element(By.ID, "confirm").click()
-    wait.until(seen.text_to_be_present_in_element((By.ID, "message"), "1 dead letter(s)"))
+    wait.until(seen.text_to_be_present_in_element((By.ID, "progress-text"), "1 of 1: finished"))
+    assert "1 redriven" in driver.find_element(By.ID, "progress-text").text
 
     # Pause, with a reason; the overview says so; resume.
     driver.get(f"{console}/")

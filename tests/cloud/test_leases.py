@@ -58,6 +58,7 @@ async def test_a_job_longer_than_its_lease_is_not_taken_over_while_its_worker_li
                 pipeline=Pipeline(
                     ledger=store,
                     flags=store,
+                    approvals=store,
                     policy=default_policy(),
                     deciders={"rules": RulesDecider()},
                     adapters={"notify": adapter},

@@ -8,7 +8,7 @@ from dataclasses import replace
 from autorunner.queue.base import Queue
 from autorunner.records import EffectIntent, Operation, Resolved, WorkerBeat
 from autorunner.store.base import StoreBackend
-from autorunner.store.rules import WORKER_RETENTION
+from autorunner.store.rules import TALLY_RETENTION, WORKER_RETENTION
 from tests.contract.records import intent, run
 from tests.helpers import FakeClock, make_event, raw_delivery
 
@@ -303,3 +303,90 @@ async def test_rejected_deliveries_are_listed_newest_first(backends: Backends) -
     await store.record_rejected("invalid_body", raw_delivery("second"))
     listed = await store.list_rejected(limit=1)
     assert [(r.reason, r.body) for r in listed] == [("invalid_body", "second")]
+
+
+# -- operators' acts journaled with the change they make; tallies; dead letters filtered -------
+
+
+async def test_a_redrive_journals_each_event_it_moves_and_nothing_else(backends: Backends) -> None:
+    store, _ = backends
+    for event_id in ("d1", "d2", "ok"):
+        await store.insert_event(make_event(event_id), raw_delivery())
+        await store.acquire(event_id, owner="w", lease=30)
+    await store.finish(run("d1", outcome="dead"), owner="w", reason="r")
+    await store.finish(run("d2", outcome="dead"), owner="w", reason="r")
+    await store.finish(run("ok"), owner="w")
+    act = Operation(at=5.0, actor="ann", action="dlq.redrive")
+    assert sorted(await store.redrive(None, operation=act)) == ["d1", "d2"]
+    assert await store.redrive("ok", operation=act) == []
+    journal = await store.list_operations(limit=10)
+    assert sorted((o.event_id, o.actor, o.action) for o in journal) == [
+        ("d1", "ann", "dlq.redrive"),
+        ("d2", "ann", "dlq.redrive"),
+    ]
+
+
+async def test_setting_a_flag_journals_the_act_with_it(backends: Backends) -> None:
+    store, _ = backends
+    await store.set_flag("paused", "desk", operation=Operation(at=1.0, actor="ann", action="pause"))
+    await store.set_flag("paused", None, operation=Operation(at=2.0, actor="bo", action="resume"))
+    assert await store.get_flag("paused") is None
+    journal = await store.list_operations(limit=10)
+    assert [(o.actor, o.action) for o in journal] == [("bo", "resume"), ("ann", "pause")]
+
+
+async def test_dead_letters_filter_by_reason_contained_and_by_route(backends: Backends) -> None:
+    store, _ = backends
+    for event_id, route, reason in (
+        ("a", "orders", "exchange said 503"),
+        ("b", "orders", "policy: denied"),
+        ("c", "news", "exchange said 503"),
+    ):
+        await store.insert_event(make_event(event_id), raw_delivery())
+        await store.acquire(event_id, owner="w", lease=30)
+        await store.finish(
+            replace(run(event_id, outcome="dead"), route=route), owner="w", reason=reason
+        )
+
+    async def ids(**filters: str) -> list[str]:
+        return sorted(d.event_id for d in await store.list_dead_letters(limit=10, **filters))
+
+    assert await ids(reason="said 503") == ["a", "c"]
+    assert await ids(reason="SAID") == []  # as written: no case folding, no pattern
+    assert await ids(reason="%") == []
+    assert await ids(route="orders") == ["a", "b"]
+    assert await ids(reason="503", route="orders") == ["a"]
+    assert await ids() == ["a", "b", "c"]
+
+
+async def test_tallies_add_up_across_flushes_and_count_only_the_window(backends: Backends) -> None:
+    store, _ = backends
+    await store.add_tallies(100, {"refused:bad_signature": 3, "runs:done": 5})
+    await store.add_tallies(100, {"refused:bad_signature": 2})  # a second process, same minute
+    await store.add_tallies(160, {"runs:done": 1, "runs:dead": 1})
+    assert await store.tallies(since_minute=101) == {"runs:done": 1, "runs:dead": 1}
+    assert await store.tallies(since_minute=100) == {
+        "refused:bad_signature": 5,
+        "runs:done": 6,
+        "runs:dead": 1,
+    }
+
+
+async def test_tallies_older_than_the_retention_are_forgotten(backends: Backends) -> None:
+    store, _ = backends
+    await store.add_tallies(10, {"runs:done": 1})
+    await store.add_tallies(10 + TALLY_RETENTION + 1, {"runs:done": 2})
+    assert await store.tallies(since_minute=0) == {"runs:done": 2}
+
+
+async def test_count_received_counts_from_a_time_up_to_a_cap(
+    backends: Backends, clock: FakeClock
+) -> None:
+    store, _ = backends
+    start = clock()
+    for n in range(4):
+        await store.insert_event(make_event(f"r{n}"), raw_delivery())
+        clock.advance(10)
+    assert await store.count_received(since=start + 15, cap=100) == 2
+    assert await store.count_received(since=start, cap=3) == 3
+    assert await store.count_received(since=start + 100, cap=100) == 0

@@ -40,6 +40,7 @@ async def pipeline_for(server: ScriptedServer) -> AsyncIterator[tuple[Pipeline, 
             Pipeline(
                 ledger=store,
                 flags=store,
+                approvals=store,
                 policy=default_policy(),
                 deciders={"rules": RulesDecider()},
                 adapters={"notify": NotifyAdapter()},

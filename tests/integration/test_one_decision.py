@@ -116,6 +116,7 @@ async def decide(client: AutoClient, event: Event, tmp_path: Path) -> tuple[RunR
     pipeline = Pipeline(
         ledger=store,
         flags=store,
+        approvals=store,
         policy=load_policy(tmp_path / "policy.toml"),
         deciders={"rules": RulesDecider()},
         adapters={"http": http, "telegram": telegram, "notify": Recording("notify")},

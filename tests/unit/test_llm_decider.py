@@ -104,6 +104,7 @@ async def run_with(model: FunctionModel) -> tuple[dict[str, Any], Recording]:
         pipeline = Pipeline(
             ledger=store,
             flags=store,
+            approvals=store,
             policy=Policy(routes=(), default=ROUTE),
             deciders={"llm": LlmDecider(model, label="function:test")},
             adapters={

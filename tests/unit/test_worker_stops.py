@@ -157,6 +157,7 @@ async def test_a_stalled_attempt_whose_effect_was_taken_over_never_sends_it() ->
         return Pipeline(
             ledger=store,
             flags=store,
+            approvals=store,
             policy=default_policy(),
             deciders={"rules": RulesDecider()},
             adapters={"notify": adapter},

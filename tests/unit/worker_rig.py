@@ -118,6 +118,7 @@ async def rig(
     pipeline = Pipeline(
         ledger=store,
         flags=store,
+        approvals=store,
         policy=policy or default_policy(),
         deciders={"rules": decider or RulesDecider()},
         adapters=adapters,

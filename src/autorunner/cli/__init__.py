@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from autorunner.cli import (
+    approvals,
     auto,
     dlq,
     effects,
@@ -58,6 +59,7 @@ cli.command()(serve.ingress)
 cli.command()(serve.worker)
 cli.command()(serve.console)
 cli.add_typer(events.events_cli, name="events")
+cli.add_typer(approvals.approvals_cli, name="approvals")
 cli.add_typer(effects.effects_cli, name="effects")
 cli.add_typer(dlq.dlq_cli, name="dlq")
 cli.add_typer(dlq.rejected_cli, name="rejected")

@@ -29,6 +29,7 @@ from autorunner.backends import Backends
 from autorunner.config import Settings
 from autorunner.console import auth, pages
 from autorunner.console.auth import SESSION_SECONDS, Tokens
+from autorunner.console.bulk import BulkRedrives
 from autorunner.deciders import Decider
 from autorunner.errors import ConfigError, Unavailable
 from autorunner.notional import Valuer
@@ -59,6 +60,7 @@ class Console:
     """Live pages one process serves at once (each reads the store every second)."""
     live_streams: int = 0
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    bulk: BulkRedrives = field(default_factory=BulkRedrives)
     """Set when the process stops: live streams end, so shutdown does not wait on them."""
 
 
@@ -123,6 +125,7 @@ ROUTES = [
     Route("/events/{event_id:path}", pages.event, name="event"),
     Route("/dead", pages.dead, name="dead"),
     Route("/dead/redrive", pages.redrive, methods=["POST"], name="redrive"),
+    Route("/dead/redrive/{number:int}", pages.redrive_progress, name="redrive_progress"),
     Route("/effects", pages.effects, name="effects"),
     Route("/effects/resolve", pages.resolve, methods=["POST"], name="resolve"),
     Route("/pause", pages.pause, methods=["POST"], name="pause"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -20,6 +20,7 @@ from starlette.templating import Jinja2Templates
 
 from autorunner import operations
 from autorunner.console import auth
+from autorunner.console.bulk import BULK_MAX
 from autorunner.errors import ConfigError, OperationRefused, Unavailable
 from autorunner.policy_file import parse_policy
 
@@ -36,8 +37,10 @@ MAX_POLICY_BYTES = 256 * 1024
 LIVE_SECONDS = 300.0
 """How long one live stream lasts; the browser opens the next through the gate (a session
 that ended gets no more)."""
-RECENT_CAP = 1000
-"""Most events the overview reads for its ingest rate (last minute); past it, shown as ≥."""
+RECENT_CAP = 10_000
+"""Most events the overview counts for its ingest rate (last minute); past it, shown as ≥."""
+DEAD_SHOWN = 500
+"""Dead letters listed on the page (a filter's bulk redrive takes every match)."""
 FILTERS = ("status", "route", "query", "symbol", "since", "until")
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
@@ -117,9 +120,9 @@ async def unavailable(request: Request, exc: Exception) -> Response:
 async def _overview(console: Console) -> dict[str, Any]:
     now = time.time()
     status = await operations.status(console.backends, console.settings, done=False)
-    recent = await console.backends.store.list_events(limit=RECENT_CAP, since=now - 60)
-    status["ingest_per_minute"] = len(recent)
-    status["ingest_capped"] = len(recent) == RECENT_CAP
+    recent = await console.backends.store.count_received(since=now - 60, cap=RECENT_CAP)
+    status["ingest_per_minute"] = recent
+    status["ingest_capped"] = recent == RECENT_CAP
     return status
 
 
@@ -264,33 +267,62 @@ async def rerun(request: Request) -> Response:
 # -- dead letters, effects, the kill switch ----------------------------------------------------
 
 
+def _dead_filters(source: Mapping[str, Any]) -> dict[str, str | None]:
+    """The dead-letter filters of a query string or a form: ``reason`` (contained in the
+    reason, as written) and ``route``."""
+    return {k: str(source.get(k) or "").strip() or None for k in ("reason", "route")}
+
+
 async def dead(request: Request) -> Response:
-    letters = await _console(request).backends.store.list_dead_letters(limit=500)
-    return _page(request, "dead.html", letters=letters)
+    console = _console(request)
+    filters = _dead_filters(request.query_params)
+    letters = await console.backends.store.list_dead_letters(limit=DEAD_SHOWN, **filters)
+    return _page(
+        request,
+        "dead.html",
+        letters=letters,
+        filters={k: v or "" for k, v in filters.items()},
+        filtered=any(filters.values()),
+        running=console.bulk.running(),
+        shown=DEAD_SHOWN,
+    )
 
 
 async def redrive(request: Request) -> Response:
+    """Chosen dead letters, or every one a filter matches: a preview of how many, then on
+    confirmation a bulk redrive in the background with its progress page."""
     console = _console(request)
     form = await request.form()
     chosen = [str(value) for value in form.getlist("event_id")]
-    everything = form.get("all") == "yes"
-    if not chosen and not everything:
-        return _message(request, "Nothing chosen", "pick dead letters, or all of them", 400)
+    matching = form.get("matching") == "yes"
+    filters = _dead_filters(form)
+    if not chosen and not matching:
+        return _message(request, "Nothing chosen", "pick dead letters, or all that match", 400)
+    if matching:
+        letters = await console.backends.store.list_dead_letters(limit=BULK_MAX, **filters)
+        chosen = [d.event_id for d in letters]
     if form.get("confirm") != "yes":
-        count = len(await console.backends.store.list_dead_letters(limit=100_000))
-        return _page(request, "redrive.html", chosen=chosen, everything=everything, total=count)
-    redriven: list[str] = []
-    try:
-        if everything:
-            redriven = await operations.redrive(console.backends, None, by=auth.actor(request))
-        else:
-            for event_id in chosen:
-                redriven += await operations.redrive(
-                    console.backends, event_id, by=auth.actor(request)
-                )
-    except OperationRefused as exc:
-        return _message(request, "Redrive stopped", f"{exc} (after {len(redriven)})", 409)
-    return _message(request, "Redriven", f"{len(redriven)} dead letter(s) back on the queue")
+        return _page(
+            request,
+            "redrive.html",
+            chosen=[] if matching else chosen,
+            matching=matching,
+            filters={k: v or "" for k, v in filters.items()},
+            total=len(chosen),
+            capped=len(chosen) == BULK_MAX,
+        )
+    if console.bulk.running() is not None:
+        return _message(request, "Redrive running", "one bulk redrive at a time: wait for it", 409)
+    run = console.bulk.start(console.backends, chosen, by=auth.actor(request))
+    return RedirectResponse(str(request.url_for("redrive_progress", number=run.number)), 303)
+
+
+async def redrive_progress(request: Request) -> Response:
+    run = _console(request).bulk.get(request.path_params["number"])
+    if run is None:
+        return _message(request, "No such redrive", "it ended long ago, or never began", 404)
+    fragment = "hx-request" in request.headers
+    return _page(request, "_progress.html" if fragment else "progress.html", run=run)
 
 
 async def effects(request: Request) -> Response:

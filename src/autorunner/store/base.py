@@ -7,7 +7,8 @@ each part of the runner asks only for the concern it uses:
   ``event_id`` and ``execution_id``, lease compare-and-set), never by check-then-insert.
 * ``Ledger`` — the decision pinned to an event and the effect ledger (below).
 * ``Flags`` — operator flags every process reads (the kill switch).
-* ``Journal`` — operators' acts and workers' heartbeats.
+* ``Journal`` — operators' acts, workers' heartbeats and the processes' tallies.
+* ``Approvals`` — the people's answers an event waits for (``awaiting``).
 * ``Audit`` — read-only queries for the CLI, the console and metrics.
 
 Event lifecycle: ``pending`` → (acquire) ``running`` → ``done`` | ``pending`` (retry at a time) |
@@ -28,10 +29,15 @@ the second decision generation on, ``autorunner events rerun``):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from autorunner.events import Event
 from autorunner.records import (
+    Answered,
+    ApprovalRequest,
+    ApprovalStatus,
+    ApprovalView,
     DeadLetterView,
     EffectIntent,
     EffectState,
@@ -83,8 +89,11 @@ class Events(Protocol):
         overwritten: a redriven event keeps the runs of its earlier life. The event's job is
         the caller's (``Outbox.settle`` does both)."""
 
-    async def redrive(self, event_id: str | None) -> list[str]:
-        """Move one dead event (or all when ``None``) back to ``pending`` with a fresh attempt count."""
+    async def redrive(
+        self, event_id: str | None, *, operation: Operation | None = None
+    ) -> list[str]:
+        """Move one dead event (or all when ``None``) back to ``pending`` with a fresh attempt
+        count; ``operation`` is journaled for each one moved, in the same transaction."""
 
     async def rerun(
         self, event_id: str, *, operation: Operation, decision: dict[str, Any] | None = None
@@ -155,7 +164,12 @@ class Journal(Protocol):
     """Operators' acts and workers' heartbeats."""
 
     async def record_operation(self, operation: Operation) -> None:
-        """Journal an operator's act that changes no event (pause, resume)."""
+        """Journal an operator's act that changes no stored state."""
+
+    async def add_tallies(self, minute: int, counts: Mapping[str, int]) -> None:
+        """Add ``counts`` (name → how many) to the tallies of ``minute`` (seconds since the
+        epoch // 60); tallies older than ``TALLY_RETENTION`` go. Each process flushes what its
+        counters gained (``tallies.keep``), so the overview sums what every process saw."""
 
     async def beat(self, worker: WorkerBeat) -> None:
         """Record a worker's heartbeat (and forget workers silent past ``WORKER_RETENTION``)."""
@@ -167,8 +181,11 @@ class Journal(Protocol):
 class Flags(Protocol):
     """Operator flags shared by every process of a store."""
 
-    async def set_flag(self, name: str, value: str | None) -> None:
-        """Set (or with ``None`` clear) an operator flag shared by every process, e.g. ``paused``."""
+    async def set_flag(
+        self, name: str, value: str | None, *, operation: Operation | None = None
+    ) -> None:
+        """Set (or with ``None`` clear) an operator flag shared by every process, e.g. ``paused``;
+        ``operation`` is journaled in the same transaction."""
 
     async def get_flag(self, name: str) -> str | None:
         """The flag's value, ``None`` when unset."""
@@ -179,7 +196,41 @@ class Flags(Protocol):
         process of many does a job this way (the alert notifier)."""
 
 
-class Store(Events, Ledger, Flags, Journal, Protocol):
+class Approvals(Protocol):
+    """Approvals asked of people, durable: a request survives restarts and takeovers, the first
+    answer wins, and the answer moves its ``awaiting`` event back to ``pending``."""
+
+    async def request_approval(self, request: ApprovalRequest) -> ApprovalView:
+        """Ask once: kept unless an approval with ``request.approval_id`` exists; the approval
+        as it stands (perhaps answered already)."""
+
+    async def answer_approval(
+        self, approval_id: str, *, approve: bool, by: str, via: str, reason: str | None, at: float
+    ) -> Answered | None:
+        """Decide a pending approval — compare-and-set: the first answer wins, a later one
+        changes nothing — and in the same transaction journal it and move its event from
+        ``awaiting`` back to ``pending``. ``None`` when there is no such approval."""
+
+    async def expire_approvals(self, *, now: float, limit: int) -> list[str]:
+        """Answer the pending approvals past their ``expires_at`` as their ``on_timeout`` says
+        (``via="timeout"``), as ``answer_approval`` does, and move back to ``pending`` any
+        ``awaiting`` event whose approval is answered (an answer that raced its parking); the
+        ids of the events moved, for the caller to queue."""
+
+    async def mark_notified(self, approval_id: str, message: dict[str, Any]) -> None:
+        """Record where the request was sent, so it is sent once."""
+
+    async def get_approval(self, approval_id: str) -> ApprovalView | None:
+        """One approval."""
+
+    async def list_approvals(
+        self, *, limit: int, status: ApprovalStatus | None = None, unnotified: bool = False
+    ) -> list[ApprovalView]:
+        """Newest first; ``unnotified``: pending ones whose request was not sent yet, oldest
+        first."""
+
+
+class Store(Events, Ledger, Flags, Journal, Approvals, Protocol):
     """Every write-side seam of one backend."""
 
 
@@ -200,6 +251,9 @@ class Audit(Protocol):
         """Newest first; ``since``/``until`` bound the receive time (inclusive, exclusive);
         ``symbol`` is the event's (its trigger's) symbol."""
 
+    async def count_received(self, *, since: float, cap: int) -> int:
+        """How many events were received from ``since`` on, counting no further than ``cap``."""
+
     async def get_event(self, event_id: str) -> EventDetail | None:
         """The whole record of one event."""
 
@@ -207,8 +261,11 @@ class Audit(Protocol):
         """The stored id of the event a user names by any id they hold: its stored id, its
         execution id, the id its first delivery carried, or that of a duplicate delivery."""
 
-    async def list_dead_letters(self, *, limit: int) -> list[DeadLetterView]:
-        """Newest first."""
+    async def list_dead_letters(
+        self, *, limit: int, reason: str | None = None, route: str | None = None
+    ) -> list[DeadLetterView]:
+        """Newest first; ``reason`` keeps those whose reason contains it (as written, case and
+        all), ``route`` those of events decided by that route."""
 
     async def list_effects(
         self, *, limit: int, status: EffectStatus | None = None
@@ -223,6 +280,9 @@ class Audit(Protocol):
 
     async def list_operations(self, *, limit: int, event_id: str | None = None) -> list[Operation]:
         """The operators' journal, newest first; ``event_id`` narrows it to one event."""
+
+    async def tallies(self, *, since_minute: int) -> dict[str, int]:
+        """Every tally's sum over the minutes from ``since_minute`` on."""
 
     async def stats(self, *, done: bool = True) -> StoreStats:
         """Counts by status for ``status`` and metrics. ``done=False`` leaves out the count of

@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from autorunner.clock import Clock, system_clock
 from autorunner.errors import StoreUnavailable
 from autorunner.events import Event
 from autorunner.records import (
+    Answered,
+    ApprovalRequest,
+    ApprovalStatus,
+    ApprovalView,
     DeadLetterView,
     EffectIntent,
     EffectState,
@@ -34,8 +39,11 @@ from autorunner.records import (
 )
 from autorunner.store.rules import (
     BUDGET_WINDOW,
+    TALLY_RETENTION,
     WORKER_RETENTION,
     aliases,
+    answer_operation,
+    answered,
     entry_status,
     proceeds,
     resend_refusal,
@@ -71,6 +79,8 @@ class MemoryStore:
         self._leads: dict[str, tuple[str, float]] = {}
         self._decisions: dict[str, dict[str, Any]] = {}
         self._operations: list[Operation] = []
+        self._tallies: dict[int, Counter[str]] = {}
+        self._approvals: dict[str, ApprovalView] = {}
         self._aliases: dict[str, str] = {}
         self._workers: dict[str, WorkerBeat] = {}
         self._duplicates: dict[str, int] = {}
@@ -224,6 +234,16 @@ class MemoryStore:
             row.summary = replace(row.summary, route=run.route)
         if run.outcome == "done":
             row.summary = replace(row.summary, status="done", finished_at=now, last_error=error)
+        elif run.outcome == "awaiting":  # not an attempt; waits unless already answered
+            asked = self._approvals.get((run.approval or {}).get("approval_id", ""))
+            waits = asked is not None and asked.status == "pending"
+            row.summary = replace(
+                row.summary,
+                status="awaiting" if waits else "pending",
+                attempts=row.summary.attempts - 1,
+                last_error=error,
+            )
+            row.available_at = now
         elif run.outcome == "retry":
             row.summary = replace(row.summary, status="pending", last_error=error)
             row.available_at = retry_at if retry_at is not None else now
@@ -233,7 +253,9 @@ class MemoryStore:
                 event_id=run.event_id, reason=error or "", attempts=run.attempt, dead_at=now
             )
 
-    async def redrive(self, event_id: str | None) -> list[str]:
+    async def redrive(
+        self, event_id: str | None, *, operation: Operation | None = None
+    ) -> list[str]:
         self._check()
         ids = [event_id] if event_id is not None else list(self._dead)
         moved = []
@@ -244,6 +266,8 @@ class MemoryStore:
                 row.available_at = self._clock()
                 self._dead.pop(i, None)
                 moved.append(i)
+                if operation is not None:
+                    self._operations.append(replace(operation, event_id=i))
         return moved
 
     async def resolve_effect(
@@ -297,9 +321,89 @@ class MemoryStore:
         row.available_at = now
         self._dead.pop(row.summary.event_id, None)
 
+    async def request_approval(self, request: ApprovalRequest) -> ApprovalView:
+        self._check()
+        found = self._approvals.get(request.approval_id)
+        if found is None:
+            found = ApprovalView(**asdict(request))
+            self._approvals[request.approval_id] = found
+        return copy.deepcopy(found)
+
+    async def answer_approval(
+        self, approval_id: str, *, approve: bool, by: str, via: str, reason: str | None, at: float
+    ) -> Answered | None:
+        self._check()
+        view = self._approvals.get(approval_id)
+        if view is None:
+            return None
+        if view.status != "pending":
+            return Answered(view=copy.deepcopy(view), changed=False)
+        view = answered(view, approve=approve, by=by, via=via, reason=reason, at=at)
+        self._approvals[approval_id] = view
+        self._operations.append(
+            answer_operation(view, approve=approve, by=by, via=via, reason=reason, at=at)
+        )
+        row = self._events.get(view.event_id)
+        resumed = row is not None and row.summary.status == "awaiting"
+        if row is not None and resumed:
+            row.summary = replace(row.summary, status="pending")
+            row.available_at = at
+        return Answered(view=copy.deepcopy(view), changed=True, resumed=resumed)
+
+    async def expire_approvals(self, *, now: float, limit: int) -> list[str]:
+        self._check()
+        due = sorted(
+            (v for v in self._approvals.values() if v.status == "pending" and v.expires_at <= now),
+            key=lambda v: v.expires_at,
+        )[:limit]
+        moved = []
+        for view in due:
+            approve = view.on_timeout == "approve"
+            found = await self.answer_approval(
+                view.approval_id, approve=approve, by="timeout", via="timeout", reason=None, at=now
+            )
+            if found is not None and found.resumed:
+                moved.append(view.event_id)
+        waiting = {v.event_id for v in self._approvals.values() if v.status == "pending"}
+        for event_id, row in self._events.items():
+            if row.summary.status == "awaiting" and event_id not in waiting:
+                row.summary = replace(row.summary, status="pending")
+                row.available_at = now
+                moved.append(event_id)
+        return moved[:limit]
+
+    async def mark_notified(self, approval_id: str, message: dict[str, Any]) -> None:
+        self._check()
+        view = self._approvals.get(approval_id)
+        if view is not None:
+            self._approvals[approval_id] = replace(view, message=dict(message))
+
+    async def get_approval(self, approval_id: str) -> ApprovalView | None:
+        self._check()
+        found = self._approvals.get(approval_id)
+        return copy.deepcopy(found)
+
+    async def list_approvals(
+        self, *, limit: int, status: ApprovalStatus | None = None, unnotified: bool = False
+    ) -> list[ApprovalView]:
+        self._check()
+        if unnotified:
+            found = [v for v in self._approvals.values() if v.status == "pending" and not v.message]
+            found.sort(key=lambda v: v.requested_at)
+        else:
+            found = [v for v in self._approvals.values() if status is None or v.status == status]
+            found.sort(key=lambda v: v.requested_at, reverse=True)
+        return copy.deepcopy(found[:limit])
+
     async def record_operation(self, operation: Operation) -> None:
         self._check()
         self._operations.append(operation)
+
+    async def add_tallies(self, minute: int, counts: Mapping[str, int]) -> None:
+        self._check()
+        self._tallies.setdefault(minute, Counter()).update(counts)
+        for old in [m for m in self._tallies if m < minute - TALLY_RETENTION]:
+            del self._tallies[old]
 
     async def beat(self, worker: WorkerBeat) -> None:
         self._check()
@@ -363,12 +467,16 @@ class MemoryStore:
             return None
         return self._decisions.setdefault(event_id, decision)
 
-    async def set_flag(self, name: str, value: str | None) -> None:
+    async def set_flag(
+        self, name: str, value: str | None, *, operation: Operation | None = None
+    ) -> None:
         self._check()
         if value is None:
             self._flags.pop(name, None)
         else:
             self._flags[name] = value
+        if operation is not None:
+            self._operations.append(operation)
 
     async def get_flag(self, name: str) -> str | None:
         self._check()
@@ -456,9 +564,29 @@ class MemoryStore:
                 return row.event.event_id
         return self._aliases.get(any_id)
 
-    async def list_dead_letters(self, *, limit: int) -> list[DeadLetterView]:
+    async def count_received(self, *, since: float, cap: int) -> int:
         self._check()
-        return sorted(self._dead.values(), key=lambda d: d.dead_at, reverse=True)[:limit]
+        return min(cap, sum(r.summary.received_at >= since for r in self._events.values()))
+
+    async def list_dead_letters(
+        self, *, limit: int, reason: str | None = None, route: str | None = None
+    ) -> list[DeadLetterView]:
+        self._check()
+        found = [
+            d
+            for d in self._dead.values()
+            if (reason is None or reason in d.reason)
+            and (route is None or self._events[d.event_id].summary.route == route)
+        ]
+        return sorted(found, key=lambda d: d.dead_at, reverse=True)[:limit]
+
+    async def tallies(self, *, since_minute: int) -> dict[str, int]:
+        self._check()
+        summed: Counter[str] = Counter()
+        for minute, counts in self._tallies.items():
+            if minute >= since_minute:
+                summed.update(counts)
+        return dict(summed)
 
     async def stats(self, *, done: bool = True) -> StoreStats:
         self._check()

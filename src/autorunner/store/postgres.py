@@ -10,6 +10,7 @@ pool, the versioned migrations and what a connection failure means are ``postgre
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from importlib import resources
 from typing import Any
 
@@ -24,9 +25,12 @@ from autorunner.records import (
     EffectStatus,
     InsertResult,
     Leased,
+    Operation,
     RawDelivery,
     RunRecord,
 )
+from autorunner.store.postgres_approvals import AWAITING, PostgresApprovals
+from autorunner.store.postgres_approvals import MIGRATION as APPROVALS_MIGRATION
 from autorunner.store.postgres_operators import PostgresOperators
 from autorunner.store.rules import BUDGET_WINDOW, entry_status, proceeds, retaken_status
 from autorunner.store.sql import (
@@ -59,15 +63,19 @@ MIGRATION_5 = """CREATE TABLE sqs_jobs (queue text NOT NULL, event_id text NOT N
     reason text, PRIMARY KEY (queue, event_id));
 """
 # sqs_jobs: which SQS delivery of a job is current, kept by ``queue.sqs`` (SQS cannot say).
+MIGRATION_6 = """CREATE TABLE tallies (minute integer NOT NULL, name text NOT NULL,
+    count bigint NOT NULL, PRIMARY KEY (minute, name));
+"""
+MIGRATION_7 = APPROVALS_MIGRATION
 
 
 def migrations() -> list[str]:
     """The versioned schema scripts, oldest first."""
     text = resources.files("autorunner.store").joinpath("postgres_schema.sql").read_text()
-    return [text, MIGRATION_2, MIGRATION_3, MIGRATION_4, MIGRATION_5]
+    return [text, MIGRATION_2, MIGRATION_3, MIGRATION_4, MIGRATION_5, MIGRATION_6, MIGRATION_7]
 
 
-class PostgresStore(PostgresOperators):
+class PostgresStore(PostgresOperators, PostgresApprovals):
     """``Store`` and ``Audit`` on PostgreSQL; build it with ``await PostgresStore.open(url)``."""
 
     def __init__(self, db: PostgresDatabase, *, clock: Clock = system_clock) -> None:
@@ -302,9 +310,11 @@ class PostgresStore(PostgresOperators):
             "finished_at": run.finished_at,
         }
         status, at = {
-            "done": ("done", "finished_at = %(now)s"),
-            "retry": ("pending", "available_at = %(retry_at)s"),
-            "dead": ("dead", "finished_at = %(now)s"),
+            "done": ("'done'", "finished_at = %(now)s"),
+            "retry": ("'pending'", "available_at = %(retry_at)s"),
+            "dead": ("'dead'", "finished_at = %(now)s"),
+            # not an attempt: it waits for a person
+            "awaiting": (AWAITING, "available_at = %(now)s, attempts = attempts - 1"),
         }[run.outcome]
         # One statement (data-modifying CTEs run as one atomic unit): the run is appended
         # whoever finishes, the event moves only for the lease's owner, a dead one is filed.
@@ -317,7 +327,7 @@ class PostgresStore(PostgresOperators):
             else ""
         )
         query = (
-            f"WITH moved AS (UPDATE events SET status = '{status}', {at}, lease_owner = NULL,"
+            f"WITH moved AS (UPDATE events SET status = {status}, {at}, lease_owner = NULL,"
             " lease_until = NULL, last_error = %(error)s, route = coalesce(%(route)s, route)"
             " WHERE event_id = %(id)s"
             " AND lease_owner = %(owner)s AND status = 'running' RETURNING event_id),"
@@ -328,7 +338,9 @@ class PostgresStore(PostgresOperators):
         async with self._tx() as conn:
             await conn.execute(query.encode(), params)
 
-    async def redrive(self, event_id: str | None) -> list[str]:
+    async def redrive(
+        self, event_id: str | None, *, operation: Operation | None = None
+    ) -> list[str]:
         now = self._clock()
         only = " AND event_id = %(id)s" if event_id is not None else ""
         async with self._tx(atomic=True) as conn:
@@ -341,6 +353,8 @@ class PostgresStore(PostgresOperators):
             )
             ids = [r[0] for r in await cur.fetchall()]
             await conn.execute("DELETE FROM dead_letters WHERE event_id = ANY(%s)", (ids,))
+            if operation is not None:
+                await self._journal_each(conn, [replace(operation, event_id=i) for i in ids])
         return ids
 
     async def sweepable(self, *, older_than: float, limit: int) -> list[str]:
@@ -360,8 +374,10 @@ class PostgresStore(PostgresOperators):
                 (reason.replace("\x00", "\ufffd"), raw.received_at, Jsonb(raw)),
             )
 
-    async def set_flag(self, name: str, value: str | None) -> None:
-        async with self._tx() as conn:
+    async def set_flag(
+        self, name: str, value: str | None, *, operation: Operation | None = None
+    ) -> None:
+        async with self._tx(atomic=operation is not None) as conn:
             if value is None:
                 await conn.execute("DELETE FROM flags WHERE name = %s", (name,))
             else:
@@ -371,6 +387,8 @@ class PostgresStore(PostgresOperators):
                     " updated_at = excluded.updated_at",
                     (name, value, self._clock()),
                 )
+            if operation is not None:
+                await self._journal(conn, operation)
 
     async def lead(self, name: str, *, owner: str, ttl: float) -> bool:
         now = self._clock()

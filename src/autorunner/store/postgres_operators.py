@@ -4,7 +4,7 @@ letters, rejected deliveries, workers, stats), the journal, and the acts that ch
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -27,7 +27,7 @@ from autorunner.records import (
     StoreStats,
     WorkerBeat,
 )
-from autorunner.store.rules import WORKER_RETENTION, resend_refusal, resolution
+from autorunner.store.rules import TALLY_RETENTION, WORKER_RETENTION, resend_refusal, resolution
 from autorunner.store.sql import (
     EFFECT_COLUMNS,
     OPERATION_COLUMNS,
@@ -133,24 +133,44 @@ class PostgresOperators:
         await conn.execute("DELETE FROM dead_letters WHERE event_id = %s", (event_id,))
         return int(row[0])
 
+    @classmethod
+    async def _journal(cls, conn: Conn, operation: Operation) -> None:
+        await cls._journal_each(conn, [operation])
+
     @staticmethod
-    async def _journal(conn: Conn, operation: Operation) -> None:
-        await conn.execute(
-            "INSERT INTO operations (at, actor, action, event_id, target, detail_json)"
-            " VALUES (%s, %s, %s, %s, %s, %s)",
-            (
-                operation.at,
-                operation.actor,
-                operation.action,
-                operation.event_id,
-                operation.target,
-                Jsonb(operation.detail),
-            ),
-        )
+    async def _journal_each(conn: Conn, operations: list[Operation]) -> None:
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO operations (at, actor, action, event_id, target, detail_json)"
+                " VALUES (%s, %s, %s, %s, %s, %s)",
+                [
+                    (o.at, o.actor, o.action, o.event_id, o.target, Jsonb(o.detail))
+                    for o in operations
+                ],
+            )
 
     async def record_operation(self, operation: Operation) -> None:
         async with self._tx() as conn:
             await self._journal(conn, operation)
+
+    async def add_tallies(self, minute: int, counts: Mapping[str, int]) -> None:
+        async with self._tx(atomic=True) as conn:
+            await conn.execute(
+                "INSERT INTO tallies (minute, name, count)"
+                " SELECT %s, * FROM unnest(%s::text[], %s::bigint[])"
+                " ON CONFLICT (minute, name) DO UPDATE SET count = tallies.count + excluded.count",
+                (minute, list(counts), list(counts.values())),
+            )
+            await conn.execute("DELETE FROM tallies WHERE minute < %s", (minute - TALLY_RETENTION,))
+
+    async def tallies(self, *, since_minute: int) -> dict[str, int]:
+        async with self._tx() as conn:
+            cur = await conn.execute(
+                "SELECT name, sum(count) FROM tallies WHERE minute >= %s GROUP BY name",
+                (since_minute,),
+            )
+            rows = await cur.fetchall()
+        return {name: int(total) for name, total in rows}
 
     async def beat(self, worker: WorkerBeat) -> None:
         async with self._tx() as conn:
@@ -238,6 +258,15 @@ class PostgresOperators:
             cur = await conn.execute(query.encode(), {**filters, "limit": limit})
             return [summary_from_row(r) for r in await cur.fetchall()]
 
+    async def count_received(self, *, since: float, cap: int) -> int:
+        async with self._tx() as conn:
+            cur = await conn.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM events WHERE received_at >= %s LIMIT %s) AS r",
+                (since, cap),
+            )
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
     async def get_event(self, event_id: str) -> EventDetail | None:
         async with self._tx(atomic=True) as conn:
             cur = await conn.execute(
@@ -283,12 +312,22 @@ class PostgresOperators:
             row = await cur.fetchone()
         return None if row is None else str(row[0])
 
-    async def list_dead_letters(self, *, limit: int) -> list[DeadLetterView]:
+    async def list_dead_letters(
+        self, *, limit: int, reason: str | None = None, route: str | None = None
+    ) -> list[DeadLetterView]:
+        where = [
+            *(["strpos(d.reason, %(reason)s) > 0"] if reason is not None else []),
+            *(["e.route = %(route)s"] if route is not None else []),
+        ]
+        query = (
+            "SELECT d.event_id, d.reason, d.attempts, d.dead_at FROM dead_letters d"
+            + (" JOIN events e USING (event_id) WHERE " if where else "")
+            + " AND ".join(where)
+            + " ORDER BY d.dead_at DESC LIMIT %(limit)s"
+        )
         async with self._tx() as conn:
             cur = await conn.execute(
-                "SELECT event_id, reason, attempts, dead_at FROM dead_letters"
-                " ORDER BY dead_at DESC LIMIT %s",
-                (limit,),
+                query.encode(), {"reason": reason, "route": route, "limit": limit}
             )
             rows = await cur.fetchall()
         return [

@@ -4,13 +4,17 @@ records, and the windows the stores count in."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from autorunner.events import Event
-from autorunner.records import EffectStatus, Operation
+from autorunner.records import ApprovalView, EffectStatus, Operation
 
 WORKER_RETENTION = 86400.0
 """A worker that sent no heartbeat for this long is forgotten."""
+
+TALLY_RETENTION = 7 * 1440
+"""Minutes of tallies kept (a week); older ones are deleted as new ones are added."""
 
 BUDGET_WINDOW = 3600.0
 """A route's ``max_effects_per_hour`` counts the effects it began in this many seconds."""
@@ -80,3 +84,36 @@ def resolution(operation: Operation) -> dict[str, Any]:
 def proceeds(status: EffectStatus | None) -> bool:
     """Whether a ledger status returned by ``begin_effect`` means "perform it now"."""
     return status in ("planned", "pending")
+
+
+def answer_operation(
+    view: ApprovalView, *, approve: bool, by: str, via: str, reason: str | None, at: float
+) -> Operation:
+    """The journal's line for an approval's answer (a timeout's included)."""
+    action = (
+        "approval.timeout" if via == "timeout" else f"approval.{'approve' if approve else 'reject'}"
+    )
+    detail = {"via": via, "approved": approve} | ({"reason": reason} if reason else {})
+    return Operation(
+        at=at,
+        actor=by,
+        action=action,
+        event_id=view.event_id,
+        target=view.approval_id,
+        detail=detail,
+    )
+
+
+def answered(
+    view: ApprovalView, *, approve: bool, by: str, via: str, reason: str | None, at: float
+) -> ApprovalView:
+    """``view`` as this answer leaves it."""
+    return replace(
+        view,
+        status="expired" if via == "timeout" else ("approved" if approve else "rejected"),
+        approved=approve,
+        answered_by=by,
+        answered_via=via,
+        answered_at=at,
+        reason=reason,
+    )

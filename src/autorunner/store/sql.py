@@ -7,7 +7,14 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from autorunner.records import EventSummary, Operation, RejectedView, RunRecord, WorkerBeat
+from autorunner.records import (
+    ApprovalView,
+    EventSummary,
+    Operation,
+    RejectedView,
+    RunRecord,
+    WorkerBeat,
+)
 
 
 def summary_columns(concat: str) -> str:
@@ -94,6 +101,7 @@ def finish_params(
         "retry_at": retry_at if retry_at is not None else now,
         "attempt": run.attempt,
         "route": run.route,
+        "approval": (run.approval or {}).get("approval_id"),
     }
 
 
@@ -128,3 +136,28 @@ def rejected_from_row(row_id: int, reason: str, raw: dict[str, Any]) -> Rejected
         headers=raw["headers"],
         body=raw["body"],
     )
+
+
+APPROVAL_COLUMNS = "request_json, status, answer_json, message_json"
+
+
+def approval_from_row(row: Sequence[Any], decode: Callable[[Any], Any]) -> ApprovalView:
+    """A row of ``APPROVAL_COLUMNS`` (JSON as text for SQLite, decoded already for psycopg)."""
+    request, status, answer, message = row[0], row[1], row[2], row[3]
+    return ApprovalView(
+        **decode(request),
+        status=status,
+        **(decode(answer) if answer is not None else {}),
+        message=decode(message) if message is not None else None,
+    )
+
+
+def answer_of(view: ApprovalView) -> dict[str, Any]:
+    """What an answered ``view`` keeps in ``answer_json``."""
+    return {
+        "approved": view.approved,
+        "answered_by": view.answered_by,
+        "answered_via": view.answered_via,
+        "answered_at": view.answered_at,
+        "reason": view.reason,
+    }

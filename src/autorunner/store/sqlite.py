@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from importlib import resources
 from typing import Any
 
@@ -16,6 +17,7 @@ from autorunner.records import (
     EffectStatus,
     InsertResult,
     Leased,
+    Operation,
     RawDelivery,
     RunRecord,
 )
@@ -24,6 +26,8 @@ from autorunner.store.rules import BUDGET_WINDOW, aliases, entry_status, proceed
 from autorunner.store.sql import (
     finish_params,
 )
+from autorunner.store.sqlite_approvals import AWAITING, SqliteApprovals
+from autorunner.store.sqlite_approvals import MIGRATION as APPROVALS_MIGRATION
 from autorunner.store.sqlite_operators import SqliteOperators, dumps
 
 MIGRATION_2 = (
@@ -42,15 +46,28 @@ CREATE TABLE aliases (alias TEXT PRIMARY KEY, event_id TEXT NOT NULL)"""
 MIGRATION_7 = """ALTER TABLE events ADD COLUMN duplicates INTEGER NOT NULL DEFAULT 0;
 CREATE TABLE workers (name TEXT PRIMARY KEY, role TEXT NOT NULL, started_at REAL NOT NULL,
     heartbeat_at REAL NOT NULL, in_flight INTEGER NOT NULL)"""
+MIGRATION_8 = """CREATE TABLE tallies (minute INTEGER NOT NULL, name TEXT NOT NULL,
+    count INTEGER NOT NULL, PRIMARY KEY (minute, name)) WITHOUT ROWID"""
+MIGRATION_9 = APPROVALS_MIGRATION
 
 
 def migrations() -> list[str]:
     """The versioned schema scripts, oldest first (``PRAGMA user_version`` counts them)."""
     text = resources.files("autorunner.store").joinpath("sqlite_schema.sql").read_text()
-    return [text, MIGRATION_2, MIGRATION_3, MIGRATION_4, MIGRATION_5, MIGRATION_6, MIGRATION_7]
+    return [
+        text,
+        MIGRATION_2,
+        MIGRATION_3,
+        MIGRATION_4,
+        MIGRATION_5,
+        MIGRATION_6,
+        MIGRATION_7,
+        MIGRATION_8,
+        MIGRATION_9,
+    ]
 
 
-class SqliteStore(SqliteOperators):
+class SqliteStore(SqliteOperators, SqliteApprovals):
     """``Store`` and ``Audit`` over a shared ``SqliteDatabase``.
 
     ``insert_in`` and ``finish_in`` run inside a caller's transaction: the SQLite outbox writes
@@ -268,6 +285,12 @@ class SqliteStore(SqliteOperators):
             cur = conn.execute(
                 f"UPDATE events SET status = 'done', finished_at = :now, {clear}{where}", params
             )
+        elif run.outcome == "awaiting":  # not an attempt: it waits for a person
+            cur = conn.execute(
+                f"UPDATE events SET status = {AWAITING}, available_at = :now,"
+                f" attempts = attempts - 1, {clear}{where}",
+                params,
+            )
         elif run.outcome == "retry":
             cur = conn.execute(
                 f"UPDATE events SET status = 'pending', available_at = :retry_at, {clear}{where}",
@@ -285,7 +308,9 @@ class SqliteStore(SqliteOperators):
                 )
         return bool(cur.rowcount)
 
-    async def redrive(self, event_id: str | None) -> list[str]:
+    async def redrive(
+        self, event_id: str | None, *, operation: Operation | None = None
+    ) -> list[str]:
         now = self._clock()
         only = " AND event_id = ?" if event_id is not None else ""
         args: tuple[Any, ...] = (now, event_id) if event_id is not None else (now,)
@@ -300,6 +325,9 @@ class SqliteStore(SqliteOperators):
                 ).fetchall()
             ]
             conn.executemany("DELETE FROM dead_letters WHERE event_id = ?", [(i,) for i in ids])
+            if operation is not None:
+                for i in ids:
+                    self._journal(conn, replace(operation, event_id=i))
             return ids
 
         return await self.db.write(op)
@@ -315,20 +343,25 @@ class SqliteStore(SqliteOperators):
         )
         return [r[0] for r in rows]
 
-    async def set_flag(self, name: str, value: str | None) -> None:
+    async def set_flag(
+        self, name: str, value: str | None, *, operation: Operation | None = None
+    ) -> None:
         now = self._clock()
-        if value is None:
-            await self.db.write(
-                lambda conn: conn.execute("DELETE FROM flags WHERE name = ?", (name,))
-            )
-        else:
-            await self.db.write(
-                lambda conn: conn.execute(
+
+        def op(conn: sqlite3.Connection) -> None:
+            if value is None:
+                conn.execute("DELETE FROM flags WHERE name = ?", (name,))
+            else:
+                conn.execute(
                     "INSERT INTO flags (name, value, updated_at) VALUES (?, ?, ?)"
-                    " ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                    " ON CONFLICT (name) DO UPDATE SET value = excluded.value,"
+                    " updated_at = excluded.updated_at",
                     (name, value, now),
                 )
-            )
+            if operation is not None:
+                self._journal(conn, operation)
+
+        await self.db.write(op)
 
     async def lead(self, name: str, *, owner: str, ttl: float) -> bool:
         now = self._clock()

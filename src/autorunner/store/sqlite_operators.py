@@ -5,6 +5,7 @@ letters, rejected deliveries, workers, stats), the journal, and the acts that ch
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -26,7 +27,7 @@ from autorunner.records import (
     WorkerBeat,
 )
 from autorunner.sqlitedb import SqliteDatabase
-from autorunner.store.rules import WORKER_RETENTION, resend_refusal, resolution
+from autorunner.store.rules import TALLY_RETENTION, WORKER_RETENTION, resend_refusal, resolution
 from autorunner.store.sql import (
     EFFECT_COLUMNS,
     OPERATION_COLUMNS,
@@ -160,6 +161,26 @@ class SqliteOperators:
     async def record_operation(self, operation: Operation) -> None:
         await self.db.write(lambda conn: self._journal(conn, operation))
 
+    async def add_tallies(self, minute: int, counts: Mapping[str, int]) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO tallies (minute, name, count) VALUES (?, ?, ?)"
+                " ON CONFLICT (minute, name) DO UPDATE SET count = count + excluded.count",
+                [(minute, name, n) for name, n in counts.items()],
+            )
+            conn.execute("DELETE FROM tallies WHERE minute < ?", (minute - TALLY_RETENTION,))
+
+        await self.db.write(op)
+
+    async def tallies(self, *, since_minute: int) -> dict[str, int]:
+        rows = await self.db.read(
+            lambda conn: conn.execute(
+                "SELECT name, sum(count) FROM tallies WHERE minute >= ? GROUP BY name",
+                (since_minute,),
+            ).fetchall()
+        )
+        return {name: int(total) for name, total in rows}
+
     async def beat(self, worker: WorkerBeat) -> None:
         def op(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -252,6 +273,15 @@ class SqliteOperators:
         )
         return [summary_from_row(r) for r in rows]
 
+    async def count_received(self, *, since: float, cap: int) -> int:
+        row = await self.db.read(
+            lambda conn: conn.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM events WHERE received_at >= ? LIMIT ?)",
+                (since, cap),
+            ).fetchone()
+        )
+        return int(row[0])
+
     async def get_event(self, event_id: str) -> EventDetail | None:
         def op(conn: sqlite3.Connection) -> EventDetail | None:
             row = conn.execute(
@@ -292,12 +322,20 @@ class SqliteOperators:
         row = await self.db.read(lambda conn: conn.execute(FIND_EVENT, {"id": any_id}).fetchone())
         return None if row is None else str(row[0])
 
-    async def list_dead_letters(self, *, limit: int) -> list[DeadLetterView]:
+    async def list_dead_letters(
+        self, *, limit: int, reason: str | None = None, route: str | None = None
+    ) -> list[DeadLetterView]:
+        where = [
+            *(["instr(d.reason, :reason) > 0"] if reason is not None else []),
+            *(["e.route = :route"] if route is not None else []),
+        ]
         rows = await self.db.read(
             lambda conn: conn.execute(
-                "SELECT event_id, reason, attempts, dead_at FROM dead_letters"
-                " ORDER BY dead_at DESC LIMIT ?",
-                (limit,),
+                "SELECT d.event_id, d.reason, d.attempts, d.dead_at FROM dead_letters d"
+                + (" JOIN events e USING (event_id) WHERE " if where else "")
+                + " AND ".join(where)
+                + " ORDER BY d.dead_at DESC LIMIT :limit",
+                {"reason": reason, "route": route, "limit": limit},
             ).fetchall()
         )
         return [
