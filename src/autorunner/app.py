@@ -45,6 +45,7 @@ from autorunner.queue.base import Queue
 from autorunner.reconcile import Reconciler
 from autorunner.retry import RetryPolicy
 from autorunner.spacing import Spacer
+from autorunner.store.base import Spend
 from autorunner.subscriber import Subscriber, SubscriberConfig
 from autorunner.tracing import OFF, OtelTracing, Tracing, from_environment, trace_requests
 from autorunner.worker import Worker, WorkerConfig
@@ -194,6 +195,35 @@ def deciders(
     return found
 
 
+def budgeted(
+    found: dict[str, Decider], settings: Settings, spend: Spend, metrics: Metrics, clock: Clock
+) -> dict[str, Decider]:
+    """``found`` with its ``llm`` decider held to its budgets (``deciders.budget``): every
+    decision it makes counts, whether a worker or the console's replay asks."""
+    llm = found.get("llm")
+    if llm is None:
+        return found
+    from autorunner.deciders.budget import BudgetedDecider  # noqa: PLC0415 - only with LLM_MODEL
+    from autorunner.deciders.llm import LlmDecider  # noqa: PLC0415
+    from autorunner.prices import Prices, parse_prices  # noqa: PLC0415
+
+    if not isinstance(llm, LlmDecider):
+        return found
+    return {
+        **found,
+        "llm": BudgetedDecider(
+            llm,
+            spend,
+            Prices(parse_prices(settings.llm_prices)),
+            day_usd=settings.llm_budget_day_usd,
+            day_tokens=settings.llm_budget_day_tokens,
+            fallback=found["rules"],
+            metrics=metrics,
+            clock=clock,
+        ),
+    }
+
+
 def build_llm_decider(
     settings: Settings,
     http: httpx2.AsyncClient | None,
@@ -219,6 +249,7 @@ def build_llm_decider(
         ),
         request_limit=settings.llm_request_limit,
         total_tokens_limit=settings.llm_total_tokens_limit,
+        output_retries=settings.llm_output_retries,
         sessions=sessions,
         tracer_provider=tracing.provider if isinstance(tracing, OtelTracing) else None,
     )
@@ -292,7 +323,7 @@ def build_runtime(
     )
     policy = policy_for(settings)
     store, queue = backends.store, backends.queue
-    available = deciders(settings, http, auto, tracing)
+    available = budgeted(deciders(settings, http, auto, tracing), settings, store, metrics, clock)
     check_deciders(policy, available)
     for warning in policy_warnings(policy, chosen):
         log.warning("policy.warning", warning=warning)

@@ -18,3 +18,8 @@ async def sleep_unless(stop: asyncio.Event, seconds: float) -> bool:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
     return stop.is_set()
+
+
+def utc_day(at: float) -> str:
+    """The UTC date of ``at`` (``YYYY-MM-DD``): a daily budget's key."""
+    return time.strftime("%Y-%m-%d", time.gmtime(at))

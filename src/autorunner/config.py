@@ -174,6 +174,14 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(default=800, ge=1)
     llm_request_limit: int = Field(default=3, ge=1)
     llm_total_tokens_limit: int = Field(default=20_000, ge=1)
+    llm_output_retries: int = Field(
+        default=1, ge=0, le=10, description="invalid structured outputs retried before a denial"
+    )
+    llm_prices: str = Field(
+        default="", description="model=input/output USD per million tokens, comma-separated"
+    )
+    llm_budget_day_usd: float | None = Field(default=None, gt=0)
+    llm_budget_day_tokens: int | None = Field(default=None, gt=0)
 
     alert_telegram_chat: str | None = Field(
         default=None, description="chat id the notifier's alerts go to (with TELEGRAM_BOT_TOKEN)"

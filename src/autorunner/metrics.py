@@ -85,6 +85,12 @@ class Metrics:
             buckets=DECISION_BUCKETS,
             registry=r,
         )
+        self.llm_spend = Counter(
+            "autorunner_llm_spend_usd",
+            "What the model's decisions cost, priced from the provider's reported usage",
+            ["route"],
+            registry=r,
+        )
         self.decision_tokens = Counter(
             "autorunner_decision_tokens",
             "Model tokens spent deciding, by direction (input, output)",

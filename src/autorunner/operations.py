@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from autorunner.backends import Backends
-from autorunner.clock import Clock, system_clock
+from autorunner.clock import Clock, system_clock, utc_day
 from autorunner.config import Settings
 from autorunner.deciders import Decider
 from autorunner.errors import ConfigError, OperationRefused
@@ -212,6 +212,8 @@ async def status(
         "unknown_effects": store.unknown_effects,
         "rejected_deliveries": store.rejected,
         "last_hour": await last_hour(backends, clock=clock),
+        "llm_spend_today": [v.to_dict() for v in await backends.store.spend_of(utc_day(now))],
+        "approvals_pending": len(await backends.store.list_approvals(limit=1000, status="pending")),
     }
 
 

@@ -354,9 +354,19 @@ class Pipeline:
             draft.context = await self._context.fetch(event, route.context)
         mark = _lap(draft, "context", mark)
         attributes = {"autorunner.decider": route.decider, "autorunner.route": route.name}
+        bound = asyncio.timeout(route.constraints.max_decision_seconds)
         try:
             with self._tracing.span("decide", attributes):
-                return await decider.decide(envelope, draft.context, route=route)
+                try:
+                    async with bound:
+                        return await decider.decide(envelope, draft.context, route=route)
+                except TimeoutError:
+                    if not bound.expired():
+                        raise  # the attempt's own time limit: retried
+                    raise InvalidDecision(
+                        f"deciding took longer than the route's"
+                        f" {route.constraints.max_decision_seconds:g} s"
+                    ) from None
         except InvalidDecision as exc:
             draft.decision = InvalidProposal(
                 reason=str(exc), decider=route.decider, trace=exc.trace

@@ -33,6 +33,9 @@ class Constraints:
     max_notional_usd: float | None = None
     live_trading: bool = False
     max_effects_per_hour: int | None = None
+    max_decision_seconds: float | None = None
+    """How long deciding may take (the model's calls, retries included); past it the
+    decision is denied. ``None``: bounded by ``max_execution_seconds`` only."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -142,12 +145,14 @@ class Policy:
 
 
 def _content(route: Route) -> dict[str, Any]:
-    """A route's content for the hash; a gate or a budget counts only when there is one, so a
-    policy without them hashes as it did before they existed."""
+    """A route's content for the hash; a gate, a budget or a decision time limit counts only
+    when there is one, so a policy without them hashes as it did before they existed."""
     content = asdict(route)
     for name in ("approval", "llm_budget"):
         if content[name] is None:
             del content[name]
+    if content["constraints"]["max_decision_seconds"] is None:
+        del content["constraints"]["max_decision_seconds"]
     return content
 
 

@@ -111,6 +111,7 @@ class ConstraintsModel(_Strict):
     max_notional_usd: float | None = Field(default=None, ge=0)
     live_trading: bool = False
     max_effects_per_hour: int | None = Field(default=None, ge=0)
+    max_decision_seconds: float | None = Field(default=None, gt=0, le=3600)
 
 
 class ApprovalModel(_Strict):
@@ -337,6 +338,7 @@ def _route(model: RouteModel) -> Route:
             max_notional_usd=c.max_notional_usd,
             live_trading=c.live_trading,
             max_effects_per_hour=c.max_effects_per_hour,
+            max_decision_seconds=c.max_decision_seconds,
         ),
         decider=model.decider,
         approval=None

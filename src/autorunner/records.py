@@ -310,3 +310,36 @@ class RejectedView:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SpendClaim:
+    """What one decision reserves against one budget scope (``global`` or ``route:<name>``)
+    of a day: ``micro_usd`` (millionths of a dollar) and ``tokens``, refused when the scope's
+    spent and reserved amounts plus these would pass a limit (``None``: no limit)."""
+
+    scope: str
+    micro_usd: int
+    tokens: int
+    limit_micro_usd: int | None = None
+    limit_tokens: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SpendView:
+    """One budget scope's day: spent (settled from the provider's usage) and still reserved."""
+
+    scope: str
+    spent_micro_usd: int = 0
+    spent_tokens: int = 0
+    reserved_micro_usd: int = 0
+    reserved_tokens: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scope": self.scope,
+            "spent_usd": self.spent_micro_usd / 1e6,
+            "spent_tokens": self.spent_tokens,
+            "reserved_usd": self.reserved_micro_usd / 1e6,
+            "reserved_tokens": self.reserved_tokens,
+        }

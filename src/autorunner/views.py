@@ -299,6 +299,17 @@ def status_lines(status: Mapping[str, Any]) -> list[str]:
             f"  rejected     {status['rejected_deliveries']} authentic deliveries kept:"
             " autorunner rejected list"
         )
+    if status.get("approvals_pending"):
+        lines.append(
+            f"  approvals    {status['approvals_pending']} waiting for a person:"
+            " autorunner approvals list --status pending"
+        )
+    for spend in status.get("llm_spend_today", []):
+        lines.append(
+            f"  llm spend    {spend['scope']} today: {spend['spent_usd']:.4f} USD,"
+            f" {spend['spent_tokens']} tokens"
+            + (f" ({spend['reserved_usd']:.4f} USD reserved)" if spend["reserved_usd"] else "")
+        )
     hour = status.get("last_hour", {})
     for kind, label in (("runs", "runs"), ("refused", "refused")):
         counted = hour.get(kind) or {}

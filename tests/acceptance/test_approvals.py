@@ -4,18 +4,25 @@ while waiting, a stranger's press, the CLI's answers and a timeout."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
 
+import httpx2
+
 from tests.acceptance.runner import Server, base_env, cli, start_server
+from tests.acceptance.test_console import OPERATOR, READER, logged_in
 from tests.fake_api import IdempotentApi
 from tests.fake_http import serving
 from tests.fake_telegram import ApproversBot
 from tests.helpers import eventually
 
 DESK_CHAT, APPROVER, STRANGER = -1001, 42, 99
+SECRET = "X-Telegram-Bot-Api-Secret-Token"
 
 POLICY = """
 [approvers.desk]
@@ -164,3 +171,67 @@ async def test_an_unanswered_approval_times_out_as_the_route_says(tmp_path: Path
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_answers_by_webhook_need_telegrams_secret_token(tmp_path: Path) -> None:
+    api, bot = IdempotentApi(fail_every=1000), ApproversBot()
+    async with serving(api) as api_base, serving(bot) as bot_base:
+        env = {**env_for(tmp_path, api_base, bot_base), "TELEGRAM_WEBHOOK_SECRET": "hook-secret-1"}
+        server = start_server(env, tmp_path, tmp_path / "serve.log")
+        try:
+            send(env, server, "ap-4", tmp_path)
+            await eventually(lambda: _true(len(bot.sent) == 1), within=20)
+            hook = server.url.replace("/webhooks/auto", "/telegram/updates")
+            press = bot.press(bot.sent[0], approve=True, user_id=APPROVER)
+            async with httpx2.AsyncClient(timeout=5) as client:
+                forged = await client.post(hook, json=press, headers={SECRET: "guess"})
+                unsigned = await client.post(hook, json=press)
+                assert (forged.status_code, unsigned.status_code) == (401, 401)
+                assert status(tmp_path, "ap-4") == "awaiting"
+                real = await client.post(hook, json=press, headers={SECRET: "hook-secret-1"})
+                assert real.status_code == 200
+            await eventually(lambda: _true(status(tmp_path, "ap-4") == "done"), within=20)
+        finally:
+            assert server.terminate() == 0
+    assert bot.polls == 0  # the webhook replaces polling
+    assert api.performed == {"ap-4:order": 1}
+
+
+async def test_the_console_lists_and_approves_and_a_read_only_session_cannot(
+    tmp_path: Path,
+) -> None:
+    api, bot = IdempotentApi(fail_every=1000), ApproversBot()
+    async with serving(api) as api_base, serving(bot) as bot_base:
+        env = {
+            **env_for(tmp_path, api_base, bot_base),
+            "CONSOLE_TOKEN": OPERATOR,
+            "CONSOLE_READONLY_TOKEN": READER,
+        }
+        server = start_server(env, tmp_path, tmp_path / "serve.log")
+        try:
+            send(env, server, "ap-5", tmp_path)
+            await eventually(lambda: _true(status(tmp_path, "ap-5") == "awaiting"), within=20)
+            reader, reader_csrf = await asyncio.to_thread(logged_in, server, READER)
+            operator, csrf = await asyncio.to_thread(logged_in, server, OPERATOR)
+            with contextlib.closing(reader), contextlib.closing(operator):
+                page = operator.get("/approvals").text
+                found = re.search(r'<tr id="(ap-[0-9a-f]+)">', page)
+                assert found, page
+                answer = f"/approvals/{found.group(1)}/answer"
+                refused = reader.post(answer, data={"csrf": reader_csrf, "answer": "approve"})
+                assert refused.status_code == 403
+                done = operator.post(
+                    answer, data={"csrf": csrf, "answer": "approve", "reason": "checked"}
+                )
+                assert done.status_code == 200, done.text
+                again = operator.post(answer, data={"csrf": csrf, "answer": "reject"})
+                assert again.status_code == 409
+            await eventually(lambda: _true(status(tmp_path, "ap-5") == "done"), within=20)
+        finally:
+            assert server.terminate() == 0
+    assert api.performed == {"ap-5:order": 1}
+    [journaled] = shown(env, "ap-5", tmp_path)["operations"]
+    assert (journaled["actor"], journaled["action"]) == (
+        "console:alice:operator@127.0.0.1",
+        "approval.approve",
+    )

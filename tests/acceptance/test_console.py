@@ -102,7 +102,7 @@ def every_route() -> list[tuple[str, str]]:
         if isinstance(route, Mount):
             continue
         assert isinstance(route, Route)
-        path = route.path.replace("{event_id:path}", "some-event").replace("{number:int}", "1")
+        path = re.sub(r"\{[^}]+\}", "1", route.path)  # every path parameter filled in
         found += [(method, path) for method in sorted(route.methods or ()) if method != "HEAD"]
     return found
 

@@ -128,6 +128,8 @@ ROUTES = [
     Route("/dead/redrive/{number:int}", pages.redrive_progress, name="redrive_progress"),
     Route("/effects", pages.effects, name="effects"),
     Route("/effects/resolve", pages.resolve, methods=["POST"], name="resolve"),
+    Route("/approvals", pages.approvals, name="approvals"),
+    Route("/approvals/{approval_id}/answer", pages.answer, methods=["POST"], name="answer"),
     Route("/pause", pages.pause, methods=["POST"], name="pause"),
     Route("/resume", pages.resume, methods=["POST"], name="resume"),
     Route("/replay", pages.replay_form, methods=["GET"], name="replay"),

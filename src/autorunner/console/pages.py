@@ -355,6 +355,35 @@ async def resolve(request: Request) -> Response:
     return _message(request, "Resolved", f"{key}: {what}")
 
 
+async def approvals(request: Request) -> Response:
+    found = await _console(request).backends.store.list_approvals(limit=200)
+    found.sort(key=lambda a: a.status != "pending")  # what waits for a person first
+    return _page(request, "approvals.html", approvals=found)
+
+
+async def answer(request: Request) -> Response:
+    form = await request.form()
+    approval_id = request.path_params["approval_id"]
+    choice = form.get("answer")
+    if choice not in ("approve", "reject"):
+        return _message(request, "Not answered", "say approve or reject", 400)
+    try:
+        answered = await operations.answer_approval(
+            _console(request).backends,
+            approval_id,
+            approve=choice == "approve",
+            via="console",
+            by=auth.actor(request),
+            reason=str(form.get("reason") or "") or None,
+        )
+    except OperationRefused as exc:
+        return _message(request, "Not answered", str(exc), 409)
+    view = answered.view
+    return _message(
+        request, "Answered", f"{view.approval_id} {view.status}: event {view.event_id} goes on"
+    )
+
+
 async def pause(request: Request) -> Response:
     form = await request.form()
     reason = str(form.get("reason") or "paused from the console")

@@ -31,7 +31,7 @@ from pydantic_ai.exceptions import (
 from pydantic_ai.models import Model
 from pydantic_ai.models.instrumented import InstrumentationSettings, InstrumentedModel
 from pydantic_ai.settings import ModelSettings
-from pydantic_ai.usage import UsageLimits
+from pydantic_ai.usage import RunUsage, UsageLimits
 
 from autorunner.decision import Action, Decision
 from autorunner.envelope import Envelope
@@ -80,11 +80,14 @@ class LlmDecider:
         label: str,
         settings: ModelSettings | None = None,
         request_limit: int = 3,
-        total_tokens_limit: int | None = 20_000,
+        total_tokens_limit: int = 20_000,
+        output_retries: int = 1,
         sessions: SessionReader | None = None,
         tracer_provider: TracerProvider | None = None,
     ) -> None:
         self._label = label
+        self.model_name = model.model_name
+        self.total_tokens_limit = total_tokens_limit
         self._settings = settings or ModelSettings()
         self._limits = UsageLimits(
             request_limit=request_limit, total_tokens_limit=total_tokens_limit
@@ -100,7 +103,7 @@ class LlmDecider:
             output_type=LlmOutput,
             instructions=INSTRUCTIONS,
             deps_type=Envelope,
-            retries=1,
+            retries={"tools": 1, "output": output_retries},
         )
         if sessions is not None:
             reader = sessions
@@ -112,8 +115,24 @@ class LlmDecider:
                 return await reader(query_id) if query_id else None
 
     async def decide(
-        self, envelope: Envelope, context: dict[str, Any], *, route: Route
+        self,
+        envelope: Envelope,
+        context: dict[str, Any],
+        *,
+        route: Route,
+        tokens_limit: int | None = None,
+        usage: RunUsage | None = None,
     ) -> Decision:
+        """Ask the model; ``tokens_limit`` lowers the run's token limit (a budget's), and
+        ``usage`` is filled with every request's usage as it goes — retries and tool calls
+        included, a run that fails too."""
+        limits = self._limits
+        if tokens_limit is not None and tokens_limit < (
+            limits.total_tokens_limit or tokens_limit + 1
+        ):
+            limits = UsageLimits(
+                request_limit=limits.request_limit, total_tokens_limit=tokens_limit
+            )
         prompt = orjson.dumps(
             {"envelope": envelope.to_dict(), "context": context}, option=orjson.OPT_INDENT_2
         ).decode()
@@ -123,15 +142,21 @@ class LlmDecider:
             "prompt": prompt,
             "settings": dict(self._settings),
             "limits": {
-                "request_limit": self._limits.request_limit,
-                "total_tokens_limit": self._limits.total_tokens_limit,
+                "request_limit": limits.request_limit,
+                "total_tokens_limit": limits.total_tokens_limit,
             },
         }
+        usage = usage if usage is not None else RunUsage()
         try:
             result = await self._agent.run(
-                prompt, deps=envelope, usage_limits=self._limits, model_settings=self._settings
+                prompt,
+                deps=envelope,
+                usage_limits=limits,
+                model_settings=self._settings,
+                usage=usage,
             )
         except (UnexpectedModelBehavior, UsageLimitExceeded) as exc:
+            trace["usage"] = _usage(usage)
             raise InvalidDecision(f"model output unusable: {exc}", trace=trace) from exc
         except ModelHTTPError as exc:
             if exc.status_code >= 500 or exc.status_code == 429:
@@ -142,13 +167,8 @@ class LlmDecider:
         except ModelAPIError as exc:
             raise TransientError(f"model unreachable: {type(exc).__name__}") from exc
         output = result.output
-        usage = result.usage
         trace["raw_output"] = output.model_dump(mode="json")
-        trace["usage"] = {
-            "requests": usage.requests,
-            "input_tokens": usage.input_tokens,
-            "output_tokens": usage.output_tokens,
-        }
+        trace["usage"] = _usage(usage)
         return Decision(
             actions=tuple(
                 Action(step_id=a.step_id, kind=a.kind, params=a.params) for a in output.actions
@@ -158,3 +178,11 @@ class LlmDecider:
             version=self._label,
             trace=trace,
         )
+
+
+def _usage(usage: RunUsage) -> dict[str, int]:
+    return {
+        "requests": usage.requests,
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+    }

@@ -9,6 +9,7 @@ each part of the runner asks only for the concern it uses:
 * ``Flags`` — operator flags every process reads (the kill switch).
 * ``Journal`` — operators' acts, workers' heartbeats and the processes' tallies.
 * ``Approvals`` — the people's answers an event waits for (``awaiting``).
+* ``Spend`` — what the model may still spend today, reserved and settled per budget scope.
 * ``Audit`` — read-only queries for the CLI, the console and metrics.
 
 Event lifecycle: ``pending`` → (acquire) ``running`` → ``done`` | ``pending`` (retry at a time) |
@@ -52,6 +53,8 @@ from autorunner.records import (
     RejectedView,
     Resolved,
     RunRecord,
+    SpendClaim,
+    SpendView,
     StoreStats,
     WorkerBeat,
 )
@@ -230,7 +233,23 @@ class Approvals(Protocol):
         first."""
 
 
-class Store(Events, Ledger, Flags, Journal, Approvals, Protocol):
+class Spend(Protocol):
+    """The model's spend per budget scope and UTC day: reserved before a call, settled after."""
+
+    async def reserve_spend(self, day: str, claims: list[SpendClaim]) -> str | None:
+        """Reserve every claim or none, atomically across processes: ``None`` when reserved,
+        else the first claim's scope that would pass its limit (nothing is reserved then)."""
+
+    async def settle_spend(
+        self, day: str, claims: list[SpendClaim], *, micro_usd: int, tokens: int
+    ) -> None:
+        """Release ``claims``' reservations of ``day`` and count what was spent instead."""
+
+    async def spend_of(self, day: str) -> list[SpendView]:
+        """Every scope's spend of ``day``."""
+
+
+class Store(Events, Ledger, Flags, Journal, Approvals, Spend, Protocol):
     """Every write-side seam of one backend."""
 
 

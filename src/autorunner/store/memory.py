@@ -34,6 +34,8 @@ from autorunner.records import (
     RejectedView,
     Resolved,
     RunRecord,
+    SpendClaim,
+    SpendView,
     StoreStats,
     WorkerBeat,
 )
@@ -45,6 +47,7 @@ from autorunner.store.rules import (
     answer_operation,
     answered,
     entry_status,
+    over_limit,
     proceeds,
     resend_refusal,
     resolution,
@@ -81,6 +84,7 @@ class MemoryStore:
         self._operations: list[Operation] = []
         self._tallies: dict[int, Counter[str]] = {}
         self._approvals: dict[str, ApprovalView] = {}
+        self._spend: dict[tuple[str, str], SpendView] = {}
         self._aliases: dict[str, str] = {}
         self._workers: dict[str, WorkerBeat] = {}
         self._duplicates: dict[str, int] = {}
@@ -394,6 +398,38 @@ class MemoryStore:
             found = [v for v in self._approvals.values() if status is None or v.status == status]
             found.sort(key=lambda v: v.requested_at, reverse=True)
         return copy.deepcopy(found[:limit])
+
+    async def reserve_spend(self, day: str, claims: list[SpendClaim]) -> str | None:
+        self._check()
+        for claim in claims:
+            if over_limit(claim, self._spend.get((day, claim.scope), SpendView(scope=claim.scope))):
+                return claim.scope
+        for claim in claims:
+            found = self._spend.get((day, claim.scope), SpendView(scope=claim.scope))
+            self._spend[day, claim.scope] = replace(
+                found,
+                reserved_micro_usd=found.reserved_micro_usd + claim.micro_usd,
+                reserved_tokens=found.reserved_tokens + claim.tokens,
+            )
+        return None
+
+    async def settle_spend(
+        self, day: str, claims: list[SpendClaim], *, micro_usd: int, tokens: int
+    ) -> None:
+        self._check()
+        for claim in claims:
+            found = self._spend.get((day, claim.scope), SpendView(scope=claim.scope))
+            self._spend[day, claim.scope] = replace(
+                found,
+                reserved_micro_usd=found.reserved_micro_usd - claim.micro_usd,
+                reserved_tokens=found.reserved_tokens - claim.tokens,
+                spent_micro_usd=found.spent_micro_usd + micro_usd,
+                spent_tokens=found.spent_tokens + tokens,
+            )
+
+    async def spend_of(self, day: str) -> list[SpendView]:
+        self._check()
+        return sorted((v for (d, _), v in self._spend.items() if d == day), key=lambda v: v.scope)
 
     async def record_operation(self, operation: Operation) -> None:
         self._check()

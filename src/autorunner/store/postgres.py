@@ -32,6 +32,8 @@ from autorunner.records import (
 from autorunner.store.postgres_approvals import AWAITING, PostgresApprovals
 from autorunner.store.postgres_approvals import MIGRATION as APPROVALS_MIGRATION
 from autorunner.store.postgres_operators import PostgresOperators
+from autorunner.store.postgres_spend import MIGRATION as SPEND_MIGRATION
+from autorunner.store.postgres_spend import PostgresSpend
 from autorunner.store.rules import BUDGET_WINDOW, entry_status, proceeds, retaken_status
 from autorunner.store.sql import (
     finish_params,
@@ -67,15 +69,25 @@ MIGRATION_6 = """CREATE TABLE tallies (minute integer NOT NULL, name text NOT NU
     count bigint NOT NULL, PRIMARY KEY (minute, name));
 """
 MIGRATION_7 = APPROVALS_MIGRATION
+MIGRATION_8 = SPEND_MIGRATION
 
 
 def migrations() -> list[str]:
     """The versioned schema scripts, oldest first."""
     text = resources.files("autorunner.store").joinpath("postgres_schema.sql").read_text()
-    return [text, MIGRATION_2, MIGRATION_3, MIGRATION_4, MIGRATION_5, MIGRATION_6, MIGRATION_7]
+    return [
+        text,
+        MIGRATION_2,
+        MIGRATION_3,
+        MIGRATION_4,
+        MIGRATION_5,
+        MIGRATION_6,
+        MIGRATION_7,
+        MIGRATION_8,
+    ]
 
 
-class PostgresStore(PostgresOperators, PostgresApprovals):
+class PostgresStore(PostgresOperators, PostgresApprovals, PostgresSpend):
     """``Store`` and ``Audit`` on PostgreSQL; build it with ``await PostgresStore.open(url)``."""
 
     def __init__(self, db: PostgresDatabase, *, clock: Clock = system_clock) -> None:

@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from autorunner.events import Event
-from autorunner.records import ApprovalView, EffectStatus, Operation
+from autorunner.records import ApprovalView, EffectStatus, Operation, SpendClaim, SpendView
 
 WORKER_RETENTION = 86400.0
 """A worker that sent no heartbeat for this long is forgotten."""
@@ -116,4 +116,13 @@ def answered(
         answered_via=via,
         answered_at=at,
         reason=reason,
+    )
+
+
+def over_limit(claim: SpendClaim, found: SpendView) -> bool:
+    """Whether ``claim`` would take its scope past a limit, given what ``found`` holds."""
+    usd = found.spent_micro_usd + found.reserved_micro_usd + claim.micro_usd
+    tokens = found.spent_tokens + found.reserved_tokens + claim.tokens
+    return (claim.limit_micro_usd is not None and usd > claim.limit_micro_usd) or (
+        claim.limit_tokens is not None and tokens > claim.limit_tokens
     )

@@ -29,6 +29,8 @@ from autorunner.store.sql import (
 from autorunner.store.sqlite_approvals import AWAITING, SqliteApprovals
 from autorunner.store.sqlite_approvals import MIGRATION as APPROVALS_MIGRATION
 from autorunner.store.sqlite_operators import SqliteOperators, dumps
+from autorunner.store.sqlite_spend import MIGRATION as SPEND_MIGRATION
+from autorunner.store.sqlite_spend import SqliteSpend
 
 MIGRATION_2 = (
     "CREATE TABLE flags (name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at REAL NOT NULL)"
@@ -49,6 +51,7 @@ CREATE TABLE workers (name TEXT PRIMARY KEY, role TEXT NOT NULL, started_at REAL
 MIGRATION_8 = """CREATE TABLE tallies (minute INTEGER NOT NULL, name TEXT NOT NULL,
     count INTEGER NOT NULL, PRIMARY KEY (minute, name)) WITHOUT ROWID"""
 MIGRATION_9 = APPROVALS_MIGRATION
+MIGRATION_10 = SPEND_MIGRATION
 
 
 def migrations() -> list[str]:
@@ -64,10 +67,11 @@ def migrations() -> list[str]:
         MIGRATION_7,
         MIGRATION_8,
         MIGRATION_9,
+        MIGRATION_10,
     ]
 
 
-class SqliteStore(SqliteOperators, SqliteApprovals):
+class SqliteStore(SqliteOperators, SqliteApprovals, SqliteSpend):
     """``Store`` and ``Audit`` over a shared ``SqliteDatabase``.
 
     ``insert_in`` and ``finish_in`` run inside a caller's transaction: the SQLite outbox writes
