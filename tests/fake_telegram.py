@@ -42,7 +42,13 @@ class ApproversBot:
         self.edits: list[dict[str, Any]] = []
         self.updates: list[dict[str, Any]] = []
         self.polls = 0
+        self.closed = False
         self._new = asyncio.Event()
+
+    def close(self) -> None:
+        """Answer the open long polls now (a server shutting down waits for them)."""
+        self.closed = True
+        self._new.set()
 
     def press(
         self, message: dict[str, Any], *, approve: bool, user_id: int, chat_id: int | None = None
@@ -96,6 +102,8 @@ class ApproversBot:
             wait = float(payload.get("timeout", 0))
             deadline = asyncio.get_running_loop().time() + wait
             while not (found := [u for u in self.updates if u["update_id"] >= offset]):
+                if self.closed:
+                    break
                 self._new.clear()
                 left = deadline - asyncio.get_running_loop().time()
                 if left <= 0:

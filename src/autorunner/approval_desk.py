@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import hmac
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx2
 import orjson
@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse, Response
 
 from autorunner import operations
 from autorunner.backends import Backends
-from autorunner.clock import Clock, system_clock
+from autorunner.clock import Clock, sleep_unless, system_clock
 from autorunner.errors import OperationRefused, Unavailable
 from autorunner.policy import Policy
 from autorunner.records import ApprovalView
@@ -39,6 +39,7 @@ log = structlog.get_logger("autorunner.approvals")
 
 OFFSET_FLAG = "telegram_updates_offset"
 LEAD = "approval_desk"
+T = TypeVar("T")
 SEND_BATCH = 20
 
 
@@ -199,32 +200,73 @@ class ApprovalDesk:
             },
             wait=self._poll_seconds + 10,
         )
-        for update in updates:
+        for update in updates:  # each confirmed once handled: a stop between loses none
             await self.handle_update(update)
             offset = max(offset, int(update["update_id"]) + 1)
-        if updates:
             await self._backends.store.set_flag(OFFSET_FLAG, str(offset))
         return len(updates)
 
     async def run(self, stop: asyncio.Event, *, every: float = 1.0) -> None:
-        """Lead, send and (when polling) take answers until ``stop``."""
+        """Until ``stop``: while leading, send new requests every ``every`` seconds and (when
+        polling) take answers by long polls, side by side — a poll waiting for a press must
+        not hold back the next request."""
+        leading = asyncio.Event()
+        tasks = [asyncio.create_task(self._lead(stop, leading, every))]
+        tasks.append(asyncio.create_task(self._every(stop, leading, every, self.send_pending)))
+        if self._poll:
+            tasks.append(
+                asyncio.create_task(self._every(stop, leading, every, self.poll_once, waits=True))
+            )
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def _lead(self, stop: asyncio.Event, leading: asyncio.Event, every: float) -> None:
         while not stop.is_set():
             try:
-                if self._alone or await self._backends.store.lead(
+                held = self._alone or await self._backends.store.lead(
                     LEAD, owner=self._name, ttl=2 * self._poll_seconds + 5
-                ):
-                    await self.send_pending()
-                    if self._poll:
-                        await _until(stop, self.poll_once())
-                        continue
+                )
+            except Unavailable as exc:
+                log.warning("approval.desk_failed", error=str(exc))
+                held = False
+            if held:
+                leading.set()
+            else:
+                leading.clear()
+            if self._alone:
+                return
+            await sleep_unless(stop, every)
+
+    async def _every(
+        self,
+        stop: asyncio.Event,
+        leading: asyncio.Event,
+        every: float,
+        work: Callable[[], Awaitable[int]],
+        *,
+        waits: bool = False,
+    ) -> None:
+        """``work`` again and again while leading; a pause of ``every`` after a failed round,
+        or an idle one unless ``work`` waits by itself (a long poll)."""
+        while not stop.is_set():
+            if not leading.is_set():
+                await _until(stop, leading.wait())
+                continue
+            try:
+                done = await _until(stop, work())
             except (Unavailable, RuntimeError, httpx2.HTTPError) as exc:
                 log.warning("approval.desk_failed", error=str(exc) or type(exc).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), every)
+                await sleep_unless(stop, every)
+                continue
+            if not done and not waits:
+                await sleep_unless(stop, every)
 
 
-async def _until(stop: asyncio.Event, work: Any) -> None:
-    """Run ``work`` unless ``stop`` comes first (a long poll ends with the process)."""
+async def _until(stop: asyncio.Event, work: Awaitable[T]) -> T | None:
+    """``work``'s result, unless ``stop`` comes first (a long poll ends with the process)."""
     task = asyncio.ensure_future(work)
     stopping = asyncio.ensure_future(stop.wait())
     await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -232,7 +274,8 @@ async def _until(stop: asyncio.Event, work: Any) -> None:
     if not task.done():
         task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
-        await task
+        return await task
+    return None
 
 
 TELEGRAM_PATH = "/telegram/updates"
