@@ -166,21 +166,10 @@ class ApprovalRequest:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class ApprovalView:
+class ApprovalView(ApprovalRequest):
     """An approval as the store keeps it: the request, and its answer once there is one
     (``approved`` is the decision that stands, a timeout's included)."""
 
-    approval_id: str
-    event_id: str
-    generation: int
-    fingerprint: str
-    route: str
-    summary: str
-    actions: list[dict[str, Any]]
-    approvers: list[str]
-    requested_at: float
-    expires_at: float
-    on_timeout: Literal["deny", "approve"]
     status: ApprovalStatus = "pending"
     approved: bool | None = None
     answered_by: str | None = None

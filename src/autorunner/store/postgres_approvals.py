@@ -18,7 +18,7 @@ from autorunner.records import (
     Operation,
 )
 from autorunner.store.rules import answer_operation, answered
-from autorunner.store.sql import APPROVAL_COLUMNS, answer_of, approval_from_row
+from autorunner.store.sql import APPROVAL_COLUMNS, answer_of, approval_from_row, approvals_query
 
 MIGRATION = """CREATE TABLE approvals (approval_id text PRIMARY KEY, event_id text NOT NULL,
     status text NOT NULL, requested_at double precision NOT NULL,
@@ -159,17 +159,7 @@ class PostgresApprovals:
     async def list_approvals(
         self, *, limit: int, status: ApprovalStatus | None = None, unnotified: bool = False
     ) -> list[ApprovalView]:
-        if unnotified:
-            query = (
-                f"SELECT {APPROVAL_COLUMNS} FROM approvals WHERE status = 'pending'"
-                " AND message_json IS NULL ORDER BY requested_at LIMIT %(limit)s"
-            )
-        else:
-            where = " WHERE status = %(status)s" if status is not None else ""
-            query = (
-                f"SELECT {APPROVAL_COLUMNS} FROM approvals{where}"
-                " ORDER BY requested_at DESC LIMIT %(limit)s"
-            )
+        query = approvals_query(lambda name: f"%({name})s", status=status, unnotified=unnotified)
         async with self._tx() as conn:
             cur = await conn.execute(query.encode(), {"status": status, "limit": limit})
             rows = await cur.fetchall()

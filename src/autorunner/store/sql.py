@@ -161,3 +161,18 @@ def answer_of(view: ApprovalView) -> dict[str, Any]:
         "answered_at": view.answered_at,
         "reason": view.reason,
     }
+
+
+def approvals_query(style: Callable[[str], str], *, status: str | None, unnotified: bool) -> str:
+    """``list_approvals``' statement; ``style`` turns a parameter name into the dialect's
+    placeholder (``status``, ``limit``)."""
+    if unnotified:
+        return (
+            f"SELECT {APPROVAL_COLUMNS} FROM approvals WHERE status = 'pending'"
+            f" AND message_json IS NULL ORDER BY requested_at LIMIT {style('limit')}"
+        )
+    where = f" WHERE status = {style('status')}" if status is not None else ""
+    return (
+        f"SELECT {APPROVAL_COLUMNS} FROM approvals{where}"
+        f" ORDER BY requested_at DESC LIMIT {style('limit')}"
+    )

@@ -18,7 +18,7 @@ from autorunner.records import (
 )
 from autorunner.sqlitedb import SqliteDatabase
 from autorunner.store.rules import answer_operation, answered
-from autorunner.store.sql import APPROVAL_COLUMNS, answer_of, approval_from_row
+from autorunner.store.sql import APPROVAL_COLUMNS, answer_of, approval_from_row, approvals_query
 
 MIGRATION = """CREATE TABLE approvals (approval_id TEXT PRIMARY KEY, event_id TEXT NOT NULL,
     status TEXT NOT NULL, requested_at REAL NOT NULL, expires_at REAL NOT NULL,
@@ -167,17 +167,7 @@ class SqliteApprovals:
     async def list_approvals(
         self, *, limit: int, status: ApprovalStatus | None = None, unnotified: bool = False
     ) -> list[ApprovalView]:
-        if unnotified:
-            query = (
-                f"SELECT {APPROVAL_COLUMNS} FROM approvals WHERE status = 'pending'"
-                " AND message_json IS NULL ORDER BY requested_at LIMIT :limit"
-            )
-        else:
-            where = " WHERE status = :status" if status is not None else ""
-            query = (
-                f"SELECT {APPROVAL_COLUMNS} FROM approvals{where}"
-                " ORDER BY requested_at DESC LIMIT :limit"
-            )
+        query = approvals_query(lambda name: f":{name}", status=status, unnotified=unnotified)
         rows = await self.db.read(
             lambda conn: conn.execute(query, {"status": status, "limit": limit}).fetchall()
         )
