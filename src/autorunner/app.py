@@ -399,6 +399,14 @@ def build_runtime(
     runtime.desk = build_desk(
         settings, backends, lambda: pipeline.policy, http, name=name, clock=clock
     )
+    gated = [r.name for r in (*policy.routes, policy.default) if r.approval is not None]
+    if gated and runtime.desk is None and role in ("serve", "worker"):
+        log.warning(
+            "approvals.no_chat",
+            routes=gated,
+            detail="TELEGRAM_BOT_TOKEN is not set or the policy names no approvers: approvals"
+            " reach no chat; answer them with `autorunner approvals` or the console",
+        )
     console = None
     if role in ("serve", "console") and console_enabled(settings, host=settings.host):
         runtime.console = Console(

@@ -125,18 +125,24 @@ def worker(event: Event, context: object = None) -> Event:
 
 
 def sweeper(event: Event, context: object = None) -> Event:
-    """The scheduled function: ``{"requeued": N}``."""
+    """The scheduled function: ``{"requeued": N, "approvals_sent": M}`` — overdue events back
+    on the queue (timed-out approvals answered), and new approval requests sent to their chats
+    (answers come back through the HTTP function's ``/telegram/updates``)."""
     found = _environment("worker")
     runtime = found.runtime
-    count = found.run(
-        sweep_once(
+
+    async def sweep() -> tuple[int, int]:
+        count = await sweep_once(
             runtime.backends.store,
             runtime.backends.queue,
             after=runtime.settings.sweep_after,
             clock=runtime.clock,
         )
-    )
-    return {"requeued": count}
+        sent = await runtime.desk.send_pending() if runtime.desk is not None else 0
+        return count, sent
+
+    count, sent = found.run(sweep())
+    return {"requeued": count, "approvals_sent": sent}
 
 
 async def run_records(runtime: Runtime, records: list[Event]) -> Event:

@@ -5,6 +5,7 @@ fake internal API over real HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import subprocess
@@ -22,6 +23,8 @@ import pytest
 from tests.acceptance.runner import SECRET, base_env, cli
 from tests.backends import postgres_schema
 from tests.cloud.harness import POLICY, FakeApi, fake_api
+from tests.fake_http import serving
+from tests.fake_telegram import ApproversBot
 from tests.helpers import canonical, signed
 from tests.services import MotoSqs, PrivatePostgres, free_port
 
@@ -335,3 +338,48 @@ def test_an_http_api_stage_in_the_raw_path_reaches_the_webhook(deployment: Deplo
     with deployment.host() as host:
         answer = host.invoke("ingress", event)
     assert answer["statusCode"] == 202
+
+
+GATED = """
+[approvers.desk]
+chat_id = -1001
+user_ids = [42]
+""" + POLICY.replace(
+    'allowed_actions = ["http"]',
+    'allowed_actions = ["http"]\napproval = { actions = ["http"], approvers = ["desk"] }',
+)
+
+
+async def test_a_gated_order_waits_its_request_goes_out_with_the_sweeper_and_a_webhook_answers(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    (tmp_path / "policy.toml").write_text(GATED)
+    bot = ApproversBot()
+    async with serving(bot) as bot_base:
+        deployment.env.update(
+            TELEGRAM_BOT_TOKEN="bot-1", TELEGRAM_API_URL=bot_base, TELEGRAM_WEBHOOK_SECRET="hook-1"
+        )
+        with deployment.host() as host:
+
+            async def invoke(handler: str, event: dict[str, Any]) -> Any:
+                return await asyncio.to_thread(host.invoke, handler, event)
+
+            assert (await invoke("ingress", webhook("lx-ap")))["statusCode"] == 202
+            parked = await invoke("worker", {"Records": deployment.receive(1)})
+            assert parked == {"batchItemFailures": []}
+            assert deployment.count("SELECT count(*) FROM events WHERE status = 'awaiting'") == 1
+            swept = await invoke("sweeper", {})
+            assert swept["approvals_sent"] == 1
+            press = orjson.dumps(bot.press(bot.sent[0], approve=True, user_id=42))
+            headers = {
+                "content-type": "application/json",
+                "x-telegram-bot-api-secret-token": "hook-1",
+            }
+            answered = await invoke("ingress", http_event(press, headers, path="/telegram/updates"))
+            assert answered["statusCode"] == 200
+            resumed = deployment.receive(1, wait=5)
+            assert [r["body"] for r in resumed] == ["lx-ap"]
+            assert await invoke("worker", {"Records": resumed}) == {"batchItemFailures": []}
+        bot.close()
+    assert deployment.api.counts()["performed"] == {"lx-ap:order": 1}
+    assert deployment.count("SELECT count(*) FROM events WHERE status = 'done'") == 1
