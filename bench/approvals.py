@@ -103,7 +103,7 @@ async def approval_latency(events: int, tmp: Path, *, webhook: bool) -> list[flo
             "TELEGRAM_BOT_TOKEN": "bench-bot",
             "TELEGRAM_API_URL": bot_base,
             "APPROVALS_POLL_SECONDS": "20",
-            **({"TELEGRAM_WEBHOOK_SECRET": "bench-hook"} if webhook else {}),
+            **({"TELEGRAM_WEBHOOK_SECRET": "bench-hook-0123456789"} if webhook else {}),
         }
         took = []
         base = f"http://127.0.0.1:{port}"
@@ -122,7 +122,7 @@ async def approval_latency(events: int, tmp: Path, *, webhook: bool) -> list[flo
                         await client.post(
                             f"{base}/telegram/updates",
                             json=update,
-                            headers={"x-telegram-bot-api-secret-token": "bench-hook"},
+                            headers={"x-telegram-bot-api-secret-token": "bench-hook-0123456789"},
                         )
                     await until(lambda e=event_id: f"{e}:order" in orders.arrived)
                     took.append((orders.arrived[f"{event_id}:order"] - started) * 1000)

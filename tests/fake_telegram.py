@@ -43,6 +43,8 @@ class ApproversBot:
         self.updates: list[dict[str, Any]] = []
         self.polls = 0
         self.closed = False
+        self.missing_chats: set[int] = set()
+        """Chats the bot is not in: ``sendMessage`` there answers 400 "chat not found"."""
         self._new = asyncio.Event()
 
     def close(self) -> None:
@@ -92,6 +94,10 @@ class ApproversBot:
         payload = orjson.loads(body) if body else {}
         method = scope["path"].rsplit("/", 1)[-1]
         result: Any = True
+        if method == "sendMessage" and payload.get("chat_id") in self.missing_chats:
+            refusal = {"ok": False, "error_code": 400, "description": "Bad Request: chat not found"}
+            await reply(send, 400, orjson.dumps(refusal))
+            return
         if method == "sendMessage":
             sent = {**payload, "message_id": len(self.sent) + 1}
             self.sent.append(sent)

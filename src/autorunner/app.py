@@ -196,7 +196,11 @@ def deciders(
 
 
 def budgeted(
-    found: dict[str, Decider], settings: Settings, spend: Spend, metrics: Metrics, clock: Clock
+    found: dict[str, Decider],
+    settings: Settings,
+    spend: Spend,
+    metrics: Metrics | None = None,
+    clock: Clock = system_clock,
 ) -> dict[str, Decider]:
     """``found`` with its ``llm`` decider held to its budgets (``deciders.budget``): every
     decision it makes counts, whether a worker or the console's replay asks."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -41,6 +42,14 @@ OFFSET_FLAG = "telegram_updates_offset"
 LEAD = "approval_desk"
 T = TypeVar("T")
 SEND_BATCH = 20
+
+
+MAX_TEXT = 4096
+"""The longest message Telegram takes."""
+
+
+def _fit(text: str) -> str:
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
 
 
 def keyboard(approval_id: str) -> dict[str, Any]:
@@ -90,6 +99,8 @@ class ApprovalDesk:
         self._poll_seconds = poll_seconds
         self._alone = alone
         self._clock = clock
+        self._retry_at: dict[str, float] = {}
+        self._tries: dict[str, int] = {}
 
     async def _call(self, method: str, payload: dict[str, Any], *, wait: float = 10.0) -> Any:
         answer = await self._http.post(f"{self._base}/{method}", json=payload, timeout=wait)
@@ -101,26 +112,47 @@ class ApprovalDesk:
         return body.get("result")
 
     async def send_pending(self) -> int:
-        """Send the requests not sent yet to every approver group's chat; how many were sent."""
+        """Send the requests not sent yet to their approver groups' chats; how many reached at
+        least one chat. A chat that refuses is recorded and does not hold back the others or
+        the next requests; a request no chat took is tried again later, backing off."""
         sent = 0
         policy = self._policy()
+        now = time.monotonic()
         for view in await self._backends.store.list_approvals(limit=SEND_BATCH, unnotified=True):
-            messages = []
+            if self._retry_at.get(view.approval_id, 0.0) > now:
+                continue
+            messages: list[dict[str, Any]] = []
+            failures: list[dict[str, Any]] = []
             for name in view.approvers:
                 group = policy.approver_group(name)
                 if group is None:
-                    log.warning("approval.no_group", approval=view.approval_id, group=name)
+                    failures.append({"group": name, "error": "no such approver group"})
                     continue
-                result = await self._call(
-                    "sendMessage",
-                    {
-                        "chat_id": group.chat_id,
-                        "text": view.summary,
-                        "reply_markup": keyboard(view.approval_id),
-                    },
-                )
+                try:
+                    result = await self._call(
+                        "sendMessage",
+                        {
+                            "chat_id": group.chat_id,
+                            "text": _fit(view.summary),
+                            "reply_markup": keyboard(view.approval_id),
+                        },
+                    )
+                except (RuntimeError, httpx2.HTTPError) as exc:
+                    failures.append({"group": name, "error": str(exc)[:200]})
+                    continue
                 messages.append({"chat_id": group.chat_id, "message_id": result["message_id"]})
-            await self._backends.store.mark_notified(view.approval_id, {"messages": messages})
+            if failures:
+                log.warning("approval.not_sent", approval=view.approval_id, failures=failures)
+            if not messages and any(f["error"] != "no such approver group" for f in failures):
+                tries = self._tries.get(view.approval_id, 0) + 1
+                self._tries[view.approval_id] = tries
+                self._retry_at[view.approval_id] = now + min(300.0, 2.0**tries)
+                continue
+            await self._backends.store.mark_notified(
+                view.approval_id, {"messages": messages, "failures": failures}
+            )
+            self._retry_at.pop(view.approval_id, None)
+            self._tries.pop(view.approval_id, None)
             log.info("approval.requested", approval=view.approval_id, event_id=view.event_id)
             sent += 1
         return sent

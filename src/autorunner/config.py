@@ -235,6 +235,17 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("telegram_webhook_secret")
+    @classmethod
+    def _strong_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        # Telegram allows 1-256 of [A-Za-z0-9_-]; fewer than 16 could be guessed, and an
+        # empty one would let any request through.
+        if value is not None and not re.fullmatch(
+            r"[A-Za-z0-9_-]{16,256}", value.get_secret_value()
+        ):
+            raise ValueError("16 to 256 characters of A-Z, a-z, 0-9, _ and - (Telegram's alphabet)")
+        return value
+
     @field_validator("console_token", "console_readonly_token")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:

@@ -399,12 +399,17 @@ async def answer_approval(
     )
     if answered is None:
         raise OperationRefused(f"no approval with id {approval_id!r}")
+    if answered.resumed:
+        await backends.queue.enqueue(answered.view.event_id)
+    if answered.changed and answered.view.answered_via == "timeout" and via != "timeout":
+        raise OperationRefused(
+            f"approval {approval_id} had expired: its on_timeout"
+            f" ({answered.view.on_timeout}) applies, not this answer"
+        )
     if not answered.changed:
         view = answered.view
         raise OperationRefused(
             f"approval {approval_id} was {view.status} already"
             f" (by {view.answered_by} via {view.answered_via})"
         )
-    if answered.resumed:
-        await backends.queue.enqueue(answered.view.event_id)
     return answered

@@ -230,6 +230,9 @@ class Pipeline:
             )
         draft.decision, draft.reused, draft.verdict = decision, pinned is not None, verdict
         mark = _lap(draft, "verdict", mark)
+        if leased.pinned is not None and verdict.allowed:  # a person may have answered already
+            verdict = await self._refusals_stand(leased, verdict, draft)
+            draft.verdict = verdict
         to_run, waiting = verdict.allowed, None
         if route.approval is not None and (
             asked := gated(verdict.allowed, route.approval, self._valuers)
@@ -273,6 +276,18 @@ class Pipeline:
         _lap(draft, "effects", mark)
         if waiting is not None:
             raise Awaiting(waiting)
+
+    async def _refusals_stand(self, leased: Leased, verdict: Verdict, draft: _Draft) -> Verdict:
+        """``verdict`` with every step a person refused (or whose approval timed out into a
+        denial) in this decision generation denied, whatever the policy in force now gates: a
+        policy reloaded while an event waited must not undo a person's no."""
+        asked = await self._approvals.list_approvals(limit=100, event_id=leased.event.event_id)
+        for view in asked:
+            if view.generation == leased.generation and view.approved is False:
+                draft.approval = record_of(view)
+                for action in view.actions:
+                    verdict = verdict.deny(str(action["step_id"]), denial(view))
+        return verdict
 
     async def _asked(  # noqa: PLR0917 - one private call site, every part needed
         self,

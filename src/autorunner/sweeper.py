@@ -28,7 +28,11 @@ async def sweep_once(
     whose approval timed out (answered as its ``on_timeout`` says) or was answered while they
     were being parked."""
     now = clock()
-    resumed = await store.expire_approvals(now=now, limit=limit)
+    try:
+        resumed = await store.expire_approvals(now=now, limit=limit)
+    except Unavailable as exc:  # the overdue events below are swept all the same
+        log.warning("sweeper.approvals_unavailable", error=str(exc))
+        resumed = []
     ids = await store.sweepable(older_than=now - after, limit=limit)
     for event_id in dict.fromkeys([*resumed, *ids]):
         await queue.enqueue(event_id)

@@ -176,7 +176,10 @@ async def _true(value: bool) -> bool:
 async def test_answers_by_webhook_need_telegrams_secret_token(tmp_path: Path) -> None:
     api, bot = IdempotentApi(fail_every=1000), ApproversBot()
     async with serving(api) as api_base, serving(bot) as bot_base:
-        env = {**env_for(tmp_path, api_base, bot_base), "TELEGRAM_WEBHOOK_SECRET": "hook-secret-1"}
+        env = {
+            **env_for(tmp_path, api_base, bot_base),
+            "TELEGRAM_WEBHOOK_SECRET": "hook-secret-0123456789",
+        }
         server = start_server(env, tmp_path, tmp_path / "serve.log")
         try:
             send(env, server, "ap-4", tmp_path)
@@ -188,7 +191,9 @@ async def test_answers_by_webhook_need_telegrams_secret_token(tmp_path: Path) ->
                 unsigned = await client.post(hook, json=press)
                 assert (forged.status_code, unsigned.status_code) == (401, 401)
                 assert status(tmp_path, "ap-4") == "awaiting"
-                real = await client.post(hook, json=press, headers={SECRET: "hook-secret-1"})
+                real = await client.post(
+                    hook, json=press, headers={SECRET: "hook-secret-0123456789"}
+                )
                 assert real.status_code == 200
             await eventually(lambda: _true(status(tmp_path, "ap-4") == "done"), within=20)
         finally:

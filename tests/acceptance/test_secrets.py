@@ -49,6 +49,7 @@ VALUES = {
     "LLM_API_KEY": "sk-llm-key-probe",
     "CONSOLE_TOKEN": "console-operator-token-probe",
     "CONSOLE_READONLY_TOKEN": "console-readonly-token-probe",
+    "TELEGRAM_WEBHOOK_SECRET": "telegram-webhook-secret-probe",
 }
 
 

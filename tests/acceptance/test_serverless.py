@@ -357,7 +357,9 @@ async def test_a_gated_order_waits_its_request_goes_out_with_the_sweeper_and_a_w
     bot = ApproversBot()
     async with serving(bot) as bot_base:
         deployment.env.update(
-            TELEGRAM_BOT_TOKEN="bot-1", TELEGRAM_API_URL=bot_base, TELEGRAM_WEBHOOK_SECRET="hook-1"
+            TELEGRAM_BOT_TOKEN="bot-1",
+            TELEGRAM_API_URL=bot_base,
+            TELEGRAM_WEBHOOK_SECRET="hook-secret-0123456789",
         )
         with deployment.host() as host:
 
@@ -373,7 +375,7 @@ async def test_a_gated_order_waits_its_request_goes_out_with_the_sweeper_and_a_w
             press = orjson.dumps(bot.press(bot.sent[0], approve=True, user_id=42))
             headers = {
                 "content-type": "application/json",
-                "x-telegram-bot-api-secret-token": "hook-1",
+                "x-telegram-bot-api-secret-token": "hook-secret-0123456789",
             }
             answered = await invoke("ingress", http_event(press, headers, path="/telegram/updates"))
             assert answered["statusCode"] == 200

@@ -172,3 +172,21 @@ async def test_requests_not_sent_yet_are_listed_oldest_first_until_marked(
     assert sent.message == {"chat_id": -100, "message_id": 7}
     assert [v.approval_id for v in await store.list_approvals(limit=10)] == ["ap-e1", "ap-e2"]
     assert await store.list_approvals(limit=10, status="approved") == []
+
+
+async def test_an_answer_after_the_deadline_counts_as_the_timeout(backends: Backends) -> None:
+    store, _ = backends
+    await store.request_approval(request(at=0.0))  # expires at 900, on_timeout deny
+    late = await store.answer_approval(
+        "ap-e1", approve=True, by="ann", via="telegram", reason=None, at=901.0
+    )
+    assert late is not None
+    assert late.changed
+    view = late.view
+    assert (view.status, view.approved, view.answered_by, view.answered_via) == (
+        "expired",
+        False,
+        "timeout",
+        "timeout",
+    )
+    assert view.reason == "ann via telegram answered late"

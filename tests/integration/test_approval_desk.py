@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable
+from dataclasses import replace
 
 import httpx2
 
@@ -23,7 +24,10 @@ from tests.helpers import eventually
 POLICY = Policy(
     routes=(),
     default=default_policy().default,
-    approvers=(ApproverGroup(name="desk", chat_id=-1001, user_ids=(42,)),),
+    approvers=(
+        ApproverGroup(name="desk", chat_id=-1001, user_ids=(42,)),
+        ApproverGroup(name="gone", chat_id=-2002),
+    ),
 )
 
 
@@ -114,3 +118,23 @@ async def _true(value: bool) -> bool:
 
 async def _equal(value: Awaitable[str | None], expected: str) -> bool:
     return await value == expected
+
+
+async def test_a_chat_that_refuses_holds_back_neither_its_group_peers_nor_later_requests() -> None:
+    bot, store = ApproversBot(), MemoryStore()
+    bot.missing_chats.add(-2002)  # the bot was removed from that chat
+    both = replace(request(1), approvers=["gone", "desk"], summary="x" * 5000)
+    await store.request_approval(both)
+    await store.request_approval(replace(request(2), approvers=["gone"]))
+    await store.request_approval(request(3))
+    async with desk_running(bot, store):
+        await eventually(lambda: _true(len(bot.sent) == 2), within=5)
+        first = await store.get_approval("ap-1")
+        assert first is not None
+        assert first.message is not None
+        assert [f["group"] for f in first.message["failures"]] == ["gone"]
+    assert [m["text"][:1] for m in bot.sent] == ["x", "o"]  # ap-1 to the desk, then ap-3
+    assert len(bot.sent[0]["text"]) == 4096  # cut to what Telegram takes
+    unsent = await store.get_approval("ap-2")
+    assert unsent is not None
+    assert unsent.message is None  # no chat took it: tried again later, backing off

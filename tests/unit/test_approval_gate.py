@@ -150,3 +150,19 @@ async def test_an_approval_of_one_decision_does_not_carry_over_to_a_changed_one(
     assert again.awaiting is not None
     assert again.awaiting != first.awaiting
     assert rig.performed() == ["e1:buy", "e1:tell"]  # nothing more until a person says so
+
+
+async def test_a_persons_no_stands_when_the_gate_is_lifted_while_the_event_waited() -> None:
+    rig = Rig(route("wait"))
+    await rig.store.insert_event(make_event("e1"), raw_delivery())
+    first = await rig.run()
+    assert first.awaiting is not None
+    await rig.store.answer_approval(
+        first.awaiting, approve=False, by="ann", via="cli", reason="no", at=1.0
+    )
+    rig.pipeline = rig.build(replace(route("wait"), approval=None))  # SIGHUP: no gate now
+    second = await rig.run()
+    assert rig.performed() == ["e1:tell"]  # the order stays refused
+    assert second.record.verdict is not None
+    [denied] = second.record.verdict["denied"]
+    assert denied["reason"].startswith("rejected by ann via cli: no")

@@ -161,3 +161,14 @@ def test_the_readme_documents_every_setting_in_its_configuration_table() -> None
     rows = "\n".join(line for line in readme.splitlines() if line.startswith("|"))
     missing = [name.upper() for name in Settings.model_fields if f"`{name.upper()}`" not in rows]
     assert missing == []
+
+
+@pytest.mark.parametrize("secret", ["", "short", "has spaces in it!!", "x" * 257])
+def test_a_telegram_webhook_secret_anyone_could_guess_is_refused(
+    monkeypatch: pytest.MonkeyPatch, secret: str
+) -> None:
+    monkeypatch.setenv("TELEGRAM_WEBHOOK_SECRET", secret)
+    with pytest.raises(ConfigError, match=r"^invalid TELEGRAM_WEBHOOK_SECRET: .*16 to 256"):
+        load_settings()
+    monkeypatch.setenv("TELEGRAM_WEBHOOK_SECRET", "a-good_secret-0123")
+    assert load_settings().telegram_webhook_secret is not None

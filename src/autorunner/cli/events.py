@@ -114,7 +114,7 @@ def events_rerun(
             lambda b: operations.plan_rerun(
                 b,
                 chosen,
-                deciders,
+                composition.budgeted(deciders, settings, b.store),
                 valuers=kinds,
                 event_id=event_id,
                 since=start,

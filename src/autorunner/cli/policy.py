@@ -81,7 +81,8 @@ def try_event(
         assert event is not None  # noqa: S101 - checked above
         detail = await operations.find(backends, event)
         kinds = await composition.valuation(settings)
-        return await redecide(detail, policy, deciders, valuers=kinds)
+        counted = composition.budgeted(deciders, settings, backends.store)
+        return await redecide(detail, policy, counted, valuers=kinds)
 
     async def given() -> Redecided:
         assert body is not None  # noqa: S101 - checked above

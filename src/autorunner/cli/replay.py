@@ -46,7 +46,13 @@ def replay_command(
         result = tools.run(
             lambda: tools.with_backends(
                 settings,
-                lambda b: operations.replay_one(b, found, chosen, deciders, valuers=kinds),
+                lambda b: operations.replay_one(
+                    b,
+                    found,
+                    chosen,
+                    composition.budgeted(deciders, settings, b.store),
+                    valuers=kinds,
+                ),
             )
         )
         if as_json:
@@ -61,7 +67,7 @@ def replay_command(
             lambda b: operations.replay_window(
                 b,
                 chosen,
-                deciders,
+                composition.budgeted(deciders, settings, b.store),
                 valuers=kinds,
                 since=start,
                 until=end,

@@ -356,8 +356,10 @@ async def resolve(request: Request) -> Response:
 
 
 async def approvals(request: Request) -> Response:
-    found = await _console(request).backends.store.list_approvals(limit=200)
-    found.sort(key=lambda a: a.status != "pending")  # what waits for a person first
+    store = _console(request).backends.store
+    waiting = await store.list_approvals(limit=500, status="pending")
+    answered = [a for a in await store.list_approvals(limit=100) if a.status != "pending"]
+    found = waiting + answered  # what waits for a person first, however old
     return _page(request, "approvals.html", approvals=found)
 
 

@@ -31,7 +31,7 @@ from autorunner.deciders import Decider
 from autorunner.deciders.llm import LlmDecider
 from autorunner.decision import Decision
 from autorunner.envelope import Envelope
-from autorunner.errors import InvalidDecision
+from autorunner.errors import InvalidDecision, Unavailable
 from autorunner.metrics import Metrics
 from autorunner.policy import Route
 from autorunner.prices import Prices
@@ -118,9 +118,16 @@ class BudgetedDecider:
             )
         finally:
             spent = price.micro_usd(usage.input_tokens, usage.output_tokens) if price else 0
-            await asyncio.shield(
-                self._spend.settle_spend(day, claims, micro_usd=spent, tokens=usage.total_tokens)
-            )
+            try:
+                await asyncio.shield(
+                    self._spend.settle_spend(
+                        day, claims, micro_usd=spent, tokens=usage.total_tokens
+                    )
+                )
+            except Unavailable as exc:  # the decision was paid for: keep it; the reservation
+                log.warning(  # stays held for the day (over-counted, never under)
+                    "budget.not_settled", route=route.name, spent=spent, error=str(exc)
+                )
             if self._metrics is not None:
                 self._metrics.llm_spend.labels(route.name).inc(spent / 1_000_000)
         shown = {

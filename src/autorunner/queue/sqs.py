@@ -220,7 +220,7 @@ class SqsQueue:
             messages += got
             if len(got) < batch:
                 break
-        return [job for job in await self._current(messages) if job is not None]
+        return [job for job in await self._current(messages, lease=lease) if job is not None]
 
     async def adopt(self, records: list[dict[str, Any]]) -> list[Job | None]:
         """Jobs for messages SQS delivered to someone else — the records of an SQS-triggered
@@ -235,31 +235,43 @@ class SqsQueue:
                     "Attributes": record.get("attributes", {}),
                 }
                 for record in records
-            ]
+            ],
+            lease=0.0,  # Lambda's poller hands a message out again only once it is visible
         )
 
-    async def _current(self, messages: list[dict[str, Any]]) -> list[Job | None]:
-        """Each message's job, its receipt now the current one; None for a stray copy."""
+    async def _current(self, messages: list[dict[str, Any]], *, lease: float) -> list[Job | None]:
+        """Each message's job, its receipt now the current one; None for a stray copy, and for
+        the current message delivered a second time while another claim holds it (SQS delivers
+        at least once: the copy is left alone, not deleted — deleting it deletes the message)."""
         if not messages:
             return []
-        current = await self._make_current(messages)
+        current = await self._make_current(messages, lease=lease)
+        held = await self._message_ids(
+            [str(m["Body"]) for m in messages if current.get(str(m["Body"])) != m["ReceiptHandle"]]
+        )
         jobs: list[Job | None] = []
         for message in messages:
             receipt = str(message["ReceiptHandle"])
             if current.get(str(message["Body"])) != receipt:
-                await self._delete(receipt)  # a stray copy: its job is settled or held elsewhere
+                if held.get(str(message["Body"])) != str(message["MessageId"]):
+                    await self._delete(receipt)  # a stray copy: its job is settled or elsewhere
                 jobs.append(None)
                 continue
             count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
             jobs.append(Job(event_id=str(message["Body"]), deliveries=count, receipt=receipt))
         return jobs
 
-    async def _make_current(self, messages: list[dict[str, Any]]) -> dict[str, str]:
+    async def _make_current(
+        self, messages: list[dict[str, Any]], *, lease: float
+    ) -> dict[str, str]:
         """Record each message's receipt as its registered job's current one, in one statement.
 
         A job's message is the first one claimed since it was (re)sent; a copy with another
         message id is a stray — a resend raced the original, which is running or waiting — and
-        is never handed out, so it cannot take the job from the worker that holds it."""
+        is never handed out, so it cannot take the job from the worker that holds it. The same
+        message again is handed out only once the claim holding it is ``lease`` old (it lapsed)
+        or gave it back (``retry``)."""
+        now = self._clock()
         async with self._db.tx() as conn:
             cur = await conn.execute(
                 "UPDATE sqs_jobs SET receipt = m.receipt, message_id = m.message_id,"
@@ -267,17 +279,31 @@ class SqsQueue:
                 " FROM unnest(%s::text[], %s::text[], %s::text[]) AS m(event_id, message_id, receipt)"
                 " WHERE sqs_jobs.queue = %s AND sqs_jobs.event_id = m.event_id"
                 " AND sqs_jobs.state = 'queued'"
-                " AND (sqs_jobs.message_id IS NULL OR sqs_jobs.message_id = m.message_id)"
+                " AND (sqs_jobs.message_id IS NULL OR (sqs_jobs.message_id = m.message_id"
+                "  AND (sqs_jobs.receipt IS NULL OR sqs_jobs.sent_at <= %s)))"
                 " RETURNING sqs_jobs.event_id, sqs_jobs.receipt",
                 (
-                    self._clock(),
+                    now,
                     [str(m["Body"]) for m in messages],
                     [str(m["MessageId"]) for m in messages],
                     [str(m["ReceiptHandle"]) for m in messages],
                     self._key,
+                    now - 0.9 * lease,  # SQS's clock may run a little ahead of ours
                 ),
             )
             return {str(event_id): str(receipt) for event_id, receipt in await cur.fetchall()}
+
+    async def _message_ids(self, event_ids: list[str]) -> dict[str, str]:
+        """The current message id of each registered job among ``event_ids``."""
+        if not event_ids:
+            return {}
+        async with self._db.tx() as conn:
+            cur = await conn.execute(
+                "SELECT event_id, message_id FROM sqs_jobs WHERE queue = %s"
+                " AND event_id = ANY(%s) AND message_id IS NOT NULL",
+                (self._key, event_ids),
+            )
+            return {str(e): str(m) for e, m in await cur.fetchall()}
 
     async def _holds(self, job: Job, change: str, *params: object) -> bool:
         """Apply ``change`` (SQL after ``UPDATE sqs_jobs SET`` or ``DELETE``) to ``job``'s row if
@@ -307,7 +333,7 @@ class SqsQueue:
 
     async def retry(self, job: Job, *, delay: float) -> None:
         # Due again after ``delay``: it is unseen only from then on.
-        if await self._holds(job, "sent_at = %s", self._clock() + delay):
+        if await self._holds(job, "sent_at = %s, receipt = NULL", self._clock() + delay):
             await self._by_receipt(
                 self._client.change_message_visibility(
                     QueueUrl=self.url,

@@ -227,10 +227,15 @@ class Approvals(Protocol):
         """One approval."""
 
     async def list_approvals(
-        self, *, limit: int, status: ApprovalStatus | None = None, unnotified: bool = False
+        self,
+        *,
+        limit: int,
+        status: ApprovalStatus | None = None,
+        unnotified: bool = False,
+        event_id: str | None = None,
     ) -> list[ApprovalView]:
-        """Newest first; ``unnotified``: pending ones whose request was not sent yet, oldest
-        first."""
+        """Newest first, of one event with ``event_id``; ``unnotified``: pending ones whose
+        request was not sent yet, oldest first."""
 
 
 class Spend(Protocol):

@@ -47,6 +47,7 @@ from autorunner.store.rules import (
     answer_operation,
     answered,
     entry_status,
+    in_time,
     over_limit,
     proceeds,
     resend_refusal,
@@ -342,6 +343,9 @@ class MemoryStore:
             return None
         if view.status != "pending":
             return Answered(view=copy.deepcopy(view), changed=False)
+        approve, by, via, reason = in_time(
+            view, approve=approve, by=by, via=via, reason=reason, at=at
+        )
         view = answered(view, approve=approve, by=by, via=via, reason=reason, at=at)
         self._approvals[approval_id] = view
         self._operations.append(
@@ -388,14 +392,24 @@ class MemoryStore:
         return copy.deepcopy(found)
 
     async def list_approvals(
-        self, *, limit: int, status: ApprovalStatus | None = None, unnotified: bool = False
+        self,
+        *,
+        limit: int,
+        status: ApprovalStatus | None = None,
+        unnotified: bool = False,
+        event_id: str | None = None,
     ) -> list[ApprovalView]:
         self._check()
         if unnotified:
             found = [v for v in self._approvals.values() if v.status == "pending" and not v.message]
             found.sort(key=lambda v: v.requested_at)
         else:
-            found = [v for v in self._approvals.values() if status is None or v.status == status]
+            found = [
+                v
+                for v in self._approvals.values()
+                if (status is None or v.status == status)
+                and (event_id is None or v.event_id == event_id)
+            ]
             found.sort(key=lambda v: v.requested_at, reverse=True)
         return copy.deepcopy(found[:limit])
 

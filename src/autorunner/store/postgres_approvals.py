@@ -17,7 +17,7 @@ from autorunner.records import (
     ApprovalView,
     Operation,
 )
-from autorunner.store.rules import answer_operation, answered
+from autorunner.store.rules import answer_operation, answered, in_time
 from autorunner.store.sql import APPROVAL_COLUMNS, answer_of, approval_from_row, approvals_query
 
 MIGRATION = """CREATE TABLE approvals (approval_id text PRIMARY KEY, event_id text NOT NULL,
@@ -26,7 +26,7 @@ MIGRATION = """CREATE TABLE approvals (approval_id text PRIMARY KEY, event_id te
     message_json jsonb);
 CREATE INDEX approvals_pending ON approvals (expires_at) WHERE status = 'pending';
 CREATE INDEX approvals_requested ON approvals (requested_at);
-CREATE INDEX approvals_waiting ON approvals (event_id) WHERE status = 'pending';
+CREATE INDEX approvals_event ON approvals (event_id);
 CREATE INDEX events_awaiting ON events (event_id) WHERE status = 'awaiting';
 """
 
@@ -88,6 +88,9 @@ class PostgresApprovals:
         view = _view(row)
         if view.status != "pending":
             return Answered(view=view, changed=False)
+        approve, by, via, reason = in_time(
+            view, approve=approve, by=by, via=via, reason=reason, at=at
+        )
         view = answered(view, approve=approve, by=by, via=via, reason=reason, at=at)
         await conn.execute(
             "UPDATE approvals SET status = %s, answer_json = %s WHERE approval_id = %s",
@@ -157,10 +160,19 @@ class PostgresApprovals:
         return None if row is None else _view(row)
 
     async def list_approvals(
-        self, *, limit: int, status: ApprovalStatus | None = None, unnotified: bool = False
+        self,
+        *,
+        limit: int,
+        status: ApprovalStatus | None = None,
+        unnotified: bool = False,
+        event_id: str | None = None,
     ) -> list[ApprovalView]:
-        query = approvals_query(lambda name: f"%({name})s", status=status, unnotified=unnotified)
+        query = approvals_query(
+            lambda name: f"%({name})s", status=status, unnotified=unnotified, event_id=event_id
+        )
         async with self._tx() as conn:
-            cur = await conn.execute(query.encode(), {"status": status, "limit": limit})
+            cur = await conn.execute(
+                query.encode(), {"status": status, "limit": limit, "event_id": event_id}
+            )
             rows = await cur.fetchall()
         return [_view(r) for r in rows]

@@ -126,3 +126,13 @@ def over_limit(claim: SpendClaim, found: SpendView) -> bool:
     return (claim.limit_micro_usd is not None and usd > claim.limit_micro_usd) or (
         claim.limit_tokens is not None and tokens > claim.limit_tokens
     )
+
+
+def in_time(
+    view: ApprovalView, *, approve: bool, by: str, via: str, reason: str | None, at: float
+) -> tuple[bool, str, str, str | None]:
+    """The answer that counts: a person's, or — past ``expires_at`` — the timeout's, whatever
+    the late answer said (the policy says silence until then means ``on_timeout``)."""
+    if via == "timeout" or at < view.expires_at:
+        return approve, by, via, reason
+    return view.on_timeout == "approve", "timeout", "timeout", f"{by} via {via} answered late"

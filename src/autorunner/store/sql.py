@@ -163,15 +163,21 @@ def answer_of(view: ApprovalView) -> dict[str, Any]:
     }
 
 
-def approvals_query(style: Callable[[str], str], *, status: str | None, unnotified: bool) -> str:
+def approvals_query(
+    style: Callable[[str], str], *, status: str | None, unnotified: bool, event_id: str | None
+) -> str:
     """``list_approvals``' statement; ``style`` turns a parameter name into the dialect's
-    placeholder (``status``, ``limit``)."""
+    placeholder (``status``, ``event_id``, ``limit``)."""
     if unnotified:
         return (
             f"SELECT {APPROVAL_COLUMNS} FROM approvals WHERE status = 'pending'"
             f" AND message_json IS NULL ORDER BY requested_at LIMIT {style('limit')}"
         )
-    where = f" WHERE status = {style('status')}" if status is not None else ""
+    conditions = [
+        *([f"status = {style('status')}"] if status is not None else []),
+        *([f"event_id = {style('event_id')}"] if event_id is not None else []),
+    ]
+    where = " WHERE " + " AND ".join(conditions) if conditions else ""
     return (
         f"SELECT {APPROVAL_COLUMNS} FROM approvals{where}"
         f" ORDER BY requested_at DESC LIMIT {style('limit')}"

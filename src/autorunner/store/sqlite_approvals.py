@@ -17,7 +17,7 @@ from autorunner.records import (
     Operation,
 )
 from autorunner.sqlitedb import SqliteDatabase
-from autorunner.store.rules import answer_operation, answered
+from autorunner.store.rules import answer_operation, answered, in_time
 from autorunner.store.sql import APPROVAL_COLUMNS, answer_of, approval_from_row, approvals_query
 
 MIGRATION = """CREATE TABLE approvals (approval_id TEXT PRIMARY KEY, event_id TEXT NOT NULL,
@@ -25,7 +25,7 @@ MIGRATION = """CREATE TABLE approvals (approval_id TEXT PRIMARY KEY, event_id TE
     request_json TEXT NOT NULL, answer_json TEXT, message_json TEXT);
 CREATE INDEX approvals_pending ON approvals (expires_at) WHERE status = 'pending';
 CREATE INDEX approvals_requested ON approvals (requested_at);
-CREATE INDEX approvals_waiting ON approvals (event_id) WHERE status = 'pending';
+CREATE INDEX approvals_event ON approvals (event_id);
 CREATE INDEX events_awaiting ON events (event_id) WHERE status = 'awaiting'"""
 
 AWAITING = (
@@ -91,6 +91,9 @@ class SqliteApprovals:
         view = _view(row)
         if view.status != "pending":
             return Answered(view=view, changed=False)
+        approve, by, via, reason = in_time(
+            view, approve=approve, by=by, via=via, reason=reason, at=at
+        )
         view = answered(view, approve=approve, by=by, via=via, reason=reason, at=at)
         conn.execute(
             "UPDATE approvals SET status = ?, answer_json = ? WHERE approval_id = ?",
@@ -118,7 +121,7 @@ class SqliteApprovals:
     async def expire_approvals(self, *, now: float, limit: int) -> list[str]:
         def op(conn: sqlite3.Connection) -> list[str]:
             due = conn.execute(
-                "SELECT approval_id, request_json ->> '$.on_timeout' FROM approvals"
+                "SELECT approval_id, json_extract(request_json, '$.on_timeout') FROM approvals"
                 " WHERE status = 'pending' AND expires_at <= ? ORDER BY expires_at LIMIT ?",
                 (now, limit),
             ).fetchall()
@@ -165,10 +168,19 @@ class SqliteApprovals:
         return None if row is None else _view(row)
 
     async def list_approvals(
-        self, *, limit: int, status: ApprovalStatus | None = None, unnotified: bool = False
+        self,
+        *,
+        limit: int,
+        status: ApprovalStatus | None = None,
+        unnotified: bool = False,
+        event_id: str | None = None,
     ) -> list[ApprovalView]:
-        query = approvals_query(lambda name: f":{name}", status=status, unnotified=unnotified)
+        query = approvals_query(
+            lambda name: f":{name}", status=status, unnotified=unnotified, event_id=event_id
+        )
         rows = await self.db.read(
-            lambda conn: conn.execute(query, {"status": status, "limit": limit}).fetchall()
+            lambda conn: conn.execute(
+                query, {"status": status, "limit": limit, "event_id": event_id}
+            ).fetchall()
         )
         return [_view(r) for r in rows]
