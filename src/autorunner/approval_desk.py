@@ -233,8 +233,15 @@ class ApprovalDesk:
             wait=self._poll_seconds + 10,
         )
         for update in updates:  # each confirmed once handled: a stop between loses none
-            await self.handle_update(update)
-            offset = max(offset, int(update["update_id"]) + 1)
+            if not isinstance(update, dict) or not isinstance(update.get("update_id"), int):
+                continue  # not an update: nothing to confirm it by
+            try:
+                await self.handle_update(update)
+            except Unavailable:
+                raise  # not confirmed: Telegram gives it again at the next poll
+            except Exception:  # a malformed update must not come back forever
+                log.exception("approval.bad_update", update_id=update["update_id"])
+            offset = max(offset, update["update_id"] + 1)
             await self._backends.store.set_flag(OFFSET_FLAG, str(offset))
         return len(updates)
 
@@ -293,6 +300,10 @@ class ApprovalDesk:
                 log.warning("approval.desk_failed", error=str(exc) or type(exc).__name__)
                 await sleep_unless(stop, every)
                 continue
+            except Exception:  # a malformed update, a bug: logged; the desk goes on
+                log.exception("approval.desk_error")
+                await sleep_unless(stop, every)
+                continue
             if not done and not waits:
                 await sleep_unless(stop, every)
 
@@ -321,7 +332,7 @@ def webhook_endpoint(desk: ApprovalDesk, secret: str) -> Callable[[Request], Awa
     503, which Telegram delivers again."""
     expected = secret.encode()
 
-    async def endpoint(request: Request) -> Response:
+    async def endpoint(request: Request) -> Response:  # noqa: PLR0911 - one per refusal
         given = request.headers.get(SECRET_HEADER, "").encode()
         if not hmac.compare_digest(given, expected):
             log.warning("telegram.webhook_refused", reason="bad secret token")
@@ -340,6 +351,9 @@ def webhook_endpoint(desk: ApprovalDesk, secret: str) -> Callable[[Request], Awa
         except Unavailable as exc:
             log.warning("telegram.webhook_unavailable", error=str(exc))
             return JSONResponse({"error": "unavailable"}, status_code=503)
+        except Exception:  # a malformed update: Telegram would send it again forever
+            log.exception("telegram.bad_update")
+            return JSONResponse({"error": "bad_update"}, status_code=200)
         return JSONResponse({"ok": True})
 
     return endpoint

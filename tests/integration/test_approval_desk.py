@@ -138,3 +138,19 @@ async def test_a_chat_that_refuses_holds_back_neither_its_group_peers_nor_later_
     unsent = await store.get_approval("ap-2")
     assert unsent is not None
     assert unsent.message is None  # no chat took it: tried again later, backing off
+
+
+async def test_a_malformed_update_is_skipped_and_the_desk_goes_on() -> None:
+    bot, store = ApproversBot(), MemoryStore()
+    await store.request_approval(request(1))
+    async with desk_running(bot, store):
+        await eventually(lambda: _true(len(bot.sent) == 1), within=5)
+        broken = bot.press(bot.sent[0], approve=True, user_id=42)
+        broken["callback_query"]["from"] = "not an object"
+        bot.press(bot.sent[0], approve=True, user_id=42)
+        await eventually(
+            lambda: _equal(store.get_flag("telegram_updates_offset"), "1002"), within=5
+        )
+    answered = await store.get_approval("ap-1")
+    assert answered is not None
+    assert (answered.status, answered.answered_by) == ("approved", "telegram:user42")
