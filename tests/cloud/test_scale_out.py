@@ -102,15 +102,18 @@ async def test_20000_deliveries_through_two_ingresses_and_four_killed_workers_ru
     assert killed >= 5
     assert refused_by_postgres > 0
     # Every delivery was answered in the end; no event was accepted twice. An event is
-    # acknowledged by its 202, or by a 200 after a refusal whose insert had in fact committed.
+    # acknowledged by its 202, or by a 200 (a duplicate) when one of its deliveries was refused
+    # or went unanswered after its insert had in fact committed. The two copies of a duplicated
+    # event may be in flight together, so the order of its answers says nothing: a timed-out
+    # first copy's 0 can be recorded after the second copy's 200.
     assert sent.other == []
     assert all(answers.count(202) <= 1 for answers in sent.answers.values())
     acknowledged = {
         event_id
         for event_id, answers in sent.answers.items()
-        if 202 in answers or (200 in answers and answers[0] in (0, 503))
+        if 202 in answers or (200 in answers and any(a in (0, 503) for a in answers))
     }
-    assert acknowledged == set(ids)
+    assert acknowledged == set(ids), {e: sent.answers.get(e) for e in set(ids) - acknowledged}
     assert sent.duplicates >= duplicates
     # What got 202 is in PostgreSQL, which holds exactly the unique events, and all of it ran:
     # as many runs, one each.
