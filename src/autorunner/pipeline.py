@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,6 @@ import structlog
 
 from autorunner import facts
 from autorunner.adapters.base import Adapter, valuers
-from autorunner.approvals import denial, gated, record_of, request_for
 from autorunner.clock import Clock, system_clock
 from autorunner.context import ContextSource, NoContext
 from autorunner.deciders import Decider
@@ -36,7 +36,8 @@ from autorunner.errors import (
     Unavailable,
 )
 from autorunner.events import Event
-from autorunner.policy import Approval, Policy, Route, check
+from autorunner.gating import gate
+from autorunner.policy import Policy, Route, check
 from autorunner.records import EffectIntent, EffectStatus, Leased, RunRecord
 from autorunner.store.base import Approvals, Flags, Ledger
 from autorunner.store.rules import effect_key
@@ -230,36 +231,25 @@ class Pipeline:
             )
         draft.decision, draft.reused, draft.verdict = decision, pinned is not None, verdict
         mark = _lap(draft, "verdict", mark)
-        if leased.pinned is not None and verdict.allowed:  # a person may have answered already
-            verdict = await self._refusals_stand(leased, verdict, draft)
-            draft.verdict = verdict
-        to_run, waiting = verdict.allowed, None
-        if route.approval is not None and (
-            asked := gated(verdict.allowed, route.approval, self._valuers)
-        ):
-            with self._tracing.span("approval") as span:
-                verdict, waiting = await self._asked(
-                    leased, event, route, route.approval, asked, verdict, draft
-                )
+        with self._tracing.span("approval") if route.approval else nullcontext() as span:
+            gated = await gate(
+                self._approvals,
+                leased,
+                event,
+                route,
+                verdict,
+                valuers=self._valuers,
+                now=self._clock(),
+            )
+            if span is not None and gated.record is not None:
                 span.set(
                     {
-                        "autorunner.approval": draft.approval["approval_id"]
-                        if draft.approval
-                        else None,
-                        "autorunner.approval_status": draft.approval["status"]
-                        if draft.approval
-                        else None,
+                        "autorunner.approval": gated.record["approval_id"],
+                        "autorunner.approval_status": gated.record["status"],
                     }
                 )
-            draft.verdict = verdict
-            to_run = verdict.allowed
-            if waiting is not None:
-                steps = {a.step_id for a in asked}
-                to_run = (
-                    tuple(a for a in verdict.allowed if a.step_id not in steps)
-                    if route.approval.ungated == "run"
-                    else ()
-                )
+        draft.verdict, draft.approval = gated.verdict, gated.record
+        to_run, waiting = gated.to_run, gated.waiting
         for action in to_run:
             if self._closing:  # stopping: begin nothing more; the event is given back
                 raise asyncio.CancelledError
@@ -276,47 +266,6 @@ class Pipeline:
         _lap(draft, "effects", mark)
         if waiting is not None:
             raise Awaiting(waiting)
-
-    async def _refusals_stand(self, leased: Leased, verdict: Verdict, draft: _Draft) -> Verdict:
-        """``verdict`` with every step a person refused (or whose approval timed out into a
-        denial) in this decision generation denied, whatever the policy in force now gates: a
-        policy reloaded while an event waited must not undo a person's no."""
-        asked = await self._approvals.list_approvals(limit=100, event_id=leased.event.event_id)
-        for view in asked:
-            if view.generation == leased.generation and view.approved is False:
-                draft.approval = record_of(view)
-                for action in view.actions:
-                    verdict = verdict.deny(str(action["step_id"]), denial(view))
-        return verdict
-
-    async def _asked(  # noqa: PLR0917 - one private call site, every part needed
-        self,
-        leased: Leased,
-        event: Event,
-        route: Route,
-        approval: Approval,
-        asked: list[Action],
-        verdict: Verdict,
-        draft: _Draft,
-    ) -> tuple[Verdict, str | None]:
-        """Ask for (or find) the approval of ``asked``: the verdict as its answer leaves it, and
-        the approval's id while it waits. Asking again is finding: the request is kept once."""
-        request = request_for(
-            event,
-            generation=leased.generation,
-            route=route,
-            approval=approval,
-            actions=asked,
-            now=self._clock(),
-        )
-        view = await self._approvals.request_approval(request)
-        draft.approval = record_of(view)
-        if view.status == "pending":
-            return verdict, view.approval_id
-        if not view.approved:
-            for action in asked:
-                verdict = verdict.deny(action.step_id, denial(view))
-        return verdict, None
 
     async def _rule(
         self,

@@ -9,8 +9,8 @@ import httpx2
 import orjson
 import pytest
 
-from autorunner.app import build_llm_decider
 from autorunner.config import Settings
+from autorunner.deciding import build_llm_decider
 from autorunner.envelope import build_envelope
 from autorunner.errors import TransientError
 from autorunner.policy import Route

@@ -9,7 +9,7 @@ from typing import Annotated, cast
 import typer
 
 from autorunner import app as composition
-from autorunner import operations, views
+from autorunner import deciding, operations, views
 from autorunner.cli import tools
 from autorunner.policy import Policy
 from autorunner.records import EventStatus
@@ -106,7 +106,7 @@ def events_rerun(
     count = tools.limit(limit)
     settings = tools.settings()
     chosen = composition.policy_for(settings, str(policy) if policy else None)
-    deciders = composition.deciders(settings)
+    deciders = deciding.deciders(settings)
     kinds = tools.run(lambda: composition.valuation(settings))
     planned = tools.run(
         lambda: tools.with_backends(
@@ -114,7 +114,7 @@ def events_rerun(
             lambda b: operations.plan_rerun(
                 b,
                 chosen,
-                composition.budgeted(deciders, settings, b.store),
+                deciding.budgeted(deciders, settings, b.store),
                 valuers=kinds,
                 event_id=event_id,
                 since=start,

@@ -10,7 +10,7 @@ import orjson
 import typer
 
 from autorunner import app as composition
-from autorunner import facts, operations, views
+from autorunner import deciding, facts, operations, views
 from autorunner.adapters import build_adapters
 from autorunner.adapters.base import valuers
 from autorunner.backends import Backends
@@ -35,7 +35,7 @@ def check_file(file: Path, as_json: tools.JsonFlag = False) -> None:
     warnings for old spellings and for allowed kinds with no adapter configured here."""
     settings = tools.settings()
     policy = load_policy(file)
-    composition.check_deciders(policy, composition.deciders(settings))
+    deciding.check_deciders(policy, deciding.deciders(settings))
     warnings = tools.run(lambda: _warnings(settings, policy))
     if as_json:
         tools.print_json(
@@ -75,13 +75,13 @@ def try_event(
         raise tools.UsageError("give exactly one of --event ID or --body FILE")
     settings = tools.settings()
     policy = load_policy(file)
-    deciders = composition.deciders(settings)
+    deciders = deciding.deciders(settings)
 
     async def stored(backends: Backends) -> Redecided:
         assert event is not None  # noqa: S101 - checked above
         detail = await operations.find(backends, event)
         kinds = await composition.valuation(settings)
-        counted = composition.budgeted(deciders, settings, backends.store)
+        counted = deciding.budgeted(deciders, settings, backends.store)
         return await redecide(detail, policy, counted, valuers=kinds)
 
     async def given() -> Redecided:

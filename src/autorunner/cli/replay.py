@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from autorunner import app as composition
-from autorunner import operations, views
+from autorunner import deciding, operations, views
 from autorunner.cli import events, tools
 
 
@@ -36,7 +36,7 @@ def replay_command(
     count = tools.limit(limit)
     settings = tools.settings()
     chosen = composition.policy_for(settings, str(policy) if policy else None)
-    deciders = composition.deciders(settings)
+    deciders = deciding.deciders(settings)
     if decider is not None:
         chosen = operations.policy_with_decider(chosen, decider, deciders)
     kinds = tools.run(lambda: composition.valuation(settings))
@@ -50,7 +50,7 @@ def replay_command(
                     b,
                     found,
                     chosen,
-                    composition.budgeted(deciders, settings, b.store),
+                    deciding.budgeted(deciders, settings, b.store),
                     valuers=kinds,
                 ),
             )
@@ -67,7 +67,7 @@ def replay_command(
             lambda b: operations.replay_window(
                 b,
                 chosen,
-                composition.budgeted(deciders, settings, b.store),
+                deciding.budgeted(deciders, settings, b.store),
                 valuers=kinds,
                 since=start,
                 until=end,

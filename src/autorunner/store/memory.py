@@ -9,23 +9,18 @@ from __future__ import annotations
 import copy
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from autorunner.clock import Clock, system_clock
 from autorunner.errors import StoreUnavailable
 from autorunner.events import Event
 from autorunner.records import (
-    Answered,
-    ApprovalRequest,
-    ApprovalStatus,
     ApprovalView,
     DeadLetterView,
     EffectIntent,
     EffectState,
     EffectStatus,
-    EventDetail,
-    EventStatus,
     EventSummary,
     InsertResult,
     Leased,
@@ -34,21 +29,18 @@ from autorunner.records import (
     RejectedView,
     Resolved,
     RunRecord,
-    SpendClaim,
     SpendView,
-    StoreStats,
     WorkerBeat,
 )
+from autorunner.store.memory_approvals import MemoryApprovals
+from autorunner.store.memory_audit import MemoryAudit, Row
+from autorunner.store.memory_spend import MemorySpend
 from autorunner.store.rules import (
     BUDGET_WINDOW,
     TALLY_RETENTION,
     WORKER_RETENTION,
     aliases,
-    answer_operation,
-    answered,
     entry_status,
-    in_time,
-    over_limit,
     proceeds,
     resend_refusal,
     resolution,
@@ -56,23 +48,12 @@ from autorunner.store.rules import (
 )
 
 
-@dataclass(slots=True)
-class _Row:
-    summary: EventSummary
-    event: Event
-    raw: RawDelivery
-    available_at: float
-    lease_owner: str | None = None
-    lease_until: float | None = None
-    generation: int = 1
-
-
-class MemoryStore:
+class MemoryStore(MemoryAudit, MemoryApprovals, MemorySpend):
     """``Store`` and ``Audit`` in dictionaries; ``available`` can be switched off to test outages."""
 
     def __init__(self, *, clock: Clock = system_clock) -> None:
         self._clock = clock
-        self._events: dict[str, _Row] = {}
+        self._events: dict[str, Row] = {}
         self._by_execution: dict[str, str] = {}
         self._runs: dict[str, list[RunRecord]] = {}
         self._effects: dict[str, dict[str, Any]] = {}
@@ -122,7 +103,7 @@ class MemoryStore:
             finished_at=None,
             last_error=None,
         )
-        self._events[event.event_id] = _Row(summary=summary, event=event, raw=raw, available_at=now)
+        self._events[event.event_id] = Row(summary=summary, event=event, raw=raw, available_at=now)
         if event.execution_id is not None:
             self._by_execution[event.execution_id] = event.event_id
         return InsertResult(inserted=True)
@@ -321,129 +302,22 @@ class MemoryStore:
         self._operations.append(operation)
         return row.generation
 
-    def _reopen(self, row: _Row, now: float) -> None:
+    def _reopen(self, row: Row, now: float) -> None:
         row.summary = replace(row.summary, status="pending", finished_at=None)
         row.available_at = now
         self._dead.pop(row.summary.event_id, None)
 
-    async def request_approval(self, request: ApprovalRequest) -> ApprovalView:
-        self._check()
-        found = self._approvals.get(request.approval_id)
-        if found is None:
-            found = ApprovalView(**asdict(request))
-            self._approvals[request.approval_id] = found
-        return copy.deepcopy(found)
+    def _resume(self, event_id: str, at: float) -> bool:
+        """Move an ``awaiting`` event back to ``pending`` (``MemoryApprovals``' hook)."""
+        row = self._events.get(event_id)
+        if row is None or row.summary.status != "awaiting":
+            return False
+        row.summary = replace(row.summary, status="pending")
+        row.available_at = at
+        return True
 
-    async def answer_approval(
-        self, approval_id: str, *, approve: bool, by: str, via: str, reason: str | None, at: float
-    ) -> Answered | None:
-        self._check()
-        view = self._approvals.get(approval_id)
-        if view is None:
-            return None
-        if view.status != "pending":
-            return Answered(view=copy.deepcopy(view), changed=False)
-        approve, by, via, reason = in_time(
-            view, approve=approve, by=by, via=via, reason=reason, at=at
-        )
-        view = answered(view, approve=approve, by=by, via=via, reason=reason, at=at)
-        self._approvals[approval_id] = view
-        self._operations.append(
-            answer_operation(view, approve=approve, by=by, via=via, reason=reason, at=at)
-        )
-        row = self._events.get(view.event_id)
-        resumed = row is not None and row.summary.status == "awaiting"
-        if row is not None and resumed:
-            row.summary = replace(row.summary, status="pending")
-            row.available_at = at
-        return Answered(view=copy.deepcopy(view), changed=True, resumed=resumed)
-
-    async def expire_approvals(self, *, now: float, limit: int) -> list[str]:
-        self._check()
-        due = sorted(
-            (v for v in self._approvals.values() if v.status == "pending" and v.expires_at <= now),
-            key=lambda v: v.expires_at,
-        )[:limit]
-        moved = []
-        for view in due:
-            approve = view.on_timeout == "approve"
-            found = await self.answer_approval(
-                view.approval_id, approve=approve, by="timeout", via="timeout", reason=None, at=now
-            )
-            if found is not None and found.resumed:
-                moved.append(view.event_id)
-        waiting = {v.event_id for v in self._approvals.values() if v.status == "pending"}
-        for event_id, row in self._events.items():
-            if row.summary.status == "awaiting" and event_id not in waiting:
-                row.summary = replace(row.summary, status="pending")
-                row.available_at = now
-                moved.append(event_id)
-        return moved[:limit]
-
-    async def mark_notified(self, approval_id: str, message: dict[str, Any]) -> None:
-        self._check()
-        view = self._approvals.get(approval_id)
-        if view is not None:
-            self._approvals[approval_id] = replace(view, message=dict(message))
-
-    async def get_approval(self, approval_id: str) -> ApprovalView | None:
-        self._check()
-        found = self._approvals.get(approval_id)
-        return copy.deepcopy(found)
-
-    async def list_approvals(
-        self,
-        *,
-        limit: int,
-        status: ApprovalStatus | None = None,
-        unnotified: bool = False,
-        event_id: str | None = None,
-    ) -> list[ApprovalView]:
-        self._check()
-        if unnotified:
-            found = [v for v in self._approvals.values() if v.status == "pending" and not v.message]
-            found.sort(key=lambda v: v.requested_at)
-        else:
-            found = [
-                v
-                for v in self._approvals.values()
-                if (status is None or v.status == status)
-                and (event_id is None or v.event_id == event_id)
-            ]
-            found.sort(key=lambda v: v.requested_at, reverse=True)
-        return copy.deepcopy(found[:limit])
-
-    async def reserve_spend(self, day: str, claims: list[SpendClaim]) -> str | None:
-        self._check()
-        for claim in claims:
-            if over_limit(claim, self._spend.get((day, claim.scope), SpendView(scope=claim.scope))):
-                return claim.scope
-        for claim in claims:
-            found = self._spend.get((day, claim.scope), SpendView(scope=claim.scope))
-            self._spend[day, claim.scope] = replace(
-                found,
-                reserved_micro_usd=found.reserved_micro_usd + claim.micro_usd,
-                reserved_tokens=found.reserved_tokens + claim.tokens,
-            )
-        return None
-
-    async def settle_spend(
-        self, day: str, claims: list[SpendClaim], *, micro_usd: int, tokens: int
-    ) -> None:
-        self._check()
-        for claim in claims:
-            found = self._spend.get((day, claim.scope), SpendView(scope=claim.scope))
-            self._spend[day, claim.scope] = replace(
-                found,
-                reserved_micro_usd=found.reserved_micro_usd - claim.micro_usd,
-                reserved_tokens=found.reserved_tokens - claim.tokens,
-                spent_micro_usd=found.spent_micro_usd + micro_usd,
-                spent_tokens=found.spent_tokens + tokens,
-            )
-
-    async def spend_of(self, day: str) -> list[SpendView]:
-        self._check()
-        return sorted((v for (d, _), v in self._spend.items() if d == day), key=lambda v: v.scope)
+    def _awaiting(self) -> list[str]:
+        return [i for i, row in self._events.items() if row.summary.status == "awaiting"]
 
     async def record_operation(self, operation: Operation) -> None:
         self._check()
@@ -547,120 +421,3 @@ class MemoryStore:
 
     async def close(self) -> None:
         return None
-
-    async def list_events(
-        self,
-        *,
-        limit: int,
-        status: EventStatus | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        query_id: str | None = None,
-        route: str | None = None,
-        symbol: str | None = None,
-    ) -> list[EventSummary]:
-        self._check()
-        rows = [
-            self._summary(r)
-            for r in self._events.values()
-            if (status is None or r.summary.status == status)
-            and (since is None or r.summary.received_at >= since)
-            and (until is None or r.summary.received_at < until)
-            and (query_id is None or r.summary.query_id == query_id)
-            and (route is None or r.summary.route == route)
-            and (symbol is None or r.event.symbol == symbol)
-        ]
-        return sorted(rows, key=lambda s: s.received_at, reverse=True)[:limit]
-
-    def _summary(self, row: _Row) -> EventSummary:
-        """The row's summary with its effects counted by status."""
-        statuses = [
-            e["status"] for e in self._effects.values() if e["event_id"] == row.event.event_id
-        ]
-        return replace(
-            row.summary,
-            effects=dict(Counter(statuses)),
-            duplicates=self._duplicates.get(row.event.event_id, 0),
-        )
-
-    async def get_event(self, event_id: str) -> EventDetail | None:
-        self._check()
-        row = self._events.get(event_id)
-        if row is None:
-            return None
-        runs = list(self._runs.get(event_id, []))
-        effects = [copy.deepcopy(e) for e in self._effects.values() if e["event_id"] == event_id]
-        for effect in effects:
-            effect.pop("event_id")
-            effect.pop("route")
-        dead = self._dead.get(event_id)
-        return EventDetail(
-            summary=self._summary(row),
-            event=row.event,
-            raw=row.raw,
-            runs=runs,
-            effects=effects,
-            dead_reason=dead.reason if dead else None,
-            generation=row.generation,
-            operations=[o for o in self._operations if o.event_id == event_id],
-        )
-
-    async def find_event(self, any_id: str) -> str | None:
-        self._check()
-        if any_id in self._events:
-            return any_id
-        for row in self._events.values():
-            if any_id in (row.event.execution_id, row.event.delivery_id):
-                return row.event.event_id
-        return self._aliases.get(any_id)
-
-    async def count_received(self, *, since: float, cap: int) -> int:
-        self._check()
-        return min(cap, sum(r.summary.received_at >= since for r in self._events.values()))
-
-    async def list_dead_letters(
-        self, *, limit: int, reason: str | None = None, route: str | None = None
-    ) -> list[DeadLetterView]:
-        self._check()
-        found = [
-            d
-            for d in self._dead.values()
-            if (reason is None or reason in d.reason)
-            and (route is None or self._events[d.event_id].summary.route == route)
-        ]
-        return sorted(found, key=lambda d: d.dead_at, reverse=True)[:limit]
-
-    async def tallies(self, *, since_minute: int) -> dict[str, int]:
-        self._check()
-        summed: Counter[str] = Counter()
-        for minute, counts in self._tallies.items():
-            if minute >= since_minute:
-                summed.update(counts)
-        return dict(summed)
-
-    async def stats(self, *, done: bool = True) -> StoreStats:
-        self._check()
-        counts: dict[str, int] = {}
-        oldest: float | None = None
-        for row in self._events.values():
-            status = row.summary.status
-            if status == "done" and not done:
-                continue
-            counts[status] = counts.get(status, 0) + 1
-            if status in ("pending", "running"):
-                received = row.summary.received_at
-                oldest = received if oldest is None else min(oldest, received)
-        unknown = sum(e["status"] == "unknown" for e in self._effects.values())
-        now = self._clock()
-        lapsed = sum(
-            r.summary.status == "running" and (r.lease_until or 0) <= now
-            for r in self._events.values()
-        )
-        return StoreStats(
-            counts=counts,
-            oldest_unfinished_at=oldest,
-            rejected=len(self._rejected),
-            unknown_effects=unknown,
-            lapsed_leases=lapsed,
-            duplicates=sum(self._duplicates.values()) if done else 0,
-        )
