@@ -14,11 +14,10 @@ Shape (every table optional except what a route needs)::
     name = "btc"
     match = { symbol = "BTC" }     # event fields: query_id, event_type, symbol, status, … (policy.EVENT_FIELDS)
     objective = "Tell the desk about BTC"
-    allowed_actions = ["notify"]
+    allowed_actions = ["notify", "exchange"]
     constraints = { max_execution_seconds = 20, max_attempts = 3, risk_mode = "conservative" }
     context = ["query"]            # from Auto before deciding: "query", "llm_session"; [] = none
-    approval = { actions = ["exchange"], above_notional_usd = 200, timeout_seconds = 900,
-                 on_timeout = "deny", approvers = ["desk"], ungated = "wait" }
+    approval = { actions = ["exchange"], approvers = ["desk"], above_notional_usd = 200 }
     llm_budget = { per_decision_usd = 0.05, per_day_usd = 5 }   # the llm decider's spend
 
     [approvers.desk]               # who answers approvals: a Telegram chat, and who in it

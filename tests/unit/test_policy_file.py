@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
+import textwrap
 from pathlib import Path
 
 import pytest
 
+from autorunner import policy_file
 from autorunner.deciders.rules import first_rule
 from autorunner.envelope import build_envelope
 from autorunner.errors import ConfigError
-from autorunner.policy_file import load_policy
+from autorunner.policy_file import load_policy, parse_policy
 from tests.helpers import make_event
 
 GOOD = """
@@ -220,3 +223,15 @@ def test_duplicate_route_names_and_bad_toml_and_missing_files_are_refused(tmp_pa
     assert ": not valid TOML: " in error_of(tmp_path, "[routes\n")
     with pytest.raises(ConfigError, match="cannot read the policy file"):
         load_policy(tmp_path / "missing.toml")
+
+
+def test_every_policy_example_in_the_readme_and_the_module_loads_as_written() -> None:
+    """A new user copies these first: each must be valid as it stands (TOML's inline tables
+    cannot span lines, which a multi-line ``approval = { ... }`` did)."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    examples = re.findall(r"```toml\n(.*?)```", readme, re.DOTALL)
+    doc = policy_file.__doc__ or ""
+    examples.append(textwrap.dedent(doc[doc.index("    [default]") : doc.index("Templates use")]))
+    assert len(examples) >= 4
+    for n, example in enumerate(examples):
+        parse_policy(example, source=f"example {n}")
