@@ -125,5 +125,9 @@ async def test_20000_deliveries_through_two_ingresses_and_four_killed_workers_ru
     assert effects == {"done": unique}
     assert len(counts["performed"]) == unique
     assert set(counts["performed"].values()) == {1}
-    # The queue's outage was ridden out by storing and queueing later, not by refusing.
-    assert deferred > 0 if outage else deferred == 0
+    # The queue's outage was ridden out by storing and queueing later, not by refusing. Without
+    # one, an enqueue may still be deferred (SQS registers its sends in PostgreSQL, which
+    # restarts here, and moto can take longer than the send timeout under load): the sweeper
+    # queues those, and the assertions above hold that they all ran once.
+    if outage:
+        assert deferred > 0
