@@ -1,0 +1,97 @@
+"""The JSON log path: bytes from orjson, one flush per event-loop pass, nothing raised at a
+closed pipe, the standard library's lines in order with ours."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import structlog
+
+from autorunner import logs
+
+
+class CountingRaw(io.RawIOBase):
+    """What reaches the file descriptor, and in how many ``write`` calls."""
+
+    def __init__(self, *, broken: bool = False) -> None:
+        self.data = bytearray()
+        self.writes = 0
+        self.broken = broken
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        if self.broken:
+            raise BrokenPipeError
+        self.writes += 1
+        self.data.extend(b)
+        return len(b)
+
+    def lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.data.decode().splitlines()]
+
+
+@pytest.fixture
+def raw(monkeypatch: pytest.MonkeyPatch) -> Iterator[CountingRaw]:
+    target = CountingRaw()
+    stream = io.TextIOWrapper(io.BufferedWriter(target, 1 << 16), line_buffering=True)
+    monkeypatch.setattr(sys, "stderr", stream)
+    logs.configure(level="info", fmt="json")
+    yield target
+    structlog.reset_defaults()
+    root = logging.getLogger()
+    root.handlers = [h for h in root.handlers if not getattr(h, "autorunner", False)]
+
+
+async def test_lines_logged_in_one_loop_pass_reach_the_file_in_one_write_after_it(
+    raw: CountingRaw,
+) -> None:
+    log = structlog.get_logger()
+    for n in range(3):
+        log.info("event.accepted", event_id=f"e-{n}")
+    assert raw.writes == 0  # buffered until the loop's pass ends
+    await asyncio.sleep(0)
+    assert raw.writes == 1
+    assert [line["event_id"] for line in raw.lines()] == ["e-0", "e-1", "e-2"]
+
+
+def test_outside_an_event_loop_each_line_is_written_at_once(raw: CountingRaw) -> None:
+    log = structlog.get_logger()
+    log.info("cli.done", n=1)
+    assert raw.writes == 1
+    log.info("cli.done", n=2)
+    assert [line["n"] for line in raw.lines()] == [1, 2]
+
+
+def test_a_value_orjson_refuses_is_still_logged(raw: CountingRaw) -> None:
+    structlog.get_logger().info("huge", value=2**70, key={1: "non-string key"})
+    (line,) = raw.lines()
+    assert line["value"] == 2**70
+    assert line["key"] == {"1": "non-string key"}
+
+
+def test_standard_library_lines_and_ours_keep_their_order(raw: CountingRaw) -> None:
+    logging.getLogger("some.library").warning("first")
+    structlog.get_logger().warning("second")
+    logging.getLogger("some.library").warning("third")
+    assert [line["event"] for line in raw.lines()] == ["first", "second", "third"]
+
+
+async def test_a_closed_pipe_stops_the_lines_without_raising(
+    raw: CountingRaw,
+) -> None:
+    raw.broken = True
+    log = structlog.get_logger()
+    log.info("event.accepted", event_id="e-1")
+    await asyncio.sleep(0)  # the deferred flush meets the closed pipe
+    log.info("event.accepted", event_id="e-2")
+    await asyncio.sleep(0)
+    assert raw.writes == 0
