@@ -34,16 +34,31 @@ class SqliteOutbox:
         self._clock = clock
 
     async def admit(self, event: Event, raw: RawDelivery) -> Admission:
-        now = self._clock()
+        admission: Admission = await self._store.db.write_together(
+            self._admit_many, (event, raw, self._clock())
+        )
+        return admission
 
-        def op(conn: sqlite3.Connection) -> Admission:
-            inserted = self._store.insert_in(conn, event, raw, now=now)
-            if not inserted.inserted:
-                return Admission(inserted=False, existing_id=inserted.existing_id)
-            self._queue.enqueue_in(conn, event.event_id, now)
-            return Admission(inserted=True, queued=True)
-
-        return await self._store.db.write(op)
+    def _admit_many(
+        self, conn: sqlite3.Connection, rows: list[tuple[Event, RawDelivery, float]]
+    ) -> list[Admission]:
+        """The admissions that meet in one group commit: their events in one statement, the
+        queue entries of those inserted in another."""
+        results = self._store.insert_many_in(conn, rows)
+        self._queue.enqueue_many_in(
+            conn,
+            [
+                (event.event_id, now)
+                for (event, _, now), r in zip(rows, results, strict=True)
+                if r.inserted
+            ],
+        )
+        return [
+            Admission(inserted=True, queued=True)
+            if r.inserted
+            else Admission(inserted=False, existing_id=r.existing_id)
+            for r in results
+        ]
 
     async def settle(
         self,

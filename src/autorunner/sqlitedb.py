@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 from autorunner.errors import ConfigError, StoreUnavailable
 
@@ -30,11 +30,17 @@ Op = Callable[[sqlite3.Connection], Any]
 Synchronous = Literal["FULL", "NORMAL"]
 
 
+Together = Callable[[sqlite3.Connection, list[Any]], list[Any]]
+"""Writes of one kind run as one: given each write's argument, returns each one's result."""
+
+
 @dataclass(slots=True)
 class _Pending:
     op: Op
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
+    together: Together | None = None
+    arg: Any = None
 
 
 class SqliteDatabase:
@@ -88,6 +94,21 @@ class SqliteDatabase:
     async def write(self, op: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``op`` inside the next group-committed transaction; return once it is durable."""
         return await self._submit(self._writes, op)
+
+    async def write_together(self, together: Together, arg: Any) -> Any:
+        """Like ``write``, but the writes with the same ``together`` that meet in one group
+        commit run as one call over all their arguments (one multi-row statement instead of
+        one statement each: fewer trips between the writer thread and SQLite, each of which
+        hands the GIL over). The writes are concurrent, so running them as one, before or
+        after the others of the commit, is an order they could have had."""
+        if self._closed:
+            raise StoreUnavailable("the SQLite store is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._writes.put(
+            _Pending(lambda conn: together(conn, [arg])[0], future, loop, together, arg)
+        )
+        return await future
 
     async def read(self, op: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``op`` on the reader connection inside one read transaction."""
@@ -193,9 +214,8 @@ class SqliteDatabase:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             return [(False, _unavailable(exc))] * len(batch)
-        results: list[tuple[bool, Any]] = []
         try:
-            results.extend((True, item.op(conn)) for item in batch)
+            results = _run_batch(conn, batch)
             conn.execute("COMMIT")
         except Exception:
             _rollback(conn)
@@ -220,6 +240,26 @@ class SqliteDatabase:
             _rollback(conn)
             return (False, exc)
         return (True, value)
+
+
+def _run_batch(conn: sqlite3.Connection, batch: list[_Pending]) -> list[tuple[bool, Any]]:
+    """Each write's result, in order; the writes of one ``together`` run as one call where
+    the first of them stands."""
+    results: list[tuple[bool, Any] | None] = [None] * len(batch)
+    groups: dict[Together, list[int]] = {}
+    for index, item in enumerate(batch):
+        if item.together is not None:
+            groups.setdefault(item.together, []).append(index)
+    for index, item in enumerate(batch):
+        if results[index] is not None:
+            continue
+        if item.together is None or len(members := groups[item.together]) == 1:
+            results[index] = (True, item.op(conn))
+            continue
+        values = item.together(conn, [batch[member].arg for member in members])
+        for member, value in zip(members, values, strict=True):
+            results[member] = (True, value)
+    return cast(list[tuple[bool, Any]], results)
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

@@ -5,6 +5,8 @@ and settled on the queue as its outcome says, and only by the lease's owner."""
 
 from __future__ import annotations
 
+import asyncio
+
 from autorunner.outbox import Outbox
 from autorunner.queue.base import Job, Queue
 from autorunner.store.base import StoreBackend
@@ -88,3 +90,34 @@ async def test_a_stale_owner_records_its_run_but_moves_and_settles_nothing(
     assert (detail.summary.status, len(detail.runs)) == ("running", 1)
     await outbox.settle(fresh, run("e1", attempt=2), owner="w2")
     assert (await queue.stats()).depth == (await queue.stats()).in_flight == 0
+
+
+async def test_concurrent_admissions_store_and_queue_each_event_once_however_they_collide(
+    backends: Backends, outbox: Outbox
+) -> None:
+    """Admissions that arrive together (on SQLite, in one group commit, as one statement)
+    collide by event id and by execution id as admissions one at a time do."""
+    store, queue = backends
+    events = [
+        make_event("e1"),
+        make_event("e1"),
+        make_event("e2", execution_id="x"),
+        make_event("e3", execution_id="x"),
+        *(make_event(f"f{n}") for n in range(20)),
+        make_event("e1"),
+    ]
+    results = await asyncio.gather(*(outbox.admit(e, raw_delivery()) for e in events))
+    inserted = [e.event_id for e, r in zip(events, results, strict=True) if r.inserted]
+    assert inserted.count("e1") == 1
+    assert len(inserted) == 22
+    assert len({"e2", "e3"} & set(inserted)) == 1
+    assert {f"f{n}" for n in range(20)} <= set(inserted)
+    for event, result in zip(events, results, strict=True):
+        if not result.inserted:
+            expected = (
+                event.event_id if event.event_id == "e1" else ({"e2", "e3"} & set(inserted)).pop()
+            )
+            assert (result.queued, result.existing_id) == (False, expected)
+    claimed = [j.event_id for j in await queue.claim("w", limit=50, lease=30, wait=0)]
+    assert sorted(claimed) == sorted(inserted)
+    assert sorted(e.event_id for e in await store.list_events(limit=50)) == sorted(inserted)

@@ -32,6 +32,9 @@ from autorunner.store.sqlite_operators import SqliteOperators, dumps
 from autorunner.store.sqlite_spend import MIGRATION as SPEND_MIGRATION
 from autorunner.store.sqlite_spend import SqliteSpend
 
+INSERT_ROWS = 100
+"""Rows per multi-row insert (10 parameters each; SQLite allows 32,766 since 3.32)."""
+
 MIGRATION_2 = (
     "CREATE TABLE flags (name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at REAL NOT NULL)"
 )
@@ -126,6 +129,51 @@ class SqliteStore(SqliteOperators, SqliteApprovals, SqliteSpend):
             [(alias, found[0]) for alias in aliases(event, found[0])],
         )
         return InsertResult(inserted=False, existing_id=found[0])
+
+    def insert_many_in(
+        self, conn: sqlite3.Connection, rows: list[tuple[Event, RawDelivery, float]]
+    ) -> list[InsertResult]:
+        """``insert_in`` for several events (each with its receipt time) in one statement per
+        ``INSERT_ROWS``; what that statement did not insert (a duplicate, also of another row
+        here) takes ``insert_in``'s way after it, one by one."""
+        firsts: dict[str, int] = {}
+        for index, (event, _, _) in enumerate(rows):
+            firsts.setdefault(event.event_id, index)
+        inserted: set[str] = set()
+        chunk = list(firsts.values())
+        for start in range(0, len(chunk), INSERT_ROWS):
+            part = chunk[start : start + INSERT_ROWS]
+            params: list[Any] = []
+            for index in part:
+                event, raw, now = rows[index]
+                params += (
+                    event.event_id,
+                    event.execution_id,
+                    event.delivery_id,
+                    event.query_id,
+                    event.event_type,
+                    event.channel,
+                    now,
+                    now,
+                    dumps(event),
+                    dumps(raw),
+                )
+            values = ", ".join(["(?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)"] * len(part))
+            inserted.update(
+                row[0]
+                for row in conn.execute(
+                    "INSERT INTO events (event_id, execution_id, delivery_id, query_id,"
+                    " event_type, channel, status, received_at, available_at, event_json,"
+                    f" raw_json) VALUES {values} ON CONFLICT DO NOTHING RETURNING event_id",
+                    params,
+                )
+            )
+        return [
+            InsertResult(inserted=True)
+            if event.event_id in inserted and firsts[event.event_id] == index
+            else self.insert_in(conn, event, raw, now=now)
+            for index, (event, raw, now) in enumerate(rows)
+        ]
 
     async def acquire(self, event_id: str, *, owner: str, lease: float) -> Leased | None:
         now = self._clock()
