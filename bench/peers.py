@@ -77,6 +77,7 @@ from pathlib import Path
 
 import psycopg
 import redis
+import uvloop
 from psycopg.conninfo import conninfo_to_dict
 
 from autorunner import logs
@@ -209,7 +210,7 @@ def run_autorunner_sqlite(args: argparse.Namespace) -> Outcome:
         )
         asyncio.run(preload(settings, args.events))
         before = resource.getrusage(resource.RUSAGE_SELF)
-        elapsed = asyncio.run(drain(settings, args.events))
+        elapsed = uvloop.run(drain(settings, args.events))  # the loop `autorunner worker` runs on
         after = resource.getrusage(resource.RUSAGE_SELF)
     finally:
         shutil.rmtree(folder)

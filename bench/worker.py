@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import uvloop
+
 from autorunner import logs
 from autorunner.app import build_runtime
 from autorunner.backends import open_backends
@@ -83,7 +85,7 @@ def main() -> None:
         log_level="warning",
     )
     asyncio.run(preload(settings, args.events))
-    elapsed = asyncio.run(drain(settings, args.events))
+    elapsed = uvloop.run(drain(settings, args.events))  # the loop `autorunner worker` runs on
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     yardstick = python_loop_seconds()
     print(
