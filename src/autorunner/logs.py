@@ -37,7 +37,7 @@ class _Sink:
         self._binary: BinaryIO | None = getattr(stream, "buffer", None)
         self._encoding = getattr(stream, "encoding", None) or "utf-8"
         self._gone = False
-        self._flush_due = False
+        self._flush_on: asyncio.AbstractEventLoop | None = None
 
     def write(self, text: str | bytes) -> int:
         if self._gone:
@@ -55,18 +55,19 @@ class _Sink:
         return 0
 
     def flush(self) -> None:
-        if self._gone or self._flush_due:
+        if self._gone:
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             self._flush_now()
             return
-        self._flush_due = True
-        loop.call_soon(self._flush_now)
+        if self._flush_on is not loop:  # not already due at the end of this loop's pass
+            self._flush_on = loop
+            loop.call_soon(self._flush_now)
 
     def _flush_now(self) -> None:
-        self._flush_due = False
+        self._flush_on = None
         if self._gone:
             return
         try:

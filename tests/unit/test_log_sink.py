@@ -95,3 +95,20 @@ async def test_a_closed_pipe_stops_the_lines_without_raising(
     log.info("event.accepted", event_id="e-2")
     await asyncio.sleep(0)
     assert raw.writes == 0
+
+
+def test_a_flush_left_due_by_a_stopped_loop_does_not_hold_back_later_lines(
+    raw: CountingRaw,
+) -> None:
+    log = structlog.get_logger()
+
+    async def log_then_stop() -> None:
+        log.info("in the loop")
+        asyncio.get_running_loop().stop()  # the loop ends with this pass: its flush never runs
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(log_then_stop())
+    loop.close()
+    assert raw.writes == 0
+    log.info("after the loop")
+    assert [line["event"] for line in raw.lines()] == ["in the loop", "after the loop"]
