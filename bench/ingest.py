@@ -44,8 +44,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def signed_lines(count: int) -> list[tuple[str, str, str, bytes]]:
-    now = int(time.time()) + 60  # still within tolerance when the run ends
+def signed_lines(count: int, *, at: int | None = None) -> list[tuple[str, str, str, bytes]]:
+    """``count`` distinct signed deliveries, timestamped ``at`` (default: a minute from now,
+    still within the signature tolerance when a short run ends)."""
+    now = int(time.time()) + 60 if at is None else at
     rows = []
     for _ in range(count):
         event_id = str(uuid.uuid4())

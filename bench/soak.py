@@ -1,0 +1,93 @@
+"""Benchmark: memory under steady load — does ``autorunner serve`` grow over a long run?
+
+    .venv/bin/python -m bench.soak [--minutes 10] [--rate 1000]
+
+``autorunner serve`` (SQLite, ``synchronous=FULL``, workers on, the no-op default route,
+LOG_LEVEL=info with JSON lines to /dev/null) takes distinct signed webhooks at ``--rate`` per
+second, open loop (``bench.loadgen``), for ``--minutes``; the server's RSS is read from
+``/proc`` every 10 seconds. Prints the RSS timeline, the first and last minute's means, the
+acknowledgement latencies and how many events the workers finished. Every request is built and
+signed before the run starts, each minute's with that minute's time (≈ 1.3 KB each: 600,000 of
+them take ≈ 0.8 GB in this process); every one must be accepted (202).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sqlite3
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from bench import loadgen
+from bench.calibrate import python_loop_seconds
+from bench.ingest import free_port, raw_request, rss_mb, runner_env, serve_cmd, server, signed_lines
+
+SAMPLE_SECONDS = 10.0
+
+
+def sample_rss(pid: int, stop: threading.Event, into: list[tuple[float, float]]) -> None:
+    started = time.monotonic()
+    while not stop.wait(SAMPLE_SECONDS):
+        into.append((time.monotonic() - started, rss_mb(pid)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--rate", type=float, default=1000.0)
+    args = parser.parse_args()
+    yardstick = python_loop_seconds()
+    tmp = Path(tempfile.mkdtemp(prefix="autorunner-soak-"))
+    count = int(args.rate * args.minutes * 60)
+    port = free_port()
+    # Signed with the time each minute's requests will leave (the signature tolerance is
+    # minutes; a run is longer): the run starts within a minute of this.
+    start = int(time.time()) + 60
+    per_minute = int(args.rate * 60)
+    requests = [
+        raw_request(row, port)
+        for first in range(0, count, per_minute)
+        for row in signed_lines(min(per_minute, count - first), at=start + first // per_minute * 60)
+    ]
+    db = tmp / "soak.db"
+    samples: list[tuple[float, float]] = []
+    with server(serve_cmd(), port, runner_env(db, port, workers=True, log_level="info")) as proc:
+        samples.append((0.0, rss_mb(proc.pid)))
+        stop = threading.Event()
+        sampler = threading.Thread(target=sample_rss, args=(proc.pid, stop, samples), daemon=True)
+        sampler.start()
+        result = asyncio.run(
+            loadgen.run("127.0.0.1", port, requests, rate=args.rate, connections=32)
+        )
+        stop.set()
+        sampler.join()
+        time.sleep(2)  # the last jobs finish
+        with sqlite3.connect(db) as conn:
+            done = conn.execute("SELECT count(*) FROM events WHERE status = 'done'").fetchone()[0]
+        samples.append((samples[-1][0] + 2, rss_mb(proc.pid)))
+    first = [rss for at, rss in samples if 0 < at <= 60]
+    last = [rss for at, rss in samples if at > samples[-1][0] - 60]
+    print(
+        f"machine: 2 cores; CPU yardstick {yardstick:.2f}s; serve with workers, SQLite FULL,"
+        f" LOG_LEVEL=info; {args.rate:,.0f} webhooks/s for {args.minutes:g} min"
+    )
+    print(
+        f"sent {result.sent:,} (achieved {result.rate:,.0f}/s), statuses {result.statuses};"
+        f" ack p50 {result.percentile(50):.2f} ms, p99 {result.percentile(99):.2f} ms,"
+        f" p99.9 {result.percentile(99.9):.2f} ms; events done {done:,}"
+    )
+    print("RSS MB every 10 s: " + " ".join(f"{rss:.0f}" for _, rss in samples))
+    print(
+        f"RSS: start {samples[0][1]:.1f} MB, first minute mean {statistics.mean(first):.1f},"
+        f" last minute mean {statistics.mean(last):.1f}, max {max(r for _, r in samples):.1f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
