@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import sys
-from typing import Any, BinaryIO, Literal, TextIO, cast
+from typing import BinaryIO, Literal, TextIO, cast
 
 import orjson
 import structlog
@@ -26,11 +26,13 @@ class _Sink:
     ``serve | head``): a log line that cannot be written must never stop the runner.
 
     Lines are written to the stream's binary buffer when it has one (``orjson`` renders
-    bytes). On an event loop's thread the flush is deferred to the end of the loop's current
-    pass, so a burst of lines costs one ``write`` call instead of one each; elsewhere (CLI
-    commands, threads) each line is flushed at once. Lines still buffered when the process
-    exits are flushed with stderr; a SIGKILL can lose one loop pass of lines (the log is not
-    the audit record: the store is)."""
+    bytes). Our own info and debug lines, written on an event loop's thread, are flushed at the
+    end of the loop's current pass, so a burst of them costs one ``write`` call instead of one
+    each; warnings and errors, the standard library's lines, and lines written anywhere else
+    (CLI commands, threads) are flushed at once, and ``flush()`` flushes what is held (the
+    serverless handlers call it after each invocation). A loop that blocks holds its pass's
+    info lines until it moves on, and a SIGKILL can lose them (the log is not the audit
+    record: the store is)."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
@@ -38,35 +40,45 @@ class _Sink:
         self._encoding = getattr(stream, "encoding", None) or "utf-8"
         self._gone = False
         self._flush_on: asyncio.AbstractEventLoop | None = None
+        self.urgent = False
+        """Set by the renderer for a warning or worse: the next flush is not deferred."""
 
     def write(self, text: str | bytes) -> int:
         if self._gone:
             return 0
         try:
+            if isinstance(text, str):
+                self.urgent = True  # the standard library's lines: warnings and worse
             if self._binary is None:
                 return self._stream.write(text if isinstance(text, str) else text.decode())
-            # Text lines (the standard library's) go down as bytes too: one buffer keeps order.
+            # Text lines go down as bytes too: one buffer keeps every line in order.
             data = (
                 text.encode(self._encoding, "backslashreplace") if isinstance(text, str) else text
             )
             return self._binary.write(data)
         except (BrokenPipeError, ValueError):  # ValueError: the stream was closed
             self._gone = True
+        except OSError:  # EIO, EAGAIN: this line is lost, the next may go through
+            pass
         return 0
 
     def flush(self) -> None:
         if self._gone:
             return
+        if self.urgent:
+            self.urgent = False
+            self.flush_now()
+            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            self._flush_now()
+            self.flush_now()
             return
         if self._flush_on is not loop:  # not already due at the end of this loop's pass
             self._flush_on = loop
-            loop.call_soon(self._flush_now)
+            loop.call_soon(self.flush_now)
 
-    def _flush_now(self) -> None:
+    def flush_now(self) -> None:
         self._flush_on = None
         if self._gone:
             return
@@ -76,15 +88,46 @@ class _Sink:
                 self._binary.flush()
         except (BrokenPipeError, ValueError):
             self._gone = True
+        except OSError:
+            pass
 
 
-def _json_bytes(event_dict: Any, **kwargs: Any) -> bytes:
-    """One JSON line as bytes: ``orjson`` (a third of the standard library's cost per line),
-    or the standard library for what orjson refuses (an integer past 64 bits)."""
-    try:
-        return orjson.dumps(event_dict, option=orjson.OPT_NON_STR_KEYS, **kwargs)
-    except orjson.JSONEncodeError:
-        return json.dumps(event_dict, **kwargs).encode()
+_sink: _Sink | None = None
+URGENT_LEVELS = frozenset({"warning", "warn", "error", "err", "critical", "fatal", "exception"})
+
+
+def flush() -> None:
+    """Write out the log lines held for the end of the loop's pass (a process about to be
+    frozen or to exit without its loop's next pass calls this)."""
+    if _sink is not None:
+        _sink.flush_now()
+
+
+class _JsonLines:
+    """The JSON renderer of our own lines: ``orjson`` (a third of the standard library's cost
+    per line), the standard library for what orjson refuses (an integer past 64 bits); a
+    dataclass, datetime or other unknown object is shown by its ``repr`` as before (a
+    dataclass's own ``repr`` may hide a secret its fields hold). A warning or worse is flushed
+    at once."""
+
+    OPTIONS = (
+        orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+    )
+
+    def __init__(self, sink: _Sink) -> None:
+        self._sink = sink
+
+    def __call__(self, _: object, method: str, event_dict: structlog.typing.EventDict) -> bytes:
+        if method in URGENT_LEVELS:
+            self._sink.urgent = True
+        try:
+            return orjson.dumps(event_dict, default=_fallback, option=self.OPTIONS)
+        except orjson.JSONEncodeError:
+            return json.dumps(event_dict, default=_fallback).encode()
+
+
+def _fallback(value: object) -> object:
+    return repr(value)
 
 
 MAX_VALUE = 512
@@ -125,10 +168,9 @@ def configure(*, level: str = "info", fmt: LogFormat = "auto") -> None:
         if use_json
         else HumanRenderer(colors=sys.stderr.isatty(), debug=level == "debug")
     )
-    renderer = (
-        structlog.processors.JSONRenderer(serializer=_json_bytes) if use_json else text_renderer
-    )
-    sink = _Sink(sys.stderr)
+    global _sink  # noqa: PLW0603 - one log configuration per process
+    sink = _sink = _Sink(sys.stderr)
+    renderer = _JsonLines(sink) if use_json else text_renderer
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -66,7 +66,10 @@ class _Environment:
             finally:
                 await self.tallies.flush_due()
 
-        return self.loop.run_until_complete(invocation())
+        try:
+            return self.loop.run_until_complete(invocation())
+        finally:
+            logs.flush()  # the environment may be frozen before the loop runs again
 
 
 _environments: dict[Role, _Environment] = {}

@@ -1,5 +1,5 @@
 """Cloud mode at scale, against real servers of its own: two ingress and four worker processes
-take 20,000 deliveries (20% duplicates) while one worker is SIGKILLed and restarted every
+take 20,000 deliveries (20% duplicates; ``SCALE_OUT_DELIVERIES`` for more) while one worker is SIGKILLed and restarted every
 second, the queue server is killed and restarted (Redis losing everything it held; JetStream
 keeping what it had written to disk), and PostgreSQL is restarted — each in the middle of the
 run, under load. On SQS (moto's server) the same with 500 deliveries (moto is slow) and no queue outage:
@@ -46,7 +46,7 @@ async def keep_killing_workers(stack: Stack, stop: asyncio.Event) -> int:
 
 @pytest.mark.timeout(SECONDS + 300)
 @pytest.mark.parametrize("queue", ["redis", "nats", "sqs"])
-async def test_20000_deliveries_through_two_ingresses_and_four_killed_workers_run_once_each(
+async def test_deliveries_through_two_ingresses_and_four_killed_workers_run_once_each(
     tmp_path: Path, queue: str
 ) -> None:
     unique, duplicates = SIZES[queue]

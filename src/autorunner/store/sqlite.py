@@ -77,8 +77,9 @@ def migrations() -> list[str]:
 class SqliteStore(SqliteOperators, SqliteApprovals, SqliteSpend):
     """``Store`` and ``Audit`` over a shared ``SqliteDatabase``.
 
-    ``insert_in`` and ``finish_in`` run inside a caller's transaction: the SQLite outbox writes
-    a new event with its queue entry, and a finished run with its settled entry, in one.
+    ``insert_in``, ``insert_many_in`` and ``finish_in`` run inside a caller's transaction: the
+    SQLite outbox writes new events with their queue entries, and a finished run with its
+    settled entry, in one.
     """
 
     def __init__(self, db: SqliteDatabase, *, clock: Clock = system_clock) -> None:
