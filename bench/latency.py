@@ -47,23 +47,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import multiprocessing
 import os
-import queue
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
-from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, cast
 
 import redis
 from psycopg.conninfo import conninfo_to_dict
 from tests.fake_http import serving
 
+from autorunner.cli.tools import serve_forever
 from autorunner.sim.api import SimQuery
 from autorunner.sim.simulator import SimConfig, Simulator
 from bench.calibrate import python_loop_seconds
@@ -77,6 +73,8 @@ from bench.ingest import (
     server,
     signed_lines,
 )
+from bench.orders_api import Api, internal_api
+from bench.triggers import Fired, fire_frames, fire_webhooks
 
 POLICY = """
 [default]
@@ -98,255 +96,6 @@ actions = [
 STEP = "order"
 SIM_API_KEY = "bench-elfa-key"
 WARMUP = 50
-CONNECTIONS = 32
-OK = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
-BAD = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-
-
-# -- the fake internal API -----------------------------------------------------------------------
-
-
-@dataclass
-class Arrivals:
-    """When each effect key first arrived, and how often one came again."""
-
-    first: dict[str, float] = field(default_factory=dict)
-    repeats: dict[str, int] = field(default_factory=dict)
-
-    def record(self, key: str, at: float) -> None:
-        if key in self.first:
-            self.repeats[key] = self.repeats.get(key, 0) + 1
-        else:
-            self.first[key] = at
-
-
-class Orders(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection to the internal API: every request (Content-Length
-    bodies only) is answered ``200 {}`` and its ``Idempotency-Key`` recorded with the time its
-    last byte was read."""
-
-    def __init__(self, arrivals: Arrivals) -> None:
-        self._arrivals = arrivals
-        self._buffer = b""
-        self._transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-
-    def data_received(self, data: bytes) -> None:
-        now = time.monotonic()
-        assert self._transport is not None
-        self._buffer += data
-        while (head_end := self._buffer.find(b"\r\n\r\n")) >= 0:
-            length, key = 0, ""
-            for line in self._buffer[:head_end].split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                name = name.strip().lower()
-                if name == b"content-length":
-                    length = int(value)
-                elif name == b"idempotency-key":
-                    key = value.strip().decode()
-                elif name == b"transfer-encoding":
-                    self._transport.write(BAD)
-                    self._transport.close()
-                    return
-            end = head_end + 4 + length
-            if len(self._buffer) < end:
-                return
-            self._buffer = self._buffer[end:]
-            self._arrivals.record(key, now)
-            self._transport.write(OK)
-
-
-@dataclass(frozen=True)
-class ApiReport:
-    arrivals: Arrivals
-    cpu_seconds: float | None
-    """The API process's own CPU time (None when it shares the load generator's process)."""
-
-
-class Api(Protocol):
-    url: str
-
-    async def count(self) -> int: ...
-
-    async def cpu(self) -> float | None: ...
-
-    async def report(self) -> ApiReport: ...
-
-
-async def open_orders(arrivals: Arrivals) -> asyncio.Server:
-    loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: Orders(arrivals), "127.0.0.1", 0, backlog=2048)
-
-
-def server_url(server_: asyncio.Server) -> str:
-    return f"http://127.0.0.1:{server_.sockets[0].getsockname()[1]}/orders"
-
-
-class LoopApi:
-    """The internal API on the load generator's own event loop."""
-
-    def __init__(self, served: asyncio.Server, arrivals: Arrivals) -> None:
-        self.url = server_url(served)
-        self._arrivals = arrivals
-
-    async def count(self) -> int:
-        return len(self._arrivals.first)
-
-    async def cpu(self) -> float | None:
-        return None
-
-    async def report(self) -> ApiReport:
-        return ApiReport(Arrivals(dict(self._arrivals.first), dict(self._arrivals.repeats)), None)
-
-
-class ProcessApi:
-    """The internal API in a process of its own, asked over a pipe."""
-
-    def __init__(self, conn: Connection, url: str) -> None:
-        self.url = url
-        self._conn = conn
-
-    def _ask_now(self, what: str) -> Any:
-        self._conn.send(what)
-        return self._conn.recv()
-
-    async def _ask(self, what: str) -> Any:
-        return await asyncio.to_thread(self._ask_now, what)
-
-    async def count(self) -> int:
-        return int(await self._ask("count"))
-
-    async def cpu(self) -> float | None:
-        return float(await self._ask("cpu"))
-
-    async def report(self) -> ApiReport:
-        first, repeats, cpu = await self._ask("report")
-        return ApiReport(Arrivals(first, repeats), cpu)
-
-
-Started = tuple[str, asyncio.AbstractEventLoop, asyncio.Event]
-
-
-async def _serve_orders(arrivals: Arrivals, started: queue.SimpleQueue[Started]) -> None:
-    served = await open_orders(arrivals)
-    stop = asyncio.Event()
-    started.put((server_url(served), asyncio.get_running_loop(), stop))
-    await stop.wait()
-    served.close()
-
-
-def api_process(conn: Connection) -> None:
-    """The API process: its event loop serves in a thread while the main thread answers
-    ``count``, ``cpu`` and ``report`` on ``conn`` (blocking) until told to ``stop``."""
-    arrivals = Arrivals()
-    started: queue.SimpleQueue[Started] = queue.SimpleQueue()
-    thread = threading.Thread(target=run_loop, args=(_serve_orders(arrivals, started),))
-    thread.start()
-    url, loop, stop = started.get()
-    conn.send(url)
-    while (what := conn.recv()) != "stop":
-        if what == "count":
-            conn.send(len(arrivals.first))
-        elif what == "cpu":
-            conn.send(time.process_time())
-        else:
-            conn.send((dict(arrivals.first), dict(arrivals.repeats), time.process_time()))
-    loop.call_soon_threadsafe(stop.set)
-    thread.join()
-
-
-@contextlib.asynccontextmanager
-async def internal_api(where: str) -> AsyncIterator[Api]:
-    if where == "loop":
-        arrivals = Arrivals()
-        served = await open_orders(arrivals)
-        try:
-            yield LoopApi(served, arrivals)
-        finally:
-            served.close()
-        return
-    ours, theirs = multiprocessing.get_context("spawn").Pipe()
-    process = multiprocessing.get_context("spawn").Process(
-        target=api_process, args=(theirs,), daemon=True
-    )
-    process.start()
-    try:
-        url = await asyncio.to_thread(ours.recv)
-        yield ProcessApi(ours, str(url))
-    finally:
-        ours.send("stop")
-        await asyncio.to_thread(process.join, 10)
-
-
-# -- firing triggers -------------------------------------------------------------------------------
-
-
-@dataclass
-class Fired:
-    """What left, and when each trigger was due to (event id → scheduled monotonic time)."""
-
-    due: dict[str, float] = field(default_factory=dict)
-    acks_ms: list[float] = field(default_factory=list)
-    statuses: dict[int, int] = field(default_factory=dict)
-    late_ms: float = 0.0
-    """The latest any trigger actually left after its scheduled time."""
-    elapsed: float = 0.0
-
-
-async def read_status(reader: asyncio.StreamReader) -> int:
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":", 1)[1])
-    if length:
-        await reader.readexactly(length)
-    return int(head[9:12])
-
-
-async def fire_webhooks(port: int, requests: list[tuple[str, bytes]], rate: float) -> Fired:
-    """Send the pre-signed ``requests`` at ``rate`` per second on keep-alive connections, each
-    taking the next due request when it is free."""
-    fired = Fired()
-    start = time.monotonic() + 0.2
-    schedule = iter(enumerate(requests))
-
-    async def connection() -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            for index, (event_id, request) in schedule:
-                due = start + index / rate
-                fired.due[event_id] = due
-                if (delay := due - time.monotonic()) > 0:
-                    await asyncio.sleep(delay)
-                fired.late_ms = max(fired.late_ms, (time.monotonic() - due) * 1000)
-                writer.write(request)
-                status = await read_status(reader)
-                fired.acks_ms.append((time.monotonic() - due) * 1000)
-                fired.statuses[status] = fired.statuses.get(status, 0) + 1
-        finally:
-            writer.close()
-
-    await asyncio.gather(*(connection() for _ in range(CONNECTIONS)))
-    fired.elapsed = time.monotonic() - start
-    return fired
-
-
-async def fire_frames(sim: Simulator, query: SimQuery, count: int, rate: float) -> Fired:
-    """Fire ``count`` triggers at ``rate`` per second, each one frame on the query's stream."""
-    fired = Fired()
-    start = time.monotonic() + 0.2
-    for index in range(count):
-        due = start + index / rate
-        if (delay := due - time.monotonic()) > 0:
-            await asyncio.sleep(delay)
-        fired.late_ms = max(fired.late_ms, (time.monotonic() - due) * 1000)
-        execution = sim.trigger(query, channels=frozenset({"sse"}))
-        fired.due[str(execution["id"])] = due
-    fired.elapsed = time.monotonic() - start
-    return fired
 
 
 # -- measuring -------------------------------------------------------------------------------------
@@ -585,17 +334,15 @@ async def run_case(case: Case, args: argparse.Namespace, api: Api, tmp: Path) ->
         "HTTP_ENDPOINTS": f"orders={api.url}",
     }
     name = f"{case.mode} · {case.channel}"
-    if case.channel == "webhook":
-        started = await asyncio.to_thread(runners, case, args, tmp, extra)
+
+    async def measured(
+        started: Runners,
+        fire: Callable[[int, float], Awaitable[Fired]],
+        ready: Callable[[], Awaitable[None]] | None = None,
+    ) -> Outcome:
         try:
-            port = started.port
-            signed = [(row[0], raw_request(row, port)) for row in signed_lines(WARMUP + count)]
-
-            async def fire(n: int, rate: float) -> Fired:
-                requests = signed[:n]
-                del signed[:n]
-                return await fire_webhooks(port, requests, rate)
-
+            if ready is not None:
+                await ready()
             return await measure(
                 name,
                 rate=case.rate,
@@ -608,6 +355,18 @@ async def run_case(case: Case, args: argparse.Namespace, api: Api, tmp: Path) ->
         finally:
             await asyncio.to_thread(started.stack.close)
 
+    if case.channel == "webhook":
+        started = await asyncio.to_thread(runners, case, args, tmp, extra)
+        port = started.port
+        signed = [(row[0], raw_request(row, port)) for row in signed_lines(WARMUP + count)]
+
+        async def fire(n: int, rate: float) -> Fired:
+            requests = signed[:n]
+            del signed[:n]
+            return await fire_webhooks(port, requests, rate)
+
+        return await measured(started, fire)
+
     sim = Simulator(SimConfig(api_key=SIM_API_KEY, keepalive=5.0))
     query = sim_query()
     sim.queries[query.id] = query
@@ -615,38 +374,19 @@ async def run_case(case: Case, args: argparse.Namespace, api: Api, tmp: Path) ->
         started = await asyncio.to_thread(
             runners, case, args, tmp, {**extra, **stream_env(sim_base, query)}
         )
-        try:
+
+        async def streaming() -> None:
             async with asyncio.timeout(30):
                 while not sim.streams.get(query.id):  # noqa: ASYNC110 - the simulator's own state
                     await asyncio.sleep(0.02)
 
-            async def fire_sse(n: int, rate: float) -> Fired:
-                return await fire_frames(sim, query, n, rate)
+        async def fire_sse(n: int, rate: float) -> Fired:
+            return await fire_frames(sim, query, n, rate)
 
-            return await measure(
-                name,
-                rate=case.rate,
-                api=api,
-                fire=fire_sse,
-                count=count,
-                drain=args.drain,
-                pids=started.pids,
-            )
-        finally:
-            await asyncio.to_thread(started.stack.close)
+        return await measured(started, fire_sse, streaming)
 
 
 # -- main ------------------------------------------------------------------------------------------
-
-
-def run_loop(main_coroutine: Coroutine[Any, Any, None]) -> None:
-    """Run on uvloop when installed (as the runner does), else on asyncio's loop."""
-    try:
-        import uvloop  # noqa: PLC0415 - optional speed-up
-    except ImportError:  # pragma: no cover - platforms without uvloop
-        asyncio.run(main_coroutine)
-        return
-    uvloop.run(main_coroutine)
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -694,7 +434,7 @@ def main() -> None:
     )
     parser.add_argument("--database", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
-    run_loop(main_async(parser.parse_args()))
+    serve_forever(main_async(parser.parse_args()))  # on uvloop, as the runner
 
 
 if __name__ == "__main__":
