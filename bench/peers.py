@@ -82,8 +82,8 @@ from psycopg.conninfo import conninfo_to_dict
 
 from autorunner import logs
 from autorunner.config import Settings
-from bench import peers_tasks
 from bench.calibrate import python_loop_seconds
+from bench.peers_tasks import arq_preload, procrastinate_preload, taskiq_preload
 from bench.queues import one_round
 from bench.worker import drain, preload
 
@@ -225,15 +225,6 @@ def run_autorunner_cloud(args: argparse.Namespace) -> Outcome:
 # taskiq with taskiq-redis, Redis Streams
 
 
-async def taskiq_preload(redis_url: str, stream: str, events: int) -> None:
-    broker = peers_tasks.taskiq_broker_for(redis_url, stream)
-    await broker.startup()  # creates the consumer group (at "$") before any job is added
-    task = broker.find_task(peers_tasks.NAME)
-    for start in range(0, events, 500):
-        await asyncio.gather(*(task.kiq() for _ in range(start, min(events, start + 500))))
-    await broker.shutdown()
-
-
 def run_taskiq(args: argparse.Namespace) -> Outcome:
     stream = throwaway_name()
     client = redis.Redis.from_url(args.redis, decode_responses=True)
@@ -259,23 +250,6 @@ def run_taskiq(args: argparse.Namespace) -> Outcome:
 
 
 # arq, Redis
-
-
-async def arq_preload(redis_url: str, queue: str, job_ids: list[str]) -> None:
-    from arq import create_pool  # noqa: PLC0415 - an optional benchmark dependency
-    from arq.connections import RedisSettings  # noqa: PLC0415
-
-    pool = await create_pool(RedisSettings.from_dsn(redis_url))
-    try:
-        for start in range(0, len(job_ids), 64):  # redis-py's pool holds 100 connections
-            await asyncio.gather(
-                *(
-                    pool.enqueue_job(peers_tasks.NAME, _job_id=job_id, _queue_name=queue)
-                    for job_id in job_ids[start : start + 64]
-                )
-            )
-    finally:
-        await pool.aclose()
 
 
 def run_arq(args: argparse.Namespace) -> Outcome:
@@ -311,13 +285,6 @@ def run_arq(args: argparse.Namespace) -> Outcome:
 
 
 # procrastinate, PostgreSQL
-
-
-async def procrastinate_preload(database: str, events: int) -> None:
-    app = peers_tasks.procrastinate_app_for(database)
-    async with app.open_async():
-        await app.schema_manager.apply_schema_async()
-        await app.tasks[peers_tasks.NAME].batch_defer_async(*({} for _ in range(events)))
 
 
 def run_procrastinate(args: argparse.Namespace) -> Outcome:

@@ -1,4 +1,5 @@
-"""The no-op job of each peer in ``bench.peers``, where the peer's own worker loads it by path.
+"""The no-op job of each peer in ``bench.peers``, where the peer's own worker loads it by path,
+and the preloading of those jobs through each peer's own client.
 
     taskiq worker bench.peers_tasks:taskiq_broker --workers 1 --max-async-tasks 64
     arq bench.peers_tasks.arq_settings --custom-log-dict bench.peers_tasks.arq_log_config
@@ -68,6 +69,39 @@ def procrastinate_app_for(conninfo: str) -> Any:
     app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=conninfo))
     app.task(name=NAME)(noop)
     return app
+
+
+async def taskiq_preload(redis_url: str, stream: str, events: int) -> None:
+    broker = taskiq_broker_for(redis_url, stream)
+    await broker.startup()  # creates the consumer group (at "$") before any job is added
+    task = broker.find_task(NAME)
+    for start in range(0, events, 500):
+        await asyncio.gather(*(task.kiq() for _ in range(start, min(events, start + 500))))
+    await broker.shutdown()
+
+
+async def arq_preload(redis_url: str, queue: str, job_ids: list[str]) -> None:
+    from arq import create_pool  # noqa: PLC0415 - an optional benchmark dependency
+    from arq.connections import RedisSettings  # noqa: PLC0415
+
+    pool = await create_pool(RedisSettings.from_dsn(redis_url))
+    try:
+        for start in range(0, len(job_ids), 64):  # redis-py's pool holds 100 connections
+            await asyncio.gather(
+                *(
+                    pool.enqueue_job(NAME, _job_id=job_id, _queue_name=queue)
+                    for job_id in job_ids[start : start + 64]
+                )
+            )
+    finally:
+        await pool.aclose()
+
+
+async def procrastinate_preload(database: str, events: int) -> None:
+    app = procrastinate_app_for(database)
+    async with app.open_async():
+        await app.schema_manager.apply_schema_async()
+        await app.tasks[NAME].batch_defer_async(*({} for _ in range(events)))
 
 
 @functools.cache
