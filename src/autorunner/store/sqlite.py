@@ -35,6 +35,23 @@ from autorunner.store.sqlite_spend import SqliteSpend
 INSERT_ROWS = 100
 """Rows per multi-row insert (10 parameters each; SQLite allows 32,766 since 3.32)."""
 
+
+def _event_row(event: Event, raw: RawDelivery, now: float) -> tuple[Any, ...]:
+    """The values of a new ``events`` row, as both inserts list its columns."""
+    return (
+        event.event_id,
+        event.execution_id,
+        event.delivery_id,
+        event.query_id,
+        event.event_type,
+        event.channel,
+        now,
+        now,
+        dumps(event),
+        dumps(raw),
+    )
+
+
 MIGRATION_2 = (
     "CREATE TABLE flags (name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at REAL NOT NULL)"
 )
@@ -101,18 +118,7 @@ class SqliteStore(SqliteOperators, SqliteApprovals, SqliteSpend):
             "INSERT INTO events (event_id, execution_id, delivery_id, query_id, event_type,"
             " channel, status, received_at, available_at, event_json, raw_json)"
             " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (
-                event.event_id,
-                event.execution_id,
-                event.delivery_id,
-                event.query_id,
-                event.event_type,
-                event.channel,
-                now,
-                now,
-                dumps(event),
-                dumps(raw),
-            ),
+            _event_row(event, raw, now),
         )
         if cur.rowcount == 1:
             return InsertResult(inserted=True)
@@ -146,19 +152,7 @@ class SqliteStore(SqliteOperators, SqliteApprovals, SqliteSpend):
             part = chunk[start : start + INSERT_ROWS]
             params: list[Any] = []
             for index in part:
-                event, raw, now = rows[index]
-                params += (
-                    event.event_id,
-                    event.execution_id,
-                    event.delivery_id,
-                    event.query_id,
-                    event.event_type,
-                    event.channel,
-                    now,
-                    now,
-                    dumps(event),
-                    dumps(raw),
-                )
+                params += _event_row(*rows[index])
             values = ", ".join(["(?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)"] * len(part))
             inserted.update(
                 row[0]
