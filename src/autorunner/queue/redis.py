@@ -17,6 +17,8 @@ so no two workers can ever hold one entry:
 * ``ack`` and ``dead_letter`` remove the entry with ``XACK`` and ``XDEL`` together, so the stream
   holds only waiting and running jobs; dead letters go to a capped ``dlq`` stream.
 * ``retry`` turns the entry into a delayed job, visible at its time.
+* Settlements (``ack``, ``retry``, ``dead_letter``) issued in one pass of the event loop go in
+  one script call (``coalesce``): one round trip for a worker's concurrent jobs.
 
 A lost Redis (restart without persistence) loses only deliveries: the store is the source of
 truth and the sweeper enqueues every unfinished event again. Connection failures are
@@ -38,6 +40,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from autorunner.clock import Clock, system_clock
+from autorunner.coalesce import Coalescer
 from autorunner.errors import QueueUnavailable
 from autorunner.queue import redis_scripts
 from autorunner.queue.base import Job, QueueStats
@@ -75,6 +78,7 @@ class RedisQueue:
         self._extend = client.register_script(redis_scripts.EXTEND)
         self._settle = client.register_script(redis_scripts.SETTLE)
         self._stats = client.register_script(redis_scripts.STATS)
+        self._settlements: Coalescer[tuple[str, ...], None] = Coalescer(self._settle_many)
 
     @classmethod
     async def open(
@@ -177,7 +181,12 @@ class RedisQueue:
 
     async def _settle_job(self, job: Job, outcome: str, arg: str) -> None:
         entry, n = job.receipt.split("|")
-        await self._run(self._settle, job.event_id, entry, n, outcome, arg)
+        await self._settlements.submit((job.event_id, entry, n, outcome, arg))
+
+    async def _settle_many(self, settlements: list[tuple[str, ...]]) -> list[BaseException | None]:
+        """The settlements of one pass in one script call: one round trip, not one each."""
+        await self._run(self._settle, *(arg for each in settlements for arg in each))
+        return [None] * len(settlements)
 
     async def ack(self, job: Job) -> None:
         await self._settle_job(job, "done", "")

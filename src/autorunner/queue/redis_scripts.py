@@ -113,21 +113,25 @@ return 0
 SETTLE = (
     PRELUDE
     + """
-local ev, id, n, outcome, arg = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-if not held(ev, id, n) then return 0 end
-remove(id)
-if outcome == 'retry' then
-  redis.call('ZADD', delayed, tonumber(arg), ev)
-  redis.call('HSET', entries, ev, 'd')
-  return 1
+-- one or more settlements, five arguments each: event id, entry id, deliveries, outcome, arg
+for i = 3, #ARGV, 5 do
+  local ev, id, n, outcome, arg = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  if held(ev, id, n) then
+    remove(id)
+    if outcome == 'retry' then
+      redis.call('ZADD', delayed, tonumber(arg), ev)
+      redis.call('HSET', entries, ev, 'd')
+    else
+      redis.call('HDEL', entries, ev)
+      redis.call('HDEL', deliveries, ev)
+      if outcome == 'dead' then
+        redis.call('HSET', dead, ev, arg)
+        redis.call('XADD', dlq, 'MAXLEN', '~', 10000, '*', 'ev', ev, 'reason', arg, 'at', ARGV[2])
+      end
+    end
+  end
 end
-redis.call('HDEL', entries, ev)
-redis.call('HDEL', deliveries, ev)
-if outcome == 'dead' then
-  redis.call('HSET', dead, ev, arg)
-  redis.call('XADD', dlq, 'MAXLEN', '~', 10000, '*', 'ev', ev, 'reason', arg, 'at', ARGV[2])
-end
-return 1
+return 0
 """
 )
 

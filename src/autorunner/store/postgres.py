@@ -18,6 +18,7 @@ from psycopg.types.json import Jsonb
 
 from autorunner.clock import Clock, system_clock
 from autorunner.events import Event
+from autorunner.postgres_batch import StatementBatch
 from autorunner.postgresdb import PostgresDatabase
 from autorunner.records import (
     EffectIntent,
@@ -93,6 +94,7 @@ class PostgresStore(PostgresOperators, PostgresApprovals, PostgresSpend):
     def __init__(self, db: PostgresDatabase, *, clock: Clock = system_clock) -> None:
         self.db = db
         self._tx = db.tx
+        self._batch = StatementBatch(db)
         self._clock = clock
 
     @classmethod
@@ -167,15 +169,13 @@ class PostgresStore(PostgresOperators, PostgresApprovals, PostgresSpend):
 
     async def acquire(self, event_id: str, *, owner: str, lease: float) -> Leased | None:
         now = self._clock()
-        async with self._tx() as conn:
-            cur = await conn.execute(
-                "UPDATE events SET status = 'running', attempts = attempts + 1,"
-                " lease_owner = %(owner)s, lease_until = %(until)s WHERE event_id = %(id)s"
-                " AND (status = 'pending' OR (status = 'running' AND lease_until <= %(now)s))"
-                " RETURNING attempts, event_json, generation, decision_json, available_at",
-                {"owner": owner, "until": now + lease, "id": event_id, "now": now},
-            )
-            row = await cur.fetchone()
+        row = await self._batch.one(
+            "UPDATE events SET status = 'running', attempts = attempts + 1,"
+            " lease_owner = %(owner)s, lease_until = %(until)s WHERE event_id = %(id)s"
+            " AND (status = 'pending' OR (status = 'running' AND lease_until <= %(now)s))"
+            " RETURNING attempts, event_json, generation, decision_json, available_at",
+            {"owner": owner, "until": now + lease, "id": event_id, "now": now},
+        )
         if row is None:
             return None
         return Leased(
@@ -209,14 +209,12 @@ class PostgresStore(PostgresOperators, PostgresApprovals, PostgresSpend):
     async def pin_decision(
         self, event_id: str, decision: dict[str, Any], *, owner: str, generation: int
     ) -> dict[str, Any] | None:
-        async with self._tx() as conn:
-            cur = await conn.execute(
-                "UPDATE events SET decision_json = coalesce(decision_json, %s)"
-                " WHERE event_id = %s AND lease_owner = %s AND generation = %s"
-                " RETURNING decision_json",
-                (Jsonb(decision), event_id, owner, generation),
-            )
-            row = await cur.fetchone()
+        row = await self._batch.one(
+            "UPDATE events SET decision_json = coalesce(decision_json, %s)"
+            " WHERE event_id = %s AND lease_owner = %s AND generation = %s"
+            " RETURNING decision_json",
+            (Jsonb(decision), event_id, owner, generation),
+        )
         return None if row is None else dict(row[0])
 
     async def begin_effect(
@@ -233,12 +231,9 @@ class PostgresStore(PostgresOperators, PostgresApprovals, PostgresSpend):
             "now": now,
             "route": intent.route,
         }
-        if intent.budget is None:
-            # The usual case, a new key with no budget to count: one statement.
-            async with self._tx() as conn:
-                cur = await conn.execute(INSERT_EFFECT + " RETURNING 1", row)
-                if await cur.fetchone() is not None:
-                    return EffectState(proceed=True, status=entry_status(staged), tries=1)
+        # The usual case, a new key with no budget to count: one statement.
+        if intent.budget is None and await self._batch.one(INSERT_EFFECT + " RETURNING 1", row):
+            return EffectState(proceed=True, status=entry_status(staged), tries=1)
         return await self._begin_effect_in_tx(
             intent, row, at_least_once=at_least_once, staged=staged
         )
@@ -299,12 +294,11 @@ class PostgresStore(PostgresOperators, PostgresApprovals, PostgresSpend):
         self, effect_key: str, *, status: EffectStatus, result: dict[str, Any]
     ) -> None:
         now = self._clock()
-        async with self._tx() as conn:
-            await conn.execute(
-                "UPDATE effects SET status = %s, result_json = %s, updated_at = %s"
-                " WHERE effect_key = %s",
-                (status, Jsonb(result), now, effect_key),
-            )
+        await self._batch.one(
+            "UPDATE effects SET status = %s, result_json = %s, updated_at = %s"
+            " WHERE effect_key = %s",
+            (status, Jsonb(result), now, effect_key),
+        )
 
     async def finish(
         self,
@@ -347,8 +341,7 @@ class PostgresStore(PostgresOperators, PostgresApprovals, PostgresSpend):
             " VALUES (%(id)s, %(attempt)s, %(outcome)s, %(finished_at)s, %(record)s))"
             f"{dead} SELECT count(*) FROM moved"
         )
-        async with self._tx() as conn:
-            await conn.execute(query.encode(), params)
+        await self._batch.one(query, params)
 
     async def redrive(
         self, event_id: str | None, *, operation: Operation | None = None

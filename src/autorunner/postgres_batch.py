@@ -1,0 +1,103 @@
+"""Statements of concurrent callers, sent to PostgreSQL together.
+
+A worker runs many jobs at once, and each step of a job is one statement (the lease, the pinned
+decision, an effect's intent and result, the run record). Sent alone, every statement costs a
+pooled connection, a round trip and a commit. ``StatementBatch`` gathers the statements callers
+issue within one pass of the event loop and sends them on one connection in pipeline mode inside
+one transaction: one checkout, one round trip, one commit (one WAL flush) for the lot.
+
+Each statement keeps its meaning. It is still one atomic statement, run in the order it was
+issued, and its first row (or None) goes to its own caller only after the transaction committed,
+so nothing a caller is told about is undone later. A statement that fails must not fail its
+neighbours: when the batch's transaction is refused (a constraint, a deadlock, a serialization
+failure) on a connection that still works, the batch is rolled back and each statement is run
+again alone, each caller getting its own row or error, exactly as without batching. A connection
+failure is ``StoreUnavailable`` for every caller of the batch, as it is for a statement sent
+alone (committed or not: unknown, in both cases).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import psycopg
+
+from autorunner.coalesce import Coalescer
+from autorunner.postgresdb import PostgresDatabase
+
+Params = Sequence[Any] | Mapping[str, Any]
+Row = tuple[Any, ...]
+Statement = tuple[bytes, Params]
+
+
+class _Refused(Exception):
+    """The batch's transaction failed on a connection that still works."""
+
+
+class StatementBatch:
+    """Runs single statements, batching those issued together; ``limit`` statements at most
+    per batch, ``parallel`` batches in flight at once (each on its own pooled connection)."""
+
+    def __init__(self, db: PostgresDatabase, *, limit: int = 128, parallel: int = 3) -> None:
+        self._db = db
+        self._coalescer: Coalescer[Statement, Row | None] = Coalescer(
+            self._send, limit=limit, parallel=parallel
+        )
+        self.batches = 0
+        """How many round trips carried more than one statement (for tests and benchmarks)."""
+
+    async def one(self, query: str | bytes, params: Params) -> Row | None:
+        """Run ``query`` with ``params``; its first row, or None (no row, or no result)."""
+        return await self._coalescer.submit(
+            (query.encode() if isinstance(query, str) else query, params)
+        )
+
+    async def _send(self, statements: list[Statement]) -> list[Row | BaseException | None]:
+        if len(statements) > 1:
+            try:
+                rows = await self._together(statements)
+            except _Refused:
+                pass  # each alone below, each caller its own row or error
+            else:
+                self.batches += 1
+                return list(rows)
+        return [await self._alone(statement) for statement in statements]
+
+    async def _together(self, statements: list[Statement]) -> list[Row | None]:
+        # The statements of a batch were issued concurrently, so any order of them is one a
+        # caller could have seen: those with the same text go together (``executemany``
+        # converts and prepares the query once, then only adds parameters).
+        alike: dict[bytes, list[int]] = {}
+        for index, (query, _) in enumerate(statements):
+            alike.setdefault(query, []).append(index)
+        rows: list[Row | None] = [None] * len(statements)
+        async with self._db.tx() as conn:
+            try:
+                async with conn.transaction(), conn.pipeline():
+                    for query, indices in alike.items():
+                        cursor = conn.cursor()
+                        await cursor.executemany(
+                            query, [statements[i][1] for i in indices], returning=True
+                        )
+                        at = iter(indices)
+                        async for result in cursor.results():
+                            rows[next(at)] = await _first_row(result)
+            except psycopg.Error as exc:
+                if conn.broken:
+                    raise  # the connection is gone: StoreUnavailable for every caller
+                raise _Refused from exc
+        return rows
+
+    async def _alone(self, statement: Statement) -> Row | BaseException | None:
+        try:
+            async with self._db.tx() as conn:
+                return await _first_row(await conn.execute(*statement))
+        except Exception as exc:
+            return exc
+
+
+async def _first_row(cursor: psycopg.AsyncCursor[Row]) -> Row | None:
+    if cursor.description is None:
+        return None
+    return await cursor.fetchone()
