@@ -17,8 +17,9 @@ so no two workers can ever hold one entry:
 * ``ack`` and ``dead_letter`` remove the entry with ``XACK`` and ``XDEL`` together, so the stream
   holds only waiting and running jobs; dead letters go to a capped ``dlq`` stream.
 * ``retry`` turns the entry into a delayed job, visible at its time.
-* Settlements (``ack``, ``retry``, ``dead_letter``) issued in one pass of the event loop go in
-  one script call (``coalesce``): one round trip for a worker's concurrent jobs.
+* Enqueues, and settlements (``ack``, ``retry``, ``dead_letter``), issued in one pass of the
+  event loop go in one script call each (``coalesce``): one round trip for an ingress's
+  concurrent webhooks, or a worker's concurrent jobs.
 
 A lost Redis (restart without persistence) loses only deliveries: the store is the source of
 truth and the sweeper enqueues every unfinished event again. Connection failures are
@@ -79,6 +80,7 @@ class RedisQueue:
         self._settle = client.register_script(redis_scripts.SETTLE)
         self._stats = client.register_script(redis_scripts.STATS)
         self._settlements: Coalescer[tuple[str, ...], None] = Coalescer(self._settle_many)
+        self._enqueues: Coalescer[tuple[str, str], None] = Coalescer(self._enqueue_many)
 
     @classmethod
     async def open(
@@ -137,7 +139,7 @@ class RedisQueue:
         if time.monotonic() < self._enqueue_paused_until:
             raise QueueUnavailable("Redis queue unavailable (recent connection failure)")
         try:
-            await self._run(self._enqueue, event_id, repr(self._clock() + delay))
+            await self._enqueues.submit((event_id, repr(self._clock() + delay)))
         except QueueUnavailable:
             self._enqueue_paused_until = time.monotonic() + ENQUEUE_PAUSE
             raise
@@ -169,6 +171,11 @@ class RedisQueue:
                 {self.keys[0]: after}, count=1, block=max(1, int(seconds * 1000))
             )
         )
+
+    async def _enqueue_many(self, jobs: list[tuple[str, str]]) -> list[BaseException | None]:
+        """The enqueues of one pass in one script call."""
+        await self._run(self._enqueue, *(arg for each in jobs for arg in each))
+        return [None] * len(jobs)
 
     async def extend(self, jobs: list[Job], *, lease: float) -> None:
         if not jobs:

@@ -129,26 +129,27 @@ class PostgresStore(PostgresOperators, PostgresApprovals, PostgresSpend):
 
     async def insert_event(self, event: Event, raw: RawDelivery) -> InsertResult:
         now = self._clock()
+        inserted = await self._batch.one(
+            "INSERT INTO events (event_id, execution_id, delivery_id, query_id, event_type,"
+            " channel, status, received_at, available_at, event_json, raw_json)"
+            " VALUES (%s, %s, %s, %s, %s, %s, 'pending', %s, %s, %s, %s)"
+            " ON CONFLICT DO NOTHING RETURNING 1",
+            (
+                event.event_id,
+                event.execution_id,
+                event.delivery_id,
+                event.query_id,
+                event.event_type,
+                event.channel,
+                now,
+                now,
+                Jsonb(event),
+                Jsonb(raw),
+            ),
+        )
+        if inserted is not None:
+            return InsertResult(inserted=True)
         async with self._tx() as conn:
-            cur = await conn.execute(
-                "INSERT INTO events (event_id, execution_id, delivery_id, query_id, event_type,"
-                " channel, status, received_at, available_at, event_json, raw_json)"
-                " VALUES (%s, %s, %s, %s, %s, %s, 'pending', %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                (
-                    event.event_id,
-                    event.execution_id,
-                    event.delivery_id,
-                    event.query_id,
-                    event.event_type,
-                    event.channel,
-                    now,
-                    now,
-                    Jsonb(event),
-                    Jsonb(raw),
-                ),
-            )
-            if cur.rowcount == 1:
-                return InsertResult(inserted=True)
             # One statement: find the stored event and keep the ids this duplicate carried.
             cur = await conn.execute(
                 "WITH found AS (SELECT event_id FROM events WHERE event_id = %(id)s"

@@ -1,7 +1,8 @@
-"""``StatementBatch`` and the Redis queue's batched settlements, over the real services: the
-statements of concurrent callers travel together, and none of them changes meaning for it —
-each caller gets its own row or its own error, a refused statement fails no neighbour, and a
-lost connection is ``StoreUnavailable`` for every caller."""
+"""Round trips shared by concurrent callers, over the real services: ``StatementBatch`` on
+PostgreSQL, and the Redis queue's batched enqueues and settlements. The requests of concurrent
+callers travel together, and none changes meaning for it: each caller gets its own row or its
+own error, a refused statement fails no neighbour, a lost connection is ``StoreUnavailable`` for
+every caller."""
 
 from __future__ import annotations
 
@@ -120,3 +121,19 @@ async def test_settlements_issued_together_are_one_script_call_and_each_takes_ef
 async def _script_calls(queue: object) -> int:
     info = await queue._redis.info("commandstats")  # type: ignore[attr-defined]
     return sum(int(info.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval"))
+
+
+async def test_enqueues_issued_together_are_one_script_call_and_keep_one_job_per_event() -> None:
+    async with redis_queue() as queue:
+        before = await _script_calls(queue)
+        await asyncio.gather(
+            queue.enqueue("a"),
+            queue.enqueue("b"),
+            queue.enqueue("a"),  # the same event again: still one job
+            queue.enqueue("later", delay=60),
+        )
+        assert await _script_calls(queue) - before == 1
+        stats = await queue.stats()
+        assert (stats.ready, stats.depth) == (2, 3)
+        jobs = await queue.claim("c", limit=10, lease=30, wait=0)
+        assert sorted(job.event_id for job in jobs) == ["a", "b"]
