@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
+from psycopg import pq
 
 from autorunner.coalesce import Coalescer
 from autorunner.postgresdb import PostgresDatabase
@@ -39,7 +40,7 @@ class StatementBatch:
     """Runs single statements, batching those issued together; ``limit`` statements at most
     per batch, ``parallel`` batches in flight at once (each on its own pooled connection)."""
 
-    def __init__(self, db: PostgresDatabase, *, limit: int = 128, parallel: int = 3) -> None:
+    def __init__(self, db: PostgresDatabase, *, limit: int = 32, parallel: int = 3) -> None:
         self._db = db
         self._coalescer: Coalescer[Statement, Row | None] = Coalescer(
             self._send, limit=limit, parallel=parallel
@@ -98,6 +99,8 @@ class StatementBatch:
 
 
 async def _first_row(cursor: psycopg.AsyncCursor[Row]) -> Row | None:
-    if cursor.description is None:
+    # The result's status, not ``description`` (which builds a column object per column).
+    result = cursor.pgresult
+    if result is None or result.status != pq.ExecStatus.TUPLES_OK:
         return None
     return await cursor.fetchone()
