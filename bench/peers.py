@@ -335,7 +335,7 @@ PEERS = [
     Peer(
         "autorunner-sqlite",
         "SQLite (queue + store)",
-        "asyncio",
+        "uvloop",
         (),
         lambda a: (
             f"in-process `bench.worker.drain`, worker_concurrency {a.concurrency}, synchronous=FULL"
@@ -345,7 +345,7 @@ PEERS = [
     Peer(
         "autorunner-cloud",
         "PostgreSQL store + Redis Streams",
-        "asyncio",
+        "uvloop",
         (),
         lambda a: f"in-process `bench.queues.one_round`, worker_concurrency {a.concurrency}",
         run_autorunner_cloud,

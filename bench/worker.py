@@ -1,11 +1,12 @@
 """Benchmark: worker throughput with the no-op ``notify`` action, on SQLite (local mode).
 
-    .venv/bin/python -m bench.worker [--events 20000] [--concurrency 64]
+    .venv/bin/python -m bench.worker [--events 20000] [--concurrency 64] [--store sqlite|memory]
 
 Preloads ``--events`` stored and queued events, then times one worker (one process, as in
 ``serve``) draining them end to end: claim, lease, decide, ledger intent, notify, ledger result,
 run record, ack — every step durable (``synchronous=FULL``). The notify adapter's log line is
-filtered out by ``LOG_LEVEL=warning``, which makes it a no-op.
+filtered out by ``LOG_LEVEL=warning``, which makes it a no-op. ``--store memory`` runs the same
+worker over the in-memory twins (nothing durable): the floor of the pipeline's own Python cost.
 """
 
 from __future__ import annotations
@@ -21,14 +22,18 @@ import uvloop
 
 from autorunner import logs
 from autorunner.app import build_runtime
-from autorunner.backends import open_backends
+from autorunner.backends import Backends, open_backends
 from autorunner.config import Settings
 from autorunner.events import Event
 from autorunner.records import RawDelivery
 from bench.calibrate import python_loop_seconds
 
 
-async def preload(settings: Settings, count: int, *, concurrency: int = 500) -> None:
+async def preload(
+    settings: Settings, count: int, *, concurrency: int = 500, keep: bool = False
+) -> Backends | None:
+    """Store and queue ``count`` events; the open backends with ``keep`` (the in-memory twins
+    forget everything when closed), else None."""
     backends = await open_backends(settings)
     raw = RawDelivery(received_at=time.time(), headers={}, body="{}")
 
@@ -45,11 +50,14 @@ async def preload(settings: Settings, count: int, *, concurrency: int = 500) -> 
 
     for start in range(0, count, concurrency):
         await asyncio.gather(*(one(n) for n in range(start, min(count, start + concurrency))))
+    if keep:
+        return backends
     await backends.close()
+    return None
 
 
-async def drain(settings: Settings, count: int) -> float:
-    backends = await open_backends(settings)
+async def drain(settings: Settings, count: int, *, preloaded: Backends | None = None) -> float:
+    backends = preloaded or await open_backends(settings)
     runtime = build_runtime(settings, backends)
     stop = asyncio.Event()
     started = time.perf_counter()
@@ -75,22 +83,32 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
+    parser.add_argument("--store", choices=["sqlite", "memory"], default="sqlite")
     args = parser.parse_args()
     logs.configure(level="warning")
     db = Path(tempfile.mkdtemp(prefix="autorunner-bench-")) / "worker.db"
     settings = Settings(
-        queue_url=f"sqlite:///{db}",
+        queue_url="memory://" if args.store == "memory" else f"sqlite:///{db}",
         worker_concurrency=args.concurrency,
         sqlite_synchronous=args.synchronous,
         log_level="warning",
     )
-    asyncio.run(preload(settings, args.events))
-    elapsed = uvloop.run(drain(settings, args.events))  # the loop `autorunner worker` runs on
+    if args.store == "memory":
+
+        async def both() -> float:
+            preloaded = await preload(settings, args.events, keep=True)
+            return await drain(settings, args.events, preloaded=preloaded)
+
+        elapsed = uvloop.run(both())
+    else:
+        asyncio.run(preload(settings, args.events))
+        elapsed = uvloop.run(drain(settings, args.events))  # the loop `autorunner worker` runs on
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    durability = "in memory" if args.store == "memory" else f"synchronous={args.synchronous}"
     yardstick = python_loop_seconds()
     print(
         f"{args.events:,} jobs in {elapsed:.2f}s = {args.events / elapsed:,.0f} jobs/s "
-        f"(concurrency {args.concurrency}, synchronous={args.synchronous}, peak RSS {rss:.0f} MB; "
+        f"(concurrency {args.concurrency}, {durability}, peak RSS {rss:.0f} MB; "
         f"CPU yardstick {yardstick:.2f}s)"
     )
 
