@@ -74,12 +74,15 @@ class Coalescer(Generic[Request, Result]):
     async def _run(self, batch: list[_Waiting[Request, Result]]) -> None:
         try:
             outcomes = await self._send([each.request for each in batch])
-        except BaseException as exc:  # the batch failed as a whole, or this task was cancelled
-            for each in batch:
-                if not each.future.done():
-                    each.future.set_exception(exc)
+        except BaseException as exc:
+            # The batch failed as a whole; or this task was cancelled (the loop is closing),
+            # and its callers see that cancellation.
+            _fail(batch, exc)
             if not isinstance(exc, Exception):
                 raise
+            return
+        if len(outcomes) != len(batch):  # a bug in ``send``: no caller may wait forever
+            _fail(batch, RuntimeError(f"{len(outcomes)} outcomes for {len(batch)} requests"))
             return
         for each, outcome in zip(batch, outcomes, strict=True):
             if each.future.done():
@@ -88,3 +91,9 @@ class Coalescer(Generic[Request, Result]):
                 each.future.set_exception(outcome)
             else:
                 each.future.set_result(outcome)
+
+
+def _fail(batch: list[_Waiting[Request, Result]], exc: BaseException) -> None:
+    for each in batch:
+        if not each.future.done():
+            each.future.set_exception(exc)

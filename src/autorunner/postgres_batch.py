@@ -13,11 +13,14 @@ neighbours: when the batch's transaction is refused (a constraint, a deadlock, a
 failure) on a connection that still works, the batch is rolled back and each statement is run
 again alone, each caller getting its own row or error, exactly as without batching. A connection
 failure is ``StoreUnavailable`` for every caller of the batch, as it is for a statement sent
-alone (committed or not: unknown, in both cases).
+alone (committed or not: unknown, in both cases). A caller cancelled while its batch is in
+flight does not stop its statement, which commits with the others (as a statement already
+received by the server may): a lease taken so lapses by itself.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,7 +32,8 @@ from autorunner.postgresdb import PostgresDatabase
 
 Params = Sequence[Any] | Mapping[str, Any]
 Row = tuple[Any, ...]
-Statement = tuple[bytes, Params]
+Statement = tuple[bytes, Params, str]
+"""The query, its parameters, and the key of the row it locks first (its order in a batch)."""
 
 
 class _Refused(Exception):
@@ -48,10 +52,13 @@ class StatementBatch:
         self.batches = 0
         """How many round trips carried more than one statement (for tests and benchmarks)."""
 
-    async def one(self, query: str | bytes, params: Params) -> Row | None:
-        """Run ``query`` with ``params``; its first row, or None (no row, or no result)."""
+    async def one(self, query: str | bytes, params: Params, *, key: str = "") -> Row | None:
+        """Run ``query`` with ``params``; its first row, or None (no row, or no result).
+        ``key`` names the row the statement writes (an event id, an effect key): within a batch,
+        statements of one text run in the order of their keys, so two batches writing the same
+        rows lock them in the same order and cannot deadlock each other."""
         return await self._coalescer.submit(
-            (query.encode() if isinstance(query, str) else query, params)
+            (query.encode() if isinstance(query, str) else query, params, key)
         )
 
     async def _send(self, statements: list[Statement]) -> list[Row | BaseException | None]:
@@ -63,20 +70,24 @@ class StatementBatch:
             else:
                 self.batches += 1
                 return list(rows)
-        return [await self._alone(statement) for statement in statements]
+        # Concurrently (the pool bounds them): one statement waiting on a lock must not hold
+        # back the others of its batch.
+        return list(await asyncio.gather(*(self._alone(each) for each in statements)))
 
     async def _together(self, statements: list[Statement]) -> list[Row | None]:
         # The statements of a batch were issued concurrently, so any order of them is one a
         # caller could have seen: those with the same text go together (``executemany``
         # converts and prepares the query once, then only adds parameters).
         alike: dict[bytes, list[int]] = {}
-        for index, (query, _) in enumerate(statements):
+        for index, (query, _, _) in enumerate(statements):
             alike.setdefault(query, []).append(index)
+        for indices in alike.values():
+            indices.sort(key=lambda i: statements[i][2])
         rows: list[Row | None] = [None] * len(statements)
         async with self._db.tx() as conn:
             try:
                 async with conn.transaction(), conn.pipeline():
-                    for query, indices in alike.items():
+                    for query, indices in sorted(alike.items()):  # the same order in every batch
                         cursor = conn.cursor()
                         await cursor.executemany(
                             query, [statements[i][1] for i in indices], returning=True
@@ -84,16 +95,17 @@ class StatementBatch:
                         at = iter(indices)
                         async for result in cursor.results():
                             rows[next(at)] = await _first_row(result)
-            except psycopg.Error as exc:
+            except Exception as exc:  # psycopg's refusal, or a parameter it could not encode
                 if conn.broken:
                     raise  # the connection is gone: StoreUnavailable for every caller
                 raise _Refused from exc
         return rows
 
     async def _alone(self, statement: Statement) -> Row | BaseException | None:
+        query, params, _ = statement
         try:
             async with self._db.tx() as conn:
-                return await _first_row(await conn.execute(*statement))
+                return await _first_row(await conn.execute(query, params))
         except Exception as exc:
             return exc
 

@@ -146,15 +146,20 @@ class PostgresDatabase:
         at most ``DOWN_WAIT`` for a connection meanwhile: while the server is away, a webhook
         gets its ``503`` at once instead of after the pool's full timeout.
         """
+        used: Conn | None = None
         try:
             async with self._pool.connection(timeout=DOWN_WAIT if self._down else None) as conn:
+                used = conn
                 if atomic:
                     async with conn.transaction():
                         yield conn
                 else:
                     yield conn
         except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
-            self._down = True
+            # A deadlock or a cancelled statement is an OperationalError too, but on a working
+            # connection: worth a retry (StoreUnavailable), not a reason to treat the server
+            # as away.
+            self._down = used is None or used.broken
             raise StoreUnavailable(f"PostgreSQL store unavailable: {_first_line(exc)}") from exc
         self._down = False
 

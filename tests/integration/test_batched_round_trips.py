@@ -7,8 +7,11 @@ every caller."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
+from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from autorunner.errors import StoreUnavailable
 from autorunner.postgres_batch import StatementBatch
@@ -70,9 +73,88 @@ async def test_a_refused_statement_fails_only_its_caller_and_its_neighbours_are_
             assert isinstance(results[1], psycopg.errors.UniqueViolation)
             assert await _stored(db) == [(1, "first"), (2, "two"), (3, "three")]
             # and the connection it ran on serves the next batch
-            assert await asyncio.gather(batch.one(INSERT, (4, "4")), batch.one(INSERT, (5, "5")))
+            after = await asyncio.gather(batch.one(INSERT, (4, "4")), batch.one(INSERT, (5, "5")))
+            assert list(after) == [(40,), (50,)]
         finally:
             await db.close()
+
+
+async def test_a_parameter_that_cannot_be_encoded_fails_only_its_caller() -> None:
+    async with postgres_schema() as url:
+        db = await _items(url)
+        try:
+            batch = StatementBatch(db)
+            results = await asyncio.gather(
+                batch.one(INSERT, (1, "one")),
+                batch.one(
+                    "INSERT INTO items (id, note) VALUES (%s, %s::jsonb::text)",
+                    (2, Jsonb({"n": 2**70})),
+                ),  # past 64 bits: orjson refuses it
+                batch.one(INSERT, (3, "three")),
+                return_exceptions=True,
+            )
+            assert [results[0], results[2]] == [(10,), (30,)]
+            assert isinstance(results[1], TypeError)
+            assert await _stored(db) == [(1, "one"), (3, "three")]
+        finally:
+            await db.close()
+
+
+async def test_each_caller_gets_its_own_row_when_statement_texts_interleave() -> None:
+    async with postgres_schema() as url:
+        db = await _items(url)
+        try:
+            batch = StatementBatch(db)
+            double = "SELECT %s::int * 2"
+            rows = await asyncio.gather(
+                batch.one(INSERT, (1, "a"), key="b"),
+                batch.one(double, (7,)),
+                batch.one(INSERT, (2, "b"), key="a"),  # runs first among the inserts
+                batch.one("SELECT count(*) FROM items", ()),
+                batch.one(double, (8,)),
+            )
+            assert list(rows) == [(10,), (14,), (20,), (2,), (16,)]
+            assert batch.batches == 1
+        finally:
+            await db.close()
+
+
+async def test_two_batches_writing_the_same_rows_in_opposite_orders_do_not_deadlock() -> None:
+    async with postgres_schema() as schema_url:
+        # deadlocks found fast, so that one, if it happens, fails this test quickly
+        url = schema_url + "%20-cdeadlock_timeout%3D100"
+        db = await _items(url)
+        other = await PostgresDatabase.open(url)
+        try:
+            for n in (1, 2):
+                await StatementBatch(db).one(INSERT, (n, "new"))
+            update = "UPDATE items SET note = %s WHERE id = %s RETURNING id"
+            first, second = StatementBatch(db), StatementBatch(other)
+            async with await psycopg.AsyncConnection.connect(url) as holder:
+                # row 1 held, so both batches are under way before either can finish
+                await holder.execute("SELECT 1 FROM items WHERE id = 1 FOR UPDATE")
+                both = asyncio.gather(
+                    *(first.one(update, ("x", n), key=str(n)) for n in (1, 2)),
+                    *(second.one(update, ("y", n), key=str(n)) for n in (2, 1)),
+                )
+                await _until_waiting_for_locks(holder, 2)
+                await holder.rollback()
+                assert list(await both) == [(1,), (2,), (2,), (1,)]
+            assert (first.batches, second.batches) == (1, 1)  # neither refused and rerun
+        finally:
+            await other.close()
+            await db.close()
+
+
+async def _until_waiting_for_locks(conn: psycopg.AsyncConnection[Any], count: int) -> None:
+    """Until ``count`` lock requests wait on the server (its state: no event tells it)."""
+    for _ in range(1000):
+        cur = await conn.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+        row = await cur.fetchone()
+        if row and row[0] >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"fewer than {count} lock requests waited within 10 s")
 
 
 async def test_a_lost_connection_is_store_unavailable_for_every_caller_then_service_resumes() -> (
@@ -116,6 +198,24 @@ async def test_settlements_issued_together_are_one_script_call_and_each_takes_ef
         assert await _script_calls(queue) - before == 1
         stats = await queue.stats()
         assert (stats.ready, stats.in_flight, stats.dead, stats.depth) == (0, 0, 1, 1)
+        _, _, delayed, _, _, dead, _ = queue.keys
+        assert await queue._redis.zscore(delayed, jobs[3].event_id) is not None
+        assert await queue._redis.hget(dead, jobs[4].event_id) == "no"
+
+
+async def test_a_stale_receipt_among_batched_settlements_settles_nothing_and_the_rest_apply() -> (
+    None
+):
+    async with redis_queue() as queue:
+        for n in range(3):
+            await queue.enqueue(f"e{n}")
+        jobs = await queue.claim("c", limit=3, lease=30, wait=0)
+        stale = replace(jobs[1], receipt=jobs[1].receipt.rsplit("|", 1)[0] + "|9")
+        await asyncio.gather(queue.ack(jobs[0]), queue.ack(stale), queue.ack(jobs[2]))
+        stats = await queue.stats()
+        assert (stats.in_flight, stats.depth) == (1, 0)  # e1 is still held by its claim
+        await queue.ack(jobs[1])
+        assert (await queue.stats()).in_flight == 0
 
 
 async def _script_calls(queue: object) -> int:

@@ -97,3 +97,12 @@ async def test_a_request_whose_caller_was_cancelled_before_sending_is_not_sent()
     with pytest.raises(asyncio.CancelledError):
         await dropped
     assert sender.batches == [[1]]
+
+
+async def test_a_send_answering_the_wrong_number_of_outcomes_fails_every_caller() -> None:
+    async def short(batch: list[int]) -> list[int | BaseException]:
+        return [1]  # a bug: two requests, one outcome
+
+    coalescer: Coalescer[int, int] = Coalescer(short)
+    results = await asyncio.gather(coalescer.submit(1), coalescer.submit(2), return_exceptions=True)
+    assert [type(r) for r in results] == [RuntimeError, RuntimeError]

@@ -146,6 +146,7 @@ class PostgresStore(PostgresOperators, PostgresApprovals, PostgresSpend):
                 Jsonb(event),
                 Jsonb(raw),
             ),
+            key=event.event_id,
         )
         if inserted is not None:
             return InsertResult(inserted=True)
@@ -176,6 +177,7 @@ class PostgresStore(PostgresOperators, PostgresApprovals, PostgresSpend):
             " AND (status = 'pending' OR (status = 'running' AND lease_until <= %(now)s))"
             " RETURNING attempts, event_json, generation, decision_json, available_at",
             {"owner": owner, "until": now + lease, "id": event_id, "now": now},
+            key=event_id,
         )
         if row is None:
             return None
@@ -215,6 +217,7 @@ class PostgresStore(PostgresOperators, PostgresApprovals, PostgresSpend):
             " WHERE event_id = %s AND lease_owner = %s AND generation = %s"
             " RETURNING decision_json",
             (Jsonb(decision), event_id, owner, generation),
+            key=event_id,
         )
         return None if row is None else dict(row[0])
 
@@ -233,7 +236,9 @@ class PostgresStore(PostgresOperators, PostgresApprovals, PostgresSpend):
             "route": intent.route,
         }
         # The usual case, a new key with no budget to count: one statement.
-        if intent.budget is None and await self._batch.one(INSERT_EFFECT + " RETURNING 1", row):
+        if intent.budget is None and await self._batch.one(
+            INSERT_EFFECT + " RETURNING 1", row, key=intent.effect_key
+        ):
             return EffectState(proceed=True, status=entry_status(staged), tries=1)
         return await self._begin_effect_in_tx(
             intent, row, at_least_once=at_least_once, staged=staged
@@ -299,6 +304,7 @@ class PostgresStore(PostgresOperators, PostgresApprovals, PostgresSpend):
             "UPDATE effects SET status = %s, result_json = %s, updated_at = %s"
             " WHERE effect_key = %s",
             (status, Jsonb(result), now, effect_key),
+            key=effect_key,
         )
 
     async def finish(
@@ -342,7 +348,7 @@ class PostgresStore(PostgresOperators, PostgresApprovals, PostgresSpend):
             " VALUES (%(id)s, %(attempt)s, %(outcome)s, %(finished_at)s, %(record)s))"
             f"{dead} SELECT count(*) FROM moved"
         )
-        await self._batch.one(query, params)
+        await self._batch.one(query, params, key=run.event_id)
 
     async def redrive(
         self, event_id: str | None, *, operation: Operation | None = None
