@@ -11,7 +11,7 @@ import os
 import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx2
 import orjson
@@ -25,9 +25,7 @@ from autorunner.approval_desk import ApprovalDesk, webhook_endpoint
 from autorunner.auto_client import AutoClient, AutoCredentials
 from autorunner.backends import Backends
 from autorunner.clock import Clock, system_clock
-from autorunner.config import Settings
-from autorunner.console import Console, build_console, console_enabled, tokens_for
-from autorunner.console.auth import Tokens
+from autorunner.config import Settings, console_enabled
 from autorunner.context import AutoContext, NoContext
 from autorunner.deciding import budgeted, check_deciders, deciders
 from autorunner.errors import ConfigError, Unavailable
@@ -47,6 +45,10 @@ from autorunner.spacing import Spacer
 from autorunner.subscriber import Subscriber, SubscriberConfig
 from autorunner.tracing import OFF, OtelTracing, Tracing, from_environment, trace_requests
 from autorunner.worker import Worker, WorkerConfig
+
+if TYPE_CHECKING:
+    from autorunner.console import Console
+    from autorunner.console.auth import Tokens
 
 log = structlog.get_logger("autorunner.app")
 
@@ -323,6 +325,10 @@ def build_runtime(
         )
     console = None
     if role in ("serve", "console") and console_enabled(settings, host=settings.host):
+        # Imported here: an ingress or a worker serves no console and need not load it (its
+        # templates, forms and sessions are ≈ 8 MB of a process's memory).
+        from autorunner.console import Console, build_console, tokens_for  # noqa: PLC0415
+
         runtime.console = Console(
             backends=backends,
             settings=settings,

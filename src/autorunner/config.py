@@ -376,3 +376,16 @@ def _pairs(text: str, variable: str) -> dict[str, str]:
             raise ConfigError(f"invalid {variable}: {item!r} is not name=value")
         pairs[name.strip()] = value.strip()
     return pairs
+
+
+def console_enabled(settings: Settings, *, host: str) -> bool:
+    """``CONSOLE=auto``: on for a loopback bind, or anywhere once a token is set. ``on`` on a
+    bind beyond loopback without ``CONSOLE_TOKEN`` is a ``ConfigError``: the only way in would
+    be a token made at start and written to the logs. (Here, not in ``autorunner.console``: a
+    process that serves no console never imports it.)"""
+    loopback = host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
+    if settings.console == "off":
+        return False
+    if settings.console == "on" and not loopback and settings.console_token is None:
+        raise ConfigError(f"CONSOLE=on on {host} (not loopback) needs CONSOLE_TOKEN")
+    return settings.console == "on" or loopback or settings.console_token is not None

@@ -23,8 +23,7 @@ import uvicorn
 
 from autorunner.app import Role, Runtime, build_runtime, stream_state, subscriber
 from autorunner.backends import open_backends_patiently
-from autorunner.config import Settings
-from autorunner.console import console_enabled
+from autorunner.config import Settings, console_enabled
 from autorunner.errors import AutoError, ConfigError
 from autorunner.http_limits import HttpLimits, Refusal, limited_protocol
 from autorunner.metrics import Metrics

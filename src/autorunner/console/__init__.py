@@ -31,7 +31,7 @@ from autorunner.console import auth, pages
 from autorunner.console.auth import SESSION_SECONDS, Tokens
 from autorunner.console.bulk import BulkRedrives
 from autorunner.deciders import Decider
-from autorunner.errors import ConfigError, Unavailable
+from autorunner.errors import Unavailable
 from autorunner.notional import Valuer
 from autorunner.policy import Policy
 
@@ -159,18 +159,6 @@ def build_console(console: Console) -> ASGIApp:
     )
     app.state.console = console
     return app
-
-
-def console_enabled(settings: Settings, *, host: str) -> bool:
-    """``CONSOLE=auto``: on for a loopback bind, or anywhere once a token is set. ``on`` on a
-    bind beyond loopback without ``CONSOLE_TOKEN`` is a ``ConfigError``: the only way in would
-    be a token made at start and written to the logs."""
-    loopback = host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
-    if settings.console == "off":
-        return False
-    if settings.console == "on" and not loopback and settings.console_token is None:
-        raise ConfigError(f"CONSOLE=on on {host} (not loopback) needs CONSOLE_TOKEN")
-    return settings.console == "on" or loopback or settings.console_token is not None
 
 
 def tokens_for(settings: Settings) -> Tokens:
