@@ -6,12 +6,14 @@ pooled connection, a round trip and a commit. ``StatementBatch`` gathers the sta
 issue within one pass of the event loop and sends them on one connection in pipeline mode inside
 one transaction: one checkout, one round trip, one commit (one WAL flush) for the lot.
 
-Each statement keeps its meaning. It is still one atomic statement, run in the order it was
-issued, and its first row (or None) goes to its own caller only after the transaction committed,
-so nothing a caller is told about is undone later. A statement that fails must not fail its
-neighbours: when the batch's transaction is refused (a constraint, a deadlock, a serialization
-failure) on a connection that still works, the batch is rolled back and each statement is run
-again alone, each caller getting its own row or error, exactly as without batching. A connection
+Each statement keeps its meaning. It is still one atomic statement, and its first row (or None)
+goes to its own caller only after the transaction committed, so nothing a caller is told about is
+undone later. The statements of a batch were issued concurrently, so the order they run in (by
+text, then by the row each writes, the same order in every batch) is one their callers could
+have seen. A statement that fails must not fail its neighbours: when the batch fails (a
+constraint, a deadlock, a parameter that cannot be encoded) on a connection that still works, the
+batch is rolled back and each statement is run again alone, each caller getting its own row or
+error, exactly as without batching. A connection
 failure is ``StoreUnavailable`` for every caller of the batch, as it is for a statement sent
 alone (committed or not: unknown, in both cases). A caller cancelled while its batch is in
 flight does not stop its statement, which commits with the others (as a statement already
