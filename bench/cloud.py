@@ -43,6 +43,7 @@ from bench.ingest import (
     signed_lines,
     wrk,
 )
+from bench.redis_keys import fresh_queue
 from bench.worker import preload
 
 
@@ -81,8 +82,7 @@ def count_done(url: str) -> int:
 
 def drain_with(workers: int, events: int, admin_url: str, redis: str, log_level: str) -> float:
     """Preload ``events``, start ``workers`` processes, return jobs/s once all are done."""
-    queue = f"bench-{uuid.uuid4().hex[:8]}"
-    with fresh_database(admin_url) as database:
+    with fresh_database(admin_url) as database, fresh_queue(redis) as queue:
         settings = Settings(
             runner_mode="cloud", queue_url=redis, database_url=database, queue_name=queue
         )
@@ -110,8 +110,7 @@ def two_ingresses(
     """Two ingress processes, each under its own wrk with half the connections and requests."""
     ingress = [str(VENV_BIN / "autorunner"), "ingress"]
     ports = [free_port(), free_port()]
-    queue = f"bench-{uuid.uuid4().hex[:8]}"
-    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+    with concurrent.futures.ThreadPoolExecutor(2) as pool, fresh_queue(args.redis) as queue:
         envs = [cloud_env(database, args.redis, queue, p, LOG_LEVEL=args.log_level) for p in ports]
         with server(ingress, ports[0], envs[0]), server(ingress, ports[1], envs[1]):
             halves = [tmp / "a.tsv", tmp / "b.tsv"]
@@ -143,23 +142,22 @@ def measure_ingress(
     """One ingress and two under wrk (into ``results``), then the open loop at half the rate."""
     ingress = [str(VENV_BIN / "autorunner"), "ingress"]
     port = free_port()
-    env = cloud_env(database, args.redis, f"bench-{uuid.uuid4().hex[:8]}", port)
-    with server(ingress, port, {**env, "LOG_LEVEL": args.log_level}) as proc:
-        results["cloud ingress, 1 process"] = wrk(port, lines_file, args.duration, args.connections)
-        results["cloud ingress, 1 process"]["rss_mb"] = rss_mb(proc.pid)
+    with fresh_queue(args.redis) as queue:
+        env = cloud_env(database, args.redis, queue, port)
+        with server(ingress, port, {**env, "LOG_LEVEL": args.log_level}) as proc:
+            one = wrk(port, lines_file, args.duration, args.connections)
+            results["cloud ingress, 1 process"] = {**one, "rss_mb": rss_mb(proc.pid)}
 
     results["cloud ingress, 2 processes"] = two_ingresses(args, database, lines_file, tmp)
 
     half = results["cloud ingress, 1 process"]["rate"] / 2
     port = free_port()
     fresh = signed_lines(int(half * args.duration))
-    env = cloud_env(database, args.redis, f"bench-{uuid.uuid4().hex[:8]}", port)
-    with server(ingress, port, {**env, "LOG_LEVEL": args.log_level}):
-        return asyncio.run(
-            loadgen.run(
-                "127.0.0.1", port, [raw_request(r, port) for r in fresh], rate=half, connections=32
-            )
-        )
+    with fresh_queue(args.redis) as queue:
+        env = cloud_env(database, args.redis, queue, port)
+        with server(ingress, port, {**env, "LOG_LEVEL": args.log_level}):
+            requests = [raw_request(r, port) for r in fresh]
+            return asyncio.run(loadgen.run("127.0.0.1", port, requests, rate=half, connections=32))
 
 
 def main() -> None:

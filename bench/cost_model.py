@@ -18,7 +18,6 @@ import asyncio
 import os
 import resource
 import statistics
-import uuid
 from pathlib import Path
 
 import uvloop
@@ -27,6 +26,7 @@ from autorunner import logs
 from autorunner.config import Settings
 from bench.calibrate import python_loop_seconds
 from bench.queues import database
+from bench.redis_keys import fresh_queue
 from bench.worker import drain, preload
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -52,12 +52,12 @@ def cpu_of(names: tuple[str, ...]) -> float:
 
 
 def one_round(events: int, admin: str, redis: str) -> dict[str, float]:
-    with database(admin) as db:
+    with database(admin) as db, fresh_queue(redis) as queue:
         settings = Settings(
             runner_mode="cloud",
             database_url=db,
             queue_url=redis,
-            queue_name=f"bench-{uuid.uuid4().hex[:8]}",
+            queue_name=queue,
             worker_concurrency=64,
             log_level="warning",
         )

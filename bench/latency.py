@@ -51,11 +51,10 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import redis
 from psycopg.conninfo import conninfo_to_dict
 from tests.fake_http import serving
 
@@ -74,6 +73,7 @@ from bench.ingest import (
     signed_lines,
 )
 from bench.orders_api import Api, internal_api
+from bench.redis_keys import fresh_queue
 from bench.triggers import Fired, fire_frames, fire_webhooks
 
 POLICY = """
@@ -269,21 +269,6 @@ def stream_env(sim_base: str, query: SimQuery) -> dict[str, str]:
     }
 
 
-@contextlib.contextmanager
-def redis_keys_dropped(url: str, queue: str) -> Iterator[None]:
-    """Delete this queue's keys (``{queue}:…``) afterwards; nothing else."""
-    try:
-        yield
-    finally:
-        client = redis.Redis.from_url(url)
-        try:
-            keys = list(client.scan_iter(match=f"{{{queue}}}:*", count=1000))
-            if keys:
-                client.delete(*keys)
-        finally:
-            client.close()
-
-
 @dataclass(frozen=True)
 class Runners:
     stack: contextlib.ExitStack
@@ -314,8 +299,7 @@ def runners(case: Case, args: argparse.Namespace, tmp: Path, extra: dict[str, st
             proc = stack.enter_context(server(serve_cmd(), port, env))
             return Runners(stack, port, {"serve": proc.pid})
         database = stack.enter_context(fresh_database(args.database))
-        queue = f"bench-{uuid.uuid4().hex[:8]}"
-        stack.enter_context(redis_keys_dropped(args.redis, queue))
+        queue = stack.enter_context(fresh_queue(args.redis))
         pids = {}
         for role, role_port in (("ingress", port), ("worker", free_port())):
             env = cloud_env(database, args.redis, queue, role_port, LOG_LEVEL="info", **extra)

@@ -29,6 +29,7 @@ from tests.services import MotoSqs, PrivateNats
 from autorunner import logs
 from autorunner.config import Settings
 from bench.calibrate import python_loop_seconds
+from bench.redis_keys import fresh_queue
 from bench.worker import drain, preload
 
 
@@ -65,12 +66,16 @@ def one_round(
     kind: str, events: int, concurrency: int, admin: str, redis: str
 ) -> tuple[float, float]:
     """Jobs per second, and the worker process's CPU milliseconds per job."""
-    with database(admin) as db, queue_url(kind, redis) as url:
+    with (
+        database(admin) as db,
+        queue_url(kind, redis) as url,
+        fresh_queue(redis if kind == "redis" else None) as name,
+    ):
         settings = Settings(
             runner_mode="cloud",
             database_url=db,
             queue_url=url,
-            queue_name=f"bench-{uuid.uuid4().hex[:8]}",
+            queue_name=name,
             worker_concurrency=concurrency,
             log_level="warning",
             aws_region=MotoSqs.REGION if kind == "sqs" else None,
