@@ -79,8 +79,12 @@ class RedisQueue:
         self._extend = client.register_script(redis_scripts.EXTEND)
         self._settle = client.register_script(redis_scripts.SETTLE)
         self._stats = client.register_script(redis_scripts.STATS)
-        self._settlements: Coalescer[tuple[str, ...], None] = Coalescer(self._settle_many)
-        self._enqueues: Coalescer[tuple[str, str], None] = Coalescer(self._enqueue_many)
+        self._enqueues: Coalescer[tuple[str, ...], None] = Coalescer(
+            self._in_one_call(self._enqueue)
+        )
+        self._settlements: Coalescer[tuple[str, ...], None] = Coalescer(
+            self._in_one_call(self._settle)
+        )
 
     @classmethod
     async def open(
@@ -123,6 +127,18 @@ class RedisQueue:
         return await self._call(
             lambda: script(keys=self.keys, args=[GROUP, repr(self._clock()), *args])
         )
+
+    def _in_one_call(
+        self, script: AsyncScript
+    ) -> Callable[[list[tuple[str, ...]]], Awaitable[list[BaseException | None]]]:
+        """A ``Coalescer``'s send: the requests of one pass (each a group of ``script``'s
+        arguments) in one call of ``script``, one round trip for them all."""
+
+        async def send(requests: list[tuple[str, ...]]) -> list[BaseException | None]:
+            await self._run(script, *(arg for each in requests for arg in each))
+            return [None] * len(requests)
+
+        return send
 
     @property
     def client(self) -> aioredis.Redis:
@@ -172,11 +188,6 @@ class RedisQueue:
             )
         )
 
-    async def _enqueue_many(self, jobs: list[tuple[str, str]]) -> list[BaseException | None]:
-        """The enqueues of one pass in one script call."""
-        await self._run(self._enqueue, *(arg for each in jobs for arg in each))
-        return [None] * len(jobs)
-
     async def extend(self, jobs: list[Job], *, lease: float) -> None:
         if not jobs:
             return
@@ -189,11 +200,6 @@ class RedisQueue:
     async def _settle_job(self, job: Job, outcome: str, arg: str) -> None:
         entry, n = job.receipt.split("|")
         await self._settlements.submit((job.event_id, entry, n, outcome, arg))
-
-    async def _settle_many(self, settlements: list[tuple[str, ...]]) -> list[BaseException | None]:
-        """The settlements of one pass in one script call: one round trip, not one each."""
-        await self._run(self._settle, *(arg for each in settlements for arg in each))
-        return [None] * len(settlements)
 
     async def ack(self, job: Job) -> None:
         await self._settle_job(job, "done", "")

@@ -41,25 +41,21 @@ end
 ENQUEUE = (
     PRELUDE
     + """
--- one or more jobs, two arguments each: event id, visible at; 1 for each job queued anew
-local queued = {}
+-- one or more jobs, two arguments each: event id, visible at (one job per event id)
 for i = 3, #ARGV, 2 do
   local ev, visible = ARGV[i], tonumber(ARGV[i + 1])
   redis.call('HDEL', dead, ev)
   local current = redis.call('HGET', entries, ev)
   if current then
     if current == 'd' then redis.call('ZADD', delayed, 'LT', visible, ev) end
-    queued[#queued + 1] = 0
   elseif visible > now then
     redis.call('ZADD', delayed, visible, ev)
     redis.call('HSET', entries, ev, 'd')
-    queued[#queued + 1] = 1
   else
     add_ready(ev, ARGV[2])
-    queued[#queued + 1] = 1
   end
 end
-return queued
+return 0
 """
 )
 

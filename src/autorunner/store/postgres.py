@@ -36,9 +36,7 @@ from autorunner.store.postgres_operators import PostgresOperators
 from autorunner.store.postgres_spend import MIGRATION as SPEND_MIGRATION
 from autorunner.store.postgres_spend import PostgresSpend
 from autorunner.store.rules import BUDGET_WINDOW, entry_status, proceeds, retaken_status
-from autorunner.store.sql import (
-    finish_params,
-)
+from autorunner.store.sql import event_row, finish_params
 
 INSERT_EFFECT = (
     "INSERT INTO effects (effect_key, event_id, step_id, kind, status, params_json, created_at,"
@@ -134,18 +132,7 @@ class PostgresStore(PostgresOperators, PostgresApprovals, PostgresSpend):
             " channel, status, received_at, available_at, event_json, raw_json)"
             " VALUES (%s, %s, %s, %s, %s, %s, 'pending', %s, %s, %s, %s)"
             " ON CONFLICT DO NOTHING RETURNING 1",
-            (
-                event.event_id,
-                event.execution_id,
-                event.delivery_id,
-                event.query_id,
-                event.event_type,
-                event.channel,
-                now,
-                now,
-                Jsonb(event),
-                Jsonb(raw),
-            ),
+            event_row(event, raw, now, Jsonb),
             key=event.event_id,
         )
         if inserted is not None:

@@ -7,10 +7,12 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from autorunner.events import Event
 from autorunner.records import (
     ApprovalView,
     EventSummary,
     Operation,
+    RawDelivery,
     RejectedView,
     RunRecord,
     WorkerBeat,
@@ -181,4 +183,25 @@ def approvals_query(
     return (
         f"SELECT {APPROVAL_COLUMNS} FROM approvals{where}"
         f" ORDER BY requested_at DESC LIMIT {style('limit')}"
+    )
+
+
+def event_row(
+    event: Event, raw: RawDelivery, now: float, encode: Callable[[Any], Any]
+) -> tuple[Any, ...]:
+    """The values of a new ``events`` row in both SQL stores' column order (``event_id,
+    execution_id, delivery_id, query_id, event_type, channel, received_at, available_at,
+    event_json, raw_json``); ``encode`` turns the event and the delivery into the dialect's
+    JSON value."""
+    return (
+        event.event_id,
+        event.execution_id,
+        event.delivery_id,
+        event.query_id,
+        event.event_type,
+        event.channel,
+        now,
+        now,
+        encode(event),
+        encode(raw),
     )

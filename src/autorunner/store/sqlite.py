@@ -23,9 +23,7 @@ from autorunner.records import (
 )
 from autorunner.sqlitedb import SqliteDatabase
 from autorunner.store.rules import BUDGET_WINDOW, aliases, entry_status, proceeds, retaken_status
-from autorunner.store.sql import (
-    finish_params,
-)
+from autorunner.store.sql import event_row, finish_params
 from autorunner.store.sqlite_approvals import AWAITING, SqliteApprovals
 from autorunner.store.sqlite_approvals import MIGRATION as APPROVALS_MIGRATION
 from autorunner.store.sqlite_operators import SqliteOperators, dumps
@@ -34,22 +32,6 @@ from autorunner.store.sqlite_spend import SqliteSpend
 
 INSERT_ROWS = 100
 """Rows per multi-row insert (10 parameters each; SQLite allows 32,766 since 3.32)."""
-
-
-def _event_row(event: Event, raw: RawDelivery, now: float) -> tuple[Any, ...]:
-    """The values of a new ``events`` row, as both inserts list its columns."""
-    return (
-        event.event_id,
-        event.execution_id,
-        event.delivery_id,
-        event.query_id,
-        event.event_type,
-        event.channel,
-        now,
-        now,
-        dumps(event),
-        dumps(raw),
-    )
 
 
 MIGRATION_2 = (
@@ -118,7 +100,7 @@ class SqliteStore(SqliteOperators, SqliteApprovals, SqliteSpend):
             "INSERT INTO events (event_id, execution_id, delivery_id, query_id, event_type,"
             " channel, status, received_at, available_at, event_json, raw_json)"
             " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            _event_row(event, raw, now),
+            event_row(event, raw, now, dumps),
         )
         if cur.rowcount == 1:
             return InsertResult(inserted=True)
@@ -152,7 +134,7 @@ class SqliteStore(SqliteOperators, SqliteApprovals, SqliteSpend):
             part = chunk[start : start + INSERT_ROWS]
             params: list[Any] = []
             for index in part:
-                params += _event_row(*rows[index])
+                params += event_row(*rows[index], dumps)
             values = ", ".join(["(?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)"] * len(part))
             inserted.update(
                 row[0]
