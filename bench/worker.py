@@ -29,12 +29,17 @@ from autorunner.records import RawDelivery
 from bench.calibrate import python_loop_seconds
 
 
-async def preload(
-    settings: Settings, count: int, *, concurrency: int = 500, keep: bool = False
-) -> Backends | None:
-    """Store and queue ``count`` events; the open backends with ``keep`` (the in-memory twins
-    forget everything when closed), else None."""
+async def preload(settings: Settings, count: int, *, concurrency: int = 500) -> None:
+    """Store and queue ``count`` events through backends opened for it, closed afterwards."""
     backends = await open_backends(settings)
+    try:
+        await preload_into(backends, count, concurrency=concurrency)
+    finally:
+        await backends.close()
+
+
+async def preload_into(backends: Backends, count: int, *, concurrency: int = 500) -> None:
+    """Store and queue ``count`` events through ``backends``."""
     raw = RawDelivery(received_at=time.time(), headers={}, body="{}")
 
     async def one(n: int) -> None:
@@ -50,10 +55,6 @@ async def preload(
 
     for start in range(0, count, concurrency):
         await asyncio.gather(*(one(n) for n in range(start, min(count, start + concurrency))))
-    if keep:
-        return backends
-    await backends.close()
-    return None
 
 
 async def drain(settings: Settings, count: int, *, preloaded: Backends | None = None) -> float:
@@ -95,9 +96,10 @@ def main() -> None:
     )
     if args.store == "memory":
 
-        async def both() -> float:
-            preloaded = await preload(settings, args.events, keep=True)
-            return await drain(settings, args.events, preloaded=preloaded)
+        async def both() -> float:  # the in-memory twins forget everything when closed
+            backends = await open_backends(settings)
+            await preload_into(backends, args.events)
+            return await drain(settings, args.events, preloaded=backends)
 
         elapsed = uvloop.run(both())
     else:

@@ -7,6 +7,8 @@ every caller."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -17,15 +19,26 @@ from autorunner.errors import StoreUnavailable
 from autorunner.postgres_batch import StatementBatch
 from autorunner.postgresdb import PostgresDatabase
 from tests.backends import postgres_schema, redis_queue
+from tests.helpers import eventually
 
 INSERT = "INSERT INTO items (id, note) VALUES (%s, %s) RETURNING id * 10"
 
 
-async def _items(url: str) -> PostgresDatabase:
-    db = await PostgresDatabase.open(url)
-    async with db.tx() as conn:
-        await conn.execute("CREATE TABLE items (id integer PRIMARY KEY, note text NOT NULL)")
-    return db
+@asynccontextmanager
+async def _items(options: str = "") -> AsyncIterator[tuple[str, PostgresDatabase]]:
+    """A fresh schema holding an ``items`` table (its URL, with ``options`` added) and a
+    database open on it, closed afterwards."""
+    async with postgres_schema() as schema_url:
+        url = schema_url + options
+        db = await PostgresDatabase.open(url)
+        try:
+            async with db.tx() as conn:
+                await conn.execute(
+                    "CREATE TABLE items (id integer PRIMARY KEY, note text NOT NULL)"
+                )
+            yield url, db
+        finally:
+            await db.close()
 
 
 async def _stored(db: PostgresDatabase) -> list[tuple[int, str]]:
@@ -35,95 +48,77 @@ async def _stored(db: PostgresDatabase) -> list[tuple[int, str]]:
 
 
 async def test_statements_issued_together_travel_together_and_each_caller_gets_its_row() -> None:
-    async with postgres_schema() as url:
-        db = await _items(url)
-        try:
-            batch = StatementBatch(db)
-            inserted = await asyncio.gather(*(batch.one(INSERT, (n, f"n{n}")) for n in range(20)))
-            assert inserted == [(n * 10,) for n in range(20)]
-            assert batch.batches == 1
-            updated = await asyncio.gather(
-                batch.one("UPDATE items SET note = 'x' WHERE id = %s RETURNING id", (3,)),
-                batch.one("UPDATE items SET note = 'y' WHERE id = %s RETURNING id", (99,)),
-                batch.one("UPDATE items SET note = 'z' WHERE id = %s", (4,)),
-                batch.one(INSERT, (20, "n20")),
-            )
-            assert list(updated) == [(3,), None, None, (200,)]
-            assert batch.batches == 2
-            stored = await _stored(db)
-            assert len(stored) == 21
-            assert stored[3:5] == [(3, "x"), (4, "z")]
-        finally:
-            await db.close()
+    async with _items() as (_, db):
+        batch = StatementBatch(db)
+        inserted = await asyncio.gather(*(batch.one(INSERT, (n, f"n{n}")) for n in range(20)))
+        assert inserted == [(n * 10,) for n in range(20)]
+        assert batch.batches == 1
+        updated = await asyncio.gather(
+            batch.one("UPDATE items SET note = 'x' WHERE id = %s RETURNING id", (3,)),
+            batch.one("UPDATE items SET note = 'y' WHERE id = %s RETURNING id", (99,)),
+            batch.one("UPDATE items SET note = 'z' WHERE id = %s", (4,)),
+            batch.one(INSERT, (20, "n20")),
+        )
+        assert list(updated) == [(3,), None, None, (200,)]
+        assert batch.batches == 2
+        stored = await _stored(db)
+        assert len(stored) == 21
+        assert stored[3:5] == [(3, "x"), (4, "z")]
 
 
 async def test_a_refused_statement_fails_only_its_caller_and_its_neighbours_are_committed() -> None:
-    async with postgres_schema() as url:
-        db = await _items(url)
-        try:
-            batch = StatementBatch(db)
-            await batch.one(INSERT, (1, "first"))
-            results = await asyncio.gather(
-                batch.one(INSERT, (2, "two")),
-                batch.one(INSERT, (1, "again")),  # the primary key is taken
-                batch.one(INSERT, (3, "three")),
-                return_exceptions=True,
-            )
-            assert [results[0], results[2]] == [(20,), (30,)]
-            assert isinstance(results[1], psycopg.errors.UniqueViolation)
-            assert await _stored(db) == [(1, "first"), (2, "two"), (3, "three")]
-            # and the connection it ran on serves the next batch
-            after = await asyncio.gather(batch.one(INSERT, (4, "4")), batch.one(INSERT, (5, "5")))
-            assert list(after) == [(40,), (50,)]
-        finally:
-            await db.close()
+    async with _items() as (_, db):
+        batch = StatementBatch(db)
+        await batch.one(INSERT, (1, "first"))
+        results = await asyncio.gather(
+            batch.one(INSERT, (2, "two")),
+            batch.one(INSERT, (1, "again")),  # the primary key is taken
+            batch.one(INSERT, (3, "three")),
+            return_exceptions=True,
+        )
+        assert [results[0], results[2]] == [(20,), (30,)]
+        assert isinstance(results[1], psycopg.errors.UniqueViolation)
+        assert await _stored(db) == [(1, "first"), (2, "two"), (3, "three")]
+        # and the connection it ran on serves the next batch
+        after = await asyncio.gather(batch.one(INSERT, (4, "4")), batch.one(INSERT, (5, "5")))
+        assert list(after) == [(40,), (50,)]
 
 
 async def test_a_parameter_that_cannot_be_encoded_fails_only_its_caller() -> None:
-    async with postgres_schema() as url:
-        db = await _items(url)
-        try:
-            batch = StatementBatch(db)
-            results = await asyncio.gather(
-                batch.one(INSERT, (1, "one")),
-                batch.one(
-                    "INSERT INTO items (id, note) VALUES (%s, %s::jsonb::text)",
-                    (2, Jsonb({"n": 2**70})),
-                ),  # past 64 bits: orjson refuses it
-                batch.one(INSERT, (3, "three")),
-                return_exceptions=True,
-            )
-            assert [results[0], results[2]] == [(10,), (30,)]
-            assert isinstance(results[1], TypeError)
-            assert await _stored(db) == [(1, "one"), (3, "three")]
-        finally:
-            await db.close()
+    async with _items() as (_, db):
+        batch = StatementBatch(db)
+        results = await asyncio.gather(
+            batch.one(INSERT, (1, "one")),
+            batch.one(
+                "INSERT INTO items (id, note) VALUES (%s, %s::jsonb::text)",
+                (2, Jsonb({"n": 2**70})),
+            ),  # past 64 bits: orjson refuses it
+            batch.one(INSERT, (3, "three")),
+            return_exceptions=True,
+        )
+        assert [results[0], results[2]] == [(10,), (30,)]
+        assert isinstance(results[1], TypeError)
+        assert await _stored(db) == [(1, "one"), (3, "three")]
 
 
 async def test_each_caller_gets_its_own_row_when_statement_texts_interleave() -> None:
-    async with postgres_schema() as url:
-        db = await _items(url)
-        try:
-            batch = StatementBatch(db)
-            double = "SELECT %s::int * 2"
-            rows = await asyncio.gather(
-                batch.one(INSERT, (1, "a"), key="b"),
-                batch.one(double, (7,)),
-                batch.one(INSERT, (2, "b"), key="a"),  # runs first among the inserts
-                batch.one("SELECT count(*) FROM items", ()),
-                batch.one(double, (8,)),
-            )
-            assert list(rows) == [(10,), (14,), (20,), (2,), (16,)]
-            assert batch.batches == 1
-        finally:
-            await db.close()
+    async with _items() as (_, db):
+        batch = StatementBatch(db)
+        double = "SELECT %s::int * 2"
+        rows = await asyncio.gather(
+            batch.one(INSERT, (1, "a"), key="b"),
+            batch.one(double, (7,)),
+            batch.one(INSERT, (2, "b"), key="a"),  # runs first among the inserts
+            batch.one("SELECT count(*) FROM items", ()),
+            batch.one(double, (8,)),
+        )
+        assert list(rows) == [(10,), (14,), (20,), (2,), (16,)]
+        assert batch.batches == 1
 
 
 async def test_two_batches_writing_the_same_rows_in_opposite_orders_do_not_deadlock() -> None:
-    async with postgres_schema() as schema_url:
-        # deadlocks found fast, so that one, if it happens, fails this test quickly
-        url = schema_url + "%20-cdeadlock_timeout%3D100"
-        db = await _items(url)
+    # deadlocks found fast, so that one, if it happens, fails this test quickly
+    async with _items("%20-cdeadlock_timeout%3D100") as (url, db):
         other = await PostgresDatabase.open(url)
         try:
             for n in (1, 2):
@@ -137,50 +132,44 @@ async def test_two_batches_writing_the_same_rows_in_opposite_orders_do_not_deadl
                     *(first.one(update, ("x", n), key=str(n)) for n in (1, 2)),
                     *(second.one(update, ("y", n), key=str(n)) for n in (2, 1)),
                 )
-                await _until_waiting_for_locks(holder, 2)
+                await eventually(lambda: _waiting_for_locks(holder, 2))
                 await holder.rollback()
                 assert list(await both) == [(1,), (2,), (2,), (1,)]
             assert (first.batches, second.batches) == (1, 1)  # neither refused and rerun
         finally:
             await other.close()
-            await db.close()
 
 
-async def _until_waiting_for_locks(conn: psycopg.AsyncConnection[Any], count: int) -> None:
-    """Until ``count`` lock requests wait on the server (its state: no event tells it)."""
-    for _ in range(1000):
-        cur = await conn.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
-        row = await cur.fetchone()
-        if row and row[0] >= count:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"fewer than {count} lock requests waited within 10 s")
+async def _waiting_for_locks(conn: psycopg.AsyncConnection[Any], count: int) -> bool:
+    """Whether ``count`` lock requests wait on the server (its state: no event tells it)."""
+    cur = await conn.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+    row = await cur.fetchone()
+    return bool(row and row[0] >= count)
 
 
 async def test_a_lost_connection_is_store_unavailable_for_every_caller_then_service_resumes() -> (
     None
 ):
-    async with postgres_schema() as url:
-        db = await _items(url)
-        try:
-            batch = StatementBatch(db)
-            async with db.tx() as conn:  # the pool's one idle connection, killed from outside
-                pid = conn.info.backend_pid
-            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
-                await admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-            results = await asyncio.gather(
-                *(batch.one(INSERT, (n, "lost")) for n in range(3)), return_exceptions=True
-            )
-            assert all(isinstance(r, StoreUnavailable) for r in results), results
-            for _ in range(50):  # the pool replaces the broken connection in the background
-                try:
-                    await batch.one(INSERT, (10, "after"))
-                    break
-                except StoreUnavailable:
-                    await asyncio.sleep(0.1)
-            assert (10, "after") in await _stored(db)
-        finally:
-            await db.close()
+    async with _items() as (url, db):
+        batch = StatementBatch(db)
+        async with db.tx() as conn:  # the pool's one idle connection, killed from outside
+            pid = conn.info.backend_pid
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
+            await admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        results = await asyncio.gather(
+            *(batch.one(INSERT, (n, "lost")) for n in range(3)), return_exceptions=True
+        )
+        assert all(isinstance(r, StoreUnavailable) for r in results), results
+
+        async def inserted_after() -> bool:
+            try:
+                await batch.one(INSERT, (10, "after"))
+            except StoreUnavailable:
+                return False  # the pool replaces the broken connection in the background
+            return True
+
+        await eventually(inserted_after, within=5, interval=0.1)
+        assert (10, "after") in await _stored(db)
 
 
 async def test_settlements_issued_together_are_one_script_call_and_each_takes_effect() -> None:
