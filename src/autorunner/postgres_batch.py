@@ -13,11 +13,22 @@ text, then by the row each writes, the same order in every batch) is one their c
 have seen. A statement that fails must not fail its neighbours: when the batch fails (a
 constraint, a deadlock, a parameter that cannot be encoded) on a connection that still works, the
 batch is rolled back and each statement is run again alone, each caller getting its own row or
-error, exactly as without batching. A connection
-failure is ``StoreUnavailable`` for every caller of the batch, as it is for a statement sent
-alone (committed or not: unknown, in both cases). A caller cancelled while its batch is in
-flight does not stop its statement, which commits with the others (as a statement already
-received by the server may): a lease taken so lapses by itself.
+error, exactly as without batching. A connection failure is ``StoreUnavailable`` for every
+caller of the batch, as it is for a statement sent alone (committed or not: unknown, in both
+cases). A caller cancelled while its batch is in flight does not stop its statement, which
+commits with the others (as a statement already received by the server may): a lease taken so
+lapses by itself.
+
+Every statement of a batch is sent before its one sync: the batch is one round trip. A
+statement may come with its form for many rows (``many``): one statement that takes every row's
+parameters as one JSON document (an array of arrays, rendered by orjson in one call) and reads
+them with ``jsonb_array_elements``. A batch sends the statements of that text as that one
+statement instead of one per row — each statement sent costs the client a wait on the socket,
+and psycopg would dump an array parameter element by element in Python (docs/benchmarks.md,
+issue 16). It returns each row's key first, which gives each caller its row. A key that comes
+twice in a batch goes once in the many-row statement and the rest after it, one by one, so a
+caller never sees a row another caller's statement changed in the same statement (two leases of
+one event: the second finds it taken).
 """
 
 from __future__ import annotations
@@ -26,16 +37,19 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg import pq
+from psycopg.types.json import Jsonb
 
 from autorunner.coalesce import Coalescer
 from autorunner.postgresdb import PostgresDatabase
 
 Params = Sequence[Any] | Mapping[str, Any]
 Row = tuple[Any, ...]
-Statement = tuple[bytes, Params, str]
-"""The query, its parameters, and the key of the row it locks first (its order in a batch)."""
+Statement = tuple[bytes, Params, str, bytes | None]
+"""The query, its parameters, the key of the row it locks first (its order in a batch), and
+its form for many rows, if it has one."""
 
 
 class _Refused(Exception):
@@ -54,13 +68,30 @@ class StatementBatch:
         self.batches = 0
         """How many round trips carried more than one statement (for tests and benchmarks)."""
 
-    async def one(self, query: str | bytes, params: Params, *, key: str = "") -> Row | None:
+    async def one(
+        self, query: str | bytes, params: Params, *, key: str = "", many: str | None = None
+    ) -> Row | None:
         """Run ``query`` with ``params``; its first row, or None (no row, or no result).
         ``key`` names the row the statement writes (an event id, an effect key): within a batch,
         statements of one text run in the order of their keys, so two batches writing the same
-        rows lock them in the same order and cannot deadlock each other."""
+        rows lock them in the same order and cannot deadlock each other.
+
+        ``many`` is the same statement for many rows at once: it takes one JSON array holding,
+        in the keys' order, each row's (positional) ``params`` as an array (a ``Jsonb``
+        parameter as its JSON value), and returns its rows with the key first, then the
+        columns ``query`` returns. Its rows are locked in the array's order when PostgreSQL
+        joins them in a nested loop, as it plans a few keys against a large table; under
+        another plan two batches may deadlock, and each statement is then run again alone, as
+        after any refusal."""
+        if many is not None and isinstance(params, Mapping):
+            raise TypeError("a statement with a form for many rows takes positional parameters")
         return await self._coalescer.submit(
-            (query.encode() if isinstance(query, str) else query, params, key)
+            (
+                query.encode() if isinstance(query, str) else query,
+                params,
+                key,
+                None if many is None else many.encode(),
+            )
         )
 
     async def _send(self, statements: list[Statement]) -> list[Row | BaseException | None]:
@@ -78,25 +109,31 @@ class StatementBatch:
 
     async def _together(self, statements: list[Statement]) -> list[Row | None]:
         # The statements of a batch were issued concurrently, so any order of them is one a
-        # caller could have seen: those with the same text go together (``executemany``
-        # converts and prepares the query once, then only adds parameters).
+        # caller could have seen: those with the same text go together.
         alike: dict[bytes, list[int]] = {}
-        for index, (query, _, _) in enumerate(statements):
+        for index, (query, *_) in enumerate(statements):
             alike.setdefault(query, []).append(index)
         for indices in alike.values():
             indices.sort(key=lambda i: statements[i][2])
         rows: list[Row | None] = [None] * len(statements)
+        sent: list[tuple[psycopg.AsyncCursor[Row], int | dict[str, int]]] = []
         async with self._db.tx() as conn:
             try:
-                async with conn.transaction(), conn.pipeline():
-                    for query, indices in sorted(alike.items()):  # the same order in every batch
-                        cursor = conn.cursor()
-                        await cursor.executemany(
-                            query, [statements[i][1] for i in indices], returning=True
+                async with conn.transaction(), conn.pipeline() as pipeline:
+                    for query, same in sorted(alike.items()):  # the same order in every batch
+                        many = statements[same[0]][3]
+                        if many is not None and len(same) > 1:
+                            same = await _send_as_one(conn, many, statements, same, sent)  # noqa: PLW2901 - the rest
+                        sent.extend(
+                            [(await conn.execute(query, statements[i][1]), i) for i in same]
                         )
-                        at = iter(indices)
-                        async for result in cursor.results():
-                            rows[next(at)] = await _first_row(result)
+                    await pipeline.sync()  # all sent, all results back: one round trip
+                    for cursor, to in sent:
+                        if isinstance(to, int):
+                            rows[to] = await _first_row(cursor)
+                        elif _returned(cursor):
+                            for row in await cursor.fetchall():
+                                rows[to[row[0]]] = row[1:]
             except Exception as exc:  # psycopg's refusal, or a parameter it could not encode
                 if conn.broken:
                     raise  # the connection is gone: StoreUnavailable for every caller
@@ -104,7 +141,7 @@ class StatementBatch:
         return rows
 
     async def _alone(self, statement: Statement) -> Row | BaseException | None:
-        query, params, _ = statement
+        query, params, *_ = statement
         try:
             async with self._db.tx() as conn:
                 return await _first_row(await conn.execute(query, params))
@@ -112,9 +149,42 @@ class StatementBatch:
             return exc
 
 
+async def _send_as_one(
+    conn: psycopg.AsyncConnection[Row],
+    many: bytes,
+    statements: list[Statement],
+    indices: list[int],
+    sent: list[tuple[psycopg.AsyncCursor[Row], int | dict[str, int]]],
+) -> list[int]:
+    """Send the statements at ``indices`` (sorted by key) as the one statement ``many``, each
+    key's first, and add it to ``sent`` with the index of each key's caller; return the indices
+    left to send one by one (the keys' repeats, or all of them when their values hold a NUL
+    character)."""
+    first: dict[str, int] = {}
+    rest = []
+    for index in indices:
+        if statements[index][2] in first:
+            rest.append(index)
+        else:
+            first[statements[index][2]] = index
+    document = orjson.dumps([[_plain(v) for v in statements[i][1]] for i in first.values()])
+    if b"\\u0000" in document:
+        return indices  # one by one: each value then refused or stored as its single form does
+    sent.append((await conn.execute(many, (document.decode(),)), first))
+    return rest
+
+
+def _plain(value: object) -> object:
+    """A parameter as its JSON value: a ``Jsonb`` parameter's object, any other as it is."""
+    return value.obj if isinstance(value, Jsonb) else value
+
+
 async def _first_row(cursor: psycopg.AsyncCursor[Row]) -> Row | None:
+    return await cursor.fetchone() if _returned(cursor) else None
+
+
+def _returned(cursor: psycopg.AsyncCursor[Row]) -> bool:
+    """Whether the statement returned rows (zero or more)."""
     # The result's status, not ``description`` (which builds a column object per column).
     result = cursor.pgresult
-    if result is None or result.status != pq.ExecStatus.TUPLES_OK:
-        return None
-    return await cursor.fetchone()
+    return result is not None and result.status == pq.ExecStatus.TUPLES_OK

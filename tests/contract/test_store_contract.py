@@ -60,6 +60,37 @@ async def test_acquire_leases_a_pending_event_to_one_owner(backends: Backends) -
     assert await store.acquire("e1", owner="w2", lease=30) is None
 
 
+async def test_concurrent_leases_of_one_event_go_to_exactly_one_owner(backends: Backends) -> None:
+    # On PostgreSQL they travel in one batch: the first as its many-row statement, the rest
+    # after it, each finding the event taken.
+    store, _ = backends
+    await store.insert_event(make_event("e1"), raw_delivery())
+    leases = await asyncio.gather(*(store.acquire("e1", owner=f"w{n}", lease=30) for n in range(8)))
+    [taken] = [lease for lease in leases if lease is not None]
+    assert taken.attempt == 1
+
+
+async def test_concurrent_leases_of_many_events_each_return_its_own_event(
+    backends: Backends,
+) -> None:
+    store, _ = backends
+    ids = [f"e{n:02}" for n in range(20)]
+    for event_id in ids:
+        await store.insert_event(make_event(event_id), raw_delivery())
+    await store.acquire("e03", owner="earlier", lease=30)  # taken: not leased again
+    leases = await asyncio.gather(*(store.acquire(i, owner=f"w-{i}", lease=30) for i in ids))
+    for event_id, lease in zip(ids, leases, strict=True):
+        if event_id == "e03":
+            assert lease is None
+        else:
+            assert lease is not None
+            assert (lease.event.event_id, lease.owner, lease.attempt) == (
+                event_id,
+                f"w-{event_id}",
+                1,
+            )
+
+
 async def test_expired_lease_can_be_taken_over(backends: Backends, clock: FakeClock) -> None:
     store, _ = backends
     await store.insert_event(make_event("e1"), raw_delivery())
@@ -182,6 +213,31 @@ async def test_effect_intent_then_done_is_skipped_with_its_result(backends: Back
     assert not again.proceed
     assert again.status == "done"
     assert again.result == {"delivered": True}
+
+
+async def test_concurrent_intents_of_one_effect_let_exactly_one_proceed(backends: Backends) -> None:
+    store, _ = backends
+    states = await asyncio.gather(*(store.begin_effect(intent()) for _ in range(8)))
+    assert sum(state.proceed for state in states) == 1
+
+
+async def test_concurrent_effects_of_many_keys_each_proceed_and_keep_their_own_result(
+    backends: Backends,
+) -> None:
+    store, _ = backends
+    intents = [intent(f"evt-{n:02}") for n in range(20)]
+    started = await asyncio.gather(*(store.begin_effect(each) for each in intents))
+    assert all(state.proceed for state in started)
+    await asyncio.gather(
+        *(
+            store.finish_effect(each.effect_key, status="done", result={"n": n})
+            for n, each in enumerate(intents)
+        )
+    )
+    again = await asyncio.gather(*(store.begin_effect(each) for each in intents))
+    assert [(state.proceed, state.status, state.result) for state in again] == [
+        (False, "done", {"n": n}) for n in range(20)
+    ]
 
 
 async def test_failed_effect_may_run_again(backends: Backends) -> None:
@@ -327,6 +383,25 @@ async def test_concurrent_pins_agree_on_one_decision(backends: Backends) -> None
     assert None not in kept
 
 
+async def test_concurrent_pins_of_many_events_each_keep_their_own_decision(
+    backends: Backends,
+) -> None:
+    store, _ = backends
+    ids = [f"e{n:02}" for n in range(20)]
+    for event_id in ids:
+        await store.insert_event(make_event(event_id), raw_delivery())
+        await store.acquire(event_id, owner="w", lease=30)
+    kept = await asyncio.gather(
+        *(
+            store.pin_decision(
+                i, {"actions": [], "for": i}, owner="w" if i != "e07" else "x", generation=1
+            )
+            for i in ids
+        )
+    )
+    assert [k and k["for"] for k in kept] == [None if i == "e07" else i for i in ids]
+
+
 async def test_only_the_leases_owner_in_the_current_generation_can_pin(
     backends: Backends,
 ) -> None:
@@ -390,6 +465,21 @@ async def test_a_route_budget_refuses_new_effects_once_spent_and_frees_up_after_
     ).status == "unknown"  # known keys are not budgeted again
     clock.advance(3601)
     assert (await store.begin_effect(budgeted("c"))).proceed
+
+
+async def test_events_stored_together_one_carrying_nul_characters_are_each_stored(
+    backends: Backends,
+) -> None:
+    # On PostgreSQL, a batch whose values hold a NUL goes one statement at a time (each value
+    # then stored as a lone statement stores it), not as its one many-row statement.
+    store, _ = backends
+    events = [make_event(f"e{n}", title="a\x00b" if n == 2 else "ab") for n in range(5)]
+    results = await asyncio.gather(*(store.insert_event(e, raw_delivery()) for e in events))
+    assert all(result.inserted for result in results)
+    leased = await asyncio.gather(*(store.acquire(f"e{n}", owner="w", lease=30) for n in range(5)))
+    titles = [lease.event.title if lease else None for lease in leased]
+    assert titles[:2] == titles[3:] == ["ab", "ab"]
+    assert titles[2] in ("a\x00b", "a\ufffdb")
 
 
 async def test_an_event_carrying_nul_characters_is_stored_and_read_back(

@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg.types.json import Jsonb
 
 from autorunner.errors import StoreUnavailable
@@ -64,6 +65,74 @@ async def test_statements_issued_together_travel_together_and_each_caller_gets_i
         stored = await _stored(db)
         assert len(stored) == 21
         assert stored[3:5] == [(3, "x"), (4, "z")]
+
+
+INSERT_ONCE = (
+    "INSERT INTO items (id, note) VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING id * 10"
+)
+INSERT_MANY = (
+    "INSERT INTO items (id, note) SELECT (r->>0)::int, r->>1"
+    " FROM jsonb_array_elements(%s::jsonb) AS r ON CONFLICT DO NOTHING RETURNING id::text, id * 10"
+)
+
+
+async def _count_insert_statements(db: PostgresDatabase) -> None:
+    async with db.tx() as conn:
+        await conn.execute("CREATE TABLE statements (n integer NOT NULL)")
+        await conn.execute("INSERT INTO statements VALUES (0)")
+        await conn.execute(
+            "CREATE FUNCTION counted() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN UPDATE statements SET n = n + 1; RETURN NULL; END $$"
+        )
+        await conn.execute(
+            "CREATE TRIGGER counted AFTER INSERT ON items FOR EACH STATEMENT"
+            " EXECUTE FUNCTION counted()"
+        )
+
+
+async def _statements(db: PostgresDatabase) -> int:
+    async with db.tx() as conn:
+        cur = await conn.execute("SELECT n FROM statements")
+        row = await cur.fetchone()
+        return int(row[0]) if row else -1
+
+
+async def test_statements_with_a_form_for_many_rows_run_as_one_and_each_caller_gets_its_row() -> (
+    None
+):
+    async with _items() as (_, db):
+        await _count_insert_statements(db)
+        batch = StatementBatch(db)
+        await batch.one(INSERT_ONCE, (7, "before"))
+        assert await _statements(db) == 1
+        rows = await asyncio.gather(
+            *(batch.one(INSERT_ONCE, (n, f"n{n}"), key=str(n), many=INSERT_MANY) for n in range(10))
+        )
+        assert list(rows) == [None if n == 7 else (n * 10,) for n in range(10)]  # 7 was there
+        assert await _statements(db) == 2  # the ten rows: one statement
+        assert batch.batches == 1
+        assert (await _stored(db))[7] == (7, "before")
+
+
+async def test_a_key_twice_in_a_batch_runs_once_in_the_many_row_statement_then_alone() -> None:
+    async with _items() as (_, db):
+        await _count_insert_statements(db)
+        batch = StatementBatch(db)
+        rows = await asyncio.gather(
+            batch.one(INSERT_ONCE, (2, "first"), key="2", many=INSERT_MANY),
+            batch.one(INSERT_ONCE, (1, "one"), key="1", many=INSERT_MANY),
+            batch.one(INSERT_ONCE, (2, "second"), key="2", many=INSERT_MANY),
+        )
+        # the second caller of key 2 ran after the many-row statement, and found the row there
+        assert list(rows) == [(20,), (10,), None]
+        assert await _stored(db) == [(1, "one"), (2, "first")]
+        assert await _statements(db) == 2
+
+
+async def test_a_form_for_many_rows_takes_positional_parameters_only() -> None:
+    async with _items() as (_, db):
+        with pytest.raises(TypeError, match="positional"):
+            await StatementBatch(db).one(INSERT_ONCE, {"id": 1}, many=INSERT_MANY)
 
 
 async def test_a_refused_statement_fails_only_its_caller_and_its_neighbours_are_committed() -> None:

@@ -43,6 +43,42 @@ INSERT_EFFECT = (
     " updated_at, route) VALUES (%(key)s, %(event)s, %(step)s, %(kind)s, %(status)s, %(params)s,"
     " %(now)s, %(now)s, %(route)s) ON CONFLICT DO NOTHING"
 )
+EFFECT_COLUMNS = ("key", "event", "step", "kind", "status", "params", "now", "now", "route")
+INSERT_EFFECT_BY_POSITION = (  # INSERT_EFFECT's values, in the order of EFFECT_COLUMNS
+    "INSERT INTO effects (effect_key, event_id, step_id, kind, status, params_json, created_at,"
+    " updated_at, route) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+    " RETURNING 1"
+)
+
+# The hot statements' forms for many rows (StatementBatch): each takes the rows' parameters as
+# one JSON array of arrays, in the order of its single form's, and returns the row's key first.
+ROWS = " FROM jsonb_array_elements(%s::jsonb) AS r"
+INSERT_EVENTS = (
+    "INSERT INTO events (event_id, execution_id, delivery_id, query_id, event_type, channel,"
+    " status, received_at, available_at, event_json, raw_json)"
+    " SELECT r->>0, r->>1, r->>2, r->>3, r->>4, r->>5, 'pending', (r->>6)::float8,"
+    f" (r->>7)::float8, r->8, r->9{ROWS} ON CONFLICT DO NOTHING RETURNING event_id, 1"
+)
+ACQUIRE_MANY = (
+    "UPDATE events SET status = 'running', attempts = attempts + 1, lease_owner = r->>0,"
+    f" lease_until = (r->>1)::float8{ROWS} WHERE event_id = r->>2 AND (status = 'pending'"
+    " OR (status = 'running' AND lease_until <= (r->>3)::float8))"
+    " RETURNING r->>2, attempts, event_json, generation, decision_json, available_at"
+)
+PIN_DECISIONS = (
+    f"UPDATE events SET decision_json = coalesce(decision_json, r->0){ROWS}"
+    " WHERE event_id = r->>1 AND lease_owner = r->>2 AND generation = (r->>3)::integer"
+    " RETURNING r->>1, decision_json"
+)
+INSERT_EFFECTS = (
+    "INSERT INTO effects (effect_key, event_id, step_id, kind, status, params_json, created_at,"
+    " updated_at, route) SELECT r->>0, r->>1, r->>2, r->>3, r->>4, r->5, (r->>6)::float8,"
+    f" (r->>7)::float8, r->>8{ROWS} ON CONFLICT DO NOTHING RETURNING effect_key, 1"
+)
+FINISH_EFFECTS = (
+    "UPDATE effects SET status = r->>0, result_json = r->1, updated_at = (r->>2)::float8"
+    f"{ROWS} WHERE effect_key = r->>3"
+)
 MIGRATION_2 = """ALTER TABLE events ADD COLUMN generation integer NOT NULL DEFAULT 1;
 CREATE TABLE operations (id bigserial PRIMARY KEY, at double precision NOT NULL,
     actor text NOT NULL, action text NOT NULL, event_id text, target text,
@@ -134,6 +170,7 @@ class PostgresStore(PostgresOperators, PostgresApprovals, PostgresSpend):
             " ON CONFLICT DO NOTHING RETURNING 1",
             event_row(event, raw, now, Jsonb),
             key=event.event_id,
+            many=INSERT_EVENTS,
         )
         if inserted is not None:
             return InsertResult(inserted=True)
@@ -160,11 +197,12 @@ class PostgresStore(PostgresOperators, PostgresApprovals, PostgresSpend):
         now = self._clock()
         row = await self._batch.one(
             "UPDATE events SET status = 'running', attempts = attempts + 1,"
-            " lease_owner = %(owner)s, lease_until = %(until)s WHERE event_id = %(id)s"
-            " AND (status = 'pending' OR (status = 'running' AND lease_until <= %(now)s))"
+            " lease_owner = %s, lease_until = %s WHERE event_id = %s"
+            " AND (status = 'pending' OR (status = 'running' AND lease_until <= %s))"
             " RETURNING attempts, event_json, generation, decision_json, available_at",
-            {"owner": owner, "until": now + lease, "id": event_id, "now": now},
+            (owner, now + lease, event_id, now),
             key=event_id,
+            many=ACQUIRE_MANY,
         )
         if row is None:
             return None
@@ -205,6 +243,7 @@ class PostgresStore(PostgresOperators, PostgresApprovals, PostgresSpend):
             " RETURNING decision_json",
             (Jsonb(decision), event_id, owner, generation),
             key=event_id,
+            many=PIN_DECISIONS,
         )
         return None if row is None else dict(row[0])
 
@@ -224,7 +263,10 @@ class PostgresStore(PostgresOperators, PostgresApprovals, PostgresSpend):
         }
         # The usual case, a new key with no budget to count: one statement.
         if intent.budget is None and await self._batch.one(
-            INSERT_EFFECT + " RETURNING 1", row, key=intent.effect_key
+            INSERT_EFFECT_BY_POSITION,
+            tuple(row[name] for name in EFFECT_COLUMNS),
+            key=intent.effect_key,
+            many=INSERT_EFFECTS,
         ):
             return EffectState(proceed=True, status=entry_status(staged), tries=1)
         return await self._begin_effect_in_tx(
@@ -292,6 +334,7 @@ class PostgresStore(PostgresOperators, PostgresApprovals, PostgresSpend):
             " WHERE effect_key = %s",
             (status, Jsonb(result), now, effect_key),
             key=effect_key,
+            many=FINISH_EFFECTS,
         )
 
     async def finish(
