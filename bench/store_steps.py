@@ -1,0 +1,120 @@
+"""Benchmark: the PostgreSQL store's hot statements alone, their client CPU per event or job.
+
+    .venv/bin/python -m bench.store_steps [--events 4000] [--rounds 3]
+
+A throw-away database on the machine's server. Each round stores ``--events`` events (256
+admissions at once, as an ingress under load: the insert), then runs 64 jobs at once, each
+doing a job's store steps in turn on its own event — lease, pinned decision, effect intent,
+effect result, run record — with no queue, no pipeline and no HTTP around them. Prints, per
+round and as medians, this process's CPU (``process_time``) per insert and per job and their
+rates: the cost of the statements and of their batching (``StatementBatch``), which the worker
+and ingress benchmarks measure only among everything else.
+
+For a before/after, run it alternately on both trees in one sitting (this machine's speed
+moves by up to 2x within minutes): ``PYTHONPATH=<other tree>/src .venv/bin/python -m ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+
+import uvloop
+
+from autorunner.events import Event
+from autorunner.records import EffectIntent, RawDelivery, RunRecord
+from autorunner.store.postgres import PostgresStore
+from bench.calibrate import python_loop_seconds
+from bench.cloud import fresh_database
+
+
+def event(event_id: str) -> Event:
+    return Event(
+        event_id=event_id,
+        channel="test",
+        shape="canonical",
+        event_type="query.triggered",
+        title="BTC above 100k",
+        body="bench",
+    )
+
+
+async def one_round(url: str, events: int) -> tuple[float, float, float, float]:
+    """(insert µs CPU, inserts/s, job µs CPU, jobs/s) of one round on a fresh store."""
+    store = await PostgresStore.open(url)
+    try:
+        ids = [f"e{n:07}" for n in range(events)]
+        raw = RawDelivery(received_at=time.time(), headers={}, body="{}")
+        admitting = asyncio.Semaphore(256)
+
+        async def insert(event_id: str) -> None:
+            async with admitting:
+                await store.insert_event(event(event_id), raw)
+
+        cpu, wall = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(insert(i) for i in ids))
+        insert_cpu, insert_wall = time.process_time() - cpu, time.perf_counter() - wall
+
+        todo = iter(ids)
+
+        async def job_runner() -> None:
+            for event_id in todo:
+                await store.acquire(event_id, owner="w", lease=30)
+                await store.pin_decision(event_id, {"actions": []}, owner="w", generation=1)
+                await store.begin_effect(
+                    EffectIntent(
+                        effect_key=f"{event_id}:notify",
+                        event_id=event_id,
+                        step_id="notify",
+                        kind="notify",
+                        params={"text": "hi"},
+                    )
+                )
+                await store.finish_effect(f"{event_id}:notify", status="done", result={"ok": 1})
+                run = RunRecord(
+                    event_id=event_id, attempt=1, outcome="done", started_at=0.0, finished_at=1.0
+                )
+                await store.finish(run, owner="w")
+
+        cpu, wall = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(job_runner() for _ in range(64)))
+        job_cpu, job_wall = time.process_time() - cpu, time.perf_counter() - wall
+    finally:
+        await store.close()
+    return (
+        insert_cpu / events * 1e6,
+        events / insert_wall,
+        job_cpu / events * 1e6,
+        events / job_wall,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=4000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--database", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    args = parser.parse_args()
+    print(f"CPU yardstick {python_loop_seconds():.2f}s; {args.events:,} events a round")
+    rounds = []
+    for _ in range(args.rounds):
+        with fresh_database(args.database) as url:
+            rounds.append(uvloop.run(one_round(url, args.events)))
+        print(
+            "  insert {:.0f} µs CPU ({:,.0f}/s); job {:.0f} µs CPU ({:,.0f}/s)".format(*rounds[-1])
+        )
+    insert_cpu, insert_rate, job_cpu, job_rate = (
+        statistics.median(r) for r in zip(*rounds, strict=True)
+    )
+    print(
+        f"median: insert {insert_cpu:.0f} µs CPU ({insert_rate:,.0f}/s);"
+        f" job {job_cpu:.0f} µs CPU ({job_rate:,.0f}/s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
