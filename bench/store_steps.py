@@ -6,9 +6,10 @@ A throw-away database on the machine's server. Each round stores ``--events`` ev
 admissions at once, as an ingress under load: the insert), then runs 64 jobs at once, each
 doing a job's store steps in turn on its own event — lease, pinned decision, effect intent,
 effect result, run record — with no queue, no pipeline and no HTTP around them. Prints, per
-round and as medians, this process's CPU (``process_time``) per insert and per job and their
-rates: the cost of the statements and of their batching (``StatementBatch``), which the worker
-and ingress benchmarks measure only among everything else.
+round and as medians, this process's CPU (``process_time``) and PostgreSQL's (every server
+process's, from ``/proc``, as ``bench.cost_model``) per insert and per job, and their rates: the
+cost of the statements and of their batching (``StatementBatch``), which the worker and ingress
+benchmarks measure only among everything else. The machine must be otherwise idle.
 
 For a before/after, run it alternately on both trees in one sitting (this machine's speed
 moves by up to 2x within minutes): ``PYTHONPATH=<other tree>/src .venv/bin/python -m ...``.
@@ -28,6 +29,9 @@ from autorunner.records import EffectIntent, RawDelivery, RunRecord
 from autorunner.store.postgres import PostgresStore
 from bench.calibrate import python_loop_seconds
 from bench.cloud import fresh_database
+from bench.cost_model import cpu_of
+
+Costs = tuple[float, float, float, float, float, float]
 
 
 def event(event_id: str) -> Event:
@@ -41,8 +45,8 @@ def event(event_id: str) -> Event:
     )
 
 
-async def one_round(url: str, events: int) -> tuple[float, float, float, float]:
-    """(insert µs CPU, inserts/s, job µs CPU, jobs/s) of one round on a fresh store."""
+async def one_round(url: str, events: int) -> Costs:
+    """Per insert and per job, on a fresh store: our CPU µs, PostgreSQL's CPU µs, the rate."""
     store = await PostgresStore.open(url)
     try:
         ids = [f"e{n:07}" for n in range(events)]
@@ -53,9 +57,10 @@ async def one_round(url: str, events: int) -> tuple[float, float, float, float]:
             async with admitting:
                 await store.insert_event(event(event_id), raw)
 
-        cpu, wall = time.process_time(), time.perf_counter()
+        cpu, server, wall = time.process_time(), cpu_of(("postgres",)), time.perf_counter()
         await asyncio.gather(*(insert(i) for i in ids))
         insert_cpu, insert_wall = time.process_time() - cpu, time.perf_counter() - wall
+        insert_server = cpu_of(("postgres",)) - server
 
         todo = iter(ids)
 
@@ -78,15 +83,18 @@ async def one_round(url: str, events: int) -> tuple[float, float, float, float]:
                 )
                 await store.finish(run, owner="w")
 
-        cpu, wall = time.process_time(), time.perf_counter()
+        cpu, server, wall = time.process_time(), cpu_of(("postgres",)), time.perf_counter()
         await asyncio.gather(*(job_runner() for _ in range(64)))
         job_cpu, job_wall = time.process_time() - cpu, time.perf_counter() - wall
+        job_server = cpu_of(("postgres",)) - server
     finally:
         await store.close()
     return (
         insert_cpu / events * 1e6,
+        insert_server / events * 1e6,
         events / insert_wall,
         job_cpu / events * 1e6,
+        job_server / events * 1e6,
         events / job_wall,
     )
 
@@ -100,20 +108,14 @@ def main() -> None:
     parser.add_argument("--database", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
     print(f"CPU yardstick {python_loop_seconds():.2f}s; {args.events:,} events a round")
-    rounds = []
+    line = "insert {:.0f} + {:.0f} µs CPU ({:,.0f}/s); job {:.0f} + {:.0f} µs CPU ({:,.0f}/s)"
+    rounds: list[Costs] = []
     for _ in range(args.rounds):
         with fresh_database(args.database) as url:
             rounds.append(uvloop.run(one_round(url, args.events)))
-        print(
-            "  insert {:.0f} µs CPU ({:,.0f}/s); job {:.0f} µs CPU ({:,.0f}/s)".format(*rounds[-1])
-        )
-    insert_cpu, insert_rate, job_cpu, job_rate = (
-        statistics.median(r) for r in zip(*rounds, strict=True)
-    )
-    print(
-        f"median: insert {insert_cpu:.0f} µs CPU ({insert_rate:,.0f}/s);"
-        f" job {job_cpu:.0f} µs CPU ({job_rate:,.0f}/s)"
-    )
+        print("  " + line.format(*rounds[-1]))
+    medians = [statistics.median(costs) for costs in zip(*rounds, strict=True)]
+    print("median (ours + PostgreSQL's): " + line.format(*medians))
 
 
 if __name__ == "__main__":
