@@ -47,7 +47,9 @@ def queue_kind(url: str) -> QueueKind | None:
 class Settings(BaseSettings):
     """Every knob of the runner; the environment variable is the field name in upper case."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", frozen=True, allow_inf_nan=False
+    )
 
     runner_mode: Literal["local", "cloud"] = "local"
     runner_policy: str | None = Field(

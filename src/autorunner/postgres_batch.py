@@ -19,8 +19,8 @@ cases). A caller cancelled while its batch is in flight does not stop its statem
 commits with the others (as a statement already received by the server may): a lease taken so
 lapses by itself.
 
-Every statement of a batch is sent before its one sync: the batch is one round trip. A
-statement may come with its form for many rows (``many``): one statement that takes every row's
+Every statement of a batch is sent before one sync: they share one round trip (the batch's
+BEGIN, its pipeline's end and its COMMIT are three more, as before). A statement may come with its form for many rows (``many``): one statement that takes every row's
 parameters as one JSON document (an array of arrays, rendered by orjson in one call) and reads
 them with ``jsonb_array_elements``. A batch sends the statements of that text as that one
 statement instead of one per row — each statement sent costs the client a wait on the socket,
@@ -79,12 +79,16 @@ class StatementBatch:
         ``many`` is the same statement for many rows at once: it takes one JSON array holding,
         in the keys' order, each row's (positional) ``params`` as an array (a ``Jsonb``
         parameter as its JSON value), and returns its rows with the key first, then the
-        columns ``query`` returns. Its rows are locked in the array's order when PostgreSQL
-        joins them in a nested loop, as it plans a few keys against a large table; under
-        another plan two batches may deadlock, and each statement is then run again alone, as
-        after any refusal."""
-        if many is not None and isinstance(params, Mapping):
-            raise TypeError("a statement with a form for many rows takes positional parameters")
+        columns ``query`` returns. ``key`` must be what it returns first. It locks its rows in
+        the order PostgreSQL's plan visits them — the array's under a nested loop (a large
+        backlog's plan), a scan's under a hash join (a small table's) — so two batches may
+        deadlock over the same rows: one is then refused and its statements run again alone,
+        as after any refusal."""
+        if many is not None and (isinstance(params, Mapping) or not key):
+            raise TypeError(
+                "a statement with a form for many rows takes positional parameters and the key"
+                " its many-row form returns"
+            )
         return await self._coalescer.submit(
             (
                 query.encode() if isinstance(query, str) else query,
@@ -110,9 +114,9 @@ class StatementBatch:
     async def _together(self, statements: list[Statement]) -> list[Row | None]:
         # The statements of a batch were issued concurrently, so any order of them is one a
         # caller could have seen: those with the same text go together.
-        alike: dict[bytes, list[int]] = {}
-        for index, (query, *_) in enumerate(statements):
-            alike.setdefault(query, []).append(index)
+        alike: dict[tuple[bytes, bytes], list[int]] = {}  # by text and form for many rows
+        for index, (query, _, _, many) in enumerate(statements):
+            alike.setdefault((query, many or b""), []).append(index)
         for indices in alike.values():
             indices.sort(key=lambda i: statements[i][2])
         rows: list[Row | None] = [None] * len(statements)
@@ -120,9 +124,8 @@ class StatementBatch:
         async with self._db.tx() as conn:
             try:
                 async with conn.transaction(), conn.pipeline() as pipeline:
-                    for query, same in sorted(alike.items()):  # the same order in every batch
-                        many = statements[same[0]][3]
-                        if many is not None and len(same) > 1:
+                    for (query, many), same in sorted(alike.items()):  # the same order always
+                        if many and len(same) > 1:
                             same = await _send_as_one(conn, many, statements, same, sent)  # noqa: PLW2901 - the rest
                         sent.extend(
                             [(await conn.execute(query, statements[i][1]), i) for i in same]
@@ -175,7 +178,9 @@ async def _send_as_one(
 
 
 def _plain(value: object) -> object:
-    """A parameter as its JSON value: a ``Jsonb`` parameter's object, any other as it is."""
+    """A parameter as its JSON value: a ``Jsonb`` parameter's object (rendered by orjson, as the
+    connection's own JSON dumper does, never by a ``dumps`` of the ``Jsonb``'s own), any other
+    as it is."""
     return value.obj if isinstance(value, Jsonb) else value
 
 

@@ -129,10 +129,30 @@ async def test_a_key_twice_in_a_batch_runs_once_in_the_many_row_statement_then_a
         assert await _statements(db) == 2
 
 
-async def test_a_form_for_many_rows_takes_positional_parameters_only() -> None:
+async def test_a_many_row_statement_refused_by_the_server_fails_only_its_callers_row() -> None:
+    async with _items() as (_, db):
+        batch = StatementBatch(db)
+        results = await asyncio.gather(
+            *(
+                batch.one(
+                    INSERT_ONCE, (n, None if n == 3 else f"n{n}"), key=str(n), many=INSERT_MANY
+                )
+                for n in range(6)
+            ),
+            return_exceptions=True,
+        )
+        assert isinstance(results[3], psycopg.errors.NotNullViolation)
+        assert [r for n, r in enumerate(results) if n != 3] == [(n * 10,) for n in (0, 1, 2, 4, 5)]
+        assert [row[0] for row in await _stored(db)] == [0, 1, 2, 4, 5]
+        assert batch.batches == 0  # refused, then each alone
+
+
+async def test_a_form_for_many_rows_takes_positional_parameters_and_a_key_only() -> None:
     async with _items() as (_, db):
         with pytest.raises(TypeError, match="positional"):
-            await StatementBatch(db).one(INSERT_ONCE, {"id": 1}, many=INSERT_MANY)
+            await StatementBatch(db).one(INSERT_ONCE, {"id": 1}, key="1", many=INSERT_MANY)
+        with pytest.raises(TypeError, match="the key"):
+            await StatementBatch(db).one(INSERT_ONCE, (1, "one"), many=INSERT_MANY)
 
 
 async def test_a_refused_statement_fails_only_its_caller_and_its_neighbours_are_committed() -> None:

@@ -47,6 +47,18 @@ def test_invalid_value_is_one_error_naming_the_variable(monkeypatch: pytest.Monk
         load_settings()
 
 
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
+def test_a_time_that_is_not_a_finite_number_is_refused(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    # An infinite lease would never lapse, and a batched lease would store it as NULL.
+    monkeypatch.setenv("LEASE_SECONDS", value)
+    with pytest.raises(
+        ConfigError, match=r"^invalid LEASE_SECONDS: Input should be a finite number$"
+    ):
+        load_settings()
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [

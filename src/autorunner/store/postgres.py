@@ -38,22 +38,16 @@ from autorunner.store.postgres_spend import PostgresSpend
 from autorunner.store.rules import BUDGET_WINDOW, entry_status, proceeds, retaken_status
 from autorunner.store.sql import event_row, finish_params
 
-INSERT_EFFECT = (
-    "INSERT INTO effects (effect_key, event_id, step_id, kind, status, params_json, created_at,"
-    " updated_at, route) VALUES (%(key)s, %(event)s, %(step)s, %(kind)s, %(status)s, %(params)s,"
-    " %(now)s, %(now)s, %(route)s) ON CONFLICT DO NOTHING"
-)
-EFFECT_COLUMNS = ("key", "event", "step", "kind", "status", "params", "now", "now", "route")
-INSERT_EFFECT_BY_POSITION = (  # INSERT_EFFECT's values, in the order of EFFECT_COLUMNS
+EFFECT_PARAMS = ("key", "event", "step", "kind", "status", "params", "now", "now", "route")
+INSERT_EFFECT = (  # its parameters: the row's values named in EFFECT_PARAMS, in that order
     "INSERT INTO effects (effect_key, event_id, step_id, kind, status, params_json, created_at,"
     " updated_at, route) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
     " RETURNING 1"
 )
-
 # The hot statements' forms for many rows (StatementBatch): each takes the rows' parameters as
 # one JSON array of arrays, in the order of its single form's, and returns the row's key first.
 ROWS = " FROM jsonb_array_elements(%s::jsonb) AS r"
-INSERT_EVENTS = (
+INSERT_EVENT_MANY = (
     "INSERT INTO events (event_id, execution_id, delivery_id, query_id, event_type, channel,"
     " status, received_at, available_at, event_json, raw_json)"
     " SELECT r->>0, r->>1, r->>2, r->>3, r->>4, r->>5, 'pending', (r->>6)::float8,"
@@ -65,17 +59,17 @@ ACQUIRE_MANY = (
     " OR (status = 'running' AND lease_until <= (r->>3)::float8))"
     " RETURNING r->>2, attempts, event_json, generation, decision_json, available_at"
 )
-PIN_DECISIONS = (
+PIN_DECISION_MANY = (
     f"UPDATE events SET decision_json = coalesce(decision_json, r->0){ROWS}"
     " WHERE event_id = r->>1 AND lease_owner = r->>2 AND generation = (r->>3)::integer"
     " RETURNING r->>1, decision_json"
 )
-INSERT_EFFECTS = (
+INSERT_EFFECT_MANY = (
     "INSERT INTO effects (effect_key, event_id, step_id, kind, status, params_json, created_at,"
     " updated_at, route) SELECT r->>0, r->>1, r->>2, r->>3, r->>4, r->5, (r->>6)::float8,"
     f" (r->>7)::float8, r->>8{ROWS} ON CONFLICT DO NOTHING RETURNING effect_key, 1"
 )
-FINISH_EFFECTS = (
+FINISH_EFFECT_MANY = (
     "UPDATE effects SET status = r->>0, result_json = r->1, updated_at = (r->>2)::float8"
     f"{ROWS} WHERE effect_key = r->>3"
 )
@@ -170,7 +164,7 @@ class PostgresStore(PostgresOperators, PostgresApprovals, PostgresSpend):
             " ON CONFLICT DO NOTHING RETURNING 1",
             event_row(event, raw, now, Jsonb),
             key=event.event_id,
-            many=INSERT_EVENTS,
+            many=INSERT_EVENT_MANY,
         )
         if inserted is not None:
             return InsertResult(inserted=True)
@@ -243,7 +237,7 @@ class PostgresStore(PostgresOperators, PostgresApprovals, PostgresSpend):
             " RETURNING decision_json",
             (Jsonb(decision), event_id, owner, generation),
             key=event_id,
-            many=PIN_DECISIONS,
+            many=PIN_DECISION_MANY,
         )
         return None if row is None else dict(row[0])
 
@@ -263,10 +257,10 @@ class PostgresStore(PostgresOperators, PostgresApprovals, PostgresSpend):
         }
         # The usual case, a new key with no budget to count: one statement.
         if intent.budget is None and await self._batch.one(
-            INSERT_EFFECT_BY_POSITION,
-            tuple(row[name] for name in EFFECT_COLUMNS),
+            INSERT_EFFECT,
+            [row[name] for name in EFFECT_PARAMS],
             key=intent.effect_key,
-            many=INSERT_EFFECTS,
+            many=INSERT_EFFECT_MANY,
         ):
             return EffectState(proceed=True, status=entry_status(staged), tries=1)
         return await self._begin_effect_in_tx(
@@ -308,7 +302,7 @@ class PostgresStore(PostgresOperators, PostgresApprovals, PostgresSpend):
                     spent = await cur.fetchone()
                     if spent is not None and spent[0] >= intent.budget:
                         return EffectState(proceed=False, status="over_budget")
-                cur = await conn.execute(INSERT_EFFECT, row)
+                cur = await conn.execute(INSERT_EFFECT, [row[name] for name in EFFECT_PARAMS])
                 if cur.rowcount == 1:
                     return EffectState(proceed=True, status=row["status"], tries=1)
                 # Another transaction inserted the key meanwhile: this one must not run it.
@@ -334,7 +328,7 @@ class PostgresStore(PostgresOperators, PostgresApprovals, PostgresSpend):
             " WHERE effect_key = %s",
             (status, Jsonb(result), now, effect_key),
             key=effect_key,
-            many=FINISH_EFFECTS,
+            many=FINISH_EFFECT_MANY,
         )
 
     async def finish(
