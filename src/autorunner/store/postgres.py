@@ -38,8 +38,7 @@ from autorunner.store.postgres_spend import PostgresSpend
 from autorunner.store.rules import BUDGET_WINDOW, entry_status, proceeds, retaken_status
 from autorunner.store.sql import event_row, finish_params
 
-EFFECT_PARAMS = ("key", "event", "step", "kind", "status", "params", "now", "now", "route")
-INSERT_EFFECT = (  # its parameters: the row's values named in EFFECT_PARAMS, in that order
+INSERT_EFFECT = (  # its parameters: begin_effect's ``values``
     "INSERT INTO effects (effect_key, event_id, step_id, kind, status, params_json, created_at,"
     " updated_at, route) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
     " RETURNING 1"
@@ -244,27 +243,25 @@ class PostgresStore(PostgresOperators, PostgresApprovals, PostgresSpend):
     async def begin_effect(
         self, intent: EffectIntent, *, at_least_once: bool = False, staged: bool = False
     ) -> EffectState:
-        now = self._clock()
-        row = {
-            "key": intent.effect_key,
-            "event": intent.event_id,
-            "step": intent.step_id,
-            "kind": intent.kind,
-            "status": entry_status(staged),
-            "params": Jsonb(intent.params),
-            "now": now,
-            "route": intent.route,
-        }
+        now, status = self._clock(), entry_status(staged)
+        values = (
+            intent.effect_key,
+            intent.event_id,
+            intent.step_id,
+            intent.kind,
+            status,
+            Jsonb(intent.params),
+            now,  # created_at
+            now,  # updated_at
+            intent.route,
+        )
         # The usual case, a new key with no budget to count: one statement.
         if intent.budget is None and await self._batch.one(
-            INSERT_EFFECT,
-            [row[name] for name in EFFECT_PARAMS],
-            key=intent.effect_key,
-            many=INSERT_EFFECT_MANY,
+            INSERT_EFFECT, values, key=intent.effect_key, many=INSERT_EFFECT_MANY
         ):
-            return EffectState(proceed=True, status=entry_status(staged), tries=1)
+            return EffectState(proceed=True, status=status, tries=1)
         return await self._begin_effect_in_tx(
-            intent, row, at_least_once=at_least_once, staged=staged
+            intent, values, now=now, at_least_once=at_least_once, staged=staged
         )
 
     async def effect_sending(self, effect_key: str, *, tries: int) -> bool:
@@ -277,10 +274,15 @@ class PostgresStore(PostgresOperators, PostgresApprovals, PostgresSpend):
         return cur.rowcount == 1
 
     async def _begin_effect_in_tx(
-        self, intent: EffectIntent, row: dict[str, Any], *, at_least_once: bool, staged: bool
+        self,
+        intent: EffectIntent,
+        values: tuple[Any, ...],
+        *,
+        now: float,
+        at_least_once: bool,
+        staged: bool,
     ) -> EffectState:
         """A key seen before, or a route with a budget: decided under a row or route lock."""
-        now = row["now"]
         async with self._tx(atomic=True) as conn:
             if intent.budget is not None:
                 # Counting then inserting must not interleave with another worker's: serialize
@@ -302,9 +304,9 @@ class PostgresStore(PostgresOperators, PostgresApprovals, PostgresSpend):
                     spent = await cur.fetchone()
                     if spent is not None and spent[0] >= intent.budget:
                         return EffectState(proceed=False, status="over_budget")
-                cur = await conn.execute(INSERT_EFFECT, [row[name] for name in EFFECT_PARAMS])
+                cur = await conn.execute(INSERT_EFFECT, values)
                 if cur.rowcount == 1:
-                    return EffectState(proceed=True, status=row["status"], tries=1)
+                    return EffectState(proceed=True, status=entry_status(staged), tries=1)
                 # Another transaction inserted the key meanwhile: this one must not run it.
                 return EffectState(proceed=False, status="pending")
             status = found[0]
