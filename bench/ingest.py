@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -104,6 +105,28 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+@contextmanager
+def rss_samples(pid: int, every: float) -> Iterator[list[tuple[float, float]]]:
+    """``pid``'s RSS, (seconds since the block began, MB), read every ``every`` seconds while
+    the block runs, and once at its start and end."""
+    started = time.monotonic()
+    samples = [(0.0, rss_mb(pid))]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(every):
+            samples.append((time.monotonic() - started, rss_mb(pid)))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield samples
+    finally:
+        stop.set()
+        sampler.join()
+        samples.append((time.monotonic() - started, rss_mb(pid)))
 
 
 def wrk(port: int, lines_file: Path, duration: int, connections: int) -> dict[str, float]:

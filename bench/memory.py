@@ -24,20 +24,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import hashlib
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from autorunner.config import Settings
 from bench.calibrate import python_loop_seconds
 from bench.cloud import cloud_env, count_done, fresh_database
-from bench.ingest import free_port, rss_mb, runner_env, server, signed_lines, wrk
+from bench.ingest import (
+    free_port,
+    rss_mb,
+    rss_samples,
+    runner_env,
+    server,
+    signed_lines,
+    wrk,
+)
 from bench.redis_keys import fresh_queue
 from bench.worker import preload
 
@@ -64,33 +70,14 @@ def runtime_bin() -> Path:
     return RUNTIME_VENV / "bin"
 
 
-@contextlib.contextmanager
-def peak_rss(pid: int) -> Iterator[list[float]]:
-    """Samples of ``pid``'s RSS every 0.2 s while the block runs (the list's max is the peak)."""
-    samples = [rss_mb(pid)]
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.wait(0.2):
-            samples.append(rss_mb(pid))
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
-        yield samples
-    finally:
-        stop.set()
-        sampler.join()
-        samples.append(rss_mb(pid))
-
-
 def measure(cmd: list[str], port: int, env: dict[str, str], load: Callable[[], None]) -> str:
     with server(cmd, port, env) as proc:
         time.sleep(1.0)  # settled after start-up
         idle = rss_mb(proc.pid)
-        with peak_rss(proc.pid) as samples:
+        with rss_samples(proc.pid, every=0.2) as samples:
             load()
-        return f"idle {idle:5.1f} MB, peak under load {max(samples):5.1f} MB, after {samples[-1]:5.1f} MB"
+        peak, after = max(mb for _, mb in samples), samples[-1][1]
+        return f"idle {idle:5.1f} MB, peak under load {peak:5.1f} MB, after {after:5.1f} MB"
 
 
 def main() -> None:

@@ -22,7 +22,6 @@ import contextlib
 import sqlite3
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -30,12 +29,12 @@ import psycopg
 
 from bench import loadgen
 from bench.calibrate import python_loop_seconds
-from bench.cloud import cloud_env, count_done, fresh_database
+from bench.cloud import cloud_env, fresh_database
 from bench.ingest import (
     VENV_BIN,
     free_port,
     raw_request,
-    rss_mb,
+    rss_samples,
     runner_env,
     server,
     signed_lines,
@@ -44,12 +43,6 @@ from bench.memory import runtime_bin
 from bench.redis_keys import fresh_queue
 
 SAMPLE_SECONDS = 10.0
-
-
-def sample_rss(pid: int, stop: threading.Event, into: list[tuple[float, float]]) -> None:
-    started = time.monotonic()
-    while not stop.wait(SAMPLE_SECONDS):
-        into.append((time.monotonic() - started, rss_mb(pid)))
 
 
 def main() -> None:
@@ -77,7 +70,6 @@ def main() -> None:
         for first in range(0, count, per_minute)
         for row in signed_lines(min(per_minute, count - first), at=start + first // per_minute * 60)
     ]
-    samples: list[tuple[float, float]] = []
     with contextlib.ExitStack() as stack:
         if args.role == "serve":
             db = tmp / "soak.db"
@@ -87,16 +79,10 @@ def main() -> None:
             queue = stack.enter_context(fresh_queue(args.redis))
             env = cloud_env(database, args.redis, queue, port, LOG_LEVEL="info")
         proc = stack.enter_context(server(command, port, env))
-        samples.append((0.0, rss_mb(proc.pid)))
-        stop = threading.Event()
-        sampler = threading.Thread(target=sample_rss, args=(proc.pid, stop, samples), daemon=True)
-        sampler.start()
-        result = asyncio.run(
-            loadgen.run("127.0.0.1", port, requests, rate=args.rate, connections=32)
-        )
-        stop.set()
-        sampler.join()
-        samples.append((samples[-1][0] + 1, rss_mb(proc.pid)))
+        with rss_samples(proc.pid, every=SAMPLE_SECONDS) as samples:
+            result = asyncio.run(
+                loadgen.run("127.0.0.1", port, requests, rate=args.rate, connections=32)
+            )
         if args.role == "serve":
             time.sleep(2)  # the last jobs finish
             with sqlite3.connect(db) as conn:
@@ -105,7 +91,7 @@ def main() -> None:
         else:  # no worker runs: every event is stored, pending
             with psycopg.connect(database) as conn:
                 row = conn.execute("SELECT count(*) FROM events").fetchone()
-            outcome = f"events stored {row[0] if row else 0:,} (done {count_done(database):,})"
+            outcome = f"events stored {row[0] if row else 0:,}"
     first = [rss for at, rss in samples if 0 < at <= 60]
     last = [rss for at, rss in samples if at > samples[-1][0] - 60]
     print(

@@ -24,25 +24,14 @@ import time
 
 import uvloop
 
-from autorunner.events import Event
 from autorunner.records import EffectIntent, RawDelivery, RunRecord
 from autorunner.store.postgres import PostgresStore
 from bench.calibrate import python_loop_seconds
 from bench.cloud import fresh_database
 from bench.cost_model import cpu_of
+from bench.worker import bench_event
 
 Costs = tuple[float, float, float, float, float, float]
-
-
-def event(event_id: str) -> Event:
-    return Event(
-        event_id=event_id,
-        channel="test",
-        shape="canonical",
-        event_type="query.triggered",
-        title="BTC above 100k",
-        body="bench",
-    )
 
 
 async def one_round(url: str, events: int) -> Costs:
@@ -55,7 +44,7 @@ async def one_round(url: str, events: int) -> Costs:
 
         async def insert(event_id: str) -> None:
             async with admitting:
-                await store.insert_event(event(event_id), raw)
+                await store.insert_event(bench_event(event_id), raw)
 
         cpu, server, wall = time.process_time(), cpu_of(("postgres",)), time.perf_counter()
         await asyncio.gather(*(insert(i) for i in ids))

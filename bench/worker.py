@@ -38,20 +38,24 @@ async def preload(settings: Settings, count: int, *, concurrency: int = 500) -> 
         await backends.close()
 
 
+def bench_event(event_id: str) -> Event:
+    """An event the default route answers with the no-op notify action."""
+    return Event(
+        event_id=event_id,
+        channel="test",
+        shape="canonical",
+        event_type="query.triggered",
+        title="BTC above 100k",
+        body="bench",
+    )
+
+
 async def preload_into(backends: Backends, count: int, *, concurrency: int = 500) -> None:
     """Store and queue ``count`` events through ``backends``."""
     raw = RawDelivery(received_at=time.time(), headers={}, body="{}")
 
     async def one(n: int) -> None:
-        event = Event(
-            event_id=f"bench-{n}",
-            channel="test",
-            shape="canonical",
-            event_type="query.triggered",
-            title="BTC above 100k",
-            body="bench",
-        )
-        await backends.outbox.admit(event, raw)
+        await backends.outbox.admit(bench_event(f"bench-{n}"), raw)
 
     for start in range(0, count, concurrency):
         await asyncio.gather(*(one(n) for n in range(start, min(count, start + concurrency))))
