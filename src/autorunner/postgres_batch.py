@@ -19,8 +19,12 @@ cases). A caller cancelled while its batch is in flight does not stop its statem
 commits with the others (as a statement already received by the server may): a lease taken so
 lapses by itself.
 
-Every statement of a batch is sent before one sync: they share one round trip (the batch's
-BEGIN, its pipeline's end and its COMMIT are three more, as before). A statement may come with its form for many rows (``many``): one statement that takes every row's
+Every statement of a batch is sent before one sync, between a BEGIN and a COMMIT sent in the
+same pipeline: the batch waits on the server once. (A pipeline's implicit transaction would
+need neither, but it commits what was sent when the client stops halfway, say on a parameter
+it cannot encode; a batch refused or cut short is rolled back whole.)
+
+A statement may come with its form for many rows (``many``): one statement that takes every row's
 parameters as one JSON document (an array of arrays, rendered by orjson in one call) and reads
 them with ``jsonb_array_elements``. A batch sends the statements of that text as that one
 statement instead of one per row — each statement sent costs the client a wait on the socket,
@@ -123,23 +127,31 @@ class StatementBatch:
         sent: list[tuple[psycopg.AsyncCursor[Row], int | dict[str, int]]] = []
         async with self._db.tx() as conn:
             try:
-                async with conn.transaction(), conn.pipeline() as pipeline:
+                # BEGIN and COMMIT travel in the pipeline with the statements (psycopg's own
+                # transaction() would wait on the server for each).
+                async with conn.pipeline():
+                    await conn.execute(b"BEGIN")
                     for (query, many), same in sorted(alike.items()):  # the same order always
                         if many and len(same) > 1:
                             same = await _send_as_one(conn, many, statements, same, sent)  # noqa: PLW2901 - the rest
                         sent.extend(
                             [(await conn.execute(query, statements[i][1]), i) for i in same]
                         )
-                    await pipeline.sync()  # all sent, all results back: one round trip
-                    for cursor, to in sent:
-                        if isinstance(to, int):
-                            rows[to] = await _first_row(cursor)
-                        elif _returned(cursor):
-                            for row in await cursor.fetchall():
-                                rows[to[row[0]]] = row[1:]
+                    await conn.execute(b"COMMIT")
+                # The pipeline's end sent the one sync and took every result back: the batch
+                # waited on the server once, and everything it returned is committed.
+                for cursor, to in sent:
+                    if isinstance(to, int):
+                        rows[to] = await _first_row(cursor)
+                    elif _returned(cursor):
+                        for row in await cursor.fetchall():
+                            rows[to[row[0]]] = row[1:]
             except Exception as exc:  # psycopg's refusal, or a parameter it could not encode
                 if conn.broken:
                     raise  # the connection is gone: StoreUnavailable for every caller
+                # A statement refused (the server skipped the rest, COMMIT too), or one that
+                # could not be sent after others were: none of the batch stays.
+                await conn.rollback()
                 raise _Refused from exc
         return rows
 

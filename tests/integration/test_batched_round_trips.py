@@ -10,10 +10,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from psycopg import pq
 from psycopg.types.json import Jsonb
 
 from autorunner.errors import StoreUnavailable
@@ -112,6 +114,36 @@ async def test_statements_with_a_form_for_many_rows_run_as_one_and_each_caller_g
         assert await _statements(db) == 2  # the ten rows: one statement
         assert batch.batches == 1
         assert (await _stored(db))[7] == (7, "before")
+
+
+async def test_a_batch_is_one_transaction_that_waits_on_the_server_once(tmp_path: Path) -> None:
+    async with _items() as (url, _):
+        db = await PostgresDatabase.open(url, max_size=1)  # one connection: the one traced
+        try:
+            trace = tmp_path / "protocol.txt"
+            with trace.open("w") as out:
+                async with db.tx() as conn:
+                    conn.pgconn.trace(out.fileno())
+                    conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+                batch = StatementBatch(db)
+                rows = await asyncio.gather(
+                    *(
+                        batch.one(INSERT_ONCE, (n, "n"), key=str(n), many=INSERT_MANY)
+                        for n in (1, 2)
+                    ),
+                    batch.one("SELECT %s::int * 2", (7,)),
+                )
+                async with db.tx() as conn:
+                    conn.pgconn.untrace()
+            assert list(rows) == [(10,), (20,), (14,)]
+            sent = [line.split("\t") for line in trace.read_text().splitlines() if line[0] == "F"]
+            assert [fields[2] for fields in sent].count("Sync") == 1  # one wait for the batch
+            parsed = [fields[3] for fields in sent if fields[2] == "Parse"]
+            assert '"BEGIN"' in parsed[0]
+            assert '"COMMIT"' in parsed[-1]
+            assert len(parsed) == 4  # the two inserts as one statement, the select, BEGIN, COMMIT
+        finally:
+            await db.close()
 
 
 async def test_a_key_twice_in_a_batch_runs_once_in_the_many_row_statement_then_alone() -> None:
