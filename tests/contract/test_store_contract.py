@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from autorunner.queue.base import Queue
 from autorunner.records import EffectIntent
@@ -142,6 +143,39 @@ async def test_finish_by_a_stale_owner_does_not_move_the_event(
     assert detail is not None
     assert detail.summary.status == "running"
     assert await store.list_dead_letters(limit=10) == []
+
+
+async def test_concurrent_finishes_of_many_events_move_each_for_its_owner_only_and_keep_each_run(
+    backends: Backends, clock: FakeClock
+) -> None:
+    # On PostgreSQL they travel in one batch, the done ones as one many-row statement.
+    store, _ = backends
+    ids = await stored_events(store, 12)
+    for event_id in ids:
+        await store.acquire(event_id, owner=f"w-{event_id}", lease=30)
+    clock.advance(5)
+    finishes = [
+        store.finish(
+            replace(run(i, error=f"note {i}"), route=f"route-{i}"),
+            owner="stale" if i == "e04" else f"w-{i}",
+        )
+        for i in ids
+    ]
+    # a second finish of e07 in the same batch, by a stale owner: its run kept, nothing moved
+    finishes.append(store.finish(run("e07", attempt=2), owner="stale"))
+    await asyncio.gather(*finishes)
+    for event_id in ids:
+        detail = await store.get_event(event_id)
+        assert detail is not None
+        summary = detail.summary
+        if event_id == "e04":
+            assert (summary.status, summary.finished_at, summary.route) == ("running", None, None)
+        else:
+            assert (summary.status, summary.finished_at) == ("done", clock())
+            assert (summary.last_error, summary.route) == (f"note {event_id}", f"route-{event_id}")
+        attempts = [1, 2] if event_id == "e07" else [1]
+        assert sorted(r.attempt for r in detail.runs) == attempts
+        assert {r.outcome for r in detail.runs} == {"done"}
 
 
 async def test_retry_returns_event_to_pending_at_its_time(

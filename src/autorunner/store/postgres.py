@@ -72,6 +72,25 @@ FINISH_EFFECT_MANY = (
     "UPDATE effects SET status = r->>0, result_json = r->1, updated_at = (r->>2)::float8"
     f"{ROWS} WHERE effect_key = r->>3"
 )
+# A finished run whose event is done, the worker's usual end (``finish``): the event moves only
+# for its lease's owner, the run is appended whoever finishes; one atomic statement.
+FINISH_DONE = (  # (now, error, route, event_id, owner, event_id, attempt, finished_at, record)
+    "WITH moved AS (UPDATE events SET status = 'done', finished_at = %s, lease_owner = NULL,"
+    " lease_until = NULL, last_error = %s, route = coalesce(%s, route) WHERE event_id = %s"
+    " AND lease_owner = %s AND status = 'running' RETURNING event_id),"
+    " run AS (INSERT INTO runs (event_id, attempt, outcome, finished_at, record_json)"
+    " VALUES (%s, %s, 'done', %s, %s)) SELECT count(*) FROM moved"
+)
+FINISH_DONE_MANY = (
+    f"WITH rows AS MATERIALIZED (SELECT r{ROWS}),"
+    " moved AS (UPDATE events SET status = 'done', finished_at = (r->>0)::float8,"
+    " lease_owner = NULL, lease_until = NULL, last_error = r->>1,"
+    " route = coalesce(r->>2, route) FROM rows WHERE event_id = r->>3 AND lease_owner = r->>4"
+    " AND status = 'running' RETURNING event_id),"
+    " run AS (INSERT INTO runs (event_id, attempt, outcome, finished_at, record_json)"
+    " SELECT r->>5, (r->>6)::integer, 'done', (r->>7)::float8, r->8 FROM rows)"
+    " SELECT r->>3, (SELECT count(*) FROM moved WHERE moved.event_id = r->>3) FROM rows"
+)
 MIGRATION_2 = """ALTER TABLE events ADD COLUMN generation integer NOT NULL DEFAULT 1;
 CREATE TABLE operations (id bigserial PRIMARY KEY, at double precision NOT NULL,
     actor text NOT NULL, action text NOT NULL, event_id text, target text,
@@ -342,14 +361,28 @@ class PostgresStore(PostgresOperators, PostgresApprovals, PostgresSpend):
         reason: str | None = None,
     ) -> None:
         now = self._clock()
+        named = finish_params(run, owner=owner, now=now, retry_at=retry_at, reason=reason)
+        if run.outcome == "done":
+            values = (
+                now,
+                named["error"],
+                run.route,
+                run.event_id,
+                owner,
+                run.event_id,
+                run.attempt,
+                run.finished_at,
+                Jsonb(run),
+            )
+            await self._batch.one(FINISH_DONE, values, key=run.event_id, many=FINISH_DONE_MANY)
+            return
         params = {
-            **finish_params(run, owner=owner, now=now, retry_at=retry_at, reason=reason),
+            **named,
             "record": Jsonb(run),
             "outcome": run.outcome,
             "finished_at": run.finished_at,
         }
         status, at = {
-            "done": ("'done'", "finished_at = %(now)s"),
             "retry": ("'pending'", "available_at = %(retry_at)s"),
             "dead": ("'dead'", "finished_at = %(now)s"),
             # not an attempt: it waits for a person
@@ -357,6 +390,7 @@ class PostgresStore(PostgresOperators, PostgresApprovals, PostgresSpend):
         }[run.outcome]
         # One statement (data-modifying CTEs run as one atomic unit): the run is appended
         # whoever finishes, the event moves only for the lease's owner, a dead one is filed.
+        # (A done one: FINISH_DONE above, the same with a form for many rows.)
         dead = (
             ", dead AS (INSERT INTO dead_letters (event_id, reason, attempts, dead_at)"
             " SELECT event_id, %(error)s, %(attempt)s, %(now)s FROM moved"
