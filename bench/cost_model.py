@@ -4,11 +4,11 @@
         [--database postgresql://postgres@127.0.0.1:5432/postgres] [--redis redis://127.0.0.1:6379/0]
 
 Preloads ``--events`` stored and queued no-op jobs (as ``bench.queues``), then drains them with
-one worker in this process (on uvloop, as ``autorunner worker``) and reads, around the drain
-only, the CPU time of this process (``getrusage``), of every PostgreSQL server process and of
-the Redis server (``/proc/<pid>/stat``, Linux): CPU milliseconds per job in each. PostgreSQL's
-figure includes its background processes (WAL writer, checkpointer) over the drain; the machine
-must be otherwise idle.
+one worker in this process (run as ``autorunner worker`` runs: ``service_loop``) and reads,
+around the drain only, the CPU time of this process (``getrusage``), of every PostgreSQL server
+process and of the Redis server (``/proc/<pid>/stat``, Linux): CPU milliseconds per job in each.
+PostgreSQL's figure includes its background processes (WAL writer, checkpointer) over the
+drain; the machine must be otherwise idle.
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ import resource
 import statistics
 from pathlib import Path
 
-import uvloop
-
 from autorunner import logs
 from autorunner.config import Settings
+from autorunner.service_loop import run_service
 from bench.calibrate import python_loop_seconds
 from bench.queues import database
 from bench.redis_keys import fresh_queue
@@ -64,7 +63,7 @@ def one_round(events: int, admin: str, redis: str) -> dict[str, float]:
         asyncio.run(preload(settings, events))
         before = resource.getrusage(resource.RUSAGE_SELF)
         postgres, redis_cpu = cpu_of(("postgres",)), cpu_of(("redis-server",))
-        elapsed = uvloop.run(drain(settings, events))
+        elapsed = run_service(drain(settings, events))
         after = resource.getrusage(resource.RUSAGE_SELF)
         postgres, redis_cpu = (
             cpu_of(("postgres",)) - postgres,

@@ -77,11 +77,11 @@ from pathlib import Path
 
 import psycopg
 import redis
-import uvloop
 from psycopg.conninfo import conninfo_to_dict
 
 from autorunner import logs
 from autorunner.config import Settings
+from autorunner.service_loop import run_service
 from bench.calibrate import python_loop_seconds
 from bench.peers_tasks import arq_preload, procrastinate_preload, taskiq_preload
 from bench.queues import one_round
@@ -210,7 +210,7 @@ def run_autorunner_sqlite(args: argparse.Namespace) -> Outcome:
         )
         asyncio.run(preload(settings, args.events))
         before = resource.getrusage(resource.RUSAGE_SELF)
-        elapsed = uvloop.run(drain(settings, args.events))  # the loop `autorunner worker` runs on
+        elapsed = run_service(drain(settings, args.events))  # as `autorunner worker` runs
         after = resource.getrusage(resource.RUSAGE_SELF)
     finally:
         shutil.rmtree(folder)

@@ -6,14 +6,14 @@ holds for slow clients; settings come from the environment as for ``autorunner s
 
 from __future__ import annotations
 
-import uvloop
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from autorunner import logs
 from autorunner.config import load_settings
+from autorunner.service_loop import run_service
 from autorunner.serving import serve
 
 if __name__ == "__main__":
     settings = load_settings()
     logs.configure(level=settings.log_level, fmt=settings.log_format)
-    uvloop.run(serve(settings, http=HttpToolsProtocol))
+    run_service(serve(settings, http=HttpToolsProtocol))

@@ -22,12 +22,12 @@ import uuid
 from collections.abc import Iterator
 
 import psycopg
-import uvloop
 from psycopg.conninfo import conninfo_to_dict
 from tests.services import MotoSqs, PrivateNats
 
 from autorunner import logs
 from autorunner.config import Settings
+from autorunner.service_loop import run_service
 from bench.calibrate import python_loop_seconds
 from bench.redis_keys import fresh_queue
 from bench.worker import drain, preload
@@ -83,7 +83,7 @@ def one_round(
         # moto answers slowly to many sends at once: fewer at a time, none timed out
         asyncio.run(preload(settings, events, concurrency=16 if kind == "sqs" else 500))
         before = resource.getrusage(resource.RUSAGE_SELF)
-        elapsed = uvloop.run(drain(settings, events))  # the loop `autorunner worker` runs on
+        elapsed = run_service(drain(settings, events))  # as `autorunner worker` runs
         after = resource.getrusage(resource.RUSAGE_SELF)
         cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
         return events / elapsed, cpu * 1000 / events

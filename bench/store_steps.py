@@ -22,9 +22,8 @@ import asyncio
 import statistics
 import time
 
-import uvloop
-
 from autorunner.records import EffectIntent, RawDelivery, RunRecord
+from autorunner.service_loop import run_service
 from autorunner.store.postgres import PostgresStore
 from bench.calibrate import python_loop_seconds
 from bench.cloud import fresh_database
@@ -101,7 +100,7 @@ def main() -> None:
     rounds: list[Costs] = []
     for _ in range(args.rounds):
         with fresh_database(args.database) as url:
-            rounds.append(uvloop.run(one_round(url, args.events)))
+            rounds.append(run_service(one_round(url, args.events)))
         print("  " + line.format(*rounds[-1]))
     medians = [statistics.median(costs) for costs in zip(*rounds, strict=True)]
     print("median (ours + PostgreSQL's): " + line.format(*medians))

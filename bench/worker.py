@@ -18,14 +18,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import uvloop
-
 from autorunner import logs
 from autorunner.app import build_runtime
 from autorunner.backends import Backends, open_backends
 from autorunner.config import Settings
 from autorunner.events import Event
 from autorunner.records import RawDelivery
+from autorunner.service_loop import run_service
 from bench.calibrate import python_loop_seconds
 
 
@@ -105,10 +104,10 @@ def main() -> None:
             await preload_into(backends, args.events)
             return await drain(settings, args.events, preloaded=backends)
 
-        elapsed = uvloop.run(both())
+        elapsed = run_service(both())
     else:
         asyncio.run(preload(settings, args.events))
-        elapsed = uvloop.run(drain(settings, args.events))  # the loop `autorunner worker` runs on
+        elapsed = run_service(drain(settings, args.events))  # as `autorunner worker` runs
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     durability = "in memory" if args.store == "memory" else f"synchronous={args.synchronous}"
     yardstick = python_loop_seconds()

@@ -14,6 +14,7 @@ import typer
 from autorunner import logs, views
 from autorunner.backends import Backends, open_backends
 from autorunner.config import Settings, load_settings
+from autorunner.service_loop import run_service
 
 T = TypeVar("T")
 
@@ -36,13 +37,8 @@ def settings(**overrides: object) -> Settings:
 
 
 def serve_forever(main_coroutine: Coroutine[Any, Any, None]) -> None:
-    """Run the server on uvloop when it is installed (it is, with uvicorn[standard])."""
-    try:
-        import uvloop  # noqa: PLC0415 - optional speed-up
-    except ImportError:  # pragma: no cover - platforms without uvloop
-        asyncio.run(main_coroutine)
-    else:
-        uvloop.run(main_coroutine)
+    """Run a server: on uvloop, with the garbage collector set for a service (``service_loop``)."""
+    run_service(main_coroutine)
 
 
 def run(fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
