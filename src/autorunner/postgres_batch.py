@@ -13,7 +13,8 @@ text, then by the row each writes, the same order in every batch) is one their c
 have seen. A statement that fails must not fail its neighbours: when the batch fails (a
 constraint, a deadlock, a parameter that cannot be encoded) on a connection that still works, the
 batch is rolled back and each statement is run again alone, each caller getting its own row or
-error, exactly as without batching. A connection failure is ``StoreUnavailable`` for every
+error, exactly as without batching; once the batch committed, nothing of it runs again (a row
+that cannot be read is its caller's error). A connection failure is ``StoreUnavailable`` for every
 caller of the batch, as it is for a statement sent alone (committed or not: unknown, in both
 cases). A caller cancelled while its batch is in flight does not stop its statement, which
 commits with the others (as a statement already received by the server may): a lease taken so
@@ -115,7 +116,7 @@ class StatementBatch:
         # back the others of its batch.
         return list(await asyncio.gather(*(self._alone(each) for each in statements)))
 
-    async def _together(self, statements: list[Statement]) -> list[Row | None]:
+    async def _together(self, statements: list[Statement]) -> list[Row | BaseException | None]:
         # The statements of a batch were issued concurrently, so any order of them is one a
         # caller could have seen: those with the same text go together.
         alike: dict[tuple[bytes, bytes], list[int]] = {}  # by text and form for many rows
@@ -123,7 +124,7 @@ class StatementBatch:
             alike.setdefault((query, many or b""), []).append(index)
         for indices in alike.values():
             indices.sort(key=lambda i: statements[i][2])
-        rows: list[Row | None] = [None] * len(statements)
+        rows: list[Row | BaseException | None] = [None] * len(statements)
         sent: list[tuple[psycopg.AsyncCursor[Row], int | dict[str, int]]] = []
         async with self._db.tx() as conn:
             try:
@@ -138,14 +139,6 @@ class StatementBatch:
                             [(await conn.execute(query, statements[i][1]), i) for i in same]
                         )
                     await conn.execute(b"COMMIT")
-                # The pipeline's end sent the one sync and took every result back: the batch
-                # waited on the server once, and everything it returned is committed.
-                for cursor, to in sent:
-                    if isinstance(to, int):
-                        rows[to] = await _first_row(cursor)
-                    elif _returned(cursor):
-                        for row in await cursor.fetchall():
-                            rows[to[row[0]]] = row[1:]
             except Exception as exc:  # psycopg's refusal, or a parameter it could not encode
                 if conn.broken:
                     raise  # the connection is gone: StoreUnavailable for every caller
@@ -153,6 +146,10 @@ class StatementBatch:
                 # could not be sent after others were: none of the batch stays.
                 await conn.rollback()
                 raise _Refused from exc
+            # The pipeline's end sent the one sync and took every result back: the batch
+            # waited on the server once, and all of it is committed. Nothing runs again now.
+            for cursor, to in sent:
+                await _read(cursor, to, rows)
         return rows
 
     async def _alone(self, statement: Statement) -> Row | BaseException | None:
@@ -194,6 +191,25 @@ def _plain(value: object) -> object:
     connection's own JSON dumper does, never by a ``dumps`` of the ``Jsonb``'s own), any other
     as it is."""
     return value.obj if isinstance(value, Jsonb) else value
+
+
+async def _read(
+    cursor: psycopg.AsyncCursor[Row],
+    to: int | dict[str, int],
+    rows: list[Row | BaseException | None],
+) -> None:
+    """Give the callers of ``cursor`` (one, or one per key) their rows. Their statement is
+    committed: a row that cannot be read (a value psycopg cannot load) is their error, never a
+    reason to run the statement again."""
+    try:
+        if isinstance(to, int):
+            rows[to] = await _first_row(cursor)
+        elif _returned(cursor):
+            for row in await cursor.fetchall():
+                rows[to[row[0]]] = row[1:]
+    except Exception as exc:
+        for index in [to] if isinstance(to, int) else to.values():
+            rows[index] = exc
 
 
 async def _first_row(cursor: psycopg.AsyncCursor[Row]) -> Row | None:

@@ -222,6 +222,27 @@ async def test_a_parameter_that_cannot_be_encoded_fails_only_its_caller() -> Non
         assert await _stored(db) == [(1, "one"), (3, "three")]
 
 
+async def test_a_row_that_cannot_be_read_after_commit_fails_its_caller_and_runs_nothing_again() -> (
+    None
+):
+    async with _items() as (_, db):
+        await _count_insert_statements(db)
+        batch = StatementBatch(db)
+        results = await asyncio.gather(
+            # committed, but psycopg cannot load the date it returns
+            batch.one(
+                "INSERT INTO items (id, note) VALUES (%s, %s) RETURNING 'infinity'::date",
+                (1, "one"),
+            ),
+            batch.one(INSERT, (2, "two")),
+            return_exceptions=True,
+        )
+        assert isinstance(results[0], psycopg.DataError)
+        assert results[1] == (20,)
+        assert await _stored(db) == [(1, "one"), (2, "two")]
+        assert await _statements(db) == 2  # each insert ran once
+
+
 async def test_each_caller_gets_its_own_row_when_statement_texts_interleave() -> None:
     async with _items() as (_, db):
         batch = StatementBatch(db)
