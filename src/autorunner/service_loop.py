@@ -10,8 +10,9 @@ Measured in ``bench.cost_model`` (docs/benchmarks.md, issue 16): 15 full collect
 in a 20,000-job drain, ≈ 1 s of collector time in all, a tenth of the worker's CPU. Two settings
 remove most of it:
 
-- what startup built (modules, settings, the policy) lives as long as the process: after one
-  collection it is frozen (``gc.freeze``) into the permanent generation, which no collection walks;
+- what exists before the loop starts (the imported modules, settings) lives as long as the
+  process: after one collection it is frozen (``gc.freeze``) into the permanent generation,
+  which no collection walks (what the main coroutine builds, the runtime and its policy, is not);
 - the youngest generation is scanned every ``YOUNG_GENERATION`` net allocations, so a job's
   short-lived objects die young. Garbage in reference cycles waits a little longer before it is
   freed; ``bench.memory`` measures the processes' memory with these settings.
