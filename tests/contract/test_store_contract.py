@@ -1,4 +1,5 @@
-"""The Store contract: every backend (memory, sqlite) must pass every test here."""
+"""The Store contract: every backend (memory, SQLite, PostgreSQL) must pass every test here; the
+effect ledger's part is in test_ledger_contract.py."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import asyncio
 from dataclasses import replace
 
 from autorunner.queue.base import Queue
-from autorunner.records import EffectIntent
 from autorunner.store.base import StoreBackend
 from tests.contract.records import intent, run
 from tests.helpers import FakeClock, make_event, raw_delivery
@@ -244,66 +244,6 @@ async def test_sweepable_lists_unleased_and_lease_expired_events_only(
     assert sorted(await store.sweepable(older_than=clock(), limit=10)) == ["leased", "pending"]
 
 
-async def test_effect_intent_then_done_is_skipped_with_its_result(backends: Backends) -> None:
-    store, _ = backends
-    first = await store.begin_effect(intent())
-    assert first.proceed
-    await store.finish_effect("evt-1:notify", status="done", result={"delivered": True})
-    again = await store.begin_effect(intent())
-    assert not again.proceed
-    assert again.status == "done"
-    assert again.result == {"delivered": True}
-
-
-async def test_concurrent_intents_of_one_effect_let_exactly_one_proceed(backends: Backends) -> None:
-    store, _ = backends
-    states = await asyncio.gather(*(store.begin_effect(intent()) for _ in range(8)))
-    assert sum(state.proceed for state in states) == 1
-
-
-async def test_concurrent_effects_of_many_keys_each_proceed_and_keep_their_own_result(
-    backends: Backends,
-) -> None:
-    store, _ = backends
-    intents = [intent(f"evt-{n:02}") for n in range(20)]
-    started = await asyncio.gather(*(store.begin_effect(each) for each in intents))
-    assert all(state.proceed for state in started)
-    await asyncio.gather(
-        *(
-            store.finish_effect(each.effect_key, status="done", result={"n": n})
-            for n, each in enumerate(intents)
-        )
-    )
-    again = await asyncio.gather(*(store.begin_effect(each) for each in intents))
-    assert [(state.proceed, state.status, state.result) for state in again] == [
-        (False, "done", {"n": n}) for n in range(20)
-    ]
-
-
-async def test_failed_effect_may_run_again(backends: Backends) -> None:
-    store, _ = backends
-    await store.begin_effect(intent())
-    await store.finish_effect("evt-1:notify", status="failed", result={"error": "503"})
-    assert (await store.begin_effect(intent())).proceed
-
-
-async def test_effect_left_pending_by_a_crash_becomes_unknown_and_is_not_resent(
-    backends: Backends,
-) -> None:
-    store, _ = backends
-    await store.begin_effect(intent())
-    state = await store.begin_effect(intent())
-    assert not state.proceed
-    assert state.status == "unknown"
-    assert not (await store.begin_effect(intent())).proceed
-
-
-async def test_effect_left_pending_is_resent_for_at_least_once_adapters(backends: Backends) -> None:
-    store, _ = backends
-    await store.begin_effect(intent())
-    assert (await store.begin_effect(intent(), at_least_once=True)).proceed
-
-
 async def test_event_detail_holds_raw_delivery_runs_and_effects(backends: Backends) -> None:
     store, _ = backends
     await store.insert_event(make_event("e1"), raw_delivery('{"eventId":"e1"}'))
@@ -477,33 +417,6 @@ async def test_one_owner_leads_at_a_time_until_its_lease_lapses_or_it_renews(
     assert await store.lead("notifier", owner="b", ttl=10)  # a lapsed: b takes over
     assert not await store.lead("notifier", owner="a", ttl=10)
     assert await store.get_flag("notifier") is None, "a lease is not an operator flag"
-
-
-async def test_a_route_budget_refuses_new_effects_once_spent_and_frees_up_after_an_hour(
-    backends: Backends, clock: FakeClock
-) -> None:
-    store, _ = backends
-
-    def budgeted(event_id: str) -> EffectIntent:
-        return EffectIntent(
-            effect_key=f"{event_id}:n",
-            event_id=event_id,
-            step_id="n",
-            kind="notify",
-            params={},
-            route="desk",
-            budget=2,
-        )
-
-    assert (await store.begin_effect(budgeted("a"))).proceed
-    assert (await store.begin_effect(budgeted("b"))).proceed
-    refused = await store.begin_effect(budgeted("c"))
-    assert (refused.proceed, refused.status) == (False, "over_budget")
-    assert (
-        await store.begin_effect(budgeted("a"))
-    ).status == "unknown"  # known keys are not budgeted again
-    clock.advance(3601)
-    assert (await store.begin_effect(budgeted("c"))).proceed
 
 
 async def test_events_stored_together_one_carrying_nul_characters_are_each_stored(
