@@ -4,12 +4,13 @@
 
 A throw-away database on the machine's server. Each round stores ``--events`` events (256
 admissions at once, as an ingress under load: the insert), then runs 64 jobs at once, each
-doing a job's store steps in turn on its own event — lease, pinned decision, effect intent,
-effect result, run record — with no queue, no pipeline and no HTTP around them. Prints, per
-round and as medians, this process's CPU (``process_time``) and PostgreSQL's (every server
-process's, from ``/proc``, as ``bench.cost_model``) per insert and per job, and their rates: the
-cost of the statements and of their batching (``StatementBatch``), which the worker and ingress
-benchmarks measure only among everything else. The machine must be otherwise idle.
+doing a job's store steps in turn on its own event — lease, pinned decision with the effect's
+intent (one statement), effect result, run record — with no queue, no pipeline and no HTTP
+around them. Prints, per round and as medians, this process's CPU (``process_time``) and
+PostgreSQL's (every server process's, from ``/proc``, as ``bench.cost_model``) per insert and per
+job, and their rates: the cost of the statements and of their batching (``StatementBatch``),
+which the worker and ingress benchmarks measure only among everything else. The machine must
+be otherwise idle.
 
 For a before/after, run it alternately on both trees in one sitting (this machine's speed
 moves by up to 2x within minutes): ``PYTHONPATH=<other tree>/src .venv/bin/python -m ...``.
@@ -22,7 +23,7 @@ import asyncio
 import statistics
 import time
 
-from autorunner.records import EffectIntent, RawDelivery, RunRecord
+from autorunner.records import EffectIntent, Pin, RawDelivery, RunRecord
 from autorunner.service_loop import run_service
 from autorunner.store.postgres import PostgresStore
 from bench.calibrate import python_loop_seconds
@@ -55,15 +56,15 @@ async def one_round(url: str, events: int) -> Costs:
         async def job_runner() -> None:
             for event_id in todo:
                 await store.acquire(event_id, owner="w", lease=30)
-                await store.pin_decision(event_id, {"actions": []}, owner="w", generation=1)
-                await store.begin_effect(
+                await store.begin_first_effect(
                     EffectIntent(
                         effect_key=f"{event_id}:notify",
                         event_id=event_id,
                         step_id="notify",
                         kind="notify",
                         params={"text": "hi"},
-                    )
+                    ),
+                    Pin(decision={"actions": []}, owner="w", generation=1),
                 )
                 await store.finish_effect(f"{event_id}:notify", status="done", result={"ok": 1})
                 run = RunRecord(

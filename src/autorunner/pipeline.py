@@ -21,6 +21,7 @@ from autorunner.adapters.base import Adapter, valuers
 from autorunner.clock import Clock, system_clock
 from autorunner.context import ContextSource, NoContext
 from autorunner.deciders import Decider
+from autorunner.deciders.rules import RulesDecider
 from autorunner.decision import Action, Decision, InvalidProposal, Verdict
 from autorunner.envelope import Envelope
 from autorunner.errors import (
@@ -38,7 +39,7 @@ from autorunner.errors import (
 from autorunner.events import Event
 from autorunner.gating import gate
 from autorunner.policy import Policy, Route, check
-from autorunner.records import EffectIntent, EffectStatus, Leased, RunRecord
+from autorunner.records import EffectIntent, EffectStatus, Leased, Pin, RunRecord
 from autorunner.store.base import Approvals, Flags, Ledger
 from autorunner.store.rules import effect_key
 from autorunner.tracing import OFF, Tracing
@@ -219,8 +220,15 @@ class Pipeline:
                 return
             decision = found
             mark = time.perf_counter()
+        # The rules answer again for nothing, the same way: their decision is pinned with the
+        # first effect it begins (one wait on the store, not two). A model's is pinned at once,
+        # so that an attempt held before its effects (the kill switch) resumes on it without
+        # asking again; so is any decision an approval is asked for.
+        defer = route.decider == RulesDecider.name and route.approval is None
         with self._tracing.span("verdict") as span:
-            decision, verdict, pinned = await self._rule(leased, event, route, decision, pinned)
+            decision, verdict, pinned, pin = await self._rule(
+                leased, event, route, decision, pinned, defer=defer
+            )
             span.set(
                 {
                     "autorunner.allowed": len(verdict.allowed),
@@ -255,7 +263,8 @@ class Pipeline:
                 raise asyncio.CancelledError
             if (reason := await self.paused()) is not None:
                 raise Held(reason)
-            effect = await self._effect(leased, event, action, route)
+            effect = await self._effect(leased, event, action, route, pin=pin)
+            pin = None
             draft.effects.append(effect)
             if effect["status"] == "over_budget":
                 draft.verdict = draft.verdict.deny(
@@ -274,12 +283,18 @@ class Pipeline:
         route: Route,
         decision: Decision,
         pinned: dict[str, Any] | None,
-    ) -> tuple[Decision, Verdict, dict[str, Any] | None]:
+        *,
+        defer: bool,
+    ) -> tuple[Decision, Verdict, dict[str, Any] | None, Pin | None]:
         """The policy's verdict on ``decision``, which is pinned to the event when it allows
-        anything; ``pinned`` is returned when an earlier pin (this one's or another's) rules."""
+        anything; ``pinned`` is returned when an earlier pin (this one's or another's) rules.
+        With ``defer`` the pin is returned instead, for the first effect to begin with."""
         verdict = check(decision, route, policy_hash=self.policy.hash, valuers=self._valuers)
         if pinned is None and verdict.allowed:
             mine = decision.to_dict()
+            if defer:
+                pin = Pin(decision=mine, owner=leased.owner, generation=leased.generation)
+                return decision, verdict, None, pin
             pinned = await self._ledger.pin_decision(
                 event.event_id, mine, owner=leased.owner, generation=leased.generation
             )
@@ -292,7 +307,7 @@ class Pipeline:
                 verdict = check(
                     decision, route, policy_hash=self.policy.hash, valuers=self._valuers
                 )
-        return decision, verdict, pinned
+        return decision, verdict, pinned, None
 
     async def _query(self, event: Event, draft: _Draft) -> dict[str, Any] | None:
         """Auto's record of the event's query. When Auto refuses to give it (credentials,
@@ -356,7 +371,7 @@ class Pipeline:
         return reason
 
     async def _effect(
-        self, leased: Leased, event: Event, action: Action, route: Route
+        self, leased: Leased, event: Event, action: Action, route: Route, *, pin: Pin | None
     ) -> dict[str, Any]:
         adapter = self.adapters[action.kind]
         key = effect_key(event.event_id, action.step_id, leased.generation)
@@ -375,7 +390,7 @@ class Pipeline:
         )
         attributes = {"autorunner.adapter": action.kind, "autorunner.effect_key": key}
         with self._tracing.span(f"effect {action.kind}", attributes) as span:
-            entry = await self._perform(adapter, intent, event, action, staged=staged)
+            entry = await self._perform(adapter, intent, event, action, staged=staged, pin=pin)
             span.set(
                 {"autorunner.outcome": entry["status"], "autorunner.skipped": entry["skipped"]}
             )
@@ -391,12 +406,27 @@ class Pipeline:
         action: Action,
         *,
         staged: bool,
+        pin: Pin | None,
     ) -> dict[str, Any]:
-        """Begin ``intent`` in the ledger, perform it when the ledger says so, and record its
-        outcome; returns the run record's entry for it."""
+        """Begin ``intent`` in the ledger (with ``pin``: pinning the attempt's decision too),
+        perform it when the ledger says so, and record its outcome; returns the run record's
+        entry for it."""
         key = intent.effect_key
         at_least_once = adapter.delivery == "at_least_once"
-        state = await self._ledger.begin_effect(intent, at_least_once=at_least_once, staged=staged)
+        if pin is None:
+            state = await self._ledger.begin_effect(
+                intent, at_least_once=at_least_once, staged=staged
+            )
+        else:
+            begun = await self._ledger.begin_first_effect(
+                intent, pin, at_least_once=at_least_once, staged=staged
+            )
+            if begun is None:
+                raise Superseded(
+                    "another attempt holds this event or pinned its decision first:"
+                    " nothing was performed"
+                )
+            state = begun
         entry: dict[str, Any] = {
             "effect_key": key,
             "kind": action.kind,

@@ -104,6 +104,16 @@ class EffectIntent:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Pin:
+    """An attempt's decision, pinned to its event with the first effect it begins
+    (``Ledger.begin_first_effect``) while ``owner`` holds the event in ``generation``."""
+
+    decision: dict[str, Any]
+    owner: str
+    generation: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class EffectState:
     """The ledger's answer to ``begin_effect``.
 

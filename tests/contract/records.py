@@ -1,8 +1,10 @@
-"""Records the contract suites build: a finished run and an effect intent."""
+"""Records the contract suites build: a finished run, an effect intent, stored events."""
 
 from __future__ import annotations
 
 from autorunner.records import EffectIntent, RunRecord
+from autorunner.store.base import StoreBackend
+from tests.helpers import make_event, raw_delivery
 
 
 def run(
@@ -26,3 +28,11 @@ def intent(event_id: str = "evt-1", step: str = "notify") -> EffectIntent:
         kind="notify",
         params={"text": "hi"},
     )
+
+
+async def stored_events(store: StoreBackend, count: int) -> list[str]:
+    """The ids of ``count`` new events, stored one by one: e00, e01, ..."""
+    ids = [f"e{n:02}" for n in range(count)]
+    for event_id in ids:
+        await store.insert_event(make_event(event_id), raw_delivery())
+    return ids

@@ -8,18 +8,10 @@ from dataclasses import replace
 
 from autorunner.queue.base import Queue
 from autorunner.store.base import StoreBackend
-from tests.contract.records import intent, run
+from tests.contract.records import intent, run, stored_events
 from tests.helpers import FakeClock, make_event, raw_delivery
 
 Backends = tuple[StoreBackend, Queue]
-
-
-async def stored_events(store: StoreBackend, count: int) -> list[str]:
-    """The ids of ``count`` new events, stored one by one: e00, e01, ..."""
-    ids = [f"e{n:02}" for n in range(count)]
-    for event_id in ids:
-        await store.insert_event(make_event(event_id), raw_delivery())
-    return ids
 
 
 async def test_insert_is_new_once_per_event_id(backends: Backends) -> None:

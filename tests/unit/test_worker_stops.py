@@ -11,7 +11,7 @@ import pytest
 
 from autorunner.adapters.base import DeliveryMode, Sending
 from autorunner.deciders.rules import RulesDecider
-from autorunner.decision import Action
+from autorunner.decision import Action, Decision
 from autorunner.errors import DeliveryUnknown, Superseded
 from autorunner.events import Event
 from autorunner.notional import moves_no_money
@@ -86,6 +86,61 @@ async def test_the_kill_switch_stops_a_running_event_before_its_next_effect() ->
     [run] = detail.runs
     assert run.decision is not None
     assert run.decision["reused"] is True
+
+
+class AskedDecider:
+    """Answers one notify step, once released; counts how often it was asked."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.asked = 0
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def decide(self, envelope: object, context: object, *, route: Route) -> Decision:
+        self.asked += 1
+        self.entered.set()
+        await self.release.wait()
+        return Decision(
+            actions=(Action(step_id="notify", kind="notify"),),
+            rationale=f"answer {self.asked}",
+            decider=self.name,
+            version="test",
+        )
+
+
+@pytest.mark.parametrize(("name", "asked"), [("llm", 1), ("rules", 2)])
+async def test_a_decision_held_by_the_kill_switch_before_its_first_effect(
+    name: str, asked: int
+) -> None:
+    """A model's decision is pinned as soon as the policy allows it: the attempt resumed after
+    the pause acts on it without asking the model again. The rules' is pinned with the first
+    effect it begins (one wait on the store, not two), so the resumed attempt asks them again."""
+    notify = ScriptedAdapter()
+    decider = AskedDecider(name)
+    store = MemoryStore()
+    route = Route(name="d", objective="o", allowed_actions=("notify",), decider=name)
+    async with rig(
+        {"notify": notify},
+        store=store,
+        deciders={name: decider},
+        policy=Policy(routes=(), default=route),
+    ) as r:
+        await r.submit("e1")
+        await decider.entered.wait()
+        await store.set_flag("paused", "hold on")
+        decider.release.set()
+        await eventually(lambda: status_is(r, "e1", "pending"))
+        assert notify.calls == []
+        await store.set_flag("paused", None)
+        await eventually(lambda: status_is(r, "e1", "done"))
+    assert decider.asked == asked
+    assert [key for key, _ in notify.calls] == ["e1:notify"]
+    detail = await store.get_event("e1")
+    assert detail is not None
+    [run] = detail.runs
+    assert run.decision is not None
+    assert run.decision.get("reused", False) is (name == "llm")
 
 
 async def _flag_read_since(store: FlagCountingStore, seen: int, more: int) -> bool:

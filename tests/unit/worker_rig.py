@@ -108,6 +108,7 @@ async def rig(
     *,
     policy: Policy | None = None,
     decider: Decider | None = None,
+    deciders: dict[str, Decider] | None = None,
     retry: RetryPolicy | None = None,
     grace: float = 5.0,
     store: MemoryStore | None = None,
@@ -120,7 +121,7 @@ async def rig(
         flags=store,
         approvals=store,
         policy=policy or default_policy(),
-        deciders={"rules": decider or RulesDecider()},
+        deciders={"rules": decider or RulesDecider(), **(deciders or {})},
         adapters=adapters,
         pause_check_seconds=0,
     )

@@ -49,6 +49,7 @@ from autorunner.records import (
     InsertResult,
     Leased,
     Operation,
+    Pin,
     RawDelivery,
     RejectedView,
     Resolved,
@@ -142,6 +143,15 @@ class Ledger(Protocol):
         again; a ``pending`` row left by a crash becomes ``unknown`` (not resent) unless the
         adapter is ``at_least_once``, in which case it is performed again.
         """
+
+    async def begin_first_effect(
+        self, intent: EffectIntent, pin: Pin, *, at_least_once: bool = False, staged: bool = False
+    ) -> EffectState | None:
+        """``pin_decision`` and ``begin_effect`` in one transaction: an attempt's first effect
+        begins with its decision pinned (one wait on the store where the backend allows). The
+        intent is recorded only when ``pin.decision`` is the one kept; ``None`` when nothing
+        was begun: ``pin.owner`` no longer holds the event in ``pin.generation``, or another
+        decision was pinned first (the next attempt reads it with its lease and acts on it)."""
 
     async def effect_sending(self, effect_key: str, *, tries: int) -> bool:
         """A ``planned`` effect's request is about to leave: from now on it may reach the

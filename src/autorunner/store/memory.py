@@ -25,6 +25,7 @@ from autorunner.records import (
     InsertResult,
     Leased,
     Operation,
+    Pin,
     RawDelivery,
     RejectedView,
     Resolved,
@@ -183,6 +184,17 @@ class MemoryStore(MemoryAudit, MemoryApprovals, MemorySpend):
             return EffectState(proceed=False, status=status, result=copy.deepcopy(entry["result"]))
         entry.update(status=retaken, tries=entry["tries"] + proceeds(retaken), updated_at=now)
         return EffectState(proceed=proceeds(retaken), status=retaken, tries=entry["tries"])
+
+    async def begin_first_effect(
+        self, intent: EffectIntent, pin: Pin, *, at_least_once: bool = False, staged: bool = False
+    ) -> EffectState | None:
+        # Neither call awaits anything: no other task runs between them.
+        kept = await self.pin_decision(
+            intent.event_id, pin.decision, owner=pin.owner, generation=pin.generation
+        )
+        if kept != pin.decision:
+            return None
+        return await self.begin_effect(intent, at_least_once=at_least_once, staged=staged)
 
     async def effect_sending(self, effect_key: str, *, tries: int) -> bool:
         self._check()

@@ -19,7 +19,7 @@ from psycopg.types.json import Jsonb
 from autorunner.clock import Clock, system_clock
 from autorunner.events import Event
 from autorunner.postgres_batch import StatementBatch
-from autorunner.postgresdb import PostgresDatabase
+from autorunner.postgresdb import Conn, PostgresDatabase
 from autorunner.records import (
     EffectIntent,
     EffectState,
@@ -27,6 +27,7 @@ from autorunner.records import (
     InsertResult,
     Leased,
     Operation,
+    Pin,
     RawDelivery,
     RunRecord,
 )
@@ -35,62 +36,22 @@ from autorunner.store.postgres_approvals import MIGRATION as APPROVALS_MIGRATION
 from autorunner.store.postgres_operators import PostgresOperators
 from autorunner.store.postgres_spend import MIGRATION as SPEND_MIGRATION
 from autorunner.store.postgres_spend import PostgresSpend
+from autorunner.store.postgres_statements import (
+    ACQUIRE_MANY,
+    FINISH_DONE,
+    FINISH_DONE_MANY,
+    FINISH_EFFECT_MANY,
+    INSERT_EFFECT,
+    INSERT_EFFECT_MANY,
+    INSERT_EVENT_MANY,
+    PIN_AND_INSERT_EFFECT,
+    PIN_AND_INSERT_EFFECT_MANY,
+    PIN_DECISION,
+    PIN_DECISION_MANY,
+)
 from autorunner.store.rules import BUDGET_WINDOW, entry_status, proceeds, retaken_status
 from autorunner.store.sql import event_row, finish_params
 
-INSERT_EFFECT = (  # its parameters: begin_effect's ``values``
-    "INSERT INTO effects (effect_key, event_id, step_id, kind, status, params_json, created_at,"
-    " updated_at, route) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
-    " RETURNING 1"
-)
-# The hot statements' forms for many rows (StatementBatch): each takes the rows' parameters as
-# one JSON array of arrays, in the order of its single form's, and returns the row's key first.
-ROWS = " FROM jsonb_array_elements(%s::jsonb) AS r"
-INSERT_EVENT_MANY = (
-    "INSERT INTO events (event_id, execution_id, delivery_id, query_id, event_type, channel,"
-    " status, received_at, available_at, event_json, raw_json)"
-    " SELECT r->>0, r->>1, r->>2, r->>3, r->>4, r->>5, 'pending', (r->>6)::float8,"
-    f" (r->>7)::float8, r->8, r->9{ROWS} ON CONFLICT DO NOTHING RETURNING event_id, 1"
-)
-ACQUIRE_MANY = (
-    "UPDATE events SET status = 'running', attempts = attempts + 1, lease_owner = r->>0,"
-    f" lease_until = (r->>1)::float8{ROWS} WHERE event_id = r->>2 AND (status = 'pending'"
-    " OR (status = 'running' AND lease_until <= (r->>3)::float8))"
-    " RETURNING r->>2, attempts, event_json, generation, decision_json, available_at"
-)
-PIN_DECISION_MANY = (
-    f"UPDATE events SET decision_json = coalesce(decision_json, r->0){ROWS}"
-    " WHERE event_id = r->>1 AND lease_owner = r->>2 AND generation = (r->>3)::integer"
-    " RETURNING r->>1, decision_json"
-)
-INSERT_EFFECT_MANY = (
-    "INSERT INTO effects (effect_key, event_id, step_id, kind, status, params_json, created_at,"
-    " updated_at, route) SELECT r->>0, r->>1, r->>2, r->>3, r->>4, r->5, (r->>6)::float8,"
-    f" (r->>7)::float8, r->>8{ROWS} ON CONFLICT DO NOTHING RETURNING effect_key, 1"
-)
-FINISH_EFFECT_MANY = (
-    "UPDATE effects SET status = r->>0, result_json = r->1, updated_at = (r->>2)::float8"
-    f"{ROWS} WHERE effect_key = r->>3"
-)
-# A finished run whose event is done, the worker's usual end (``finish``): the event moves only
-# for its lease's owner, the run is appended whoever finishes; one atomic statement.
-FINISH_DONE = (  # (now, error, route, event_id, owner, event_id, attempt, finished_at, record)
-    "WITH moved AS (UPDATE events SET status = 'done', finished_at = %s, lease_owner = NULL,"
-    " lease_until = NULL, last_error = %s, route = coalesce(%s, route) WHERE event_id = %s"
-    " AND lease_owner = %s AND status = 'running' RETURNING event_id),"
-    " run AS (INSERT INTO runs (event_id, attempt, outcome, finished_at, record_json)"
-    " VALUES (%s, %s, 'done', %s, %s)) SELECT count(*) FROM moved"
-)
-FINISH_DONE_MANY = (
-    f"WITH rows AS MATERIALIZED (SELECT r{ROWS}),"
-    " moved AS (UPDATE events SET status = 'done', finished_at = (r->>0)::float8,"
-    " lease_owner = NULL, lease_until = NULL, last_error = r->>1,"
-    " route = coalesce(r->>2, route) FROM rows WHERE event_id = r->>3 AND lease_owner = r->>4"
-    " AND status = 'running' RETURNING event_id),"
-    " run AS (INSERT INTO runs (event_id, attempt, outcome, finished_at, record_json)"
-    " SELECT r->>5, (r->>6)::integer, 'done', (r->>7)::float8, r->8 FROM rows)"
-    " SELECT r->>3, (SELECT count(*) FROM moved WHERE moved.event_id = r->>3) FROM rows"
-)
 MIGRATION_2 = """ALTER TABLE events ADD COLUMN generation integer NOT NULL DEFAULT 1;
 CREATE TABLE operations (id bigserial PRIMARY KEY, at double precision NOT NULL,
     actor text NOT NULL, action text NOT NULL, event_id text, target text,
@@ -250,9 +211,7 @@ class PostgresStore(PostgresOperators, PostgresApprovals, PostgresSpend):
         self, event_id: str, decision: dict[str, Any], *, owner: str, generation: int
     ) -> dict[str, Any] | None:
         row = await self._batch.one(
-            "UPDATE events SET decision_json = coalesce(decision_json, %s)"
-            " WHERE event_id = %s AND lease_owner = %s AND generation = %s"
-            " RETURNING decision_json",
+            PIN_DECISION,
             (Jsonb(decision), event_id, owner, generation),
             key=event_id,
             many=PIN_DECISION_MANY,
@@ -263,25 +222,51 @@ class PostgresStore(PostgresOperators, PostgresApprovals, PostgresSpend):
         self, intent: EffectIntent, *, at_least_once: bool = False, staged: bool = False
     ) -> EffectState:
         now, status = self._clock(), entry_status(staged)
-        values = (
-            intent.effect_key,
-            intent.event_id,
-            intent.step_id,
-            intent.kind,
-            status,
-            Jsonb(intent.params),
-            now,  # created_at
-            now,  # updated_at
-            intent.route,
-        )
+        values = _intent_values(intent, status, now)
         # The usual case, a new key with no budget to count: one statement.
         if intent.budget is None and await self._batch.one(
             INSERT_EFFECT, values, key=intent.effect_key, many=INSERT_EFFECT_MANY
         ):
             return EffectState(proceed=True, status=status, tries=1)
-        return await self._begin_effect_in_tx(
-            intent, values, now=now, at_least_once=at_least_once, staged=staged
+        async with self._tx(atomic=True) as conn:
+            return await _begin_locked(
+                conn, intent, values, now=now, at_least_once=at_least_once, staged=staged
+            )
+
+    async def begin_first_effect(
+        self, intent: EffectIntent, pin: Pin, *, at_least_once: bool = False, staged: bool = False
+    ) -> EffectState | None:
+        now, status = self._clock(), entry_status(staged)
+        values = _intent_values(intent, status, now)
+        if intent.budget is not None:
+            async with self._tx(atomic=True) as conn:
+                cur = await conn.execute(
+                    PIN_DECISION, (Jsonb(pin.decision), intent.event_id, pin.owner, pin.generation)
+                )
+                kept = await cur.fetchone()
+                if kept is None or kept[0] != pin.decision:
+                    return None
+                return await _begin_locked(
+                    conn, intent, values, now=now, at_least_once=at_least_once, staged=staged
+                )
+        # The usual case, a new key with no budget to count: one statement.
+        decision = Jsonb(pin.decision)
+        row = await self._batch.one(
+            PIN_AND_INSERT_EFFECT,
+            (decision, intent.event_id, pin.owner, pin.generation, *values, decision),
+            key=intent.event_id,
+            many=PIN_AND_INSERT_EFFECT_MANY,
         )
+        if row is None or row[0] != pin.decision:
+            return None
+        if row[1]:
+            return EffectState(proceed=True, status=status, tries=1)
+        # The key was there already (an attempt of this generation began it): decided under its
+        # row lock, as ``begin_effect`` does; the decision is pinned.
+        async with self._tx(atomic=True) as conn:
+            return await _begin_locked(
+                conn, intent, values, now=now, at_least_once=at_least_once, staged=staged
+            )
 
     async def effect_sending(self, effect_key: str, *, tries: int) -> bool:
         async with self._tx() as conn:
@@ -291,54 +276,6 @@ class PostgresStore(PostgresOperators, PostgresApprovals, PostgresSpend):
                 (self._clock(), effect_key, tries),
             )
         return cur.rowcount == 1
-
-    async def _begin_effect_in_tx(
-        self,
-        intent: EffectIntent,
-        values: tuple[Any, ...],
-        *,
-        now: float,
-        at_least_once: bool,
-        staged: bool,
-    ) -> EffectState:
-        """A key seen before, or a route with a budget: decided under a row or route lock."""
-        async with self._tx(atomic=True) as conn:
-            if intent.budget is not None:
-                # Counting then inserting must not interleave with another worker's: serialize
-                # the route's new effects for the length of this transaction.
-                await conn.execute(
-                    "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"budget:{intent.route}",)
-                )
-            cur = await conn.execute(
-                "SELECT status, result_json, tries FROM effects WHERE effect_key = %s FOR UPDATE",
-                (intent.effect_key,),
-            )
-            found = await cur.fetchone()
-            if found is None:
-                if intent.budget is not None:
-                    cur = await conn.execute(
-                        "SELECT count(*) FROM effects WHERE route = %s AND created_at > %s",
-                        (intent.route, now - BUDGET_WINDOW),
-                    )
-                    spent = await cur.fetchone()
-                    if spent is not None and spent[0] >= intent.budget:
-                        return EffectState(proceed=False, status="over_budget")
-                cur = await conn.execute(INSERT_EFFECT, values)
-                if cur.rowcount == 1:
-                    return EffectState(proceed=True, status=entry_status(staged), tries=1)
-                # Another transaction inserted the key meanwhile: this one must not run it.
-                return EffectState(proceed=False, status="pending")
-            status = found[0]
-            retaken = retaken_status(status, at_least_once=at_least_once, staged=staged)
-            if retaken is None:
-                return EffectState(proceed=False, status=status, result=found[1])
-            await conn.execute(
-                "UPDATE effects SET status = %s, tries = tries + %s, updated_at = %s"
-                " WHERE effect_key = %s",
-                (retaken, int(proceeds(retaken)), now, intent.effect_key),
-            )
-            tries = int(found[2]) + int(proceeds(retaken))
-            return EffectState(proceed=proceeds(retaken), status=retaken, tries=tries)
 
     async def finish_effect(
         self, effect_key: str, *, status: EffectStatus, result: dict[str, Any]
@@ -484,3 +421,66 @@ class PostgresStore(PostgresOperators, PostgresApprovals, PostgresSpend):
 
     async def close(self) -> None:
         await self.db.close()
+
+
+def _intent_values(intent: EffectIntent, status: str, now: float) -> tuple[Any, ...]:
+    """``INSERT_EFFECT``'s parameters."""
+    return (
+        intent.effect_key,
+        intent.event_id,
+        intent.step_id,
+        intent.kind,
+        status,
+        Jsonb(intent.params),
+        now,  # created_at
+        now,  # updated_at
+        intent.route,
+    )
+
+
+async def _begin_locked(
+    conn: Conn,
+    intent: EffectIntent,
+    values: tuple[Any, ...],
+    *,
+    now: float,
+    at_least_once: bool,
+    staged: bool,
+) -> EffectState:
+    """A key seen before, or a route with a budget: decided in ``conn``'s transaction under a
+    row or route lock."""
+    if intent.budget is not None:
+        # Counting then inserting must not interleave with another worker's: serialize
+        # the route's new effects for the length of this transaction.
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"budget:{intent.route}",)
+        )
+    cur = await conn.execute(
+        "SELECT status, result_json, tries FROM effects WHERE effect_key = %s FOR UPDATE",
+        (intent.effect_key,),
+    )
+    found = await cur.fetchone()
+    if found is None:
+        if intent.budget is not None:
+            cur = await conn.execute(
+                "SELECT count(*) FROM effects WHERE route = %s AND created_at > %s",
+                (intent.route, now - BUDGET_WINDOW),
+            )
+            spent = await cur.fetchone()
+            if spent is not None and spent[0] >= intent.budget:
+                return EffectState(proceed=False, status="over_budget")
+        cur = await conn.execute(INSERT_EFFECT, values)
+        if cur.rowcount == 1:
+            return EffectState(proceed=True, status=entry_status(staged), tries=1)
+        # Another transaction inserted the key meanwhile: this one must not run it.
+        return EffectState(proceed=False, status="pending")
+    status = found[0]
+    retaken = retaken_status(status, at_least_once=at_least_once, staged=staged)
+    if retaken is None:
+        return EffectState(proceed=False, status=status, result=found[1])
+    await conn.execute(
+        "UPDATE effects SET status = %s, tries = tries + %s, updated_at = %s WHERE effect_key = %s",
+        (retaken, int(proceeds(retaken)), now, intent.effect_key),
+    )
+    tries = int(found[2]) + int(proceeds(retaken))
+    return EffectState(proceed=proceeds(retaken), status=retaken, tries=tries)

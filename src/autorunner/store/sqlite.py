@@ -18,6 +18,7 @@ from autorunner.records import (
     InsertResult,
     Leased,
     Operation,
+    Pin,
     RawDelivery,
     RunRecord,
 )
@@ -200,63 +201,26 @@ class SqliteStore(SqliteOperators, SqliteApprovals, SqliteSpend):
     async def pin_decision(
         self, event_id: str, decision: dict[str, Any], *, owner: str, generation: int
     ) -> dict[str, Any] | None:
-        def op(conn: sqlite3.Connection) -> dict[str, Any] | None:
-            row = conn.execute(
-                "UPDATE events SET decision_json = coalesce(decision_json, ?)"
-                " WHERE event_id = ? AND lease_owner = ? AND generation = ?"
-                " RETURNING decision_json",
-                (dumps(decision), event_id, owner, generation),
-            ).fetchone()
-            return None if row is None else orjson.loads(row[0])
-
-        return await self.db.write(op)
+        pin = Pin(decision=decision, owner=owner, generation=generation)
+        return await self.db.write(lambda conn: _pin(conn, event_id, pin))
 
     async def begin_effect(
         self, intent: EffectIntent, *, at_least_once: bool = False, staged: bool = False
     ) -> EffectState:
         now = self._clock()
+        return await self.db.write(
+            lambda conn: _begin(conn, intent, now, at_least_once=at_least_once, staged=staged)
+        )
 
-        def op(conn: sqlite3.Connection) -> EffectState:
-            row = conn.execute(
-                "SELECT status, result_json, tries FROM effects WHERE effect_key = ?",
-                (intent.effect_key,),
-            ).fetchone()
-            if row is None:
-                if intent.budget is not None:
-                    spent = conn.execute(
-                        "SELECT count(*) FROM effects WHERE route = ? AND created_at > ?",
-                        (intent.route, now - BUDGET_WINDOW),
-                    ).fetchone()[0]
-                    if spent >= intent.budget:
-                        return EffectState(proceed=False, status="over_budget")
-                conn.execute(
-                    "INSERT INTO effects (effect_key, event_id, step_id, kind, status, params_json,"
-                    " created_at, updated_at, route) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        intent.effect_key,
-                        intent.event_id,
-                        intent.step_id,
-                        intent.kind,
-                        entry_status(staged),
-                        dumps(intent.params),
-                        now,
-                        now,
-                        intent.route,
-                    ),
-                )
-                return EffectState(proceed=True, status=entry_status(staged), tries=1)
-            status = row[0]
-            retaken = retaken_status(status, at_least_once=at_least_once, staged=staged)
-            if retaken is None:
-                result = orjson.loads(row[1]) if row[1] else None
-                return EffectState(proceed=False, status=status, result=result)
-            conn.execute(
-                "UPDATE effects SET status = ?, tries = tries + ?, updated_at = ?"
-                " WHERE effect_key = ?",
-                (retaken, int(proceeds(retaken)), now, intent.effect_key),
-            )
-            tries = row[2] + int(proceeds(retaken))
-            return EffectState(proceed=proceeds(retaken), status=retaken, tries=tries)
+    async def begin_first_effect(
+        self, intent: EffectIntent, pin: Pin, *, at_least_once: bool = False, staged: bool = False
+    ) -> EffectState | None:
+        now = self._clock()
+
+        def op(conn: sqlite3.Connection) -> EffectState | None:
+            if _pin(conn, intent.event_id, pin) != pin.decision:
+                return None
+            return _begin(conn, intent, now, at_least_once=at_least_once, staged=staged)
 
         return await self.db.write(op)
 
@@ -421,3 +385,64 @@ class SqliteStore(SqliteOperators, SqliteApprovals, SqliteSpend):
 
     async def close(self) -> None:
         await self.db.close()
+
+
+def _pin(conn: sqlite3.Connection, event_id: str, pin: Pin) -> dict[str, Any] | None:
+    """``pin_decision`` on the writer's connection."""
+    row = conn.execute(
+        "UPDATE events SET decision_json = coalesce(decision_json, ?)"
+        " WHERE event_id = ? AND lease_owner = ? AND generation = ?"
+        " RETURNING decision_json",
+        (dumps(pin.decision), event_id, pin.owner, pin.generation),
+    ).fetchone()
+    return None if row is None else orjson.loads(row[0])
+
+
+def _begin(
+    conn: sqlite3.Connection,
+    intent: EffectIntent,
+    now: float,
+    *,
+    at_least_once: bool,
+    staged: bool,
+) -> EffectState:
+    """``begin_effect`` on the writer's connection."""
+    row = conn.execute(
+        "SELECT status, result_json, tries FROM effects WHERE effect_key = ?",
+        (intent.effect_key,),
+    ).fetchone()
+    if row is None:
+        if intent.budget is not None:
+            spent = conn.execute(
+                "SELECT count(*) FROM effects WHERE route = ? AND created_at > ?",
+                (intent.route, now - BUDGET_WINDOW),
+            ).fetchone()[0]
+            if spent >= intent.budget:
+                return EffectState(proceed=False, status="over_budget")
+        conn.execute(
+            "INSERT INTO effects (effect_key, event_id, step_id, kind, status, params_json,"
+            " created_at, updated_at, route) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                intent.effect_key,
+                intent.event_id,
+                intent.step_id,
+                intent.kind,
+                entry_status(staged),
+                dumps(intent.params),
+                now,
+                now,
+                intent.route,
+            ),
+        )
+        return EffectState(proceed=True, status=entry_status(staged), tries=1)
+    status = row[0]
+    retaken = retaken_status(status, at_least_once=at_least_once, staged=staged)
+    if retaken is None:
+        result = orjson.loads(row[1]) if row[1] else None
+        return EffectState(proceed=False, status=status, result=result)
+    conn.execute(
+        "UPDATE effects SET status = ?, tries = tries + ?, updated_at = ? WHERE effect_key = ?",
+        (retaken, int(proceeds(retaken)), now, intent.effect_key),
+    )
+    tries = row[2] + int(proceeds(retaken))
+    return EffectState(proceed=proceeds(retaken), status=retaken, tries=tries)
