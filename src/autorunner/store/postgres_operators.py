@@ -342,14 +342,16 @@ class PostgresOperators:
             else:  # the unfinished through their partial index; the dead from their own table
                 cur = await conn.execute(
                     "SELECT status, count(*) FROM events"
-                    " WHERE status IN ('pending', 'running') GROUP BY status"
+                    " WHERE finished_at IS NULL AND status IN ('pending', 'running')"
+                    " GROUP BY status"
                 )
                 counts = {str(r[0]): int(r[1]) for r in await cur.fetchall()}
                 cur = await conn.execute("SELECT count(*) FROM dead_letters")
                 dead = await cur.fetchone()
                 counts |= {"dead": int(dead[0])} if dead and dead[0] else {}
             cur = await conn.execute(
-                "SELECT min(received_at) FROM events WHERE status IN ('pending', 'running')"
+                "SELECT min(received_at) FROM events"
+                " WHERE finished_at IS NULL AND status IN ('pending', 'running')"
             )
             oldest = await cur.fetchone()
             cur = await conn.execute("SELECT count(*) FROM rejected")
@@ -357,7 +359,8 @@ class PostgresOperators:
             cur = await conn.execute("SELECT count(*) FROM effects WHERE status = 'unknown'")
             unknown = await cur.fetchone()
             cur = await conn.execute(
-                "SELECT count(*) FROM events WHERE status = 'running' AND lease_until <= %s",
+                "SELECT count(*) FROM events"
+                " WHERE finished_at IS NULL AND status = 'running' AND lease_until <= %s",
                 (self._clock(),),
             )
             lapsed = await cur.fetchone()
