@@ -14,6 +14,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import structlog
 
 from autorunner import facts
@@ -291,7 +292,8 @@ class Pipeline:
         With ``defer`` the pin is returned instead, for the first effect to begin with."""
         verdict = check(decision, route, policy_hash=self.policy.hash, valuers=self._valuers)
         if pinned is None and verdict.allowed:
-            mine = decision.to_dict()
+            # As the store keeps it (JSON turns a date into text): what it hands back compares.
+            mine = orjson.loads(orjson.dumps(decision.to_dict()))
             if defer:
                 pin = Pin(decision=mine, owner=leased.owner, generation=leased.generation)
                 return decision, verdict, None, pin

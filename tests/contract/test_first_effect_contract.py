@@ -5,8 +5,12 @@ decision kept, only for the lease's owner in its generation, and never without t
 from __future__ import annotations
 
 import asyncio
+import datetime
+import math
 from dataclasses import replace
 from typing import Any
+
+import pytest
 
 from autorunner.queue.base import Queue
 from autorunner.records import Pin
@@ -41,6 +45,24 @@ async def test_the_first_effect_begins_with_its_decision_pinned(backends: Backen
     assert state is not None
     assert (state.proceed, state.status, state.tries) == (True, "pending", 1)
     assert await pinned_after(store, event_id) == decision("mine")
+
+
+@pytest.mark.parametrize("budget", [None, 5])
+async def test_a_decision_that_json_changes_still_begins_its_first_effect(
+    backends: Backends, budget: int | None
+) -> None:
+    """A rule's date is text once stored, NaN is null: the decision kept is still this one,
+    and its intent is recorded (the caller is never told nothing began when it did)."""
+    store, _ = backends
+    [event_id] = await stored_events(store, 1)
+    await store.acquire(event_id, owner="w", lease=30)
+    params = {"since": datetime.date(2025, 1, 1), "at": datetime.time(9, 30), "x": math.nan}
+    dated = Pin(decision={"actions": [{"params": params}]}, owner="w", generation=1)
+    first = replace(intent(event_id), route="desk", budget=budget)
+    state = await store.begin_first_effect(first, dated)
+    assert state is not None
+    assert state.proceed
+    assert not (await store.begin_effect(first)).proceed  # its intent is there
 
 
 async def test_a_staged_first_effect_begins_planned(backends: Backends) -> None:

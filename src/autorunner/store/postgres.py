@@ -48,6 +48,7 @@ from autorunner.store.postgres_statements import (
     PIN_AND_INSERT_EFFECT_MANY,
     PIN_DECISION,
     PIN_DECISION_MANY,
+    PIN_DECISION_OURS,
 )
 from autorunner.store.rules import BUDGET_WINDOW, entry_status, proceeds, retaken_status
 from autorunner.store.sql import event_row, finish_params
@@ -251,24 +252,25 @@ class PostgresStore(PostgresOperators, PostgresApprovals, PostgresSpend):
         values = _intent_values(intent, status, now)
         if intent.budget is not None:
             async with self._tx(atomic=True) as conn:
+                decision = Jsonb(pin.decision)
                 cur = await conn.execute(
-                    PIN_DECISION, (Jsonb(pin.decision), intent.event_id, pin.owner, pin.generation)
+                    PIN_DECISION_OURS,
+                    (decision, intent.event_id, pin.owner, pin.generation, decision),
                 )
-                kept = await cur.fetchone()
-                if kept is None or kept[0] != pin.decision:
+                ours = await cur.fetchone()
+                if ours is None or not ours[0]:
                     return None
                 return await _begin_locked(
                     conn, intent, values, now=now, at_least_once=at_least_once, staged=staged
                 )
         # The usual case, a new key with no budget to count: one statement.
-        decision = Jsonb(pin.decision)
         row = await self._batch.one(
             PIN_AND_INSERT_EFFECT,
-            (decision, intent.event_id, pin.owner, pin.generation, *values, decision),
+            (Jsonb(pin.decision), intent.event_id, pin.owner, pin.generation, *values),
             key=intent.event_id,
             many=PIN_AND_INSERT_EFFECT_MANY,
         )
-        if row is None or row[0] != pin.decision:
+        if row is None or not row[0]:  # the owner lost the event, or another decision is kept
             return None
         if row[1]:
             return EffectState(proceed=True, status=status, tries=1)

@@ -251,6 +251,8 @@ class PostgresOperators:
             "symbol": symbol,
         }
         where = event_filters(lambda name: f"%({name})s", filters, symbol=SYMBOL)
+        if status in ("pending", "running", "awaiting"):  # through the unfinished events' index
+            where += " AND finished_at IS NULL"
         query = (
             f"SELECT {SUMMARY_COLUMNS} FROM events{where} ORDER BY received_at DESC LIMIT %(limit)s"
         )

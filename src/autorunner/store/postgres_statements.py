@@ -35,28 +35,38 @@ INSERT_EFFECT_MANY = (
     f" (r->>7)::float8, r->>8{ROWS} ON CONFLICT DO NOTHING RETURNING effect_key, 1"
 )
 # An attempt's first effect: its decision pinned and its intent inserted, one atomic statement;
-# the intent only when the decision kept is this one. Returns the decision kept (NULL: the owner
-# lost the event) and whether the intent was inserted. Its parameters: PIN_DECISION's, then
-# INSERT_EFFECT's, then the decision again (the many-row form reads it from the first).
+# the intent only when the decision kept is this one (compared as jsonb, as stored: a value JSON
+# changes, a date, must not make the caller and the database disagree). Returns whether the
+# decision kept is this one (NULL: the owner lost the event) and whether the intent was inserted.
+# Its parameters: PIN_DECISION's, then INSERT_EFFECT's.
 PIN_AND_INSERT_EFFECT = (
-    "WITH kept AS (UPDATE events SET decision_json = coalesce(decision_json, %s)"
-    " WHERE event_id = %s AND lease_owner = %s AND generation = %s RETURNING decision_json),"
+    "WITH mine AS (SELECT %s::jsonb AS d), kept AS (UPDATE events"
+    " SET decision_json = coalesce(decision_json, (SELECT d FROM mine))"
+    " WHERE event_id = %s AND lease_owner = %s AND generation = %s"
+    " RETURNING decision_json = (SELECT d FROM mine) AS ours),"
     " begun AS (INSERT INTO effects (effect_key, event_id, step_id, kind, status, params_json,"
     " created_at, updated_at, route) SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s FROM kept"
-    " WHERE decision_json = %s ON CONFLICT DO NOTHING RETURNING 1)"
-    " SELECT (SELECT decision_json FROM kept), (SELECT count(*) FROM begun)"
+    " WHERE ours ON CONFLICT DO NOTHING RETURNING 1)"
+    " SELECT (SELECT ours FROM kept), (SELECT count(*) FROM begun)"
 )
 PIN_AND_INSERT_EFFECT_MANY = (
     f"WITH rows AS MATERIALIZED (SELECT r{ROWS}),"
     " kept AS (UPDATE events SET decision_json = coalesce(decision_json, r->0) FROM rows"
     " WHERE event_id = r->>1 AND lease_owner = r->>2 AND generation = (r->>3)::integer"
-    " RETURNING event_id, decision_json, r),"
+    " RETURNING event_id, decision_json = r->0 AS ours, r),"
     " begun AS (INSERT INTO effects (effect_key, event_id, step_id, kind, status, params_json,"
     " created_at, updated_at, route) SELECT r->>4, r->>5, r->>6, r->>7, r->>8, r->9,"
-    " (r->>10)::float8, (r->>11)::float8, r->>12 FROM kept WHERE decision_json = r->0"
+    " (r->>10)::float8, (r->>11)::float8, r->>12 FROM kept WHERE ours"
     " ON CONFLICT DO NOTHING RETURNING effect_key)"
-    " SELECT r->>1, (SELECT decision_json FROM kept WHERE kept.event_id = rows.r->>1),"
+    " SELECT r->>1, (SELECT ours FROM kept WHERE kept.event_id = rows.r->>1),"
     " (SELECT count(*) FROM begun WHERE effect_key = rows.r->>4) FROM rows"
+)
+# PIN_DECISION answering whether the decision kept is this one (compared as jsonb); its
+# parameters: PIN_DECISION's, then the decision again.
+PIN_DECISION_OURS = (
+    "UPDATE events SET decision_json = coalesce(decision_json, %s)"
+    " WHERE event_id = %s AND lease_owner = %s AND generation = %s"
+    " RETURNING decision_json = %s"
 )
 FINISH_EFFECT_MANY = (
     "UPDATE effects SET status = r->>0, result_json = r->1, updated_at = (r->>2)::float8"

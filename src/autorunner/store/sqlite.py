@@ -217,8 +217,10 @@ class SqliteStore(SqliteOperators, SqliteApprovals, SqliteSpend):
     ) -> EffectState | None:
         now = self._clock()
 
+        mine = orjson.loads(dumps(pin.decision))  # compared as stored: JSON turns a date to text
+
         def op(conn: sqlite3.Connection) -> EffectState | None:
-            if _pin(conn, intent.event_id, pin) != pin.decision:
+            if _pin(conn, intent.event_id, pin) != mine:
                 return None
             return _begin(conn, intent, now, at_least_once=at_least_once, staged=staged)
 
