@@ -221,10 +221,10 @@ class Pipeline:
                 return
             decision = found
             mark = time.perf_counter()
-        # The rules answer again for nothing, the same way: their decision is pinned with the
-        # first effect it begins (one wait on the store, not two). A model's is pinned at once,
-        # so that an attempt held before its effects (the kill switch) resumes on it without
-        # asking again; so is any decision an approval is asked for.
+        # Asking the rules again costs nothing: their decision is pinned with the first effect
+        # it begins (one wait on the store, not two; until then nothing has begun). A model's
+        # is pinned at once, so that an attempt held before its effects (the kill switch)
+        # resumes on it without asking again; so is any decision an approval is asked for.
         defer = route.decider == RulesDecider.name and route.approval is None
         with self._tracing.span("verdict") as span:
             decision, verdict, pinned, pin = await self._rule(
