@@ -36,3 +36,11 @@ async def stored_events(store: StoreBackend, count: int) -> list[str]:
     for event_id in ids:
         await store.insert_event(make_event(event_id), raw_delivery())
     return ids
+
+
+async def leased_events(store: StoreBackend, count: int) -> list[str]:
+    """``stored_events``, each then leased by worker ``w`` (generation 1)."""
+    ids = await stored_events(store, count)
+    for event_id in ids:
+        await store.acquire(event_id, owner="w", lease=30)
+    return ids

@@ -15,7 +15,7 @@ import pytest
 from autorunner.queue.base import Queue
 from autorunner.records import Pin
 from autorunner.store.base import StoreBackend
-from tests.contract.records import intent, run, stored_events
+from tests.contract.records import intent, leased_events, run
 
 Backends = tuple[StoreBackend, Queue]
 
@@ -39,8 +39,7 @@ async def pinned_after(store: StoreBackend, event_id: str) -> dict[str, Any] | N
 
 async def test_the_first_effect_begins_with_its_decision_pinned(backends: Backends) -> None:
     store, _ = backends
-    [event_id] = await stored_events(store, 1)
-    await store.acquire(event_id, owner="w", lease=30)
+    [event_id] = await leased_events(store, 1)
     state = await store.begin_first_effect(intent(event_id), pin("mine"))
     assert state is not None
     assert (state.proceed, state.status, state.tries) == (True, "pending", 1)
@@ -54,8 +53,7 @@ async def test_a_decision_that_json_changes_still_begins_its_first_effect(
     """A rule's date is text once stored, NaN is null: the decision kept is still this one,
     and its intent is recorded (the caller is never told nothing began when it did)."""
     store, _ = backends
-    [event_id] = await stored_events(store, 1)
-    await store.acquire(event_id, owner="w", lease=30)
+    [event_id] = await leased_events(store, 1)
     params = {"since": datetime.date(2025, 1, 1), "at": datetime.time(9, 30), "x": math.nan}
     dated = Pin(decision={"actions": [{"params": params}]}, owner="w", generation=1)
     first = replace(intent(event_id), route="desk", budget=budget)
@@ -67,8 +65,7 @@ async def test_a_decision_that_json_changes_still_begins_its_first_effect(
 
 async def test_a_staged_first_effect_begins_planned(backends: Backends) -> None:
     store, _ = backends
-    [event_id] = await stored_events(store, 1)
-    await store.acquire(event_id, owner="w", lease=30)
+    [event_id] = await leased_events(store, 1)
     state = await store.begin_first_effect(intent(event_id), pin("mine"), staged=True)
     assert state is not None
     assert (state.proceed, state.status) == (True, "planned")
@@ -79,8 +76,7 @@ async def test_a_stale_owner_or_generation_begins_nothing_and_pins_nothing(
     backends: Backends,
 ) -> None:
     store, _ = backends
-    [event_id] = await stored_events(store, 1)
-    await store.acquire(event_id, owner="w", lease=30)
+    [event_id] = await leased_events(store, 1)
     assert await store.begin_first_effect(intent(event_id), pin("old", owner="stale")) is None
     assert await store.begin_first_effect(intent(event_id), pin("old", generation=2)) is None
     # Nothing was recorded: the owner's own first effect begins as the first try, under its pin.
@@ -94,8 +90,7 @@ async def test_under_another_pinned_decision_the_first_effect_begins_nothing(
     backends: Backends,
 ) -> None:
     store, _ = backends
-    [event_id] = await stored_events(store, 1)
-    await store.acquire(event_id, owner="w", lease=30)
+    [event_id] = await leased_events(store, 1)
     assert await store.pin_decision(event_id, decision("first"), owner="w", generation=1)
     assert await store.begin_first_effect(intent(event_id), pin("second")) is None
     assert (await store.begin_effect(intent(event_id))).proceed  # no intent was recorded
@@ -106,8 +101,7 @@ async def test_a_first_effect_whose_key_exists_is_decided_as_begin_effect_decide
     backends: Backends,
 ) -> None:
     store, _ = backends
-    [event_id] = await stored_events(store, 1)
-    await store.acquire(event_id, owner="w", lease=30)
+    [event_id] = await leased_events(store, 1)
     await store.begin_effect(intent(event_id))
     await store.finish_effect(f"{event_id}:notify", status="done", result={"sent": 1})
     state = await store.begin_first_effect(intent(event_id), pin("mine"))
@@ -120,9 +114,7 @@ async def test_a_budgeted_first_effect_is_counted_and_pinned_even_when_refused(
     backends: Backends,
 ) -> None:
     store, _ = backends
-    ids = await stored_events(store, 2)
-    for event_id in ids:
-        await store.acquire(event_id, owner="w", lease=30)
+    ids = await leased_events(store, 2)
     budgeted = [replace(intent(i), route="desk", budget=1) for i in ids]
     first = await store.begin_first_effect(budgeted[0], pin("a"))
     refused = await store.begin_first_effect(budgeted[1], pin("b"))
@@ -141,9 +133,7 @@ async def test_concurrent_first_effects_of_many_events_each_keep_their_own(
     backends: Backends,
 ) -> None:
     store, _ = backends
-    ids = await stored_events(store, 20)
-    for event_id in ids:
-        await store.acquire(event_id, owner="w", lease=30)
+    ids = await leased_events(store, 20)
     await store.pin_decision("e05", decision("earlier"), owner="w", generation=1)
     states = await asyncio.gather(
         *(
@@ -164,8 +154,7 @@ async def test_two_first_effects_of_one_event_at_once_begin_once_under_one_decis
     backends: Backends,
 ) -> None:
     store, _ = backends
-    [event_id] = await stored_events(store, 1)
-    await store.acquire(event_id, owner="w", lease=30)
+    [event_id] = await leased_events(store, 1)
     states = await asyncio.gather(
         *(store.begin_first_effect(intent(event_id), pin(f"d{n}")) for n in range(6))
     )

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from autorunner.queue.base import Queue
 from autorunner.store.base import StoreBackend
-from tests.contract.records import intent, run, stored_events
+from tests.contract.records import intent, leased_events, run, stored_events
 from tests.helpers import FakeClock, make_event, raw_delivery
 
 Backends = tuple[StoreBackend, Queue]
@@ -359,9 +359,7 @@ async def test_concurrent_pins_of_many_events_each_keep_their_own_decision(
     backends: Backends,
 ) -> None:
     store, _ = backends
-    ids = await stored_events(store, 20)
-    for event_id in ids:
-        await store.acquire(event_id, owner="w", lease=30)
+    ids = await leased_events(store, 20)
     kept = await asyncio.gather(
         *(
             store.pin_decision(
