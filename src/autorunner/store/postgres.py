@@ -250,33 +250,32 @@ class PostgresStore(PostgresOperators, PostgresApprovals, PostgresSpend):
     ) -> EffectState | None:
         now, status = self._clock(), entry_status(staged)
         values = _intent_values(intent, status, now)
-        if intent.budget is not None:
-            async with self._tx(atomic=True) as conn:
-                decision = Jsonb(pin.decision)
+        to_pin: Pin | None = pin  # pinned in the transaction below, unless pinned already
+        if intent.budget is None:
+            # The usual case, a new key with no budget to count: one statement.
+            row = await self._batch.one(
+                PIN_AND_INSERT_EFFECT,
+                (Jsonb(pin.decision), intent.event_id, pin.owner, pin.generation, *values),
+                key=intent.event_id,
+                many=PIN_AND_INSERT_EFFECT_MANY,
+            )
+            if row is None or not row[0]:  # the owner lost the event, or another decision is kept
+                return None
+            if row[1]:
+                return EffectState(proceed=True, status=status, tries=1)
+            # Pinned, but the key was there already (an attempt of this generation began it):
+            # decided under its row lock, as ``begin_effect`` does.
+            to_pin = None
+        async with self._tx(atomic=True) as conn:
+            if to_pin is not None:
+                decision = Jsonb(to_pin.decision)
                 cur = await conn.execute(
                     PIN_DECISION_OURS,
-                    (decision, intent.event_id, pin.owner, pin.generation, decision),
+                    (decision, intent.event_id, to_pin.owner, to_pin.generation, decision),
                 )
                 ours = await cur.fetchone()
                 if ours is None or not ours[0]:
                     return None
-                return await _begin_locked(
-                    conn, intent, values, now=now, at_least_once=at_least_once, staged=staged
-                )
-        # The usual case, a new key with no budget to count: one statement.
-        row = await self._batch.one(
-            PIN_AND_INSERT_EFFECT,
-            (Jsonb(pin.decision), intent.event_id, pin.owner, pin.generation, *values),
-            key=intent.event_id,
-            many=PIN_AND_INSERT_EFFECT_MANY,
-        )
-        if row is None or not row[0]:  # the owner lost the event, or another decision is kept
-            return None
-        if row[1]:
-            return EffectState(proceed=True, status=status, tries=1)
-        # The key was there already (an attempt of this generation began it): decided under its
-        # row lock, as ``begin_effect`` does; the decision is pinned.
-        async with self._tx(atomic=True) as conn:
             return await _begin_locked(
                 conn, intent, values, now=now, at_least_once=at_least_once, staged=staged
             )

@@ -20,10 +20,11 @@ ACQUIRE_MANY = (
     " OR (status = 'running' AND lease_until <= (r->>3)::float8))"
     " RETURNING r->>2, attempts, event_json, generation, decision_json, available_at"
 )
-PIN_DECISION = (  # (decision, event_id, owner, generation)
+_PIN = (  # (decision, event_id, owner, generation)
     "UPDATE events SET decision_json = coalesce(decision_json, %s)"
-    " WHERE event_id = %s AND lease_owner = %s AND generation = %s RETURNING decision_json"
+    " WHERE event_id = %s AND lease_owner = %s AND generation = %s"
 )
+PIN_DECISION = f"{_PIN} RETURNING decision_json"
 PIN_DECISION_MANY = (
     f"UPDATE events SET decision_json = coalesce(decision_json, r->0){ROWS}"
     " WHERE event_id = r->>1 AND lease_owner = r->>2 AND generation = (r->>3)::integer"
@@ -63,11 +64,7 @@ PIN_AND_INSERT_EFFECT_MANY = (
 )
 # PIN_DECISION answering whether the decision kept is this one (compared as jsonb); its
 # parameters: PIN_DECISION's, then the decision again.
-PIN_DECISION_OURS = (
-    "UPDATE events SET decision_json = coalesce(decision_json, %s)"
-    " WHERE event_id = %s AND lease_owner = %s AND generation = %s"
-    " RETURNING decision_json = %s"
-)
+PIN_DECISION_OURS = f"{_PIN} RETURNING decision_json = %s"
 FINISH_EFFECT_MANY = (
     "UPDATE effects SET status = r->>0, result_json = r->1, updated_at = (r->>2)::float8"
     f"{ROWS} WHERE effect_key = r->>3"
