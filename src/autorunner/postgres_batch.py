@@ -33,7 +33,11 @@ and psycopg would dump an array parameter element by element in Python (docs/ben
 issue 16). It returns each row's key first, which gives each caller its row. A key that comes
 twice in a batch goes once in the many-row statement and the rest after it, one by one, so a
 caller never sees a row another caller's statement changed in the same statement (two leases of
-one event: the second finds it taken).
+one event: the second finds it taken). It is never prepared: PostgreSQL plans it for each batch,
+for its tables as they are then. A prepared statement soon runs on the plan made at its first
+executions (psycopg prepares from the fifth), and the plans of a table's first rows read it whole:
+a burst into a fresh table then read all of it for every batch, the more the longer it ran (issue
+16: 306 to 367 rows read a job over 30,000 jobs, against 6).
 """
 
 from __future__ import annotations
@@ -182,7 +186,9 @@ async def _send_as_one(
     document = orjson.dumps([[_plain(v) for v in statements[i][1]] for i in first.values()])
     if b"\\u0000" in document:
         return indices  # one by one: each value then refused or stored as its single form does
-    sent.append((await conn.execute(many, (document.decode(),)), first))
+    sent.append(
+        (await conn.execute(many, (document.decode(),), prepare=False), first)
+    )  # planned afresh
     return rest
 
 

@@ -116,6 +116,30 @@ async def test_statements_with_a_form_for_many_rows_run_as_one_and_each_caller_g
         assert (await _stored(db))[7] == (7, "before")
 
 
+async def test_a_many_row_statement_is_planned_for_each_batch_never_prepared() -> None:
+    # Prepared, it would run on the plan of its first batches, made for the table as it was.
+    async with _items() as (url, _):
+        db = await PostgresDatabase.open(url, max_size=1)  # every batch on one connection
+        try:
+            batch = StatementBatch(db)
+            for start in range(0, 20, 2):  # ten batches: psycopg prepares from the fifth
+                await asyncio.gather(
+                    *(
+                        batch.one(INSERT_ONCE, (n, f"n{n}"), key=str(n), many=INSERT_MANY)
+                        for n in (start, start + 1)
+                    )
+                )
+            assert batch.batches == 10
+            stored = await _stored(db)
+            async with db.tx() as conn:
+                cur = await conn.execute("SELECT statement FROM pg_prepared_statements")
+                prepared = [row[0] for row in await cur.fetchall()]
+        finally:
+            await db.close()
+    assert len(stored) == 20
+    assert not [s for s in prepared if "jsonb_array_elements" in s], prepared
+
+
 async def test_a_batch_is_one_transaction_that_waits_on_the_server_once(tmp_path: Path) -> None:
     async with _items() as (url, _):
         db = await PostgresDatabase.open(url, max_size=1)  # one connection: the one traced
