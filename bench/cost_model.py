@@ -8,7 +8,9 @@ one worker in this process (run as ``autorunner worker`` runs: ``service_loop``)
 around the drain only, the CPU time of this process (``getrusage``), of every PostgreSQL server
 process and of the Redis server (``/proc/<pid>/stat``, Linux): CPU milliseconds per job in each.
 PostgreSQL's figure includes its background processes (WAL writer, checkpointer) over the
-drain; the machine must be otherwise idle.
+drain; the machine must be otherwise idle. Its work is also counted in units this machine's
+speed does not move: the table rows PostgreSQL read (sequential and by index) and the buffers it
+touched per job, from its statistics of the drain's database.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ import asyncio
 import os
 import resource
 import statistics
+import time
 from pathlib import Path
+
+import psycopg
 
 from autorunner import logs
 from autorunner.config import Settings
@@ -50,6 +55,26 @@ def cpu_of(names: tuple[str, ...]) -> float:
     return total / TICKS
 
 
+def database_work(url: str) -> tuple[int, int]:
+    """Rows read from the database's tables (sequentially and by index) and buffers touched so
+    far, once every other session on it has ended (a session's counts arrive as it ends)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid()"
+        ).fetchone() != (0,):
+            time.sleep(0.05)
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        counts = conn.execute(
+            "SELECT (SELECT sum(seq_tup_read + coalesce(idx_tup_fetch, 0))::bigint"
+            " FROM pg_stat_user_tables), blks_hit + blks_read"
+            " FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    assert counts is not None
+    return int(counts[0] or 0), int(counts[1])
+
+
 def one_round(events: int, admin: str, redis: str) -> dict[str, float]:
     with database(admin) as db, fresh_queue(redis) as queue:
         settings = Settings(
@@ -61,6 +86,7 @@ def one_round(events: int, admin: str, redis: str) -> dict[str, float]:
             log_level="warning",
         )
         asyncio.run(preload(settings, events))
+        read, touched = database_work(db)
         before = resource.getrusage(resource.RUSAGE_SELF)
         postgres, redis_cpu = cpu_of(("postgres",)), cpu_of(("redis-server",))
         elapsed = run_service(drain(settings, events))
@@ -69,12 +95,16 @@ def one_round(events: int, admin: str, redis: str) -> dict[str, float]:
             cpu_of(("postgres",)) - postgres,
             cpu_of(("redis-server",)) - redis_cpu,
         )
+        read_after, touched_after = database_work(db)
+        read, touched = read_after - read, touched_after - touched
     worker = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     return {
         "jobs/s": events / elapsed,
         "worker": worker * 1000 / events,
         "postgres": postgres * 1000 / events,
         "redis": redis_cpu * 1000 / events,
+        "rows read": read / events,
+        "buffers": touched / events,
     }
 
 
@@ -90,9 +120,9 @@ def main() -> None:
     logs.configure(level="warning", fmt="json")
     print(f"CPU yardstick {python_loop_seconds():.2f}s; one worker, concurrency 64, no-op jobs")
     rounds = [one_round(args.events, args.database, args.redis) for _ in range(args.rounds)]
-    for key in ("jobs/s", "worker", "postgres", "redis"):
+    for key in ("jobs/s", "worker", "postgres", "redis", "rows read", "buffers"):
         values = [r[key] for r in rounds]
-        unit = "" if key == "jobs/s" else " CPU ms/job"
+        unit = {"jobs/s": "", "rows read": "/job", "buffers": "/job"}.get(key, " CPU ms/job")
         shown = ", ".join(f"{v:,.2f}" for v in values)
         print(f"{key:>9}{unit}: median {statistics.median(values):,.2f} ({shown})")
 
