@@ -34,10 +34,10 @@ issue 16). It returns each row's key first, which gives each caller its row. A k
 twice in a batch goes once in the many-row statement and the rest after it, one by one, so a
 caller never sees a row another caller's statement changed in the same statement (two leases of
 one event: the second finds it taken). It is never prepared: PostgreSQL plans it for each batch,
-for its tables as they are then. A prepared statement soon runs on the plan made at its first
-executions (psycopg prepares from the fifth), and the plans of a table's first rows read it whole:
-a burst into a fresh table then read all of it for every batch, the more the longer it ran (issue
-16: 306 to 367 rows read a job over 30,000 jobs, against 6).
+for its tables as they are then. Prepared (psycopg prepares a statement at its sixth run), it
+would soon run on a plan kept until the table's next ANALYZE, and the plan made for a fresh
+table's first rows reads it whole: a burst into a new database read all of it for every batch,
+the more the longer it ran (issue 16: 262 to 402 rows read a job over 30,000 jobs, against 6).
 """
 
 from __future__ import annotations
@@ -89,10 +89,10 @@ class StatementBatch:
         in the keys' order, each row's (positional) ``params`` as an array (a ``Jsonb``
         parameter as its JSON value), and returns its rows with the key first, then the
         columns ``query`` returns. ``key`` must be what it returns first. It locks its rows in
-        the order PostgreSQL's plan visits them — the array's under a nested loop (a large
-        backlog's plan), a scan's under a hash join (a small table's) — so two batches may
-        deadlock over the same rows: one is then refused and its statements run again alone,
-        as after any refusal."""
+        the order PostgreSQL's plan visits them: mostly the array's, the keys' order (a nested
+        loop, or a hash of the rows found by key probed by the array), a scan's when the table
+        is hashed (a table of a few pages), so two batches may deadlock over the same rows:
+        one is then refused and its statements run again alone, as after any refusal."""
         if many is not None and (isinstance(params, Mapping) or not key):
             raise TypeError(
                 "a statement with a form for many rows takes positional parameters and the key"

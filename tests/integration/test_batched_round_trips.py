@@ -117,12 +117,12 @@ async def test_statements_with_a_form_for_many_rows_run_as_one_and_each_caller_g
 
 
 async def test_a_many_row_statement_is_planned_for_each_batch_never_prepared() -> None:
-    # Prepared, it would run on the plan of its first batches, made for the table as it was.
+    # Prepared, it would soon run on a plan kept until the next ANALYZE of its tables.
     async with _items() as (url, _):
         db = await PostgresDatabase.open(url, max_size=1)  # every batch on one connection
         try:
             batch = StatementBatch(db)
-            for start in range(0, 20, 2):  # ten batches: psycopg prepares from the fifth
+            for start in range(0, 20, 2):  # ten batches: psycopg prepares at the sixth
                 await asyncio.gather(
                     *(
                         batch.one(INSERT_ONCE, (n, f"n{n}"), key=str(n), many=INSERT_MANY)

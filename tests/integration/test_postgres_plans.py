@@ -23,6 +23,7 @@ from autorunner.store.postgres_statements import (
     FINISH_DONE_MANY,
     FINISH_EFFECT_MANY,
     PIN_AND_INSERT_EFFECT_MANY,
+    PIN_DECISION_MANY,
 )
 from tests.backends import postgres_schema
 from tests.helpers import make_event, raw_delivery
@@ -50,6 +51,7 @@ async def _plans(
     decision: dict[str, list[str]] = {"actions": []}
     documents = {
         "lease": (ACQUIRE_MANY, [["w", now + 30, i, now] for i in ids]),
+        "pin": (PIN_DECISION_MANY, [[decision, i, "w", 1] for i in ids]),
         "pin and intent": (
             PIN_AND_INSERT_EFFECT_MANY,
             [
