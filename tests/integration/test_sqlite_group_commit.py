@@ -147,3 +147,29 @@ async def test_admissions_in_one_commit_across_statement_chunks_store_and_queue_
         assert found["aliases"] == {"d-2": "f99", "d-3": "old", loser: winner}
     finally:
         await db.close()
+
+
+@pytest.mark.parametrize("first_claim", [True, False])
+async def test_an_admission_committed_just_after_a_claim_found_nothing_wakes_that_claim(
+    tmp_path: Path, first_claim: bool
+) -> None:
+    """The claim's look at the queue and an admission meet in one commit, the look first: the
+    admission's wake-up reaches the loop before the claim learns it found nothing. The claim
+    must still wake for it, not wait for its next poll (an hour here) — also when it is the
+    queue's first claim."""
+    db = SqliteDatabase(str(tmp_path / "wake.db"), migrations=sqlite_store.migrations())
+    await db.open()
+    store, queue = sqlite_store.SqliteStore(db), SqliteQueue(db, idle_poll=3600)
+    outbox = SqliteOutbox(store, queue)
+    try:
+        if not first_claim:  # an earlier claim that waited and found nothing
+            assert await queue.claim("w", limit=1, lease=30, wait=0.001) == []
+        claim = queue.claim("w", limit=1, lease=30, wait=3600)
+        async with asyncio.timeout(10):
+            jobs, admission = await held(
+                db, [claim, outbox.admit(make_event("e1"), raw_delivery())]
+            )
+        assert admission.inserted
+        assert [job.event_id for job in jobs] == ["e1"]
+    finally:
+        await db.close()

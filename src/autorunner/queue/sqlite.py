@@ -26,9 +26,16 @@ ENQUEUE_ROWS = 300
 class SqliteQueue:
     """``Queue`` over a shared ``SqliteDatabase``."""
 
-    def __init__(self, db: SqliteDatabase, *, clock: Clock = system_clock) -> None:
+    def __init__(
+        self,
+        db: SqliteDatabase,
+        *,
+        clock: Clock = system_clock,
+        idle_poll: float = IDLE_POLL_SECONDS,
+    ) -> None:
         self.db = db
         self._clock = clock
+        self._idle_poll = idle_poll
         self._tokens = itertools.count(1)
         self._wakeup: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -126,20 +133,20 @@ class SqliteQueue:
             loop.call_soon_threadsafe(wake)
 
     async def claim(self, consumer: str, *, limit: int, lease: float, wait: float) -> list[Job]:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
+        wakeup = self._wakeup = self._wakeup or asyncio.Event()
         deadline = loop.time() + wait
         while True:
+            # Cleared before the look, never after: an entry written in the commit that found
+            # nothing wakes the wait below even when its wake-up runs before this task learns
+            # the look's answer (cleared after, it was lost, and the job waited for a poll).
+            wakeup.clear()
             jobs = await self._take(consumer, limit, lease)
             remaining = deadline - loop.time()
             if jobs or remaining <= 0:
                 return jobs
-            self._wakeup = self._wakeup or asyncio.Event()
-            self._loop = loop
-            self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._wakeup.wait(), timeout=min(remaining, IDLE_POLL_SECONDS)
-                )
+                await asyncio.wait_for(wakeup.wait(), timeout=min(remaining, self._idle_poll))
 
     async def _take(self, consumer: str, limit: int, lease: float) -> list[Job]:
         now = self._clock()
