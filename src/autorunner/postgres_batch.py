@@ -186,9 +186,8 @@ async def _send_as_one(
     document = orjson.dumps([[_plain(v) for v in statements[i][1]] for i in first.values()])
     if b"\\u0000" in document:
         return indices  # one by one: each value then refused or stored as its single form does
-    sent.append(
-        (await conn.execute(many, (document.decode(),), prepare=False), first)
-    )  # planned afresh
+    cursor = await conn.execute(many, (document.decode(),), prepare=False)  # planned afresh
+    sent.append((cursor, first))
     return rest
 
 
