@@ -8,8 +8,6 @@
 * ``410``, ``204`` and ``event: end`` stop a query's stream cleanly (the account stream
   reconnects after ``end``); ``401``/``403``/``404`` stop it with an error naming what to check.
 * A malformed frame is skipped and counted; the frames after it are read as usual.
-* Frames are stored concurrently (``ADMITTING`` at most), so a moment's slow write does not hold
-  every later frame behind it; all are stored before a reconnect, a poll or a stop.
 """
 
 from __future__ import annotations
@@ -38,9 +36,6 @@ from autorunner.retry import RetryPolicy
 from autorunner.sse import ServerSentEvent, SSEDecoder
 
 log = structlog.get_logger("autorunner.subscriber")
-
-ADMITTING = 64
-"""Frames of one stream being stored at once, at most (they share the store's commits)."""
 
 Ending = Literal["ended", "gone", "no_content", "stopped"]
 _Outcome = Literal["ended", "gone", "no_content", "dropped", "silent"]
@@ -146,19 +141,6 @@ class Subscriber:
             return "dropped"
 
     async def _read(self, response: httpx2.Response) -> _Outcome:
-        """Read frames until the stream ends, drops or falls silent. Frames are admitted
-        concurrently, up to ``ADMITTING`` at once, so they share commits as webhooks do; every
-        admission is awaited before the outcome is acted on (a reconnect, a poll, a stop)."""
-        admitting: set[asyncio.Task[None]] = set()
-        try:
-            return await self._frames(response, admitting)
-        finally:
-            if admitting:
-                await asyncio.wait(admitting)
-
-    async def _frames(
-        self, response: httpx2.Response, admitting: set[asyncio.Task[None]]
-    ) -> _Outcome:
         decoder = SSEDecoder()
         chunks = response.aiter_bytes()
         silence = self._config.keepalive * self._config.silence_factor
@@ -176,19 +158,9 @@ class Subscriber:
                 if frame.event == "error":
                     log.warning("stream.error_frame", query_id=self.query_id, data=frame.data[:200])
                     return "dropped"
-                if len(admitting) >= ADMITTING:
-                    await asyncio.wait(admitting, return_when=asyncio.FIRST_COMPLETED)
-                task = asyncio.create_task(self._on_frame(frame))
-                admitting.add(task)
-                task.add_done_callback(admitting.discard)
+                await self._on_frame(frame)
 
     async def _on_frame(self, frame: ServerSentEvent) -> None:
-        try:
-            await self._admit(frame)
-        except Exception:  # a bug here must not go unseen in a task nobody awaits for a result
-            log.exception("stream.frame_failed", query_id=self.query_id, sse_id=frame.id)
-
-    async def _admit(self, frame: ServerSentEvent) -> None:
         try:
             event = normalize_sse(frame.event, frame.id, frame.data)
         except InvalidEvent as exc:

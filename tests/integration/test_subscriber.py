@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -24,7 +23,6 @@ from autorunner.reconcile import Reconciler
 from autorunner.retry import RetryPolicy
 from autorunner.subscriber import Subscriber, SubscriberConfig
 from tests.fake_http import Reply, ScriptedServer, serving
-from tests.helpers import eventually
 
 STREAM = "/v2/auto/queries/q-1/stream"
 POLL = "/v2/auto/queries/q-1"
@@ -249,40 +247,3 @@ async def test_silence_past_the_keepalive_allowance_reconnects(tmp_path: Path) -
             app.release.set()
         assert await r.executions() == {"ex-1": "sse"}
     assert app.streams == 2
-
-
-async def test_a_frame_is_admitted_while_an_earlier_one_is_still_being_stored(
-    tmp_path: Path,
-) -> None:
-    """One stream's frames share commits, as webhooks arriving together do: a write that is slow
-    for a moment must not hold every later frame behind it (at a high rate the backlog drained
-    for half a second, docs/benchmarks.md). All are stored before the stream's end is acted on."""
-    server = ScriptedServer()
-    body = frame_c("ex-1", "f1") + frame_c("ex-2", "f2") + frame_c("ex-3", "f3") + END
-    server.on("GET", STREAM, Reply(200, raw=body, headers=SSE))
-    server.on("GET", POLL, poll_reply())
-    async with rig(tmp_path, server) as r:
-        db = r.backends.store.db  # type: ignore[attr-defined]
-        release, busy = threading.Event(), threading.Event()
-
-        def hold(_: Any) -> None:  # the writer is slow for a moment
-            busy.set()
-            release.wait(10)
-
-        holding = asyncio.ensure_future(db.write(hold))
-        await asyncio.to_thread(busy.wait, 10)
-        following = asyncio.ensure_future(run(r))
-
-        async def all_three_received() -> bool:
-            return 'autorunner_events_received_total{channel="sse"} 3.0' in (
-                r.metrics.render().decode()
-            )
-
-        try:
-            await eventually(all_three_received)
-            assert not following.done()  # the end waits for the frames' writes
-        finally:
-            release.set()
-            await holding
-        assert await following == "ended"
-        assert await r.executions() == {"ex-1": "sse", "ex-2": "sse", "ex-3": "sse"}
