@@ -37,7 +37,7 @@ one event: the second finds it taken). It is never prepared: PostgreSQL plans it
 for its tables as they are then. Prepared (psycopg prepares a statement at its sixth run), it
 would soon run on a plan kept until the table's next ANALYZE, and the plan made for a fresh
 table's first rows reads it whole: a burst into a new database read all of it for every batch,
-the more the longer it ran (issue 16: 262 to 402 rows read a job over 30,000 jobs, against 6).
+the more the longer it ran (issue 16: 296 to 367 rows read a job over 30,000 jobs, against 6).
 """
 
 from __future__ import annotations

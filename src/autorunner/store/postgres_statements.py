@@ -7,7 +7,7 @@ as ``key = ANY(...)`` (``_by_key``). PostgreSQL estimates a JSON array's element
 it holds, and so, below some tens of thousands of rows (fewer the smaller the rows, and until the
 statistics catch up with a burst), read the whole table for each batch (a hash join, or a nested
 loop over the table) where it now reads the primary key for each row (docs/benchmarks.md, issue
-16: 2 ms against 0.4 ms for 30 rows over 10,000 effects). That holds for a plan made for the
+16: 1.3 ms against 0.4 ms for 30 rows over 10,000 effects). That holds for a plan made for the
 table as it is, which is why ``StatementBatch`` never prepares them."""
 
 INSERT_EFFECT = (  # its parameters: begin_effect's ``values``
